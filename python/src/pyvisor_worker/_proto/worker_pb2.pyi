@@ -1,0 +1,177 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DescribeResponse(_message.Message):
+    __slots__ = ("pid", "python_version", "package_version", "protocol_version", "worker_id", "tools")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    python_version: str
+    package_version: str
+    protocol_version: int
+    worker_id: str
+    tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
+    def __init__(self, pid: _Optional[int] = ..., python_version: _Optional[str] = ..., package_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ...) -> None: ...
+
+class ToolSpec(_message.Message):
+    __slots__ = ("name", "description", "parameters_schema", "streaming", "is_async")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    STREAMING_FIELD_NUMBER: _ClassVar[int]
+    IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    parameters_schema: str
+    streaming: bool
+    is_async: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[str] = ..., streaming: _Optional[bool] = ..., is_async: _Optional[bool] = ...) -> None: ...
+
+class ExecuteRequest(_message.Message):
+    __slots__ = ("tool", "arguments", "payload", "session_id", "metadata", "correlation_id")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    tool: str
+    arguments: bytes
+    payload: bytes
+    session_id: str
+    metadata: _containers.ScalarMap[str, str]
+    correlation_id: str
+    def __init__(self, tool: _Optional[str] = ..., arguments: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+
+class ExecuteResponse(_message.Message):
+    __slots__ = ("result", "error")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    error: ToolError
+    def __init__(self, result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ...) -> None: ...
+
+class Result(_message.Message):
+    __slots__ = ("json", "payload")
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    json: bytes
+    payload: bytes
+    def __init__(self, json: _Optional[bytes] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class ToolError(_message.Message):
+    __slots__ = ("tool", "type", "message", "traceback", "correlation_id")
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    tool: str
+    type: str
+    message: str
+    traceback: str
+    correlation_id: str
+    def __init__(self, tool: _Optional[str] = ..., type: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+
+class ExecuteStreamResponse(_message.Message):
+    __slots__ = ("chunk", "done", "error")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    chunk: Result
+    done: StreamDone
+    error: ToolError
+    def __init__(self, chunk: _Optional[_Union[Result, _Mapping]] = ..., done: _Optional[_Union[StreamDone, _Mapping]] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ...) -> None: ...
+
+class StreamDone(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: int
+    def __init__(self, chunks: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("sequence", "sent_unix_nano", "correlation_id")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SENT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    sent_unix_nano: int
+    correlation_id: str
+    def __init__(self, sequence: _Optional[int] = ..., sent_unix_nano: _Optional[int] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("sequence", "worker_unix_nano", "in_flight", "pid")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    worker_unix_nano: int
+    in_flight: int
+    pid: int
+    def __init__(self, sequence: _Optional[int] = ..., worker_unix_nano: _Optional[int] = ..., in_flight: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class OpenSessionRequest(_message.Message):
+    __slots__ = ("session_id", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class OpenSessionResponse(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class CloseSessionResponse(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ShutdownRequest(_message.Message):
+    __slots__ = ("grace_millis",)
+    GRACE_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    grace_millis: int
+    def __init__(self, grace_millis: _Optional[int] = ...) -> None: ...
+
+class ShutdownResponse(_message.Message):
+    __slots__ = ("in_flight",)
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    in_flight: int
+    def __init__(self, in_flight: _Optional[int] = ...) -> None: ...
