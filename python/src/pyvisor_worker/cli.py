@@ -1,0 +1,202 @@
+"""Command line: parse arguments, set up stdio and logging, import tools, serve, exit.
+
+Exit codes: 0 normal stop, 2 usage error, 3 a tools module failed to import (or define its
+tools), 4 cannot bind/listen. A second SIGTERM/SIGINT during a stop exits at once (128+signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import ModuleType
+
+from pyvisor_worker import jsonlog, sockets, watchdog
+from pyvisor_worker.config import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_THREADS,
+    WorkerConfig,
+)
+from pyvisor_worker.server import BindError, Worker
+from pyvisor_worker.tools import discover
+
+log = logging.getLogger("pyvisor_worker")
+
+TOKEN_ENV = "PYVISOR_WORKER_TOKEN"
+EXIT_OK, EXIT_USAGE, EXIT_IMPORT, EXIT_BIND = 0, 2, 3, 4
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The worker's argument parser."""
+    p = argparse.ArgumentParser(
+        prog="python -m pyvisor_worker",
+        description="Serve the @tool functions of Python modules to the pyvisor Go runtime.",
+    )
+    p.add_argument("--tools", action="append", required=True, metavar="MODULE",
+                   help="module whose @tool functions are served (repeatable)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", metavar="PATH", help="listen on this Unix socket")
+    where.add_argument("--tcp", action="store_true",
+                       help=f"listen on 127.0.0.1 (random port); token from ${TOKEN_ENV}")
+    p.add_argument("--worker-id", default="", help="id written on every log line")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process is no longer our parent")
+    p.add_argument("--max-message-bytes", type=_positive_int, default=DEFAULT_MAX_MESSAGE_BYTES)
+    p.add_argument("--shutdown-grace", type=_non_negative_float, default=DEFAULT_SHUTDOWN_GRACE,
+                   metavar="SECONDS")
+    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+                   help="threads for sync tools")
+    p.add_argument("--remove-socket-dir", action="store_true",
+                   help="also remove the socket's directory on exit")
+    p.add_argument("--log-level", choices=list(jsonlog.LEVELS), default="info")
+    return p
+
+
+def parse(argv: Sequence[str] | None, environ: dict[str, str] | os._Environ[str]) -> WorkerConfig:
+    """Parse ``argv`` into a config (argparse exits 2 on a usage error)."""
+    p = parser()
+    ns = p.parse_args(argv)
+    token: str | None = None
+    if ns.tcp:
+        token = environ.get(TOKEN_ENV, "")
+        if not token:
+            p.error(f"--tcp needs a non-empty token in ${TOKEN_ENV}")
+    return WorkerConfig(
+        tools=tuple(ns.tools),
+        socket=os.path.abspath(ns.socket) if ns.socket else None,
+        token=token,
+        worker_id=ns.worker_id,
+        parent_pid=ns.parent_pid,
+        max_message_bytes=ns.max_message_bytes,
+        shutdown_grace=ns.shutdown_grace,
+        threads=ns.threads,
+        remove_socket_dir=ns.remove_socket_dir,
+        log_level=ns.log_level,
+    )
+
+
+def import_tools(names: Sequence[str]) -> list[ModuleType] | None:
+    """Import the tools modules; log and return None when one fails."""
+    modules = []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except (Exception, SystemExit) as exc:
+            log.error("cannot import tools module '%s': %s: %s", name, type(exc).__name__, exc,
+                      exc_info=exc, extra={"tools_module": name})
+            return None
+    return modules
+
+
+async def serve(config: WorkerConfig, worker: Worker, handshake_fd: int) -> int:
+    """Start ``worker``, write the handshake line to ``handshake_fd``, serve until stopped."""
+    try:
+        line = await worker.start()
+    except BindError as exc:
+        log.error("%s", exc)
+        return EXIT_BIND
+    loop = asyncio.get_running_loop()
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            log.warning("second signal %s; exiting now", signal.Signals(signum).name)
+            sockets.remove(worker.socket_path, config.remove_socket_dir)
+            _flush()
+            os._exit(128 + signum)
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        worker.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    os.write(handshake_fd, line.encode())
+    os.close(handshake_fd)
+    await worker.wait_stopped()
+    return EXIT_OK
+
+
+def _flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+
+
+def _busy_threads(timeout: float) -> bool:
+    """Join leftover non-daemon threads for up to ``timeout``; True if some are still running."""
+    others = [t for t in threading.enumerate()
+              if t is not threading.current_thread() and not t.daemon]
+    for t in others:
+        t.join(timeout / max(len(others), 1))
+    return any(t.is_alive() for t in others)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Everything ``main`` does except the final exit; returns the exit code."""
+    # (a) keep the real stdout for the handshake only; everything else goes to stderr.
+    handshake_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        config = parse(argv, os.environ)
+    except SystemExit as exc:
+        os.close(handshake_fd)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    os.environ.pop(TOKEN_ENV, None)  # tools and their subprocesses never see it
+    # (b) JSON logs on stderr.
+    jsonlog.configure(config.log_level, config.worker_id)
+    if config.parent_pid is not None:
+        watchdog.start(
+            config.parent_pid,
+            lambda: sockets.remove(config.socket, config.remove_socket_dir),
+        )
+    # (c) tools.
+    modules = import_tools(config.tools)
+    if modules is None:
+        return EXIT_IMPORT
+    try:
+        tools = discover(modules)
+    except (TypeError, ValueError) as exc:
+        log.error("cannot load the tools of %s: %s", ", ".join(config.tools), exc, exc_info=exc)
+        return EXIT_IMPORT
+    if not tools:
+        log.warning("no @tool functions found in %s", ", ".join(config.tools))
+    # (d)-(g) serve.
+    worker = Worker(config, tools)
+    try:
+        return asyncio.run(serve(config, worker, handshake_fd))
+    finally:
+        sockets.remove(worker.socket_path, config.remove_socket_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: run the worker and exit with its code."""
+    code = run(argv)
+    _flush()
+    if _busy_threads(1.0):
+        # a sync tool that ignores cancellation would keep the interpreter alive forever.
+        log.warning("tool threads still running at exit; exiting without waiting for them")
+        _flush()
+        os._exit(code)
+    sys.exit(code)

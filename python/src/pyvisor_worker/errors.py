@@ -1,0 +1,22 @@
+"""Contract errors: a gRPC status plus a ``pyvisor-error`` trailing-metadata reason."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import grpc
+
+ERROR_KEY = "pyvisor-error"
+
+UNKNOWN_TOOL = "unknown_tool"
+INVALID_ARGUMENT = "invalid_argument"
+WRONG_CALL_KIND = "wrong_call_kind"
+UNKNOWN_SESSION = "unknown_session"
+UNAUTHENTICATED = "unauthenticated"
+
+
+async def abort(context: Any, code: grpc.StatusCode, reason: str, message: str) -> NoReturn:
+    """End the RPC with ``code`` and ``message``, tagging it with ``reason`` for the Go side."""
+    context.set_trailing_metadata(((ERROR_KEY, reason),))
+    await context.abort(code, message)
+    raise AssertionError("unreachable: context.abort returned")  # pragma: no cover

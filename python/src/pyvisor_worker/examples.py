@@ -1,0 +1,165 @@
+"""Example tools used by the Go specs, the demo and the benchmarks. Names and parameters are
+part of those tests' contract: keep them stable."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from pyvisor_worker import ToolContext, tool
+
+logger = logging.getLogger("pyvisor_worker.examples")
+
+
+@tool
+async def echo(value: Any) -> Any:
+    """Return ``value`` unchanged (runs on the event loop)."""
+    return value
+
+
+@tool
+def echo_sync(value: Any) -> Any:
+    """Return ``value`` unchanged (runs in a worker thread)."""
+    return value
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@tool
+async def sleep(seconds: float) -> float:
+    """Sleep ``seconds`` on the event loop and return them; logs when cancelled."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        logger.info("sleep cancelled", extra={"seconds": seconds})
+        raise
+    return seconds
+
+
+@tool
+def wait_sync(seconds: float, ctx: ToolContext) -> bool:
+    """Block a thread up to ``seconds`` waiting for cancellation; True if cancelled."""
+    return ctx.wait_cancelled(seconds)
+
+
+@tool(name="raise")
+def fail(message: str = "boom", type: str = "ValueError") -> None:
+    """Raise the builtin exception ``type`` (ValueError, RuntimeError, KeyError...) with ``message``."""
+    cls = getattr(builtins, type, None)
+    if not (isinstance(cls, builtins.type) and issubclass(cls, Exception)):
+        raise TypeError(f"not a builtin exception type: {type!r}")
+    raise cls(message)
+
+
+@tool
+async def crash(after_seconds: float = 0.0, code: int = 70) -> None:
+    """Sleep, then kill the worker process with ``os._exit(code)``."""
+    await asyncio.sleep(after_seconds)
+    os._exit(code)
+
+
+@tool
+async def hang(seconds: float = 3600.0) -> None:
+    """Block the event loop with time.sleep: heartbeats, Shutdown and SIGTERM go unanswered."""
+    time.sleep(seconds)  # noqa: ASYNC251 - wedging the loop is the point
+
+
+@tool
+async def ignore_sigterm() -> bool:
+    """Make the worker ignore SIGTERM (to test the SIGKILL escalation)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return True
+
+
+@tool
+async def count(n: int, interval: float = 0.0) -> AsyncIterator[dict[str, int]]:
+    """Stream ``{"i": i}`` for i in range(n), ``interval`` seconds apart."""
+    sent = 0
+    try:
+        for i in range(n):
+            if i and interval:
+                await asyncio.sleep(interval)
+            yield {"i": i}
+            sent += 1
+    finally:
+        logger.info("count stream closed", extra={"chunks_sent": sent, "n": n})
+
+
+@tool
+def count_sync(n: int, interval: float = 0.0) -> Iterator[dict[str, int]]:
+    """Like ``count``, as a sync generator stepped in worker threads."""
+    sent = 0
+    try:
+        for i in range(n):
+            if i and interval:
+                time.sleep(interval)
+            yield {"i": i}
+            sent += 1
+    finally:
+        logger.info("count stream closed", extra={"chunks_sent": sent, "n": n})
+
+
+@tool
+def large(size: int) -> bytes:
+    """Return ``size`` bytes (as the result's payload)."""
+    return b"x" * size
+
+
+@tool
+def payload_size(ctx: ToolContext) -> int:
+    """Return the size of the call's payload."""
+    return len(ctx.payload)
+
+
+@tool
+def session_set(key: str, value: Any, ctx: ToolContext) -> None:
+    """Store ``value`` under ``key`` in the call's session."""
+    if ctx.session is None:
+        raise RuntimeError("session_set needs a session")
+    ctx.session[key] = value
+
+
+@tool
+def session_get(key: str, ctx: ToolContext) -> Any:
+    """Return the session's value for ``key`` (KeyError when missing)."""
+    if ctx.session is None:
+        raise RuntimeError("session_get needs a session")
+    return ctx.session[key]
+
+
+@tool
+def whoami(ctx: ToolContext) -> dict[str, Any]:
+    """Return pid, worker_id, correlation_id, session_id and metadata of the call."""
+    return {
+        "pid": os.getpid(),
+        "worker_id": ctx.worker_id,
+        "correlation_id": ctx.correlation_id,
+        "session_id": ctx.session_id,
+        "metadata": ctx.metadata,
+    }
+
+
+@tool
+def print_stdout(text: str) -> bool:
+    """``print(text)``: it must land on stderr, never on the handshake stdout."""
+    print(text)
+    return True
+
+
+@tool
+def log(message: str, level: str = "info") -> bool:
+    """Log ``message`` at ``level`` through the ``pyvisor_worker.examples`` logger."""
+    logging.getLogger("pyvisor_worker.examples").log(
+        logging.getLevelNamesMapping().get(level.upper(), logging.INFO), message
+    )
+    return True

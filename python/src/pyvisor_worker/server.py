@@ -1,0 +1,140 @@
+"""A serving worker: the grpc.aio server with WorkerService and health, bound and handshaken.
+
+``Worker.start()`` binds (Unix socket or 127.0.0.1 TCP) and returns the handshake line;
+``request_stop(grace)`` starts a graceful stop (health NOT_SERVING, new calls rejected,
+in-flight calls get ``grace`` seconds then are cancelled); ``wait_stopped()`` waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from pyvisor_worker import sockets
+from pyvisor_worker._proto import worker_pb2_grpc as pb_grpc
+from pyvisor_worker.auth import TokenInterceptor
+from pyvisor_worker.config import WorkerConfig
+from pyvisor_worker.service import PROTOCOL_VERSION, WorkerServicer
+from pyvisor_worker.tools import Tool
+
+log = logging.getLogger("pyvisor_worker.server")
+
+SERVICE_NAME = "pyvisor.worker.v1.WorkerService"
+
+
+class BindError(Exception):
+    """The worker could not create its socket or listen on it."""
+
+
+class Worker:
+    """One worker's server; build, ``await start()``, then ``request_stop`` / ``wait_stopped``."""
+
+    def __init__(self, config: WorkerConfig, tools: Mapping[str, Tool]) -> None:
+        if config.socket is None and not config.token:
+            raise ValueError("a TCP worker needs a token")
+        self.config = config
+        self.socket_path = os.path.abspath(config.socket) if config.socket else None
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.threads, thread_name_prefix="pyvisor-tool"
+        )
+        self.servicer = WorkerServicer(
+            tools,
+            executor=self.executor,
+            worker_id=config.worker_id,
+            default_grace=config.shutdown_grace,
+            request_stop=self.request_stop,
+        )
+        self.health = HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._stop_grace: float | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_grace is not None
+
+    async def start(self) -> str:
+        """Bind and start serving; return the handshake line (with its newline)."""
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        options = [
+            ("grpc.max_receive_message_length", self.config.max_message_bytes),
+            ("grpc.max_send_message_length", self.config.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        interceptors = []
+        if self.socket_path is None:
+            assert self.config.token
+            interceptors.append(TokenInterceptor(self.config.token))
+        server = grpc.aio.server(options=options, interceptors=interceptors)
+        pb_grpc.add_WorkerServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if self.socket_path is not None:
+            try:
+                sockets.prepare(self.socket_path)
+                bound = server.add_insecure_port(f"unix:{self.socket_path}")
+                if not bound:
+                    raise BindError(f"cannot listen on unix:{self.socket_path}")
+                os.chmod(self.socket_path, 0o600)
+            except (OSError, RuntimeError) as exc:
+                raise BindError(f"cannot listen on unix:{self.socket_path}: {exc}") from exc
+            line = f"PYVISOR|{PROTOCOL_VERSION}|unix|{self.socket_path}\n"
+        else:
+            try:
+                port = server.add_insecure_port("127.0.0.1:0")
+            except RuntimeError as exc:
+                raise BindError(f"cannot listen on 127.0.0.1: {exc}") from exc
+            if not port:
+                raise BindError("cannot listen on 127.0.0.1")
+            line = f"PYVISOR|{PROTOCOL_VERSION}|tcp|127.0.0.1:{port}\n"
+        await server.start()
+        self._server = server
+        log.info(
+            "worker serving",
+            extra={"address": line.rsplit("|", 1)[1].strip(), "tools": self.servicer.tool_names},
+        )
+        return line
+
+    def request_stop(self, grace: float | None = None) -> None:
+        """Begin a graceful stop (idempotent; the first grace wins). Call on the loop thread."""
+        if self._stop_grace is not None or self._stop_requested is None:
+            return
+        self._stop_grace = self.config.shutdown_grace if grace is None else grace
+        self._stop_requested.set()
+        self._stop_task = asyncio.get_running_loop().create_task(self._stop())
+
+    async def _stop(self) -> None:
+        assert self._server is not None and self._stopped is not None
+        grace = self._stop_grace
+        log.info("worker stopping", extra={"grace_seconds": grace,
+                                           "in_flight": self.servicer.in_flight})
+        try:
+            await self.health.enter_graceful_shutdown()
+            await self._server.stop(grace)
+        finally:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            if self.socket_path is not None:
+                sockets.remove(self.socket_path, self.config.remove_socket_dir)
+            log.info("worker stopped")
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until a requested stop has completed."""
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Request a stop and wait for it."""
+        self.request_stop(grace)
+        await self.wait_stopped()
