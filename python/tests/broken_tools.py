@@ -1,0 +1,3 @@
+"""A tools module that fails to import."""
+
+raise RuntimeError("this module is broken on purpose")
