@@ -1,0 +1,136 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinel errors. Match them with errors.Is; the errors returned carry more context.
+var (
+	// ErrUnknownTool: the worker has no tool of that name.
+	ErrUnknownTool = errors.New("unknown tool")
+	// ErrInvalidArgument: the arguments do not match the tool's parameters.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUnknownSession: no session of that id is open in the worker.
+	ErrUnknownSession = errors.New("unknown session")
+	// ErrWrongCallKind: a streaming tool called with Execute, or a plain one with ExecuteStream.
+	ErrWrongCallKind = errors.New("wrong call kind for tool")
+	// ErrMessageTooLarge: a request or result exceeded the maximum message size.
+	ErrMessageTooLarge = errors.New("message too large")
+	// ErrUnauthenticated: the worker refused the call's token (TCP transport).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrUnavailable: the worker could not be reached, though its process is alive.
+	ErrUnavailable = errors.New("worker unavailable")
+	// ErrWorkerCrashed: the worker process exited without being asked to stop.
+	ErrWorkerCrashed = errors.New("worker crashed")
+	// ErrStopped: the worker was stopped; no more calls are taken.
+	ErrStopped = errors.New("worker stopped")
+	// ErrHandshakeTimeout: the worker did not print its handshake line in time.
+	ErrHandshakeTimeout = errors.New("handshake timeout")
+	// ErrHandshake: the worker's first stdout line is not a handshake pyvisor understands.
+	ErrHandshake = errors.New("bad handshake")
+	// ErrInterpreterNotFound: the Python interpreter could not be executed.
+	ErrInterpreterNotFound = errors.New("python interpreter not found")
+	// ErrExitedBeforeHandshake: the worker process exited before its handshake.
+	ErrExitedBeforeHandshake = errors.New("worker exited before handshake")
+)
+
+// ToolError is an exception raised by a Python tool. The worker keeps serving.
+type ToolError struct {
+	Tool          string
+	Type          string // the exception's class, e.g. "ValueError"
+	Message       string
+	Traceback     string // Python's formatted traceback
+	CorrelationID string
+}
+
+func (e *ToolError) Error() string {
+	return fmt.Sprintf("tool %q raised %s: %s", e.Tool, e.Type, e.Message)
+}
+
+// ExitError reports a worker process that exited without being asked to. It matches
+// ErrWorkerCrashed.
+type ExitError struct {
+	PID      int
+	ExitCode int            // -1 when killed by a signal
+	Signal   syscall.Signal // 0 unless killed by a signal
+	Stderr   string         // the last lines the process wrote on stderr
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("worker crashed: python process %d %s", e.PID, describeExit(e.ExitCode, e.Signal))
+}
+
+// Is makes errors.Is(err, ErrWorkerCrashed) true.
+func (e *ExitError) Is(target error) bool { return target == ErrWorkerCrashed }
+
+func describeExit(code int, sig syscall.Signal) string {
+	if sig != 0 {
+		return "killed by signal " + sig.String()
+	}
+	return fmt.Sprintf("exited with status %d", code)
+}
+
+// StartError reports a worker that did not start, with what is needed to fix it.
+type StartError struct {
+	WorkerID string
+	Python   string
+	Err      error  // a sentinel such as ErrHandshakeTimeout, possibly wrapped
+	Exit     string // how the process ended, when it did
+	Stderr   string // the last lines the process wrote on stderr
+	Hint     string // how to fix the common causes
+}
+
+func (e *StartError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "start python worker %q (%s): %v", e.WorkerID, e.Python, e.Err)
+	if e.Exit != "" {
+		fmt.Fprintf(&b, " (%s)", e.Exit)
+	}
+	if e.Hint != "" {
+		fmt.Fprintf(&b, "\n  hint: %s", e.Hint)
+	}
+	if e.Stderr != "" {
+		b.WriteString("\n  stderr (last lines):\n")
+		for _, line := range strings.Split(strings.TrimRight(e.Stderr, "\n"), "\n") {
+			b.WriteString("    ")
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// CallError is a contract or transport error of one call: its sentinel (Reason, what
+// errors.Is matches), the worker's own words (Detail, what Error prints when present) and
+// the gRPC code.
+type CallError struct {
+	Op     string // "execute", "stream", "heartbeat", ...
+	Tool   string // empty for calls that name no tool
+	Reason error
+	Detail string
+	Code   codes.Code
+}
+
+func (e *CallError) Error() string {
+	op := e.Op
+	if e.Tool != "" {
+		op += " " + e.Tool
+	}
+	if e.Detail == "" {
+		return op + ": " + e.Reason.Error()
+	}
+	return op + ": " + e.Detail
+}
+
+func (e *CallError) Unwrap() error { return e.Reason }
+
+// GRPCStatus lets status.FromError see the original code.
+func (e *CallError) GRPCStatus() *status.Status { return status.New(e.Code, e.Detail) }

@@ -1,0 +1,131 @@
+package bridge
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Defaults of the options below.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultStopTimeout      = 5 * time.Second
+	DefaultMaxMessageBytes  = 16 << 20
+	DefaultCrashGrace       = 2 * time.Second
+)
+
+// Option configures Start.
+type Option func(*config)
+
+type config struct {
+	python           string
+	tools            []string
+	workerID         string
+	dir              string
+	runtimeDir       string
+	env              map[string]string
+	handshakeTimeout time.Duration
+	stopTimeout      time.Duration
+	maxMessageBytes  int
+	tcp              bool
+	logger           zerolog.Logger
+	tracerProvider   trace.TracerProvider
+	meterProvider    metric.MeterProvider
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		handshakeTimeout: DefaultHandshakeTimeout,
+		stopTimeout:      DefaultStopTimeout,
+		maxMessageBytes:  DefaultMaxMessageBytes,
+		logger:           zerolog.Nop(),
+		runtimeDir:       os.TempDir(),
+		workerID:         "worker",
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.tracerProvider == nil {
+		c.tracerProvider = otel.GetTracerProvider()
+	}
+	if c.meterProvider == nil {
+		c.meterProvider = otel.GetMeterProvider()
+	}
+	if c.python == "" {
+		c.python = Interpreter()
+	}
+	switch {
+	case len(c.tools) == 0:
+		return c, fmt.Errorf("bridge: no tools module: pass WithTools(\"your.module\")")
+	case c.handshakeTimeout <= 0:
+		return c, fmt.Errorf("bridge: handshake timeout must be positive, got %v", c.handshakeTimeout)
+	case c.stopTimeout <= 0:
+		return c, fmt.Errorf("bridge: stop timeout must be positive, got %v", c.stopTimeout)
+	case c.maxMessageBytes <= 0:
+		return c, fmt.Errorf("bridge: max message bytes must be positive, got %d", c.maxMessageBytes)
+	}
+	return c, nil
+}
+
+// WithPython sets the interpreter (default: see Interpreter).
+func WithPython(path string) Option { return func(c *config) { c.python = path } }
+
+// WithTools adds Python modules whose @tool functions the worker serves.
+func WithTools(modules ...string) Option {
+	return func(c *config) { c.tools = append(c.tools, modules...) }
+}
+
+// WithWorkerID names the worker in logs and in the worker itself (default "worker").
+func WithWorkerID(id string) Option { return func(c *config) { c.workerID = id } }
+
+// WithDir sets the worker's working directory (default: the host's).
+func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
+
+// WithRuntimeDir sets where the worker's private socket directory is created
+// (default os.TempDir()). Unix socket paths are limited to about 100 bytes.
+func WithRuntimeDir(dir string) Option { return func(c *config) { c.runtimeDir = dir } }
+
+// WithEnv adds an environment variable to the worker's otherwise clean environment
+// (for example PYTHONPATH for your tools).
+func WithEnv(key, value string) Option {
+	return func(c *config) {
+		if c.env == nil {
+			c.env = map[string]string{}
+		}
+		c.env[key] = value
+	}
+}
+
+// WithHandshakeTimeout bounds the time from spawn to the handshake line (default 10 s).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(c *config) { c.handshakeTimeout = d }
+}
+
+// WithStopTimeout bounds a graceful stop before the process group is killed (default 5 s).
+func WithStopTimeout(d time.Duration) Option { return func(c *config) { c.stopTimeout = d } }
+
+// WithMaxMessageBytes caps request and result size on both sides (default 16 MiB).
+func WithMaxMessageBytes(n int) Option { return func(c *config) { c.maxMessageBytes = n } }
+
+// WithTCP serves the worker on 127.0.0.1 instead of a Unix socket; every call then
+// carries a per-worker secret token, passed to the worker by environment.
+func WithTCP() Option { return func(c *config) { c.tcp = true } }
+
+// WithLogger receives the bridge's own log lines and the worker's forwarded stderr
+// (default zerolog.Nop()).
+func WithLogger(l zerolog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithTracerProvider sets the tracer provider (default: the OpenTelemetry global).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) { c.tracerProvider = tp }
+}
+
+// WithMeterProvider sets the meter provider (default: the OpenTelemetry global).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) { c.meterProvider = mp }
+}

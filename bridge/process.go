@@ -1,0 +1,440 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/pyvisor/pyvisor/messages/workerv1"
+)
+
+// maxSocketPath is the longest Unix socket path Linux and macOS both accept.
+const maxSocketPath = 103
+
+// stderrDrainWait bounds how long the reaper waits for stderr to reach EOF after the
+// process exited (a grandchild may still hold it open).
+const stderrDrainWait = time.Second
+
+// Process is one running Python worker. It is safe for concurrent use.
+//
+// The process runs in its own process group with a clean environment, and dies with the
+// host: a parent-death signal (Linux) and the worker's own parent watchdog see to it.
+// Stop ends it gracefully, then by force; an exit nobody asked for is reported by Done
+// and Err as an *ExitError.
+type Process struct {
+	cfg    config
+	pid    int
+	dir    string // private socket directory; "" with TCP
+	hs     Handshake
+	log    zerolog.Logger
+	stderr *stderrForwarder
+	conn   *grpc.ClientConn
+	client *Client
+
+	done     chan struct{} // closed once the process is reaped
+	exit     *ExitError    // how it ended; set before done closes
+	stopping atomic.Bool   // Stop or Kill was called
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+	stopErr  error
+}
+
+// Start spawns a worker and returns once it has completed its handshake and serves.
+// On failure it returns a *StartError that carries the exit status, the tail of stderr
+// and a hint, and leaves no process or socket behind.
+func Start(ctx context.Context, opts ...Option) (*Process, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{cfg: cfg, done: make(chan struct{}), stopped: make(chan struct{})}
+	p.log = cfg.logger.With().Str("worker", cfg.workerID).Logger()
+
+	args := []string{"-m", "pyvisor_worker"}
+	for _, m := range cfg.tools {
+		args = append(args, "--tools", m)
+	}
+	env := make(map[string]string, len(cfg.env)+1)
+	for k, v := range cfg.env {
+		env[k] = v
+	}
+	var token string
+	if cfg.tcp {
+		token = newToken()
+		env["PYVISOR_WORKER_TOKEN"] = token
+		args = append(args, "--tcp")
+	} else {
+		dir, err := os.MkdirTemp(cfg.runtimeDir, "pyvisor-")
+		if err != nil {
+			return nil, fmt.Errorf("bridge: create socket directory: %w", err)
+		}
+		p.dir = dir
+		sock := filepath.Join(dir, "worker.sock")
+		if len(sock) > maxSocketPath {
+			p.removeDir()
+			return nil, fmt.Errorf("bridge: socket path %q is longer than %d bytes: choose a shorter WithRuntimeDir", sock, maxSocketPath)
+		}
+		args = append(args, "--socket", sock, "--remove-socket-dir")
+	}
+	args = append(args,
+		"--worker-id", cfg.workerID,
+		"--parent-pid", strconv.Itoa(os.Getpid()),
+		"--max-message-bytes", strconv.Itoa(cfg.maxMessageBytes),
+		"--shutdown-grace", strconv.FormatFloat((cfg.stopTimeout / 2).Seconds(), 'f', 3, 64),
+	)
+
+	cmd := exec.Command(cfg.python, args...)
+	cmd.Env = workerEnv(env)
+	cmd.Dir = cfg.dir
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		p.removeDir()
+		return nil, fmt.Errorf("bridge: stdout pipe: %w", err)
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		p.removeDir()
+		stdoutR.Close()
+		stdoutW.Close()
+		return nil, fmt.Errorf("bridge: stderr pipe: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
+	stderrDone := make(chan struct{})
+	err = spawn(cmd, func(waitErr error) { p.reaped(cmd, stderrDone) })
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		stdoutR.Close()
+		stderrR.Close()
+		p.removeDir()
+		return nil, p.startError(spawnError(err), "", "")
+	}
+	p.pid = cmd.Process.Pid
+	p.log = p.log.With().Int("pid", p.pid).Logger()
+	p.stderr = newStderrForwarder(p.log)
+	go func() {
+		defer close(stderrDone)
+		defer stderrR.Close()
+		p.stderr.run(stderrR)
+	}()
+
+	hs, err := p.handshake(ctx, stdoutR)
+	if err != nil {
+		return nil, p.abortStart(err)
+	}
+	p.hs = hs
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(cfg.maxMessageBytes),
+			grpc.MaxCallSendMsgSize(cfg.maxMessageBytes),
+		),
+	}
+	if token != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenCredentials(token)))
+	}
+	conn, err := grpc.NewClient(hs.Target(), dialOpts...)
+	if err != nil {
+		return nil, p.abortStart(fmt.Errorf("dial %s: %w", hs.Target(), err))
+	}
+	p.conn = conn
+	p.client = newClient(conn, p)
+	p.log.Debug().Str("address", hs.Address).Msg("python worker serving")
+	return p, nil
+}
+
+type handshakeLine struct {
+	line string
+	err  error
+}
+
+// handshake waits for the first stdout line, then keeps draining stdout (a worker never
+// writes there again; if one does, the lines are logged, not lost).
+func (p *Process) handshake(ctx context.Context, stdout *os.File) (Handshake, error) {
+	first := make(chan handshakeLine, 1)
+	go func() {
+		defer stdout.Close()
+		r := bufio.NewReader(stdout)
+		line, err := r.ReadString('\n')
+		first <- handshakeLine{line, err}
+		if err != nil {
+			return
+		}
+		for {
+			line, err := r.ReadString('\n')
+			if line != "" {
+				p.log.Warn().Str("source", "python").Str("stream", "stdout").Msg(line)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	timer := time.NewTimer(p.cfg.handshakeTimeout)
+	defer timer.Stop()
+	select {
+	case got := <-first:
+		if got.err != nil && got.line == "" {
+			return Handshake{}, ErrExitedBeforeHandshake
+		}
+		return ParseHandshake(got.line)
+	case <-timer.C:
+		return Handshake{}, fmt.Errorf("%w: no handshake line within %v", ErrHandshakeTimeout, p.cfg.handshakeTimeout)
+	case <-ctx.Done():
+		return Handshake{}, fmt.Errorf("waiting for handshake: %w", ctx.Err())
+	}
+}
+
+// abortStart kills what was started and returns the *StartError for cause.
+func (p *Process) abortStart(cause error) error {
+	p.stopping.Store(true)
+	if errors.Is(cause, ErrExitedBeforeHandshake) {
+		// stdout closed: the process is exiting; let the reaper record how.
+		select {
+		case <-p.done:
+		case <-time.After(stderrDrainWait + time.Second):
+		}
+	}
+	alreadyExited := p.exited()
+	p.signalGroup(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.removeDir()
+	exit := ""
+	if p.exit != nil {
+		exit = describeExit(p.exit.ExitCode, p.exit.Signal)
+		if !alreadyExited {
+			exit = "still running; killed"
+		}
+	}
+	tail := p.stderr.Tail()
+	return p.startError(cause, exit, tail)
+}
+
+func (p *Process) startError(cause error, exit, tail string) *StartError {
+	return &StartError{
+		WorkerID: p.cfg.workerID,
+		Python:   p.cfg.python,
+		Err:      cause,
+		Exit:     exit,
+		Stderr:   tail,
+		Hint:     startHint(cause, p.exit, tail, p.cfg),
+	}
+}
+
+func spawnError(err error) error {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w: %w", ErrInterpreterNotFound, err)
+	}
+	return fmt.Errorf("spawn: %w", err)
+}
+
+// reaped records how the process ended and closes done. It runs on the spawning thread.
+func (p *Process) reaped(cmd *exec.Cmd, stderrDone <-chan struct{}) {
+	select {
+	case <-stderrDone:
+	case <-time.After(stderrDrainWait):
+	}
+	exit := &ExitError{PID: cmd.Process.Pid, ExitCode: -1}
+	if st := cmd.ProcessState; st != nil {
+		exit.ExitCode = st.ExitCode()
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			exit.Signal = ws.Signal()
+		}
+	}
+	if p.stderr != nil {
+		exit.Stderr = p.stderr.Tail()
+	}
+	p.exit = exit
+	if p.dir != "" && !p.stopping.Load() {
+		// The worker removes its socket on a clean exit; after a crash, nobody else will.
+		p.removeDir()
+	}
+	close(p.done)
+	if !p.stopping.Load() {
+		p.log.Warn().Int("exit_code", exit.ExitCode).Str("signal", signalName(exit.Signal)).Msg("python worker exited unexpectedly")
+	}
+}
+
+func signalName(s syscall.Signal) string {
+	if s == 0 {
+		return ""
+	}
+	return s.String()
+}
+
+func (p *Process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// PID is the worker's process id (it is also its process group id).
+func (p *Process) PID() int { return p.pid }
+
+// WorkerID is the id the worker was started with.
+func (p *Process) WorkerID() string { return p.cfg.workerID }
+
+// Address is where the worker serves: a socket path, or 127.0.0.1:port with TCP.
+func (p *Process) Address() string { return p.hs.Address }
+
+// Client talks to this worker.
+func (p *Process) Client() *Client { return p.client }
+
+// Done is closed once the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is nil while the process runs or after a requested stop; after an exit nobody
+// asked for it is an *ExitError (errors.Is(err, ErrWorkerCrashed)).
+func (p *Process) Err() error {
+	if !p.exited() || p.stopping.Load() {
+		return nil
+	}
+	return p.exit
+}
+
+// Stop ends the worker: a Shutdown RPC that lets in-flight calls finish, then SIGTERM to
+// its process group, then SIGKILL once the stop timeout (or ctx's deadline, if sooner)
+// has passed. It closes the connection and removes the socket directory. Stop is
+// idempotent and safe to call concurrently; every caller waits for the same stop.
+func (p *Process) Stop(ctx context.Context) error {
+	p.stopOnce.Do(func() {
+		p.stopping.Store(true)
+		go func() {
+			p.stopErr = p.stop(ctx, false)
+			close(p.stopped)
+		}()
+	})
+	select {
+	case <-p.stopped:
+		return p.stopErr
+	case <-ctx.Done():
+		return fmt.Errorf("stop worker %s: %w", p.cfg.workerID, ctx.Err())
+	}
+}
+
+// Kill ends the worker at once with SIGKILL to its process group (OTP's brutal kill),
+// then cleans up like Stop. If a Stop is under way, Kill waits for it instead.
+func (p *Process) Kill(ctx context.Context) error {
+	p.stopOnce.Do(func() {
+		p.stopping.Store(true)
+		go func() {
+			p.stopErr = p.stop(context.Background(), true)
+			close(p.stopped)
+		}()
+	})
+	select {
+	case <-p.stopped:
+		return p.stopErr
+	case <-ctx.Done():
+		return fmt.Errorf("kill worker %s: %w", p.cfg.workerID, ctx.Err())
+	}
+}
+
+func (p *Process) stop(ctx context.Context, brutal bool) error {
+	deadline := time.Now().Add(p.cfg.stopTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if !brutal && !p.exited() {
+		graceful := time.Now().Add(time.Until(deadline) / 2)
+		sctx, cancel := context.WithDeadline(ctx, graceful)
+		_, err := p.client.raw.Shutdown(sctx, &workerv1.ShutdownRequest{
+			GraceMillis: uint32(max(time.Until(graceful).Milliseconds(), 1)),
+		})
+		cancel()
+		if err == nil {
+			p.waitExit(ctx, graceful)
+		} else {
+			p.log.Debug().Err(err).Msg("shutdown rpc failed; sending SIGTERM")
+		}
+		if !p.exited() {
+			p.log.Info().Msg("python worker still running after shutdown; sending SIGTERM")
+			p.signalGroup(syscall.SIGTERM)
+			p.waitExit(ctx, deadline)
+		}
+	}
+	if !p.exited() {
+		if !brutal {
+			p.log.Warn().Dur("stop_timeout", p.cfg.stopTimeout).Msg("python worker ignored shutdown and SIGTERM; killing its process group")
+		}
+		p.signalGroup(syscall.SIGKILL)
+	}
+	var err error
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		err = fmt.Errorf("stop worker %s: process %d did not exit after SIGKILL", p.cfg.workerID, p.pid)
+	}
+	// Anything the worker left in its group goes with it.
+	p.signalGroup(syscall.SIGKILL)
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.removeDir()
+	return err
+}
+
+// waitExit waits for the process to exit until deadline or ctx ends.
+func (p *Process) waitExit(ctx context.Context, deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (p *Process) signalGroup(sig syscall.Signal) {
+	if p.pid > 0 {
+		_ = syscall.Kill(-p.pid, sig)
+	}
+}
+
+func (p *Process) removeDir() {
+	if p.dir != "" {
+		_ = os.RemoveAll(p.dir)
+	}
+}
+
+func newToken() string {
+	b := make([]byte, 32)
+	_, _ = io.ReadFull(rand.Reader, b)
+	return hex.EncodeToString(b)
+}
+
+// tokenCredentials attaches the worker's secret to every call (TCP transport only; the
+// connection is to 127.0.0.1).
+type tokenCredentials string
+
+func (t tokenCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (tokenCredentials) RequireTransportSecurity() bool { return false }

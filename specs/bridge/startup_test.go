@@ -1,0 +1,113 @@
+package bridge_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/specs/internal/harness"
+)
+
+// startFailing starts a worker that is expected not to come up.
+func startFailing(opts ...bridge.Option) *bridge.StartError {
+	GinkgoHelper()
+	base := []bridge.Option{bridge.WithPython(python), bridge.WithTools("pyvisor_worker.examples"),
+		bridge.WithRuntimeDir(runtimeDir), bridge.WithWorkerID("doomed")}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := bridge.Start(ctx, append(base, opts...)...)
+	Expect(p).To(BeNil())
+	var startErr *bridge.StartError
+	Expect(err).To(BeAssignableToTypeOf(startErr))
+	return err.(*bridge.StartError)
+}
+
+// wrapper writes an executable script standing in for the interpreter.
+func wrapper(body string) string {
+	GinkgoHelper()
+	path := filepath.Join(GinkgoT().TempDir(), "python-wrapper")
+	Expect(os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755)).To(Succeed())
+	return path
+}
+
+var testdataTools, _ = filepath.Abs("testdata/tools")
+
+var _ = Describe("A worker that will not start", Label("python"), func() {
+	It("says when the interpreter cannot be found, and how to fix it", func() {
+		err := startFailing(bridge.WithPython("/nonexistent/python3"))
+		Expect(err).To(MatchError(bridge.ErrInterpreterNotFound))
+		Expect(err.Error()).To(ContainSubstring("PYVISOR_PYTHON"))
+	})
+
+	It("says when a tools module cannot be imported, with the Python traceback", func() {
+		err := startFailing(bridge.WithTools("broken_import"), bridge.WithEnv("PYTHONPATH", testdataTools))
+		Expect(err).To(MatchError(bridge.ErrExitedBeforeHandshake))
+		Expect(err.Exit).To(Equal("exited with status 3"))
+		Expect(err.Stderr).To(ContainSubstring("no_such_dependency_xyz"))
+		Expect(err.Hint).To(ContainSubstring("PYTHONPATH"))
+	})
+
+	It("says when the interpreter lacks the worker package", func() {
+		err := startFailing(bridge.WithPython(wrapper(`exec python3 -I "$@"`)))
+		Expect(err).To(MatchError(bridge.ErrExitedBeforeHandshake))
+		Expect(err.Stderr).To(ContainSubstring("No module named"))
+		Expect(err.Hint).To(ContainSubstring("pip install"))
+	})
+
+	It("rejects a garbled handshake line, quoting it, with stderr attached", func() {
+		err := startFailing(bridge.WithPython(wrapper(`echo "Welcome to the cluster shell"; echo "sourcing profile" >&2; exec "` + python + `" "$@"`)))
+		Expect(err).To(MatchError(bridge.ErrHandshake))
+		Expect(err.Error()).To(ContainSubstring(`"Welcome to the cluster shell"`))
+		Expect(err.Stderr).To(ContainSubstring("sourcing profile"))
+		Expect(err.Hint).To(ContainSubstring("stdout"))
+	})
+
+	It("gives up after the handshake timeout, kills the worker and shows its stderr", func() {
+		start := time.Now()
+		err := startFailing(bridge.WithTools("slow_import"), bridge.WithEnv("PYTHONPATH", testdataTools),
+			bridge.WithHandshakeTimeout(1500*time.Millisecond))
+		Expect(time.Since(start)).To(BeNumerically("<", 1500*time.Millisecond+2*margin))
+		Expect(err).To(MatchError(bridge.ErrHandshakeTimeout))
+		Expect(err.Exit).To(Equal("still running; killed"))
+		Expect(err.Stderr).To(ContainSubstring("loading a very large model"))
+		Expect(err.Hint).To(ContainSubstring("handshake timeout"))
+	})
+})
+
+var _ = Describe("When the Go host dies", Label("python", "slow"), func() {
+	It("its Python worker exits within 2 seconds and removes its socket", func() {
+		hostBin, err := gexec.Build("github.com/pyvisor/pyvisor/specs/bridge/testdata/host")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(gexec.CleanupBuildArtifacts)
+
+		host := exec.Command(hostBin, runtimeDir)
+		host.Env = append(os.Environ(), "PYVISOR_PYTHON="+python)
+		host.Stderr = GinkgoWriter
+		stdout, err := host.StdoutPipe()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(host.Start()).To(Succeed())
+
+		var workerPID int
+		var socket string
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		Expect(err).NotTo(HaveOccurred())
+		_, err = fmt.Sscanf(line, "%d %s", &workerPID, &socket)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(harness.Alive(workerPID)).To(BeTrue())
+
+		Expect(host.Process.Signal(syscall.SIGKILL)).To(Succeed())
+		_ = host.Wait()
+		Eventually(func() bool { return harness.Alive(workerPID) }).WithTimeout(2 * time.Second).Should(BeFalse())
+		Eventually(socket).WithTimeout(2 * time.Second).ShouldNot(BeAnExistingFile())
+	})
+})
