@@ -97,7 +97,7 @@ func Start(ctx context.Context, opts ...Option) (*Process, error) {
 		"--worker-id", cfg.workerID,
 		"--parent-pid", strconv.Itoa(os.Getpid()),
 		"--max-message-bytes", strconv.Itoa(cfg.maxMessageBytes),
-		"--shutdown-grace", strconv.FormatFloat((cfg.stopTimeout / 2).Seconds(), 'f', 3, 64),
+		"--shutdown-grace", strconv.FormatFloat((cfg.stopTimeout/2).Seconds(), 'f', 3, 64),
 	)
 
 	cmd := exec.Command(cfg.python, args...)

@@ -30,7 +30,7 @@ func (s Snapshot) Check() {
 	Eventually(ChildProcesses).WithTimeout(5*time.Second).Should(BeEmpty(), "child processes left behind")
 	Eventually(func() ([]string, error) { return entries(s.runtimeDir) }).WithTimeout(5*time.Second).
 		Should(BeEmpty(), "socket directories left behind")
-	Eventually(gleak.Goroutines).WithTimeout(5*time.Second).ShouldNot(gleak.HaveLeaked(s.goroutines))
+	Eventually(gleak.Goroutines).WithTimeout(5 * time.Second).ShouldNot(gleak.HaveLeaked(s.goroutines))
 }
 
 func entries(dir string) ([]string, error) {
