@@ -20,9 +20,9 @@ def schema_of(fn: Any) -> dict[str, Any]:
 
 
 def test_schema_from_type_hints() -> None:
-    def f(  # noqa: PLR0913
+    def f(
         i: int, x: float, s: str, b: bool, items: list[int], any_list: list,  # type: ignore[type-arg]
-        d: dict[str, float], o: Optional[int], u: str | None = None, free: Any = None,
+        d: dict[str, float], o: Optional[int], u: str | None = None, free: Any = None,  # noqa: UP045
         bare=1, lit: Literal["a", "b"] = "a", ctx: ToolContext | None = None,
     ) -> None: ...
 
