@@ -1,0 +1,43 @@
+package architecture_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+func TestArchitecture(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Architecture: who may import whom")
+}
+
+const module = "github.com/pyvisor/pyvisor"
+
+// projectDeps lists the project packages pkg depends on, directly or not.
+func projectDeps(pkg string) []string {
+	GinkgoHelper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+"/"+pkg).Output()
+	Expect(err).NotTo(HaveOccurred(), "go list %s", pkg)
+	var deps []string
+	for _, dep := range strings.Fields(string(out)) {
+		if dep != module+"/"+pkg && strings.HasPrefix(dep, module+"/") {
+			deps = append(deps, strings.TrimPrefix(dep, module+"/"))
+		}
+	}
+	return deps
+}
+
+var _ = Describe("The package graph", Label("unit"), func() {
+	DescribeTable("keeps each package to the project packages it may use",
+		func(pkg string, allowed []string) {
+			Expect(projectDeps(pkg)).To(Or(BeEmpty(), HaveEach(BeElementOf(allowed))))
+		},
+		Entry("messages is a leaf", "messages", []string{}),
+		Entry("the generated wire code is a leaf", "messages/workerv1", []string{}),
+		Entry("supervision knows nothing of Python or the wire", "supervision", []string{}),
+		Entry("bridge knows nothing of actors", "bridge", []string{"messages/workerv1"}),
+	)
+})
