@@ -188,3 +188,46 @@ def test_parent_watchdog_exits_when_the_parent_dies(short_dir: Path) -> None:
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_crash_mid_call_fails_the_call(cli_worker: Any, cli_stub: Any, short_dir: Path) -> None:
+    import grpc
+
+    sock = short_dir / "w.sock"
+    w = cli_worker("--tools", "pyvisor_worker.examples", "--socket", str(sock))
+    stub = cli_stub(str(sock))
+    try:
+        await stub.Execute(pb.ExecuteRequest(tool="crash", arguments=args(after_seconds=0.05)),
+                           timeout=10)
+        raise AssertionError("the call should fail")
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert wait_exit(w.proc) == 70
+
+
+async def test_hang_and_ignore_sigterm(cli_worker: Any, cli_stub: Any, short_dir: Path) -> None:
+    import grpc
+
+    sock = short_dir / "w.sock"
+    w = cli_worker("--tools", "pyvisor_worker.examples", "--socket", str(sock))
+    stub = cli_stub(str(sock))
+    assert (await stub.Execute(pb.ExecuteRequest(tool="ignore_sigterm"))).result.json == b"true"
+    hang = stub.Execute(pb.ExecuteRequest(tool="hang", arguments=args(seconds=30)))
+    wedged = False
+    for _ in range(50):  # once hang runs, the event loop is wedged: heartbeats go unanswered
+        try:
+            await stub.Heartbeat(pb.HeartbeatRequest(), timeout=0.3)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            wedged = True
+            break
+    assert wedged
+    w.proc.send_signal(signal.SIGTERM)
+    try:
+        w.proc.wait(0.5)
+        raise AssertionError("SIGTERM should be ignored")
+    except subprocess.TimeoutExpired:
+        pass
+    w.proc.send_signal(signal.SIGKILL)
+    assert wait_exit(w.proc) == -signal.SIGKILL
+    hang.cancel()
