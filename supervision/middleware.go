@@ -13,7 +13,9 @@ type childUp struct{ pid *actor.PID }
 // child: it keeps the stack of a panic (re-panicking with *Panic), acks
 // *actor.Started to the parent, and stops a child that does not trap exits
 // once it has handled *ShutdownRequest.
-func childMiddleware(trapExit bool) actor.ReceiverMiddleware {
+//
+// A nested supervisor acks by itself, once all its children have started.
+func childMiddleware(trapExit, selfAck bool) actor.ReceiverMiddleware {
 	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
 		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 			defer func() {
@@ -27,7 +29,7 @@ func childMiddleware(trapExit bool) actor.ReceiverMiddleware {
 			next(c, env)
 			switch env.Message.(type) {
 			case *actor.Started:
-				if p := c.Parent(); p != nil {
+				if p := c.Parent(); p != nil && !selfAck {
 					c.ActorSystem().Root.Send(p, &childUp{pid: c.Self()})
 				}
 			case *ShutdownRequest:

@@ -7,6 +7,9 @@ type config struct {
 	clock Clock
 	hook  func(Event)
 	name  string
+	// ackParent: a nested supervisor tells its parent it has started once
+	// all its children have.
+	ackParent bool
 }
 
 func newConfig(opts []Option) config {

@@ -46,10 +46,10 @@ type child struct {
 type stepKind int
 
 const (
-	stepStart   stepKind = iota // start or restart a child, wait for its ack
-	stepStop                    // stop a child with its Shutdown, wait for Terminated
-	stepDelay                   // wait for a backoff delay
-	stepCall                    // run a function
+	stepStart stepKind = iota // start or restart a child, wait for its ack
+	stepStop                  // stop a child with its Shutdown, wait for Terminated
+	stepDelay                 // wait for a backoff delay
+	stepCall                  // run a function
 )
 
 // step is one sequential action of the supervisor; the next step runs only
@@ -157,6 +157,9 @@ func (s *supervisor) init(ctx actor.Context) {
 		if s.handle != nil {
 			s.handle.started(nil)
 		}
+		if p := s.ctx.Parent(); p != nil && s.cfg.ackParent {
+			s.root.Send(p, &childUp{pid: s.self})
+		}
 	}})
 	s.pump()
 }
@@ -165,7 +168,7 @@ func (s *supervisor) newChild(cs Child) *child {
 	producer := cs.Producer
 	if cs.nested != nil {
 		cfg := s.cfg
-		cfg.name = ""
+		cfg.name, cfg.ackParent = "", true
 		for _, o := range cs.nested.opts {
 			o(&cfg)
 		}
@@ -173,7 +176,7 @@ func (s *supervisor) newChild(cs Child) *child {
 		producer = func() actor.Actor { return newSupervisor(spec, cfg, nil) }
 	}
 	opts := append(append([]actor.PropsOption(nil), cs.Options...),
-		actor.WithReceiverMiddleware(childMiddleware(cs.TrapExit)))
+		actor.WithReceiverMiddleware(childMiddleware(cs.TrapExit, cs.nested != nil)))
 	return &child{spec: cs, props: actor.PropsFromProducer(producer, opts...)}
 }
 
@@ -340,6 +343,9 @@ func (s *supervisor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, p
 	}
 	value, stack := unwrapPanic(reason)
 	_, starting := message.(*actor.Started)
+	if c.spec.nested != nil && c.state == childStarting {
+		starting = true // a nested supervisor acks only when its children are up
+	}
 	s.emit(&ChildFailed{EventHeader: s.header(), ID: c.spec.ID, PID: pid, Reason: value,
 		Stack: stack, Message: message, Starting: starting})
 	if c.state == childStarting && !starting {

@@ -42,8 +42,8 @@ func (j *journal) Since(n int) []string { return j.Lines()[n:] }
 
 // Messages a probe understands.
 type (
-	boom struct{}         // panic: an abnormal exit
-	quit struct{}         // stop itself: a normal exit
+	boom struct{} // panic: an abnormal exit
+	quit struct{} // stop itself: a normal exit
 	ping struct{ reply chan string }
 )
 
