@@ -65,7 +65,7 @@ var _ = Describe("A worker that will not start", Label("python"), func() {
 	})
 
 	It("rejects a garbled handshake line, quoting it, with stderr attached", func() {
-		err := startFailing(bridge.WithPython(wrapper(`echo "Welcome to the cluster shell"; echo "sourcing profile" >&2; exec "` + python + `" "$@"`)))
+		err := startFailing(bridge.WithPython(wrapper(`echo "sourcing profile" >&2; echo "Welcome to the cluster shell"; exec "` + python + `" "$@"`)))
 		Expect(err).To(MatchError(bridge.ErrHandshake))
 		Expect(err.Error()).To(ContainSubstring(`"Welcome to the cluster shell"`))
 		Expect(err.Stderr).To(ContainSubstring("sourcing profile"))

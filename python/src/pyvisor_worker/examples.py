@@ -71,6 +71,7 @@ async def crash(after_seconds: float = 0.0, code: int = 70) -> None:
 @tool
 async def hang(seconds: float = 3600.0) -> None:
     """Block the event loop with time.sleep: heartbeats, Shutdown and SIGTERM go unanswered."""
+    logger.info("hanging", extra={"seconds": seconds})
     time.sleep(seconds)  # noqa: ASYNC251 - wedging the loop is the point
 
 
@@ -107,6 +108,14 @@ def count_sync(n: int, interval: float = 0.0) -> Iterator[dict[str, int]]:
             sent += 1
     finally:
         logger.info("count stream closed", extra={"chunks_sent": sent, "n": n})
+
+
+@tool
+async def raise_after(n: int) -> AsyncIterator[dict[str, int]]:
+    """Stream ``{"i": i}`` for i in range(n), then raise RuntimeError."""
+    for i in range(n):
+        yield {"i": i}
+    raise RuntimeError(f"failed after {n} chunks")
 
 
 @tool

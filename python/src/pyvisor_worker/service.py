@@ -9,6 +9,7 @@ flag of sync tools; it always propagates as cancellation, never as a ToolError.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread
 import contextvars
 import json
 import logging
@@ -51,6 +52,19 @@ def exception_type_name(exc: BaseException) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# Frames of the machinery that runs a tool: a traceback shown to the caller starts at the
+# tool's own code.
+_MACHINERY_FILES = frozenset({__file__, concurrent.futures.thread.__file__})
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The formatted traceback of ``exc`` without the worker's own leading frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in _MACHINERY_FILES:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
 class _NotSerializable(Exception):
@@ -178,9 +192,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         return cid
 
     def _tool_error(self, tool: str, exc: BaseException, correlation_id: str) -> Any:
+        formatted = user_traceback(exc)
         log.error(
             "tool '%s' raised %s: %s", tool, exception_type_name(exc), exc,
-            exc_info=exc, extra={"tool": tool},
+            extra={"tool": tool, "exception": formatted},
         )
         if isinstance(exc, _NotSerializable):
             type_name, message = "TypeError", str(exc)
@@ -190,7 +205,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             tool=tool,
             type=type_name,
             message=message,
-            traceback="".join(traceback.format_exception(exc)),
+            traceback=formatted,
             correlation_id=correlation_id,
         )
 
