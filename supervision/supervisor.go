@@ -418,8 +418,9 @@ func (s *supervisor) handle1(w any) {
 			s.plan = append(s.plan, step{kind: stepStart, c: c,
 				onOK: func(pid *actor.PID) { m.reply <- reply{pid: pid} },
 				onFail: func(err error) {
-					s.plan = append([]step{{kind: stepStop, c: c, kill: true, reason: err}}, s.plan...)
-					m.reply <- reply{err: fmt.Errorf("restart child %q: %w: %w", m.id, ErrStartFailed, err)}
+					s.plan = append([]step{{kind: stepStop, c: c, kill: true, reason: err}, {kind: stepCall, call: func() {
+						m.reply <- reply{err: fmt.Errorf("restart child %q: %w: %w", m.id, ErrStartFailed, err)}
+					}}}, s.plan...)
 				}})
 		}
 	case *deleteChildReq:
@@ -464,9 +465,10 @@ func (s *supervisor) startChild(m *startChildReq) {
 	s.plan = append(s.plan, step{kind: stepStart, c: c,
 		onOK: func(pid *actor.PID) { m.reply <- reply{pid: pid} },
 		onFail: func(err error) {
-			s.plan = append([]step{{kind: stepStop, c: c, kill: true, reason: err},
-				{kind: stepCall, call: func() { s.remove(c) }}}, s.plan...)
-			m.reply <- reply{err: fmt.Errorf("start child %q: %w: %w", m.spec.ID, ErrStartFailed, err)}
+			s.plan = append([]step{{kind: stepStop, c: c, kill: true, reason: err}, {kind: stepCall, call: func() {
+				s.remove(c)
+				m.reply <- reply{err: fmt.Errorf("start child %q: %w: %w", m.spec.ID, ErrStartFailed, err)}
+			}}}, s.plan...)
 		}})
 }
 
