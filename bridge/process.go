@@ -309,6 +309,16 @@ func (p *Process) Client() *Client { return p.client }
 // Done is closed once the process has exited and been reaped.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
+// Wait blocks until the process has exited (or ctx ends) and returns Err.
+func (p *Process) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.Err()
+	case <-ctx.Done():
+		return fmt.Errorf("wait for worker %s: %w", p.cfg.workerID, ctx.Err())
+	}
+}
+
 // Err is nil while the process runs or after a requested stop; after an exit nobody
 // asked for it is an *ExitError (errors.Is(err, ErrWorkerCrashed)).
 func (p *Process) Err() error {

@@ -94,9 +94,11 @@ var _ = Describe("A worker that dies mid-call", Label("python"), func() {
 	It("reports a kill -9 from outside with the signal", func() {
 		p, _ := worker()
 		Expect(syscall.Kill(p.PID(), syscall.SIGKILL)).To(Succeed())
-		Eventually(p.Done()).Should(BeClosed())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := p.Wait(ctx)
 		var exit *bridge.ExitError
-		Expect(errors.As(p.Err(), &exit)).To(BeTrue())
+		Expect(errors.As(err, &exit)).To(BeTrue())
 		Expect(exit.Signal).To(Equal(syscall.SIGKILL))
 	})
 })
