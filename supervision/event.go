@@ -36,9 +36,9 @@ type ChildFailed struct {
 	EventHeader
 	ID       string
 	PID      *actor.PID
-	Reason   any    // the panic value
-	Stack    []byte // the goroutine stack where it panicked
-	Message  any    // the message being handled
+	Reason   any   // the panic value
+	Stack    Stack // where it panicked (Stack.String formats it)
+	Message  any   // the message being handled
 	Starting bool
 }
 

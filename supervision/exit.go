@@ -10,7 +10,7 @@ import (
 // value it panicked with and the stack where it did.
 type Panic struct {
 	Value any
-	Stack []byte
+	Stack Stack
 }
 
 func (p *Panic) Error() string { return fmt.Sprintf("panic: %v", p.Value) }
@@ -36,7 +36,7 @@ func (e *EscalationError) Error() string {
 func (e *EscalationError) Unwrap() error { return e.Err }
 
 // unwrapPanic splits a protoactor failure reason into value and stack.
-func unwrapPanic(reason any) (any, []byte) {
+func unwrapPanic(reason any) (any, Stack) {
 	if p, ok := reason.(*Panic); ok {
 		return p.Value, p.Stack
 	}

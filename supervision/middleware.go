@@ -1,8 +1,6 @@
 package supervision
 
 import (
-	"runtime/debug"
-
 	"github.com/asynkron/protoactor-go/actor"
 )
 
@@ -23,7 +21,7 @@ func childMiddleware(trapExit, selfAck bool) actor.ReceiverMiddleware {
 					if _, ok := r.(*Panic); ok {
 						panic(r)
 					}
-					panic(&Panic{Value: r, Stack: debug.Stack()})
+					panic(&Panic{Value: r, Stack: captureStack()})
 				}
 			}()
 			next(c, env)

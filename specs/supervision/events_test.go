@@ -21,7 +21,7 @@ var _ = Describe("A supervisor's events", Label("unit"), func() {
 		Expect(failed[0].Reason).To(MatchError(errBoom))
 		Expect(failed[0].Message).To(Equal(boom{}))
 		Expect(failed[0].Starting).To(BeFalse())
-		Expect(string(failed[0].Stack)).To(ContainSubstring("supervision_test.(*probe).fail"),
+		Expect(failed[0].Stack.String()).To(ContainSubstring("supervision_test.(*probe).fail"),
 			"the stack is the panicking goroutine's, taken before it unwound")
 		Expect(failed[0].Supervisor).To(Equal(sup.PID()))
 		Expect(failed[0].Time).To(Equal(h.clock.Now()))
