@@ -17,10 +17,15 @@
 //
 // Stopping. A child is stopped with its Shutdown: [BrutalKill] stops it at
 // once (queued messages are dropped); [Timeout] and [Infinity] first send it a
-// *[ShutdownRequest] message, after the messages already queued. A child that does
-// not trap exits stops as soon as it has handled that message; a child with
-// Child.TrapExit set stops itself when it is done cleaning up, and is killed if
-// its timeout expires first.
+// *[ShutdownRequest] message, after the messages already queued. A child
+// that does not trap exits stops as soon as it has handled that message; a
+// child with Child.TrapExit set stops itself when it is done cleaning up, and
+// is killed if its timeout expires first.
+//
+// Escalation. A nested supervisor ([Nested]) that fails panics with an
+// *[EscalationError], which its parent handles as an abnormal exit. A
+// top-level supervisor ([Start]) stops instead: [Handle.Done] is closed and
+// [Handle.Err] returns the *EscalationError.
 //
 // Every decision is reported as a typed [Event] to the hook given with
 // [WithEventHook]; time comes from a [Clock] ([WithClock], [NewFakeClock] in

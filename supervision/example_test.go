@@ -11,7 +11,7 @@ import (
 	"github.com/pyvisor/pyvisor/supervision"
 )
 
-// Worker crashes on "crash" and answers "ping".
+// Worker panics on "crash" and answers "pong" on a channel it is sent.
 type Worker struct{}
 
 func (Worker) Receive(ctx actor.Context) {
