@@ -113,7 +113,7 @@ func (h *Handle) Err() error {
 
 // Stop stops the children in reverse start order, each within its Shutdown,
 // then the supervisor, and waits for it. If ctx ends first, the supervisor
-// and its children are killed.
+// and its children are killed. On an attached handle it only sends the request.
 func (h *Handle) Stop(ctx context.Context) error {
 	h.system.Root.Send(h.pid, &stopReq{reason: ErrShutdown})
 	if h.done == nil {

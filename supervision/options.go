@@ -27,7 +27,8 @@ func newConfig(opts []Option) config {
 func WithClock(c Clock) Option { return func(cfg *config) { cfg.clock = c } }
 
 // WithEventHook sets the function that receives every Event. It runs on the
-// supervisor's goroutine, in decision order, and must not block.
+// supervisor's goroutine, in decision order, and must not block. Nested
+// supervisors inherit it, so it may run on several goroutines at once.
 func WithEventHook(h func(Event)) Option { return func(cfg *config) { cfg.hook = h } }
 
 // WithName sets the actor name of a top-level supervisor (Start); by default
