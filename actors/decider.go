@@ -1,0 +1,61 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/supervision"
+)
+
+// Why a worker fails. A Worker actor panics with one of these; its supervisor restarts
+// it, and the pool reads the reason back from the supervisor's event.
+type (
+	// startFailure: the Python process did not start (see the *bridge.StartError).
+	startFailure struct{ err error }
+	// crash: the Python process exited on its own.
+	crash struct{ err error }
+	// heartbeatFailure: MaxMissed heartbeats in a row went unanswered.
+	heartbeatFailure struct {
+		misses int
+		last   error
+	}
+)
+
+func (f *startFailure) Error() string { return "worker did not start: " + f.err.Error() }
+func (f *startFailure) Unwrap() error { return f.err }
+func (c *crash) Error() string        { return c.err.Error() }
+func (c *crash) Unwrap() error        { return c.err }
+func (h *heartbeatFailure) Error() string {
+	return fmt.Sprintf("%d heartbeats in a row unanswered (last: %v)", h.misses, h.last)
+}
+
+// Restart reasons, the label values of restart counts.
+const (
+	ReasonCrash     = "crash"
+	ReasonHeartbeat = "heartbeat"
+	ReasonStart     = "start_failed"
+	ReasonOther     = "other"
+)
+
+// failureReason maps a failed worker's panic value to its restart reason. It is the one
+// place that decides what a bridge error means for supervision.
+func failureReason(v any) (string, error) {
+	if p, ok := v.(*supervision.Panic); ok {
+		v = p.Value
+	}
+	switch f := v.(type) {
+	case *startFailure:
+		return ReasonStart, f.err
+	case *crash:
+		return ReasonCrash, f.err
+	case *heartbeatFailure:
+		return ReasonHeartbeat, f
+	case error:
+		if errors.Is(f, bridge.ErrWorkerCrashed) {
+			return ReasonCrash, f
+		}
+		return ReasonOther, f
+	}
+	return ReasonOther, fmt.Errorf("%v", v)
+}

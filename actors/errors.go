@@ -1,0 +1,15 @@
+package actors
+
+import "errors"
+
+// Sentinel errors of the pool. Match them with errors.Is.
+var (
+	// ErrPoolSaturated: every worker is busy and the queue is full.
+	ErrPoolSaturated = errors.New("pool saturated")
+	// ErrQueueTimeout: the call waited in the queue longer than the queue timeout.
+	ErrQueueTimeout = errors.New("queue timeout")
+	// ErrStopped: the pool is stopping or stopped; it takes no more calls.
+	ErrStopped = errors.New("pool stopped")
+	// ErrPoolFailed: the pool's workers kept failing past the restart intensity.
+	ErrPoolFailed = errors.New("pool failed")
+)

@@ -1,0 +1,84 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/pyvisor/pyvisor/bridge"
+)
+
+type (
+	heartbeatTick struct{}
+	heartbeatPong struct {
+		seq uint64
+		err error
+		rtt time.Duration
+	}
+)
+
+// heartbeat is a Worker's child actor: it pings the worker's process every Interval;
+// MaxMissed unanswered pings in a row make it tell the worker, which then fails.
+type heartbeat struct {
+	spec     HeartbeatSpec
+	client   *bridge.Client
+	worker   *actor.PID
+	counters *slotCounters
+	log      zerolog.Logger
+
+	seq    uint64
+	misses int
+	timer  *time.Timer
+}
+
+func (h *heartbeat) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		h.schedule(ctx, h.spec.InitialDelay)
+	case *heartbeatTick:
+		h.ping(ctx)
+	case *heartbeatPong:
+		h.pong(ctx, msg)
+	case *actor.Stopping, *actor.Restarting:
+		if h.timer != nil {
+			h.timer.Stop()
+		}
+	}
+}
+
+func (h *heartbeat) schedule(ctx actor.Context, d time.Duration) {
+	system, self := ctx.ActorSystem(), ctx.Self()
+	h.timer = time.AfterFunc(d, func() { system.Root.Send(self, &heartbeatTick{}) })
+}
+
+func (h *heartbeat) ping(ctx actor.Context) {
+	h.seq++
+	h.counters.pings.Add(1)
+	system, self, seq, client, timeout := ctx.ActorSystem(), ctx.Self(), h.seq, h.client, h.spec.Timeout
+	go func() {
+		pctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		pong, err := client.Heartbeat(pctx, seq, fmt.Sprintf("hb-%d", seq))
+		system.Root.Send(self, &heartbeatPong{seq: seq, err: err, rtt: pong.RTT})
+	}()
+}
+
+func (h *heartbeat) pong(ctx actor.Context, msg *heartbeatPong) {
+	if msg.err == nil {
+		h.counters.pongs.Add(1)
+		h.misses = 0
+		h.schedule(ctx, h.spec.Interval)
+		return
+	}
+	h.counters.misses.Add(1)
+	h.misses++
+	h.log.Warn().Err(msg.err).Uint64("seq", msg.seq).Int("misses", h.misses).Int("max_missed", h.spec.MaxMissed).Msg("heartbeat missed")
+	if h.misses >= h.spec.MaxMissed {
+		ctx.Send(h.worker, &heartbeatFailed{misses: h.misses, last: msg.err})
+		return
+	}
+	h.schedule(ctx, h.spec.Interval)
+}

@@ -1,0 +1,49 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/supervision"
+)
+
+// PoolSpec is everything a Pool actor needs; the facade builds it from the
+// configuration, where every default is documented.
+type PoolSpec struct {
+	Name           string
+	Workers        int
+	StartupBatch   int // processes spawned at once
+	MaxConcurrent  int // calls in flight per worker
+	QueueSize      int
+	QueueTimeout   time.Duration
+	StrictAffinity bool          // session calls wait for their worker instead of falling back
+	StopTimeout    time.Duration // per worker
+	Bridge         []bridge.Option
+	Heartbeat      HeartbeatSpec
+	MaxRestarts    int
+	Within         time.Duration
+	Backoff        *supervision.Backoff
+	Recycle        RecycleSpec
+	Logger         zerolog.Logger
+	// OnReady is called once: nil when the first Workers workers serve, or the error
+	// that stopped the pool from getting there.
+	OnReady func(error)
+}
+
+// HeartbeatSpec configures a worker's Heartbeat child; Enabled false spawns none.
+type HeartbeatSpec struct {
+	Enabled      bool
+	Interval     time.Duration
+	Timeout      time.Duration
+	MaxMissed    int
+	InitialDelay time.Duration
+}
+
+// RecycleSpec says when a healthy worker's process is replaced; zero means never.
+type RecycleSpec struct {
+	MaxCalls    uint64
+	MaxAge      time.Duration
+	MaxRSSBytes int64
+}

@@ -1,0 +1,314 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages"
+)
+
+// Messages between a Worker, its Pool and its own goroutines.
+type (
+	// processStarted: the goroutine starting a process is done (inc says for which
+	// incarnation of the actor).
+	processStarted struct {
+		inc  uint64
+		proc *bridge.Process
+		err  error
+	}
+	// processExited: the current process exited.
+	processExited struct{ proc *bridge.Process }
+	// workerReady tells the pool a slot serves.
+	workerReady struct {
+		slot    string
+		inc     uint64
+		pid     int
+		started time.Time
+	}
+	// workerDown tells the pool a slot's process is gone (restart, recycle, stop).
+	workerDown struct {
+		slot string
+		inc  uint64
+	}
+	// callFinished tells the pool a call on a slot ended.
+	callFinished struct {
+		slot string
+		inc  uint64
+	}
+	// redispatch hands a call back to the pool: its worker could not run it.
+	redispatch struct {
+		msg    any
+		sender *actor.PID
+		header map[string]string
+	}
+	// recycleWorker asks a worker to replace its process; the pool sends it only
+	// when nothing is in flight on the slot.
+	recycleWorker struct{ reason string }
+	// heartbeatFailed: the worker's Heartbeat gave up.
+	heartbeatFailed struct {
+		misses int
+		last   error
+	}
+)
+
+// slotCounters are a slot's counts that outlive its actor values.
+type slotCounters struct {
+	pings, pongs, misses atomic.Uint64
+}
+
+// incarnations numbers every Worker actor value, so late messages about an earlier
+// process are recognised.
+var incarnations atomic.Uint64
+
+// live is a running process and the sessions opened in it.
+type live struct {
+	*bridge.Process
+	mu       sync.Mutex
+	sessions map[string]bool
+}
+
+// worker is a Worker actor: it owns exactly one Python process.
+type worker struct {
+	spec     *PoolSpec
+	slot     string
+	pool     *actor.PID
+	startSem chan struct{}
+	counters *slotCounters
+
+	inc       uint64
+	proc      *live
+	heartbeat *actor.PID
+	log       zerolog.Logger
+}
+
+func newWorkerProducer(spec *PoolSpec, slot string, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
+	return func() actor.Actor {
+		return &worker{spec: spec, slot: slot, pool: pool, startSem: startSem, counters: counters}
+	}
+}
+
+func (w *worker) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		w.inc = incarnations.Add(1)
+		w.log = w.spec.Logger.With().Str("pool", w.spec.Name).Str("worker", w.slot).Logger()
+		w.startProcess(ctx)
+	case *processStarted:
+		w.started(ctx, msg)
+	case *processExited:
+		if w.proc != nil && msg.proc == w.proc.Process {
+			panic(&crash{err: msg.proc.Err()})
+		}
+	case *heartbeatFailed:
+		w.log.Error().Int("misses", msg.misses).AnErr("last_error", msg.last).Msg("heartbeat gave up on the python worker")
+		panic(&heartbeatFailure{misses: msg.misses, last: msg.last})
+	case *messages.Execute:
+		w.execute(ctx, msg)
+	case *messages.ExecuteStream:
+		w.stream(ctx, msg)
+	case *recycleWorker:
+		w.recycle(ctx, msg.reason)
+	case *actor.Restarting:
+		w.release(ctx, true)
+	case *actor.Stopping:
+		w.release(ctx, false)
+	}
+}
+
+// startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
+// and reports back with processStarted.
+func (w *worker) startProcess(ctx actor.Context) {
+	system, self, inc := ctx.ActorSystem(), ctx.Self(), w.inc
+	opts := append(append([]bridge.Option(nil), w.spec.Bridge...),
+		bridge.WithWorkerID(w.slot), bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()))
+	go func() {
+		w.startSem <- struct{}{}
+		defer func() { <-w.startSem }()
+		p, err := bridge.Start(context.Background(), opts...)
+		system.Root.Send(self, &processStarted{inc: inc, proc: p, err: err})
+	}()
+}
+
+func (w *worker) started(ctx actor.Context, msg *processStarted) {
+	if msg.inc != w.inc {
+		// A start begun by an earlier actor value: nobody owns that process.
+		if msg.proc != nil {
+			go func() { _ = msg.proc.Kill(context.Background()) }()
+		}
+		return
+	}
+	if msg.err != nil {
+		w.log.Error().Err(msg.err).Msg("python worker did not start")
+		panic(&startFailure{err: msg.err})
+	}
+	w.proc = &live{Process: msg.proc, sessions: map[string]bool{}}
+	system, self, p := ctx.ActorSystem(), ctx.Self(), msg.proc
+	go func() {
+		<-p.Done()
+		system.Root.Send(self, &processExited{proc: p})
+	}()
+	if hb := w.spec.Heartbeat; hb.Enabled {
+		w.heartbeat = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+			return &heartbeat{spec: hb, client: p.Client(), worker: self, counters: w.counters, log: w.log}
+		}))
+	}
+	w.log.Info().Int("pid", p.PID()).Msg("python worker ready")
+	ctx.Send(w.pool, &workerReady{slot: w.slot, inc: w.inc, pid: p.PID(), started: time.Now()})
+}
+
+// execute runs a call on a goroutine; the reply goes straight to the caller.
+func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
+	if w.proc == nil {
+		// Routed here while this worker was restarting: back to the pool's queue.
+		ctx.Send(w.pool, &redispatch{msg: msg, sender: ctx.Sender(), header: headerMap(ctx)})
+		return
+	}
+	system, pool, sender, header := ctx.ActorSystem(), w.pool, ctx.Sender(), headerMap(ctx)
+	proc, slot, inc := w.proc, w.slot, w.inc
+	go func() {
+		defer system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
+		res, err := proc.run(msg.Ctx, msg.Call, header[messages.HeaderCorrelationID])
+		if err != nil && msg.Call.Idempotent && msg.Attempt == 0 && errors.Is(err, bridge.ErrWorkerCrashed) {
+			retry := *msg
+			retry.Attempt++
+			system.Root.Send(pool, &redispatch{msg: &retry, sender: sender, header: header})
+			return
+		}
+		system.Root.Send(sender, &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Err: err, Worker: slot})
+	}()
+}
+
+// stream runs a streaming call on a goroutine; chunks go straight to the caller.
+func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
+	if w.proc == nil {
+		ctx.Send(w.pool, &redispatch{msg: msg, sender: ctx.Sender(), header: headerMap(ctx)})
+		return
+	}
+	system, pool, header := ctx.ActorSystem(), w.pool, headerMap(ctx)
+	proc, slot, inc := w.proc, w.slot, w.inc
+	go func() {
+		defer system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
+		// Every send gives up once the caller has gone (its context ends).
+		send := func(c messages.StreamChunk) bool {
+			select {
+			case msg.Chunks <- c:
+				return true
+			case <-msg.Ctx.Done():
+				return false
+			}
+		}
+		req, err := proc.request(msg.Ctx, msg.Call, header[messages.HeaderCorrelationID])
+		if err != nil {
+			send(messages.StreamChunk{Err: err})
+			return
+		}
+		for res, err := range proc.Client().ExecuteStream(msg.Ctx, req) {
+			if err != nil {
+				send(messages.StreamChunk{Err: err})
+				return
+			}
+			if !send(messages.StreamChunk{JSON: res.JSON, Payload: res.Payload}) {
+				return
+			}
+		}
+		send(messages.StreamChunk{Done: true})
+	}()
+}
+
+// recycle replaces a healthy process with a fresh one, outside supervision (a recycle
+// is not a failure).
+func (w *worker) recycle(ctx actor.Context, reason string) {
+	if w.proc == nil {
+		return
+	}
+	w.log.Info().Str("reason", reason).Int("pid", w.proc.PID()).Msg("recycling python worker")
+	w.stopHeartbeat(ctx)
+	old := w.proc.Process
+	w.proc = nil
+	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
+	stopTimeout := w.spec.StopTimeout
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = old.Stop(sctx)
+	}()
+	w.inc = incarnations.Add(1)
+	w.startProcess(ctx)
+}
+
+// release ends the process when the actor restarts (at once: it failed) or stops
+// (gracefully, within the stop timeout). A restart kills and reaps the old process
+// group before the new process starts.
+func (w *worker) release(ctx actor.Context, brutal bool) {
+	w.stopHeartbeat(ctx)
+	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
+	w.inc = 0 // a start still under way belongs to nobody now
+	if w.proc == nil {
+		return
+	}
+	p := w.proc.Process
+	w.proc = nil
+	sctx, cancel := context.WithTimeout(context.Background(), w.spec.StopTimeout+time.Second)
+	defer cancel()
+	if brutal {
+		_ = p.Kill(sctx)
+		return
+	}
+	if err := p.Stop(sctx); err != nil {
+		w.log.Warn().Err(err).Msg("stopping python worker")
+	}
+}
+
+func (w *worker) stopHeartbeat(ctx actor.Context) {
+	if w.heartbeat != nil {
+		ctx.Stop(w.heartbeat)
+		w.heartbeat = nil
+	}
+}
+
+// run executes one call, opening its session in this process first if needed.
+func (l *live) run(ctx context.Context, call messages.Call, correlationID string) (bridge.Result, error) {
+	req, err := l.request(ctx, call, correlationID)
+	if err != nil {
+		return bridge.Result{}, err
+	}
+	return l.Client().Execute(ctx, req)
+}
+
+func (l *live) request(ctx context.Context, call messages.Call, correlationID string) (bridge.Request, error) {
+	if call.SessionID != "" {
+		l.mu.Lock()
+		opened := l.sessions[call.SessionID]
+		l.mu.Unlock()
+		if !opened {
+			if _, err := l.Client().OpenSession(ctx, call.SessionID); err != nil {
+				return bridge.Request{}, err
+			}
+			l.mu.Lock()
+			l.sessions[call.SessionID] = true
+			l.mu.Unlock()
+		}
+	}
+	return bridge.Request{
+		Tool:          call.Tool,
+		Args:          call.Args,
+		Payload:       call.Payload,
+		SessionID:     call.SessionID,
+		Metadata:      call.Metadata,
+		CorrelationID: correlationID,
+	}, nil
+}
+
+func headerMap(ctx actor.Context) map[string]string {
+	if h := ctx.MessageHeader(); h != nil {
+		return h.ToMap()
+	}
+	return nil
+}

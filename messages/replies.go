@@ -1,0 +1,53 @@
+package messages
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// ExecuteResult answers Execute: a result, or Err.
+type ExecuteResult struct {
+	JSON    json.RawMessage
+	Payload []byte
+	Err     error
+	Worker  string // the worker slot that ran it
+}
+
+// StreamChunk is one message of a stream: a chunk, or the final message (Done, or Err).
+type StreamChunk struct {
+	JSON    json.RawMessage
+	Payload []byte
+	Done    bool
+	Err     error
+}
+
+// Ack answers a command that has no other result.
+type Ack struct {
+	Err error
+}
+
+// PoolStats is a snapshot of a pool.
+type PoolStats struct {
+	Pool      string
+	State     string // "starting", "running", "draining", "failed"
+	Err       error  // why the pool failed, when it did
+	Workers   []WorkerStats
+	Queued    int
+	Restarts  map[string]int // by reason
+	Recycled  map[string]int // by reason
+	Rejected  map[string]int // by reason
+	Completed uint64
+}
+
+// WorkerStats is a snapshot of one worker slot.
+type WorkerStats struct {
+	ID       string
+	PID      int    // of the current Python process; 0 while down
+	State    string // "ready" or "down"
+	InFlight int
+	Calls    uint64 // calls finished on this slot, across restarts
+	Started  time.Time
+	// Heartbeat counts, across restarts (zero with heartbeats off).
+	HeartbeatPings  uint64
+	HeartbeatMisses uint64
+}

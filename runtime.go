@@ -1,0 +1,344 @@
+// Package pyvisor runs Python functions ("tools") from Go in supervised pools of Python
+// worker processes, the Elixir/OTP way.
+//
+//	rt, err := pyvisor.Start(ctx, pyvisor.Config{Pools: []pyvisor.PoolConfig{{
+//		Name: "default", Tools: []string{"myproject.tools"},
+//	}}})
+//	defer rt.Stop(context.Background())
+//	res, err := rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 2})
+//
+// Each pool is an actor that routes calls to its workers and queues them when all are
+// busy; each worker is an actor owning one Python process, restarted by its supervisor
+// when the process crashes, fails to start or stops answering heartbeats.
+package pyvisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/pyvisor/pyvisor/actors"
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+// Runtime is a running set of pools. It is safe for concurrent use.
+type Runtime struct {
+	system   *actor.ActorSystem
+	guardian *supervision.Handle
+	pools    map[string]*actor.PID
+	order    []string
+	cfg      Config
+	log      zerolog.Logger
+}
+
+// Option configures Start.
+type Option func(*options)
+
+type options struct {
+	logger zerolog.Logger
+}
+
+// WithLogger receives the runtime's log lines, the Python workers' forwarded ones and
+// protoactor's (default zerolog.Nop()).
+func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Start validates cfg (filling its defaults), starts every pool and returns once all
+// their workers serve. If a pool cannot get there (for example its tools module does not
+// import), Start stops everything and returns the reason.
+func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
+	o := options{logger: zerolog.Nop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("pyvisor: start: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+
+	log := o.logger
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return telemetry.Slog(log.With().Str("component", "protoactor").Logger())
+	}))
+	ready := make(chan error, len(cfg.Pools))
+	spec := supervision.Spec{Strategy: supervision.OneForOne}
+	for _, pc := range cfg.Pools {
+		spec.Children = append(spec.Children, actors.PoolChild(poolSpec(cfg, pc, log, func(err error) { ready <- err })))
+	}
+	guardian, err := supervision.Start(ctx, system, spec, supervision.WithName("guardian"),
+		supervision.WithEventHook(func(e supervision.Event) {
+			if esc, ok := e.(*supervision.Escalated); ok {
+				log.Error().Err(esc.Reason).Msg("pyvisor guardian gave up")
+			}
+		}))
+	if err != nil {
+		system.Shutdown()
+		return nil, fmt.Errorf("pyvisor: start: %w", err)
+	}
+	rt := &Runtime{system: system, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log}
+	children, err := guardian.WhichChildren(ctx)
+	if err == nil {
+		byID := map[string]*actor.PID{}
+		for _, c := range children {
+			byID[c.ID] = c.PID
+		}
+		for _, pc := range cfg.Pools {
+			rt.pools[pc.Name] = byID[actors.PoolChild(actors.PoolSpec{Name: pc.Name}).ID]
+			rt.order = append(rt.order, pc.Name)
+		}
+	}
+	for range cfg.Pools {
+		if err != nil {
+			break
+		}
+		select {
+		case err = <-ready:
+		case <-ctx.Done():
+			err = fmt.Errorf("waiting for workers: %w", ctx.Err())
+		}
+	}
+	if err != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
+		defer cancel()
+		_ = rt.Stop(stopCtx)
+		return nil, fmt.Errorf("pyvisor: start: %w", err)
+	}
+	return rt, nil
+}
+
+func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)) actors.PoolSpec {
+	b := []bridge.Option{
+		bridge.WithTools(pc.Tools...),
+		bridge.WithHandshakeTimeout(pc.HandshakeTimeout),
+		bridge.WithStopTimeout(pc.StopTimeout),
+		bridge.WithMaxMessageBytes(pc.MaxMessageBytes),
+	}
+	if cfg.Python != "" {
+		b = append(b, bridge.WithPython(cfg.Python))
+	}
+	if pc.Dir != "" {
+		b = append(b, bridge.WithDir(pc.Dir))
+	}
+	for k, v := range pc.Env {
+		b = append(b, bridge.WithEnv(k, v))
+	}
+	spec := actors.PoolSpec{
+		Name:           pc.Name,
+		Workers:        pc.Workers,
+		StartupBatch:   pc.StartupBatch,
+		MaxConcurrent:  pc.MaxConcurrent,
+		QueueSize:      max(pc.QueueSize, 0),
+		QueueTimeout:   pc.QueueTimeout,
+		StrictAffinity: pc.Affinity == AffinityStrict,
+		StopTimeout:    pc.StopTimeout,
+		Bridge:         b,
+		Heartbeat: actors.HeartbeatSpec{
+			Enabled:      pc.Heartbeat.Enabled,
+			Interval:     pc.Heartbeat.Interval,
+			Timeout:      pc.Heartbeat.Timeout,
+			MaxMissed:    pc.Heartbeat.MaxMissed,
+			InitialDelay: pc.Heartbeat.InitialDelay,
+		},
+		MaxRestarts: pc.Restart.MaxRestarts,
+		Within:      pc.Restart.Within,
+		Recycle: actors.RecycleSpec{
+			MaxCalls:    uint64(pc.Recycle.MaxCalls),
+			MaxAge:      pc.Recycle.MaxAge,
+			MaxRSSBytes: pc.Recycle.MaxRSSBytes,
+		},
+		Logger:  log,
+		OnReady: onReady,
+	}
+	if pc.Restart.Backoff.Initial > 0 {
+		spec.Backoff = &supervision.Backoff{Base: pc.Restart.Backoff.Initial, Max: pc.Restart.Backoff.Max}
+	}
+	return spec
+}
+
+// Result is what a tool returned.
+type Result = bridge.Result
+
+// ToolError is a Python exception raised by a tool, with its traceback.
+type ToolError = bridge.ToolError
+
+// Errors a call can end with, besides *ToolError and the context's errors. Match them
+// with errors.Is.
+var (
+	ErrUnknownPool     = errors.New("unknown pool")
+	ErrPoolSaturated   = actors.ErrPoolSaturated
+	ErrQueueTimeout    = actors.ErrQueueTimeout
+	ErrStopped         = actors.ErrStopped
+	ErrPoolFailed      = actors.ErrPoolFailed
+	ErrUnknownTool     = bridge.ErrUnknownTool
+	ErrInvalidArgument = bridge.ErrInvalidArgument
+	ErrWorkerCrashed   = bridge.ErrWorkerCrashed
+	ErrMessageTooLarge = bridge.ErrMessageTooLarge
+)
+
+// CallOption adds to one call.
+type CallOption func(*messages.Call)
+
+// WithSession runs the call in a session: it goes to the worker holding the session's
+// state (see PoolConfig.Affinity).
+func WithSession(id string) CallOption { return func(c *messages.Call) { c.SessionID = id } }
+
+// WithPayload sends raw bytes along, the tool's ctx.payload.
+func WithPayload(b []byte) CallOption { return func(c *messages.Call) { c.Payload = b } }
+
+// WithMetadata adds string metadata, the tool's ctx.metadata.
+func WithMetadata(md map[string]string) CallOption {
+	return func(c *messages.Call) { c.Metadata = md }
+}
+
+// Idempotent marks a call safe to run twice: if its worker dies mid-call, it is retried
+// once on another worker.
+func Idempotent() CallOption { return func(c *messages.Call) { c.Idempotent = true } }
+
+func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []CallOption) (context.Context, *actor.PID, messages.Call, error) {
+	pid, ok := r.pools[pool]
+	if !ok {
+		return ctx, nil, messages.Call{}, fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
+	}
+	if telemetry.CorrelationID(ctx) == "" {
+		ctx = telemetry.WithCorrelationID(ctx, telemetry.NewCorrelationID())
+	}
+	call := messages.Call{Tool: tool}
+	switch a := args.(type) {
+	case nil:
+	case json.RawMessage:
+		call.Args = a
+	default:
+		b, err := json.Marshal(a)
+		if err != nil {
+			return ctx, nil, call, fmt.Errorf("pyvisor: execute %s: %w: %w", tool, ErrInvalidArgument, err)
+		}
+		call.Args = b
+	}
+	for _, o := range opts {
+		o(&call)
+	}
+	return ctx, pid, call, nil
+}
+
+// Execute runs tool in pool with args (JSON-encoded; a json.RawMessage is sent as it
+// is). ctx's deadline and cancellation reach the Python call. The call's correlation id
+// is ctx's (telemetry.WithCorrelationID), or a new one.
+func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts ...CallOption) (Result, error) {
+	ctx, pid, call, err := r.call(ctx, pool, tool, args, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	reply, err := actors.Request(ctx, r.system, pid, &messages.Execute{Ctx: ctx, Call: call})
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return Result{}, fmt.Errorf("pyvisor: execute %s: %w", tool, ctxErr)
+		}
+		return Result{}, fmt.Errorf("pyvisor: execute %s: %w", tool, err)
+	}
+	res, ok := reply.(*messages.ExecuteResult)
+	if !ok {
+		return Result{}, fmt.Errorf("pyvisor: execute %s: unexpected reply %T", tool, reply)
+	}
+	return Result{JSON: res.JSON, Payload: res.Payload}, res.Err
+}
+
+// Stream runs a streaming tool and yields its chunks in order; the sequence ends after
+// the last chunk or with one error. Stopping early cancels the call, which closes the
+// Python generator.
+func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts ...CallOption) iter.Seq2[Result, error] {
+	return func(yield func(Result, error) bool) {
+		ctx, pid, call, err := r.call(ctx, pool, tool, args, opts)
+		if err != nil {
+			yield(Result{}, err)
+			return
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		chunks := make(chan messages.StreamChunk, 16)
+		actors.Forward(r.system.Root, pid, actors.Headers(ctx), nil, &messages.ExecuteStream{Ctx: ctx, Call: call, Chunks: chunks})
+		for {
+			select {
+			case c := <-chunks:
+				switch {
+				case c.Err != nil:
+					yield(Result{}, c.Err)
+					return
+				case c.Done:
+					return
+				case !yield(Result{JSON: c.JSON, Payload: c.Payload}, nil):
+					return
+				}
+			case <-ctx.Done():
+				yield(Result{}, fmt.Errorf("pyvisor: stream %s: %w", tool, ctx.Err()))
+				return
+			}
+		}
+	}
+}
+
+// PoolStats is a snapshot of one pool.
+type PoolStats = messages.PoolStats
+
+// Stats returns a snapshot of every pool, in configuration order.
+func (r *Runtime) Stats(ctx context.Context) ([]PoolStats, error) {
+	out := make([]PoolStats, 0, len(r.order))
+	for _, name := range r.order {
+		reply, err := actors.Request(ctx, r.system, r.pools[name], &messages.GetStats{})
+		if err != nil {
+			return nil, fmt.Errorf("pyvisor: stats of pool %s: %w", name, err)
+		}
+		st, ok := reply.(*messages.PoolStats)
+		if !ok {
+			return nil, fmt.Errorf("pyvisor: stats of pool %s: unexpected reply %T", name, reply)
+		}
+		out = append(out, *st)
+	}
+	return out, nil
+}
+
+// Resize makes pool run n workers: new ones start after the existing ones; the last
+// ones stop first (gracefully).
+func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
+	pid, ok := r.pools[pool]
+	if !ok {
+		return fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
+	}
+	reply, err := actors.Request(ctx, r.system, pid, &messages.Resize{Workers: n})
+	if err != nil {
+		return fmt.Errorf("pyvisor: resize %s: %w", pool, err)
+	}
+	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
+		return ack.Err
+	}
+	return nil
+}
+
+// Stop stops taking calls, fails queued ones with ErrStopped, lets in-flight ones
+// finish (within ctx's deadline, or the configured stop timeout), then stops every
+// worker in reverse start order and the actor system. No Python process is left.
+func (r *Runtime) Stop(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StopTimeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	drain := deadline.Add(-time.Duration(len(r.pools)) * time.Second)
+	for i := len(r.order) - 1; i >= 0; i-- {
+		_, _ = actors.Request(ctx, r.system, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
+	}
+	err := r.guardian.Stop(ctx)
+	r.system.Shutdown()
+	if err != nil {
+		return fmt.Errorf("pyvisor: stop: %w", err)
+	}
+	return nil
+}
