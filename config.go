@@ -1,0 +1,250 @@
+package pyvisor
+
+import (
+	"slices"
+	"time"
+)
+
+// Defaults of the configuration. A zero field means its default; WithDefaults
+// fills them in. See docs/configuration.md.
+const (
+	DefaultStartTimeout = 60 * time.Second
+	DefaultStopTimeout  = 30 * time.Second
+
+	DefaultWorkers           = 2
+	MaxWorkers               = 256
+	DefaultStartupBatch      = 8
+	DefaultMaxConcurrent     = 1
+	DefaultQueueSize         = 1000
+	DefaultQueueTimeout      = 10 * time.Second
+	DefaultAffinity          = AffinityHint
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultWorkerStopTimeout = 5 * time.Second
+	DefaultMaxMessageBytes   = 16 << 20
+
+	DefaultHeartbeatInterval  = 2 * time.Second
+	DefaultHeartbeatTimeout   = 10 * time.Second
+	DefaultHeartbeatMaxMissed = 3
+
+	DefaultMaxRestarts   = 3
+	DefaultRestartWithin = 5 * time.Second
+
+	DefaultBackoffMax        = 30 * time.Second
+	DefaultBackoffMultiplier = 2.0
+)
+
+// Session affinity modes of a pool (PoolConfig.Affinity).
+const (
+	// AffinityHint sends a call with a session id to the worker holding the
+	// session when it is free, and to any worker otherwise.
+	AffinityHint = "hint"
+	// AffinityStrict makes a call with a session id wait for the worker
+	// holding the session.
+	AffinityStrict = "strict"
+)
+
+// NoQueue as PoolConfig.QueueSize disables the queue: a call that finds every
+// worker busy is rejected at once with ErrPoolSaturated.
+const NoQueue = -1
+
+// Config is the configuration of a runtime. The zero value of every field
+// means its documented default (WithDefaults fills them in), so a Config
+// needs only its pools. Load one from a file with LoadConfig, apply PYVISOR_*
+// environment overrides with WithEnv, and check it with Validate (Start does
+// both WithDefaults and Validate).
+//
+// The YAML/JSON key of each field is its name in snake_case (given by the
+// struct tags); durations are strings such as "2s" or "1m30s" in files.
+type Config struct {
+	// Python is the interpreter every pool runs. Default "": the bridge's
+	// choice (bridge.Interpreter: $PYVISOR_PYTHON, else the nearest
+	// .venv/bin/python, else python3). Env: PYVISOR_PYTHON.
+	Python string `json:"python" yaml:"python"`
+	// Pools are the worker pools, started in this order. No default: at
+	// least one pool is required.
+	Pools []PoolConfig `json:"pools" yaml:"pools"`
+	// StartTimeout bounds how long Start waits for the workers of every
+	// pool to be serving. Default 60s.
+	StartTimeout time.Duration `json:"start_timeout" yaml:"start_timeout"`
+	// StopTimeout bounds how long Stop waits overall. Default 30s.
+	StopTimeout time.Duration `json:"stop_timeout" yaml:"stop_timeout"`
+
+	// Runtime-wide sections (telemetry, metrics endpoint) are added here by
+	// later issues.
+}
+
+// PoolConfig configures one pool of Python workers serving the same tools.
+type PoolConfig struct {
+	// Name identifies the pool in calls, logs and metrics. Required, unique,
+	// made of [a-z0-9_-].
+	Name string `json:"name" yaml:"name"`
+	// Tools are the Python modules whose @tool functions the workers serve,
+	// for example "pyvisor_worker.examples". Required, at least one.
+	Tools []string `json:"tools" yaml:"tools"`
+	// Workers is the number of Python processes. Default 2; 1 to 256.
+	// Env: PYVISOR_WORKERS (every pool).
+	Workers int `json:"workers" yaml:"workers"`
+	// StartupBatch is how many workers start concurrently. Default 8.
+	StartupBatch int `json:"startup_batch" yaml:"startup_batch"`
+	// MaxConcurrent is the number of calls in flight per worker. Default 1.
+	MaxConcurrent int `json:"max_concurrent" yaml:"max_concurrent"`
+	// QueueSize is how many calls may wait when every worker is busy; one
+	// more is rejected with ErrPoolSaturated. Default 1000; NoQueue (-1)
+	// rejects at once. Env: PYVISOR_QUEUE_SIZE (every pool).
+	QueueSize int `json:"queue_size" yaml:"queue_size"`
+	// QueueTimeout is the longest a call waits in the queue before failing
+	// with ErrQueueTimeout. Default 10s. Env: PYVISOR_QUEUE_TIMEOUT (every
+	// pool).
+	QueueTimeout time.Duration `json:"queue_timeout" yaml:"queue_timeout"`
+	// Affinity is the session affinity mode: AffinityHint ("hint", the
+	// default) or AffinityStrict ("strict").
+	Affinity string `json:"affinity" yaml:"affinity"`
+	// HandshakeTimeout bounds how long a starting worker has to answer its
+	// handshake. Default 10s.
+	HandshakeTimeout time.Duration `json:"handshake_timeout" yaml:"handshake_timeout"`
+	// StopTimeout is how long a worker may take to stop gracefully before
+	// its process is killed. Default 5s.
+	StopTimeout time.Duration `json:"stop_timeout" yaml:"stop_timeout"`
+	// MaxMessageBytes is the largest message exchanged with a worker, each
+	// way. Default 16 MiB.
+	MaxMessageBytes int `json:"max_message_bytes" yaml:"max_message_bytes"`
+	// Env is extra environment for the worker processes, on top of the
+	// runtime's own. Default none.
+	Env map[string]string `json:"env" yaml:"env"`
+	// Dir is the working directory of the worker processes. Default "": the
+	// runtime's working directory.
+	Dir string `json:"dir" yaml:"dir"`
+	// Heartbeat configures the liveness pings (off by default).
+	Heartbeat HeartbeatConfig `json:"heartbeat" yaml:"heartbeat"`
+	// Restart configures the restart intensity of the pool's workers.
+	Restart RestartConfig `json:"restart" yaml:"restart"`
+	// Recycle configures when a healthy worker is replaced (never by
+	// default).
+	Recycle RecycleConfig `json:"recycle" yaml:"recycle"`
+}
+
+// HeartbeatConfig configures the pings a worker's Heartbeat actor sends its
+// Python process. MaxMissed misses in a row fail the worker, which its pool
+// replaces.
+type HeartbeatConfig struct {
+	// Enabled turns heartbeats on. Default false (opt-in).
+	// Env: PYVISOR_HEARTBEAT=true|false (every pool).
+	Enabled bool `json:"enabled" yaml:"enabled"`
+	// Interval is the time between pings. Default 2s.
+	Interval time.Duration `json:"interval" yaml:"interval"`
+	// Timeout bounds each ping; a ping not answered in time is a miss.
+	// Default 10s.
+	Timeout time.Duration `json:"timeout" yaml:"timeout"`
+	// MaxMissed is how many misses in a row fail the worker. Default 3.
+	MaxMissed int `json:"max_missed" yaml:"max_missed"`
+	// InitialDelay is the wait before the first ping. Default: Interval.
+	InitialDelay time.Duration `json:"initial_delay" yaml:"initial_delay"`
+}
+
+// RestartConfig is the restart intensity of a pool's workers (Elixir's
+// max_restarts in max_seconds): one restart more than MaxRestarts within
+// Within fails the pool.
+//
+// Both zero means the default, 3 restarts within 5s. A zero Within alone
+// becomes 5s, so MaxRestarts 0 with a non-zero Within forbids restarts.
+type RestartConfig struct {
+	// MaxRestarts is the number of restarts allowed within Within.
+	// Default 3 (when Within is zero too).
+	MaxRestarts int `json:"max_restarts" yaml:"max_restarts"`
+	// Within is the sliding window of MaxRestarts. Default 5s.
+	Within time.Duration `json:"within" yaml:"within"`
+	// Backoff delays restarts (none by default).
+	Backoff BackoffConfig `json:"backoff" yaml:"backoff"`
+}
+
+// BackoffConfig is an exponential delay before each restart of a worker:
+// Initial, then multiplied by Multiplier at each restart, up to Max.
+type BackoffConfig struct {
+	// Initial is the first delay. Default 0: no backoff, restart at once.
+	Initial time.Duration `json:"initial" yaml:"initial"`
+	// Max caps the delay. Default 30s (or Initial if longer) when
+	// Initial > 0.
+	Max time.Duration `json:"max" yaml:"max"`
+	// Multiplier grows the delay at each restart. Default 2 when
+	// Initial > 0; at least 1.
+	Multiplier float64 `json:"multiplier" yaml:"multiplier"`
+}
+
+// RecycleConfig says when a healthy worker is replaced by a fresh one. A
+// zero field never recycles.
+type RecycleConfig struct {
+	// MaxCalls recycles a worker after this many calls. Default 0: never.
+	MaxCalls int `json:"max_calls" yaml:"max_calls"`
+	// MaxAge recycles a worker this long after it started. Default 0:
+	// never.
+	MaxAge time.Duration `json:"max_age" yaml:"max_age"`
+	// MaxRSSBytes recycles a worker whose Python process's resident memory
+	// (as the OS reports it) passes this many bytes. Default 0: never.
+	MaxRSSBytes int64 `json:"max_rss_bytes" yaml:"max_rss_bytes"`
+}
+
+// Pool returns the configuration of the pool named name, as it is in c
+// (defaults are not applied), and whether there is one.
+func (c Config) Pool(name string) (PoolConfig, bool) {
+	for _, p := range c.Pools {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return PoolConfig{}, false
+}
+
+// WithDefaults returns c with every zero field set to its default. It does
+// not change c (pools are copied) and applying it twice changes nothing more.
+// Python stays "" (the bridge picks the interpreter when it starts one).
+func (c Config) WithDefaults() Config {
+	if c.StartTimeout == 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = DefaultStopTimeout
+	}
+	c.Pools = slices.Clone(c.Pools)
+	for i := range c.Pools {
+		c.Pools[i] = c.Pools[i].withDefaults()
+	}
+	return c
+}
+
+func (p PoolConfig) withDefaults() PoolConfig {
+	setDefault(&p.Workers, DefaultWorkers)
+	setDefault(&p.StartupBatch, DefaultStartupBatch)
+	setDefault(&p.MaxConcurrent, DefaultMaxConcurrent)
+	setDefault(&p.QueueSize, DefaultQueueSize)
+	setDefault(&p.QueueTimeout, DefaultQueueTimeout)
+	setDefault(&p.Affinity, DefaultAffinity)
+	setDefault(&p.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&p.StopTimeout, DefaultWorkerStopTimeout)
+	setDefault(&p.MaxMessageBytes, DefaultMaxMessageBytes)
+
+	h := &p.Heartbeat
+	setDefault(&h.Interval, DefaultHeartbeatInterval)
+	setDefault(&h.Timeout, DefaultHeartbeatTimeout)
+	setDefault(&h.MaxMissed, DefaultHeartbeatMaxMissed)
+	if h.Interval > 0 { // a bad interval is reported once, by Validate
+		setDefault(&h.InitialDelay, h.Interval)
+	}
+
+	r := &p.Restart
+	if r.Within == 0 {
+		r.Within = DefaultRestartWithin
+		setDefault(&r.MaxRestarts, DefaultMaxRestarts)
+	}
+	if b := &r.Backoff; b.Initial > 0 {
+		setDefault(&b.Max, max(DefaultBackoffMax, b.Initial))
+		setDefault(&b.Multiplier, DefaultBackoffMultiplier)
+	}
+	return p
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}

@@ -1,0 +1,179 @@
+package pyvisor
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInvalidConfig is matched (errors.Is) by every error about a
+// configuration value: from Validate, from LoadConfig's decoding, from
+// WithEnv. It is not matched by I/O errors reading a file.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// FieldError is one problem with one configuration value. It matches
+// ErrInvalidConfig and, when there is one, its cause.
+type FieldError struct {
+	// Field is the value's path by its YAML/JSON keys, for example
+	// "pools[0].heartbeat.interval".
+	Field string
+	// Problem says what is wrong, for example "must be positive, got -1s".
+	Problem string
+	// Err is the underlying cause, or nil.
+	Err error
+}
+
+func (e *FieldError) Error() string {
+	msg := e.Field + ": " + e.Problem
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns ErrInvalidConfig and the cause, if any.
+func (e *FieldError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrInvalidConfig}
+	}
+	return []error{ErrInvalidConfig, e.Err}
+}
+
+var (
+	poolNameRE   = regexp.MustCompile(`^[a-z0-9_-]+$`)
+	pyModuleRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+	simpleKeyRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	poolNameDesc = "[a-z0-9_-]+"
+)
+
+// Validate checks c as WithDefaults completes it (a zero field is its
+// default, so it is valid) and reports every problem, each a *FieldError
+// naming the field, joined with errors.Join. It returns nil if c is valid.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	v := &validator{}
+	v.positive("start_timeout", c.StartTimeout)
+	v.positive("stop_timeout", c.StopTimeout)
+	if len(c.Pools) == 0 {
+		v.fail("pools", "at least one pool is required")
+	}
+	names := make(map[string]int, len(c.Pools))
+	for i, p := range c.Pools {
+		path := fmt.Sprintf("pools[%d]", i)
+		switch {
+		case p.Name == "":
+			v.fail(path+".name", "is required")
+		case !poolNameRE.MatchString(p.Name):
+			v.fail(path+".name", fmt.Sprintf("must match %s, got %q", poolNameDesc, p.Name))
+		default:
+			if j, dup := names[p.Name]; dup {
+				v.fail(path+".name", fmt.Sprintf("%q is already the name of pools[%d]", p.Name, j))
+			} else {
+				names[p.Name] = i
+			}
+		}
+		p.validate(v, path)
+	}
+	return errors.Join(v.errs...)
+}
+
+func (p PoolConfig) validate(v *validator, path string) {
+	if len(p.Tools) == 0 {
+		v.fail(path+".tools", "at least one python module is required")
+	}
+	for j, m := range p.Tools {
+		if !pyModuleRE.MatchString(m) {
+			v.fail(fmt.Sprintf("%s.tools[%d]", path, j), fmt.Sprintf("must be a python module name, got %q", m))
+		}
+	}
+	if p.Workers < 1 || p.Workers > MaxWorkers {
+		v.fail(path+".workers", fmt.Sprintf("must be between 1 and %d, got %d", MaxWorkers, p.Workers))
+	}
+	v.atLeast(path+".startup_batch", p.StartupBatch, 1)
+	v.atLeast(path+".max_concurrent", p.MaxConcurrent, 1)
+	if p.QueueSize < NoQueue {
+		v.fail(path+".queue_size", fmt.Sprintf("must be at least 0, or -1 for no queue, got %d", p.QueueSize))
+	}
+	v.positive(path+".queue_timeout", p.QueueTimeout)
+	if p.Affinity != AffinityHint && p.Affinity != AffinityStrict {
+		v.fail(path+".affinity", fmt.Sprintf("must be %q or %q, got %q", AffinityHint, AffinityStrict, p.Affinity))
+	}
+	v.positive(path+".handshake_timeout", p.HandshakeTimeout)
+	v.positive(path+".stop_timeout", p.StopTimeout)
+	v.atLeast(path+".max_message_bytes", p.MaxMessageBytes, 1)
+	for k, val := range p.Env {
+		field := keyPath(path+".env", k)
+		switch {
+		case k == "":
+			v.fail(field, "variable name is empty")
+		case strings.ContainsAny(k, "=\x00"):
+			v.fail(field, "variable name must not contain '=' or NUL")
+		case strings.ContainsRune(val, 0):
+			v.fail(field, "value must not contain NUL")
+		}
+	}
+
+	h := p.Heartbeat
+	v.positive(path+".heartbeat.interval", h.Interval)
+	v.positive(path+".heartbeat.timeout", h.Timeout)
+	v.atLeast(path+".heartbeat.max_missed", h.MaxMissed, 1)
+	v.notNegative(path+".heartbeat.initial_delay", h.InitialDelay)
+
+	r := p.Restart
+	v.atLeast(path+".restart.max_restarts", r.MaxRestarts, 0)
+	v.positive(path+".restart.within", r.Within)
+	b := r.Backoff
+	v.notNegative(path+".restart.backoff.initial", b.Initial)
+	switch {
+	case b.Max < 0:
+		v.notNegative(path+".restart.backoff.max", b.Max)
+	case b.Initial > 0 && b.Max < b.Initial:
+		v.fail(path+".restart.backoff.max", fmt.Sprintf("must be at least initial (%v), got %v", b.Initial, b.Max))
+	}
+	if m := b.Multiplier; m != 0 && (!(m >= 1) || math.IsInf(m, 0)) {
+		v.fail(path+".restart.backoff.multiplier", fmt.Sprintf("must be a finite number at least 1, got %v", m))
+	}
+
+	rc := p.Recycle
+	v.atLeast(path+".recycle.max_calls", rc.MaxCalls, 0)
+	v.notNegative(path+".recycle.max_age", rc.MaxAge)
+	if rc.MaxRSSBytes < 0 {
+		v.fail(path+".recycle.max_rss_bytes", fmt.Sprintf("must be at least 0, got %d", rc.MaxRSSBytes))
+	}
+}
+
+// keyPath is the path of a map entry: base.key, or base["odd key"].
+func keyPath(base, key string) string {
+	if simpleKeyRE.MatchString(key) {
+		return base + "." + key
+	}
+	return base + "[" + strconv.Quote(key) + "]"
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) fail(field, problem string) {
+	v.errs = append(v.errs, &FieldError{Field: field, Problem: problem})
+}
+
+func (v *validator) positive(field string, d time.Duration) {
+	if d <= 0 {
+		v.fail(field, fmt.Sprintf("must be positive, got %v", d))
+	}
+}
+
+func (v *validator) notNegative(field string, d time.Duration) {
+	if d < 0 {
+		v.fail(field, fmt.Sprintf("must not be negative, got %v", d))
+	}
+}
+
+func (v *validator) atLeast(field string, n, least int) {
+	if n < least {
+		v.fail(field, fmt.Sprintf("must be at least %d, got %d", least, n))
+	}
+}
