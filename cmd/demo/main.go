@@ -1,12 +1,24 @@
-// Command demo starts one Python worker through the bridge and shows what it can do:
-// its tools, a few calls, a stream, a Python exception coming back typed, a deadline,
-// and a clean stop. It exits non-zero if the scenario does not go as expected.
-// Run it with `go tool task demo`.
+// Command demo runs a supervised pool of Python workers with heartbeats on and puts it
+// through its paces: calls, a stream, typed errors, a session, then a worker that
+// crashes and one whose event loop hangs, both detected and replaced on screen, and a
+// summary at the end (calls, errors by kind, restarts by reason, latency percentiles).
+//
+// With no flags it runs an embedded default configuration (default.yaml: a pool of 2
+// workers of pyvisor_worker.examples, heartbeats every 500ms). Run it with
+// `go tool task demo`, flags after `--`:
+//
+//	-workers N                 workers in the pool (default: the configuration's)
+//	-calls N                   add calls to make (default 20)
+//	-config FILE               a YAML or JSON configuration instead of the default
+//	-log-format console|json   console (default) or one JSON object per line on stderr
+//
+// Logs (Go's, the Python workers' and protoactor's) go to stderr, the summary to stdout.
+// The exit status is 0 if the scenario went as expected, 1 if not, 2 for bad flags or
+// configuration, 130 if interrupted (Ctrl-C or SIGTERM stop the runtime cleanly first).
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,117 +26,102 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+func run() int {
+	workers := flag.Int("workers", 0, "workers in the pool (default: the configuration's, 2 in the embedded one)")
+	calls := flag.Int("calls", 20, "how many add calls to make")
+	configFile := flag.String("config", "", "YAML or JSON configuration file (default: the embedded one)")
 	logFormat := flag.String("log-format", "console", "console or json")
-	calls := flag.Int("calls", 5, "how many add calls to make")
 	flag.Parse()
 
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	var log zerolog.Logger
-	switch *logFormat {
-	case "console":
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
-	case "json":
-		log = zerolog.New(os.Stderr).With().Timestamp().Logger()
-	default:
-		fmt.Fprintf(os.Stderr, "demo: -log-format must be console or json, got %q\n", *logFormat)
-		os.Exit(2)
+	log, err := newLogger(*logFormat)
+	if err == nil && (*workers < 0 || *calls < 0) {
+		err = fmt.Errorf("-workers and -calls must not be negative")
 	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 2
+	}
+	cfg, err := loadConfig(*configFile, *workers)
+	if err != nil {
+		log.Error().Err(err).Msg("demo: bad configuration")
+		return 2
+	}
+
+	// The first Ctrl-C or SIGTERM stops the demo cleanly; after it, a second one kills
+	// it at once (the Python workers die with it: they watch their parent).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, log, *calls); err != nil {
-		log.Error().Err(err).Msg("demo failed")
-		os.Exit(1)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+
+	began := time.Now()
+	pc := cfg.Pools[0]
+	log.Info().Str("pool", pc.Name).Int("workers", pc.Workers).Bool("heartbeat", pc.Heartbeat.Enabled).
+		Stringer("heartbeat_interval", pc.Heartbeat.Interval).Stringer("heartbeat_timeout", pc.Heartbeat.Timeout).
+		Int("max_missed", pc.Heartbeat.MaxMissed).Msg("starting the runtime")
+	rt, err := pyvisor.Start(ctx, cfg, pyvisor.WithLogger(log))
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Warn().Msg("interrupted while starting")
+			return 130
+		}
+		log.Error().Err(err).Msg("demo: the runtime did not start")
+		return 1
 	}
+	log.Info().Stringer("took", time.Since(began).Round(time.Millisecond)).Msg("the runtime is up")
+
+	sc := newScenario(rt, cfg, *calls, log)
+	scErr := sc.run(ctx)
+	if ctx.Err() != nil {
+		log.Warn().Msg("interrupted: stopping the runtime")
+	} else if scErr != nil {
+		log.Error().Err(scErr).Msg("demo: the scenario could not go on")
+	}
+
+	if sc.final.Pool == "" { // the scenario did not finish: the counts so far
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if st, err := sc.stats(sctx); err == nil {
+			sc.final = st
+		}
+		cancel()
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stopErr := rt.Stop(stopCtx)
+	if stopErr != nil {
+		log.Error().Err(stopErr).Msg("demo: stop")
+	} else {
+		log.Info().Msg("the runtime stopped")
+	}
+	sum := summary{
+		pool: pc.Name, workers: pc.Workers, wall: time.Since(began),
+		interrupted: ctx.Err() != nil, stopErr: stopErr, leftover: alive(sc.pids),
+	}
+	sum.print(os.Stdout, sc, log, *logFormat == "json")
+
+	switch {
+	case sum.interrupted:
+		return 130
+	case scErr != nil || stopErr != nil || len(sum.leftover) > 0 || len(sc.tally.failures) > 0:
+		return 1
+	}
+	return 0
 }
 
-func run(ctx context.Context, log zerolog.Logger, calls int) error {
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	began := time.Now()
-	p, err := bridge.Start(startCtx,
-		bridge.WithTools("pyvisor_worker.examples"),
-		bridge.WithWorkerID("demo-0"),
-		bridge.WithLogger(log),
-	)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := p.Stop(stopCtx); err != nil {
-			log.Error().Err(err).Msg("stop")
-			return
-		}
-		log.Info().Int("pid", p.PID()).Msg("worker stopped; its process group and socket are gone")
-	}()
-	log.Info().Int("pid", p.PID()).Str("socket", p.Address()).Dur("startup", time.Since(began)).Msg("worker ready")
-
-	info, err := p.Client().Describe(ctx)
-	if err != nil {
-		return err
-	}
-	for _, t := range info.Tools {
-		log.Info().Str("tool", t.Name).Bool("streaming", t.Streaming).Msg(t.Description)
-	}
-
-	var failures []string
-	expect := func(ok bool, what string) {
-		if !ok {
-			failures = append(failures, what)
+// alive returns the processes of pids that still exist.
+func alive(pids map[int]bool) []int {
+	var out []int
+	for pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil || err == syscall.EPERM {
+			out = append(out, pid)
 		}
 	}
-
-	for i := range calls {
-		res, err := p.Client().Execute(ctx, bridge.Request{Tool: "add", Args: map[string]int{"a": i, "b": 10}})
-		if err != nil {
-			return err
-		}
-		var sum int
-		if err := res.Decode(&sum); err != nil {
-			return err
-		}
-		log.Info().Int("a", i).Int("b", 10).Int("sum", sum).Msg("add")
-		expect(sum == i+10, "add returned a wrong sum")
-	}
-
-	chunks := 0
-	for res, err := range p.Client().ExecuteStream(ctx, bridge.Request{Tool: "count", Args: map[string]any{"n": 5, "interval": 0.05}}) {
-		if err != nil {
-			return err
-		}
-		chunks++
-		log.Info().RawJSON("chunk", res.JSON).Msg("stream chunk")
-	}
-	expect(chunks == 5, "the stream did not yield 5 chunks")
-
-	_, err = p.Client().Execute(ctx, bridge.Request{Tool: "raise", Args: map[string]string{"message": "the widget is missing", "type": "KeyError"}})
-	var toolErr *bridge.ToolError
-	if errors.As(err, &toolErr) {
-		log.Info().Str("type", toolErr.Type).Str("message", toolErr.Message).Msg("a Python exception came back as *bridge.ToolError; its traceback:")
-		fmt.Fprint(os.Stderr, toolErr.Traceback)
-	}
-	expect(toolErr != nil && toolErr.Type == "KeyError", "a Python KeyError did not come back as *ToolError")
-
-	_, err = p.Client().Execute(ctx, bridge.Request{Tool: "nope"})
-	log.Info().Err(err).Bool("is_unknown_tool", errors.Is(err, bridge.ErrUnknownTool)).Msg("unknown tool")
-	expect(errors.Is(err, bridge.ErrUnknownTool), "an unknown tool was not ErrUnknownTool")
-
-	deadline, cancelDeadline := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancelDeadline()
-	_, err = p.Client().Execute(deadline, bridge.Request{Tool: "sleep", Args: map[string]float64{"seconds": 5}})
-	log.Info().Err(err).Bool("deadline_exceeded", errors.Is(err, context.DeadlineExceeded)).Msg("call past its deadline")
-	expect(errors.Is(err, context.DeadlineExceeded), "a call past its deadline did not end with DeadlineExceeded")
-
-	if len(failures) > 0 {
-		return fmt.Errorf("the scenario did not go as expected: %v", failures)
-	}
-	log.Info().Msg("demo scenario went as expected")
-	return nil
+	return out
 }
