@@ -94,7 +94,7 @@ type pool struct {
 	rejected    map[string]int
 	completed   uint64
 	drainers    []*actor.PID
-	recycleTick *time.Ticker
+	stopRecycle chan struct{} // closed when the pool stops: ends the recycle ticker
 }
 
 // workersStrategy is the pool's protoactor strategy for its one child, the workers'
@@ -148,8 +148,9 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *supervision.ShutdownRequest:
 		p.shutdown(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		if p.recycleTick != nil {
-			p.recycleTick.Stop()
+		if p.stopRecycle != nil {
+			close(p.stopRecycle)
+			p.stopRecycle = nil
 		}
 		p.failQueue(ctx, ErrStopped)
 	}
@@ -186,11 +187,17 @@ func (p *pool) start(ctx actor.Context) {
 	}
 	p.workers = supervision.Attach(system, pid)
 	if r := p.spec.Recycle; r.MaxAge > 0 || r.MaxRSSBytes > 0 {
-		p.recycleTick = time.NewTicker(recycleInterval(r.MaxAge))
-		tick := p.recycleTick
+		tick, stop := time.NewTicker(recycleInterval(r.MaxAge)), make(chan struct{})
+		p.stopRecycle = stop
 		go func() {
-			for range tick.C {
-				system.Root.Send(self, &recycleCheck{})
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					system.Root.Send(self, &recycleCheck{})
+				case <-stop:
+					return
+				}
 			}
 		}()
 	}

@@ -16,12 +16,11 @@ import (
 
 // Messages between a Worker, its Pool and its own goroutines.
 type (
-	// processStarted: the goroutine starting a process is done (inc says for which
-	// incarnation of the actor).
+	// processStarted: the goroutine starting a process is done.
 	processStarted struct {
-		inc  uint64
-		proc *bridge.Process
-		err  error
+		start *start
+		proc  *bridge.Process
+		err   error
 	}
 	// processExited: the current process exited.
 	processExited struct{ proc *bridge.Process }
@@ -67,6 +66,35 @@ type slotCounters struct {
 // process are recognised.
 var incarnations atomic.Uint64
 
+// start is a process start under way. If the worker lets go of it first (it restarts
+// or stops), the process is killed as soon as it exists: nobody owns it.
+type start struct {
+	mu        sync.Mutex
+	abandoned bool
+	proc      *bridge.Process // handed over, not yet taken by the actor
+}
+
+// deliver hands a started process over, or reports that nobody wants it.
+func (s *start) deliver(p *bridge.Process) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.abandoned {
+		return false
+	}
+	s.proc = p
+	return true
+}
+
+// abandon gives the start up and returns the process if it was already handed over.
+func (s *start) abandon() *bridge.Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.abandoned = true
+	p := s.proc
+	s.proc = nil
+	return p
+}
+
 // live is a running process and the sessions opened in it.
 type live struct {
 	*bridge.Process
@@ -83,6 +111,7 @@ type worker struct {
 	counters *slotCounters
 
 	inc       uint64
+	starting  *start
 	proc      *live
 	heartbeat *actor.PID
 	log       zerolog.Logger
@@ -125,25 +154,28 @@ func (w *worker) Receive(ctx actor.Context) {
 // startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
-	system, self, inc := ctx.ActorSystem(), ctx.Self(), w.inc
+	system, self, sem := ctx.ActorSystem(), ctx.Self(), w.startSem
 	opts := append(append([]bridge.Option(nil), w.spec.Bridge...),
 		bridge.WithWorkerID(w.slot), bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()))
+	st := &start{}
+	w.starting = st
 	go func() {
-		w.startSem <- struct{}{}
-		defer func() { <-w.startSem }()
+		sem <- struct{}{}
 		p, err := bridge.Start(context.Background(), opts...)
-		system.Root.Send(self, &processStarted{inc: inc, proc: p, err: err})
+		<-sem
+		if p != nil && !st.deliver(p) {
+			_ = p.Kill(context.Background())
+			return
+		}
+		system.Root.Send(self, &processStarted{start: st, proc: p, err: err})
 	}()
 }
 
 func (w *worker) started(ctx actor.Context, msg *processStarted) {
-	if msg.inc != w.inc {
-		// A start begun by an earlier actor value: nobody owns that process.
-		if msg.proc != nil {
-			go func() { _ = msg.proc.Kill(context.Background()) }()
-		}
-		return
+	if msg.start != w.starting {
+		return // abandoned: its process was killed by whoever abandoned it
 	}
+	w.starting = nil
 	if msg.err != nil {
 		w.log.Error().Err(msg.err).Msg("python worker did not start")
 		panic(&startFailure{err: msg.err})
@@ -173,8 +205,10 @@ func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
 	system, pool, sender, header := ctx.ActorSystem(), w.pool, ctx.Sender(), headerMap(ctx)
 	proc, slot, inc := w.proc, w.slot, w.inc
 	go func() {
-		defer system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
 		res, err := proc.run(msg.Ctx, msg.Call, header[messages.HeaderCorrelationID])
+		// The pool hears the worker is free before the caller hears back, so the
+		// caller's next call finds it free (session affinity relies on it).
+		system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
 		if err != nil && msg.Call.Idempotent && msg.Attempt == 0 && errors.Is(err, bridge.ErrWorkerCrashed) {
 			retry := *msg
 			retry.Attempt++
@@ -249,7 +283,12 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 func (w *worker) release(ctx actor.Context, brutal bool) {
 	w.stopHeartbeat(ctx)
 	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
-	w.inc = 0 // a start still under way belongs to nobody now
+	if w.starting != nil {
+		if p := w.starting.abandon(); p != nil {
+			_ = p.Kill(context.Background())
+		}
+		w.starting = nil
+	}
 	if w.proc == nil {
 		return
 	}

@@ -250,14 +250,20 @@ func (c *Client) request(op string, req Request) (*workerv1.ExecuteRequest, erro
 
 // usable fails fast once the worker process is gone.
 func (c *Client) usable(op, tool string) error {
-	if c.proc == nil || !c.proc.exited() {
+	if c.proc == nil {
 		return nil
 	}
-	return c.goneError(op, tool)
+	if c.proc.exited() {
+		return c.goneError(op, tool)
+	}
+	if c.proc.stopping.Load() {
+		return &CallError{Op: op, Tool: tool, Reason: ErrStopped, Code: codes.Unavailable}
+	}
+	return nil
 }
 
 func (c *Client) goneError(op, tool string) error {
-	if c.proc.stopping.Load() {
+	if !c.proc.crashed {
 		return &CallError{Op: op, Tool: tool, Reason: ErrStopped, Code: codes.Unavailable}
 	}
 	return fmt.Errorf("%s: %w", opName(op, tool), c.proc.exit)

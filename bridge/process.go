@@ -49,6 +49,7 @@ type Process struct {
 
 	done     chan struct{} // closed once the process is reaped
 	exit     *ExitError    // how it ended; set before done closes
+	crashed  bool          // it exited before anyone asked it to; set before done closes
 	stopping atomic.Bool   // Stop or Kill was called
 
 	stopOnce sync.Once
@@ -268,12 +269,13 @@ func (p *Process) reaped(cmd *exec.Cmd, stderrDone <-chan struct{}) {
 		exit.Stderr = p.stderr.Tail()
 	}
 	p.exit = exit
-	if p.dir != "" && !p.stopping.Load() {
+	p.crashed = !p.stopping.Load()
+	if p.dir != "" && p.crashed {
 		// The worker removes its socket on a clean exit; after a crash, nobody else will.
 		p.removeDir()
 	}
 	close(p.done)
-	if !p.stopping.Load() {
+	if p.crashed {
 		p.log.Warn().Int("exit_code", exit.ExitCode).Str("signal", signalName(exit.Signal)).Msg("python worker exited unexpectedly")
 	}
 }
@@ -320,9 +322,10 @@ func (p *Process) Wait(ctx context.Context) error {
 }
 
 // Err is nil while the process runs or after a requested stop; after an exit nobody
-// asked for it is an *ExitError (errors.Is(err, ErrWorkerCrashed)).
+// asked for (even if Stop or Kill came after it) it is an *ExitError
+// (errors.Is(err, ErrWorkerCrashed)).
 func (p *Process) Err() error {
-	if !p.exited() || p.stopping.Load() {
+	if !p.exited() || !p.crashed {
 		return nil
 	}
 	return p.exit

@@ -1,0 +1,162 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gleak"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/specs/internal/harness"
+)
+
+var _ = Describe("When a worker's Python process dies", Label("python"), func() {
+	It("replaces it after kill -9, the pool returns to full size, and concurrent callers get a result or a typed error", func() {
+		rt, _ := start(pool(2))
+		before := readyPIDs(rt)
+		victim := before["default-0"]
+
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for range 40 {
+			wg.Go(func() {
+				_, err := execute(rt, "sleep", map[string]float64{"seconds": 0.05})
+				errs <- err
+			})
+		}
+		Expect(syscall.Kill(victim, syscall.SIGKILL)).To(Succeed())
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed), "a call either succeeds or says its worker crashed")
+			}
+		}
+		Eventually(func() map[string]int { return readyPIDs(rt) }).Should(And(
+			HaveLen(2),
+			HaveKeyWithValue("default-0", Not(Equal(victim))),
+			HaveKeyWithValue("default-1", before["default-1"]),
+		))
+		Expect(harness.Alive(victim)).To(BeFalse())
+		Expect(stats(rt).Restarts).To(HaveKeyWithValue("crash", 1))
+	})
+
+	It("fails the call that was running with ErrWorkerCrashed at once", func() {
+		rt, _ := start(pool(1))
+		_, err := execute(rt, "crash", map[string]any{"after_seconds": 0.1})
+		var exit interface{ Is(error) bool }
+		Expect(errors.As(err, &exit)).To(BeTrue())
+		Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed))
+		Eventually(func() int { return len(readyPIDs(rt)) }).Should(Equal(1))
+	})
+
+	It("retries a call marked idempotent once on another worker", func() {
+		rt, _ := start(pool(2))
+		res, err := execute(rt, "crash", map[string]any{"after_seconds": 0.1}, pyvisor.Idempotent())
+		// The retry crashes its worker too (it is the same tool), so the second failure
+		// is what comes back; the point is that the call ran twice.
+		Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed))
+		_ = res
+		Eventually(func() map[string]int { return stats(rt).Restarts }).Should(HaveKeyWithValue("crash", 2))
+	})
+})
+
+var _ = Describe("Heartbeats", Label("python"), func() {
+	heartbeats := func(p *pyvisor.PoolConfig) {
+		p.Heartbeat = pyvisor.HeartbeatConfig{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, MaxMissed: 3}
+	}
+
+	It("detect a SIGSTOPped worker after about interval x missed, and its supervisor replaces it", func() {
+		rt, logs := start(pool(1, heartbeats))
+		victim := readyPIDs(rt)["default-0"]
+		Eventually(func() uint64 { return stats(rt).Workers[0].HeartbeatPings }).Should(BeNumerically(">=", 2))
+
+		stopped := time.Now()
+		Expect(syscall.Kill(victim, syscall.SIGSTOP)).To(Succeed())
+		Eventually(func() map[string]int { return stats(rt).Restarts }).Should(HaveKeyWithValue("heartbeat", 1))
+		// 3 misses of (200 ms timeout + 200 ms interval) each: well under the bound below.
+		Expect(time.Since(stopped)).To(BeNumerically("<", 5*time.Second))
+		Eventually(func() int { return readyPIDs(rt)["default-0"] }).ShouldNot(Or(BeZero(), Equal(victim)))
+		Expect(harness.Alive(victim)).To(BeFalse(), "the stopped process was killed, not orphaned")
+		Expect(logs.Matching("heartbeat gave up on the python worker")).NotTo(BeEmpty())
+	})
+
+	It("send no pings when they are off (the default)", func() {
+		rt, _ := start(pool(1))
+		Consistently(func() uint64 { return stats(rt).Workers[0].HeartbeatPings }, 600*time.Millisecond).Should(BeZero())
+	})
+})
+
+var _ = Describe("A pool whose workers can never start", Label("python"), func() {
+	It("fails Start with a clear error after a bounded number of restarts", func() {
+		cfg := pool(1, func(p *pyvisor.PoolConfig) { p.Tools = []string{"no_such_module_xyz"} })
+		logs := &harness.Logs{}
+		_ = logs
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rt, err := pyvisor.Start(ctx, cfg)
+		Expect(rt).To(BeNil())
+		Expect(err).To(MatchError(pyvisor.ErrPoolFailed))
+		Expect(err.Error()).To(ContainSubstring("no_such_module_xyz"))
+		Expect(err.Error()).To(ContainSubstring("restart intensity exceeded"))
+	})
+})
+
+var _ = Describe("Stopping the runtime", Label("python"), func() {
+	It("lets in-flight calls finish, rejects new ones with ErrStopped, and leaves no process behind", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rt, err := pyvisor.Start(ctx, pool(2))
+		Expect(err).NotTo(HaveOccurred())
+		pids := readyPIDs(rt)
+
+		inflight := make(chan error, 1)
+		go func() {
+			_, err := rt.Execute(ctx, "default", "sleep", map[string]float64{"seconds": 0.5})
+			inflight <- err
+		}()
+		Eventually(func() int { n := 0; for _, w := range stats(rt).Workers { n += w.InFlight }; return n }).Should(Equal(1))
+
+		stopped := make(chan error, 1)
+		go func() { stopped <- rt.Stop(ctx) }()
+		Eventually(func() error {
+			_, err := rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 1})
+			return err
+		}).Should(MatchError(pyvisor.ErrStopped))
+		Eventually(inflight).Should(Receive(BeNil()))
+		Eventually(stopped).Should(Receive(BeNil()))
+		for _, pid := range pids {
+			Expect(harness.Alive(pid)).To(BeFalse())
+		}
+	})
+})
+
+var _ = Describe("Many crashes", Label("python", "slow"), func() {
+	It("leave goroutine and file-descriptor counts where they started after 200 crash-and-restart cycles", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) {
+			p.Restart.MaxRestarts = 1000 // this spec is about leaks, not intensity
+			p.Restart.Within = time.Second
+		}))
+		Expect(whoami(rt)).NotTo(BeZero())
+		goroutines, fds := gleak.Goroutines(), openFDs()
+		for i := range 200 {
+			_, err := execute(rt, "crash", nil)
+			Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed), "cycle %d", i)
+			Eventually(func() int { return len(readyPIDs(rt)) }).Should(Equal(1))
+		}
+		Expect(whoami(rt)).NotTo(BeZero())
+		Eventually(gleak.Goroutines).ShouldNot(gleak.HaveLeaked(goroutines))
+		Eventually(openFDs).Should(BeNumerically("<=", fds+2))
+	})
+})
+
+func openFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}

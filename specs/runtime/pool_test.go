@@ -1,0 +1,169 @@
+package runtime_test
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/pyvisor/pyvisor"
+)
+
+var _ = Describe("A worker pool", Label("python"), func() {
+	It("starts its workers concurrently and all of them serve", func() {
+		rt, _ := start(pool(4))
+		st := stats(rt)
+		Expect(st.State).To(Equal("running"))
+		Expect(st.Workers).To(HaveLen(4))
+		pids := map[int]bool{}
+		for _, w := range st.Workers {
+			Expect(w.State).To(Equal("ready"))
+			pids[w.PID] = true
+		}
+		Expect(pids).To(HaveLen(4))
+	})
+
+	It("spreads concurrent calls over its workers", func() {
+		rt, _ := start(pool(3))
+		var mu sync.Mutex
+		seen := map[string]bool{}
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				res, err := execute(rt, "sleep", map[string]float64{"seconds": 0.3})
+				Expect(err).NotTo(HaveOccurred())
+				_ = res
+			})
+		}
+		Eventually(func() int {
+			for _, w := range stats(rt).Workers {
+				if w.InFlight > 0 {
+					mu.Lock()
+					seen[w.ID] = true
+					mu.Unlock()
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			return len(seen)
+		}).Should(Equal(3))
+		wg.Wait()
+		Expect(stats(rt).Completed).To(BeNumerically("==", 6))
+	})
+
+	Context("when every worker is busy", func() {
+		It("queues calls in order and runs them as workers free up", func() {
+			rt, _ := start(pool(1))
+			results := make(chan int, 3)
+			for i := range 3 {
+				go func() {
+					defer GinkgoRecover()
+					res, err := execute(rt, "sleep", map[string]float64{"seconds": 0.2})
+					Expect(err).NotTo(HaveOccurred())
+					_ = res
+					results <- i
+				}()
+				Eventually(func() int { st := stats(rt); return st.Queued + st.Workers[0].InFlight }).Should(Equal(i + 1))
+			}
+			Eventually(results).Should(HaveLen(3))
+			Expect([]int{<-results, <-results, <-results}).To(Equal([]int{0, 1, 2}))
+		})
+
+		It("rejects a call with ErrPoolSaturated once the queue is full", func() {
+			rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) { p.QueueSize = 1 }))
+			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 1}) }()
+			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 0.1}) }()
+			Eventually(func() int { return stats(rt).Queued }).Should(Equal(1))
+			_, err := execute(rt, "add", map[string]int{"a": 1, "b": 1})
+			Expect(err).To(MatchError(pyvisor.ErrPoolSaturated))
+			Expect(stats(rt).Rejected).To(HaveKeyWithValue("queue_full", 1))
+		})
+
+		It("fails a call that waited longer than the queue timeout with ErrQueueTimeout", func() {
+			rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) { p.QueueTimeout = 200 * time.Millisecond }))
+			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 1.5}) }()
+			Eventually(func() int { return stats(rt).Workers[0].InFlight }).Should(Equal(1))
+			_, err := execute(rt, "add", map[string]int{"a": 1, "b": 1})
+			Expect(err).To(MatchError(pyvisor.ErrQueueTimeout))
+			Expect(stats(rt).Rejected).To(HaveKeyWithValue("queue_timeout", 1))
+		})
+
+		It("lets a caller's deadline end a queued call", func() {
+			rt, _ := start(pool(1))
+			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 1}) }()
+			Eventually(func() int { return stats(rt).Workers[0].InFlight }).Should(Equal(1))
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			_, err := rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 1})
+			Expect(err).To(MatchError(context.DeadlineExceeded))
+		})
+	})
+
+	Context("with sessions", func() {
+		It("sends every call of a session to the worker holding it (hint mode)", func() {
+			rt, _ := start(pool(3))
+			_, err := execute(rt, "session_set", map[string]any{"key": "k", "value": 7}, pyvisor.WithSession("s-1"))
+			Expect(err).NotTo(HaveOccurred())
+			first := whoami(rt, pyvisor.WithSession("s-1"))
+			for range 5 {
+				Expect(whoami(rt, pyvisor.WithSession("s-1"))).To(Equal(first))
+			}
+			res, err := execute(rt, "session_get", map[string]any{"key": "k"}, pyvisor.WithSession("s-1"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(res.JSON)).To(Equal("7"))
+		})
+
+		It("falls back to another worker in hint mode when the session's worker is busy", func() {
+			rt, _ := start(pool(2))
+			owner := whoami(rt, pyvisor.WithSession("s-2"))
+			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 1}, pyvisor.WithSession("s-2")) }()
+			Eventually(func() int { n := 0; for _, w := range stats(rt).Workers { n += w.InFlight }; return n }).Should(Equal(1))
+			Expect(whoami(rt, pyvisor.WithSession("s-2"))).NotTo(Equal(owner))
+		})
+
+		It("waits for the session's worker in strict mode", func() {
+			rt, _ := start(pool(2, func(p *pyvisor.PoolConfig) { p.Affinity = pyvisor.AffinityStrict }))
+			owner := whoami(rt, pyvisor.WithSession("s-3"))
+			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 0.5}, pyvisor.WithSession("s-3")) }()
+			Eventually(func() int { n := 0; for _, w := range stats(rt).Workers { n += w.InFlight }; return n }).Should(Equal(1))
+			Expect(whoami(rt, pyvisor.WithSession("s-3"))).To(Equal(owner))
+			// Calls without a session are not held up behind it.
+			Expect(whoami(rt)).NotTo(Equal(owner))
+		})
+	})
+
+	It("recycles a worker after a number of calls", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) { p.Recycle.MaxCalls = 3 }))
+		first := whoami(rt)
+		Expect(whoami(rt)).To(Equal(first))
+		Expect(whoami(rt)).To(Equal(first))
+		Expect(whoami(rt)).NotTo(Equal(first), "the fourth call runs in a fresh process")
+		Expect(stats(rt).Recycled).To(HaveKeyWithValue("max_calls", 1))
+		Expect(stats(rt).Restarts).To(BeEmpty(), "a recycle is not a failure")
+	})
+
+	It("recycles a worker that has lived past its maximum age", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) { p.Recycle.MaxAge = 500 * time.Millisecond }))
+		first := whoami(rt)
+		Eventually(func() int { return readyPIDs(rt)["default-0"] }).ShouldNot(Or(Equal(first), BeZero()))
+		Expect(stats(rt).Recycled).To(HaveKey("max_age"))
+	})
+
+	It("resizes up and down at runtime", func() {
+		rt, _ := start(pool(1))
+		Expect(rt.Resize(context.Background(), "default", 3)).To(Succeed())
+		Eventually(func() int { return len(readyPIDs(rt)) }).Should(Equal(3))
+		Expect(rt.Resize(context.Background(), "default", 1)).To(Succeed())
+		Eventually(func() []string {
+			var ids []string
+			for _, w := range stats(rt).Workers {
+				ids = append(ids, w.ID)
+			}
+			return ids
+		}).Should(Equal([]string{"default-0"}))
+		Expect(whoami(rt)).To(Equal(readyPIDs(rt)["default-0"]))
+	})
+})

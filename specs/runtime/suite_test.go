@@ -1,0 +1,112 @@
+package runtime_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/rs/zerolog"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/specs/internal/harness"
+)
+
+func TestRuntime(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Runtime: supervised pools of Python workers")
+}
+
+var (
+	python     string
+	runtimeDir string // $TMPDIR of the suite: the workers' socket directories go here
+)
+
+var _ = BeforeSuite(func() {
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(25 * time.Millisecond)
+	python = bridge.Interpreter()
+	out, err := exec.Command(python, "-c", "import pyvisor_worker").CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "the specs need %s with pyvisor-worker installed: run `go tool task setup`\n%s", python, out)
+	runtimeDir, err = os.MkdirTemp("", "pvrt-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, runtimeDir)
+	old := os.Getenv("TMPDIR")
+	Expect(os.Setenv("TMPDIR", runtimeDir)).To(Succeed())
+	DeferCleanup(os.Setenv, "TMPDIR", old)
+})
+
+var _ = BeforeEach(func() {
+	snapshot := harness.Take(runtimeDir)
+	DeferCleanup(snapshot.Check)
+})
+
+// pool is a one-pool configuration of the example tools.
+func pool(workers int, tweak ...func(*pyvisor.PoolConfig)) pyvisor.Config {
+	pc := pyvisor.PoolConfig{Name: "default", Tools: []string{"pyvisor_worker.examples"}, Workers: workers}
+	for _, t := range tweak {
+		t(&pc)
+	}
+	return pyvisor.Config{Python: python, Pools: []pyvisor.PoolConfig{pc}}
+}
+
+// start starts a runtime for one spec and stops it after; it returns the runtime and
+// its captured log lines.
+func start(cfg pyvisor.Config) (*pyvisor.Runtime, *harness.Logs) {
+	GinkgoHelper()
+	logs := &harness.Logs{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rt, err := pyvisor.Start(ctx, cfg, pyvisor.WithLogger(zerolog.New(logs)))
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		Expect(rt.Stop(ctx)).To(Succeed())
+	})
+	return rt, logs
+}
+
+func execute(rt *pyvisor.Runtime, tool string, args any, opts ...pyvisor.CallOption) (pyvisor.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return rt.Execute(ctx, "default", tool, args, opts...)
+}
+
+// stats is the snapshot of the spec's one pool.
+func stats(rt *pyvisor.Runtime) pyvisor.PoolStats {
+	GinkgoHelper()
+	st, err := rt.Stats(context.Background())
+	Expect(err).NotTo(HaveOccurred())
+	Expect(st).To(HaveLen(1))
+	return st[0]
+}
+
+// readyPIDs lists the Python pids of the ready workers, by slot.
+func readyPIDs(rt *pyvisor.Runtime) map[string]int {
+	out := map[string]int{}
+	st, err := rt.Stats(context.Background())
+	if err != nil || len(st) != 1 {
+		return out
+	}
+	for _, w := range st[0].Workers {
+		if w.State == "ready" {
+			out[w.ID] = w.PID
+		}
+	}
+	return out
+}
+
+// whoami is the pid of the Python process that ran one call.
+func whoami(rt *pyvisor.Runtime, opts ...pyvisor.CallOption) int {
+	GinkgoHelper()
+	res, err := execute(rt, "whoami", nil, opts...)
+	Expect(err).NotTo(HaveOccurred())
+	var who struct{ PID int }
+	Expect(res.Decode(&who)).To(Succeed())
+	return who.PID
+}
