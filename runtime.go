@@ -69,7 +69,9 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 
 	log := o.logger
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return telemetry.Slog(log.With().Str("component", "protoactor").Logger())
+		// protoactor's info lines (dead letters of late timer replies, restarts the
+		// pool already reports) are noise here; its warnings and errors are kept.
+		return telemetry.Slog(log.With().Str("component", "protoactor").Logger().Level(max(log.GetLevel(), zerolog.WarnLevel)))
 	}))
 	ready := make(chan error, len(cfg.Pools))
 	spec := supervision.Spec{Strategy: supervision.OneForOne}

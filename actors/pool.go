@@ -33,8 +33,9 @@ type (
 	// workersFailed: the workers' supervisor gave up (restart intensity exceeded).
 	workersFailed struct{ reason any }
 	resized       struct {
-		sender *actor.PID
-		err    error
+		sender  *actor.PID
+		removed []*slot // terminated and deleted: their ids are free again
+		err     error
 	}
 )
 
@@ -68,6 +69,17 @@ type pending struct {
 	sender  *actor.PID
 	header  map[string]string
 	session string
+}
+
+// callerGone returns the caller's context error once it has given up on the call.
+func (q *pending) callerGone() error {
+	switch m := q.msg.(type) {
+	case *messages.Execute:
+		return m.Ctx.Err()
+	case *messages.ExecuteStream:
+		return m.Ctx.Err()
+	}
+	return nil
 }
 
 // pool is a Pool actor: it routes calls to its workers, queues them when all are busy,
@@ -140,6 +152,7 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *messages.Resize:
 		p.resize(ctx, msg.Workers)
 	case *resized:
+		p.forget(msg.removed)
 		ctx.Send(msg.sender, &messages.Ack{Err: msg.err})
 	case *messages.Drain:
 		p.drain(ctx, msg)
@@ -343,6 +356,10 @@ func (p *pool) requeue(ctx actor.Context, r *redispatch) {
 func (p *pool) dispatch(ctx actor.Context) {
 	kept := p.queue[:0]
 	for _, q := range p.queue {
+		if err := q.callerGone(); err != nil {
+			p.reply(ctx, q, err) // nobody waits for it any more: don't run it
+			continue
+		}
 		if s := p.pick(q.session); s != nil {
 			p.send(ctx, s, q)
 			continue
@@ -418,9 +435,7 @@ func (p *pool) recycleDue(s *slot) bool {
 
 func (p *pool) recycle(ctx actor.Context, s *slot, reason string) {
 	p.recycled[reason]++
-	inc := s.inc
 	p.down(s)
-	_ = inc
 	ctx.Send(s.pid, &recycleWorker{reason: reason})
 }
 
@@ -578,9 +593,10 @@ func (p *pool) resize(ctx actor.Context, n int) {
 	var remove []*slot
 	switch {
 	case n > len(live):
-		next := len(p.slots)
-		for i := 0; i < n-len(live); i++ {
-			add = append(add, p.child(ctx, p.slotID(next+i)))
+		for i := 0; len(add) < n-len(live); i++ {
+			if _, taken := p.byID[p.slotID(i)]; !taken {
+				add = append(add, p.child(ctx, p.slotID(i)))
+			}
 		}
 	case n < len(live):
 		remove = live[n:]
@@ -609,8 +625,21 @@ func (p *pool) resize(ctx actor.Context, n int) {
 				errs = append(errs, err)
 			}
 		}
-		system.Root.Send(self, &resized{sender: sender, err: errors.Join(errs...)})
+		system.Root.Send(self, &resized{sender: sender, removed: remove, err: errors.Join(errs...)})
 	}()
+}
+
+// forget drops removed slots, so their ids can be used again.
+func (p *pool) forget(removed []*slot) {
+	for _, r := range removed {
+		delete(p.byID, r.id)
+		for i, s := range p.slots {
+			if s == r {
+				p.slots = append(p.slots[:i], p.slots[i+1:]...)
+				break
+			}
+		}
+	}
 }
 
 func (p *pool) stats() *messages.PoolStats {

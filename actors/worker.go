@@ -197,8 +197,9 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 
 // execute runs a call on a goroutine; the reply goes straight to the caller.
 func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
-	if w.proc == nil {
-		// Routed here while this worker was restarting: back to the pool's queue.
+	if w.proc == nil || w.proc.gone() {
+		// Routed here while this worker was restarting, or its process has just
+		// exited: the call never reached Python, so back to the pool's queue.
 		ctx.Send(w.pool, &redispatch{msg: msg, sender: ctx.Sender(), header: headerMap(ctx)})
 		return
 	}
@@ -221,7 +222,7 @@ func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
 
 // stream runs a streaming call on a goroutine; chunks go straight to the caller.
 func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
-	if w.proc == nil {
+	if w.proc == nil || w.proc.gone() {
 		ctx.Send(w.pool, &redispatch{msg: msg, sender: ctx.Sender(), header: headerMap(ctx)})
 		return
 	}
@@ -309,6 +310,16 @@ func (w *worker) stopHeartbeat(ctx actor.Context) {
 	if w.heartbeat != nil {
 		ctx.Stop(w.heartbeat)
 		w.heartbeat = nil
+	}
+}
+
+// gone reports whether the process has exited (the actor hears of it a moment later).
+func (l *live) gone() bool {
+	select {
+	case <-l.Done():
+		return true
+	default:
+		return false
 	}
 }
 

@@ -50,7 +50,7 @@ type Process struct {
 	done     chan struct{} // closed once the process is reaped
 	exit     *ExitError    // how it ended; set before done closes
 	crashed  bool          // it exited before anyone asked it to; set before done closes
-	stopping atomic.Bool   // Stop or Kill was called
+	stopping atomic.Bool   // a graceful Stop (or an aborted start) is under way
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -352,10 +352,11 @@ func (p *Process) Stop(ctx context.Context) error {
 }
 
 // Kill ends the worker at once with SIGKILL to its process group (OTP's brutal kill),
-// then cleans up like Stop. If a Stop is under way, Kill waits for it instead.
+// then cleans up like Stop. It is for a worker that has failed: calls in flight fail
+// with an *ExitError (ErrWorkerCrashed), and Err reports the kill. If a Stop is under
+// way, Kill waits for it instead.
 func (p *Process) Kill(ctx context.Context) error {
 	p.stopOnce.Do(func() {
-		p.stopping.Store(true)
 		go func() {
 			p.stopErr = p.stop(context.Background(), true)
 			close(p.stopped)

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/rs/zerolog"
@@ -64,7 +65,18 @@ func addAttr(ev *zerolog.Event, prefix string, a slog.Attr) *zerolog.Event {
 		}
 		return ev
 	}
-	return ev.Interface(prefix+a.Key, v.Any())
+	key := prefix + a.Key
+	if key == zerolog.MessageFieldName || key == zerolog.LevelFieldName {
+		key = "slog_" + key // never a second "message" or "level" in one line
+	}
+	switch x := v.Any().(type) {
+	case error:
+		return ev.Str(key, x.Error())
+	case fmt.Stringer:
+		return ev.Str(key, x.String())
+	default:
+		return ev.Interface(key, x)
+	}
 }
 
 func zerologLevel(l slog.Level) zerolog.Level {

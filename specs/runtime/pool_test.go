@@ -177,5 +177,8 @@ var _ = Describe("A worker pool", Label("python"), func() {
 			return ids
 		}).Should(Equal([]string{"default-0"}))
 		Expect(whoami(rt)).To(Equal(readyPIDs(rt)["default-0"]))
+
+		Expect(rt.Resize(context.Background(), "default", 2)).To(Succeed())
+		Eventually(func() map[string]int { return readyPIDs(rt) }).Should(HaveKey("default-1"), "a freed slot id is used again")
 	})
 })
