@@ -163,7 +163,7 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 		OnReady: onReady,
 	}
 	if pc.Restart.Backoff.Initial > 0 {
-		spec.Backoff = &supervision.Backoff{Base: pc.Restart.Backoff.Initial, Max: pc.Restart.Backoff.Max}
+		spec.Backoff = &supervision.Backoff{Base: pc.Restart.Backoff.Initial, Max: pc.Restart.Backoff.Max, Multiplier: pc.Restart.Backoff.Multiplier}
 	}
 	return spec
 }

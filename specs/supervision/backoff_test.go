@@ -30,6 +30,15 @@ var _ = Describe("A supervisor's restart backoff", Label("unit"), func() {
 		Expect(b.Ceiling(1000)).To(Equal(time.Second), "no overflow")
 	})
 
+	It("grows its ceiling by the multiplier when one is given", func() {
+		slow := supervision.Backoff{Base: 100 * time.Millisecond, Max: time.Second, Multiplier: 1.5}
+		Expect([]time.Duration{slow.Ceiling(0), slow.Ceiling(1), slow.Ceiling(2), slow.Ceiling(10)}).To(Equal([]time.Duration{
+			100 * time.Millisecond, 150 * time.Millisecond, 225 * time.Millisecond, time.Second,
+		}))
+		flat := supervision.Backoff{Base: 100 * time.Millisecond, Multiplier: 1}
+		Expect(flat.Ceiling(50)).To(Equal(100 * time.Millisecond))
+	})
+
 	It("draws every delay within [0, ceiling] (full jitter), covering the range", func() {
 		seed := GinkgoRandomSeed()
 		jb := b
