@@ -56,14 +56,58 @@ var _ = Describe("When a worker's Python process dies", Label("python"), func() 
 		Eventually(func() int { return len(readyPIDs(rt)) }).Should(Equal(1))
 	})
 
-	It("retries a call marked idempotent once on another worker", func() {
-		rt, _ := start(pool(2))
-		res, err := execute(rt, "crash", map[string]any{"after_seconds": 0.1}, pyvisor.Idempotent())
-		// The retry crashes its worker too (it is the same tool), so the second failure
-		// is what comes back; the point is that the call ran twice.
-		Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed))
-		_ = res
-		Eventually(func() map[string]int { return stats(rt).Restarts }).Should(HaveKeyWithValue("crash", 2))
+	Context("when the call is marked idempotent", func() {
+		// inFlightPID is the Python pid of the one worker running a call.
+		inFlightPID := func(rt *pyvisor.Runtime) int {
+			for _, w := range stats(rt).Workers {
+				if w.InFlight > 0 {
+					return w.PID
+				}
+			}
+			return 0
+		}
+
+		It("retries it once on another worker, and the caller gets its result", func() {
+			rt, _ := start(pool(2))
+			done := make(chan error, 1)
+			go func() {
+				_, err := execute(rt, "sleep", map[string]float64{"seconds": 1}, pyvisor.Idempotent())
+				done <- err
+			}()
+			Eventually(func() int { return inFlightPID(rt) }).ShouldNot(BeZero())
+			Expect(syscall.Kill(inFlightPID(rt), syscall.SIGKILL)).To(Succeed())
+			Eventually(done).Should(Receive(BeNil()))
+			Expect(stats(rt).Restarts).To(HaveKeyWithValue("crash", 1))
+		})
+
+		It("does not retry a call that is not marked so", func() {
+			rt, _ := start(pool(2))
+			done := make(chan error, 1)
+			go func() {
+				_, err := execute(rt, "sleep", map[string]float64{"seconds": 1})
+				done <- err
+			}()
+			Eventually(func() int { return inFlightPID(rt) }).ShouldNot(BeZero())
+			Expect(syscall.Kill(inFlightPID(rt), syscall.SIGKILL)).To(Succeed())
+			Eventually(done).Should(Receive(MatchError(pyvisor.ErrWorkerCrashed)))
+		})
+	})
+})
+
+var _ = Describe("A pool whose workers keep crashing", Label("python"), func() {
+	It("gives up past its restart intensity and fails every call with ErrPoolFailed", func() {
+		rt, logs := start(pool(1, func(p *pyvisor.PoolConfig) {
+			p.Restart = pyvisor.RestartConfig{MaxRestarts: 1, Within: time.Minute}
+		}))
+		for range 2 {
+			_, err := execute(rt, "crash", nil)
+			Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed))
+		}
+		Eventually(func() string { return stats(rt).State }).Should(Equal("failed"))
+		_, err := execute(rt, "add", map[string]int{"a": 1, "b": 1})
+		Expect(err).To(MatchError(pyvisor.ErrPoolFailed))
+		Expect(err.Error()).To(ContainSubstring("restart intensity exceeded"))
+		Expect(logs.Matching("pool failed: its workers kept failing")).NotTo(BeEmpty())
 	})
 })
 

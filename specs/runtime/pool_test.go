@@ -164,6 +164,13 @@ var _ = Describe("A worker pool", Label("python"), func() {
 		Expect(stats(rt).Recycled).To(HaveKey("max_age"))
 	})
 
+	It("recycles a worker whose Python process uses more memory than allowed", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) { p.Recycle.MaxRSSBytes = 1 << 20 }))
+		first := whoami(rt)
+		Eventually(func() int { return readyPIDs(rt)["default-0"] }).ShouldNot(Or(Equal(first), BeZero()))
+		Expect(stats(rt).Recycled).To(HaveKey("max_memory"))
+	})
+
 	It("resizes up and down at runtime", func() {
 		rt, _ := start(pool(1))
 		Expect(rt.Resize(context.Background(), "default", 3)).To(Succeed())
