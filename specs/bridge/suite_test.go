@@ -2,8 +2,6 @@ package bridge_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -28,12 +26,10 @@ var (
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(10 * time.Second)
 	SetDefaultEventuallyPollingInterval(20 * time.Millisecond)
-	python = bridge.Interpreter()
-	out, err := exec.Command(python, "-c", "import pyvisor_worker").CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "the specs need %s with pyvisor-worker installed: run `go tool task setup`\n%s", python, out)
-	runtimeDir, err = os.MkdirTemp("", "pvspec-")
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(os.RemoveAll, runtimeDir)
+	python = harness.Python()
+	var remove func() error
+	runtimeDir, remove = harness.TempDir("pvspec-")
+	DeferCleanup(remove)
 })
 
 var _ = BeforeEach(func() {

@@ -175,13 +175,7 @@ var _ = Describe("Stopping the runtime", Label("python"), func() {
 			_, err := rt.Execute(ctx, "default", "sleep", map[string]float64{"seconds": 0.5})
 			inflight <- err
 		}()
-		Eventually(func() int {
-			n := 0
-			for _, w := range stats(rt).Workers {
-				n += w.InFlight
-			}
-			return n
-		}).Should(Equal(1))
+		Eventually(func() int { return inFlight(rt) }).Should(Equal(1))
 
 		stopped := make(chan error, 1)
 		go func() { stopped <- rt.Stop(ctx) }()

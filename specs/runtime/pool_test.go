@@ -120,13 +120,7 @@ var _ = Describe("A worker pool", Label("python"), func() {
 			rt, _ := start(pool(2))
 			owner := whoami(rt, pyvisor.WithSession("s-2"))
 			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 1}, pyvisor.WithSession("s-2")) }()
-			Eventually(func() int {
-				n := 0
-				for _, w := range stats(rt).Workers {
-					n += w.InFlight
-				}
-				return n
-			}).Should(Equal(1))
+			Eventually(func() int { return inFlight(rt) }).Should(Equal(1))
 			Expect(whoami(rt, pyvisor.WithSession("s-2"))).NotTo(Equal(owner))
 		})
 
@@ -134,13 +128,7 @@ var _ = Describe("A worker pool", Label("python"), func() {
 			rt, _ := start(pool(2, func(p *pyvisor.PoolConfig) { p.Affinity = pyvisor.AffinityStrict }))
 			owner := whoami(rt, pyvisor.WithSession("s-3"))
 			go func() { _, _ = execute(rt, "sleep", map[string]float64{"seconds": 0.5}, pyvisor.WithSession("s-3")) }()
-			Eventually(func() int {
-				n := 0
-				for _, w := range stats(rt).Workers {
-					n += w.InFlight
-				}
-				return n
-			}).Should(Equal(1))
+			Eventually(func() int { return inFlight(rt) }).Should(Equal(1))
 			Expect(whoami(rt, pyvisor.WithSession("s-3"))).To(Equal(owner))
 			// Calls without a session are not held up behind it.
 			Expect(whoami(rt)).NotTo(Equal(owner))

@@ -3,7 +3,6 @@ package runtime_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pyvisor/pyvisor"
-	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/specs/internal/harness"
 )
 
@@ -29,12 +27,10 @@ var (
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(20 * time.Second)
 	SetDefaultEventuallyPollingInterval(25 * time.Millisecond)
-	python = bridge.Interpreter()
-	out, err := exec.Command(python, "-c", "import pyvisor_worker").CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "the specs need %s with pyvisor-worker installed: run `go tool task setup`\n%s", python, out)
-	runtimeDir, err = os.MkdirTemp("", "pvrt-")
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(os.RemoveAll, runtimeDir)
+	python = harness.Python()
+	var remove func() error
+	runtimeDir, remove = harness.TempDir("pvrt-")
+	DeferCleanup(remove)
 	old := os.Getenv("TMPDIR")
 	Expect(os.Setenv("TMPDIR", runtimeDir)).To(Succeed())
 	DeferCleanup(os.Setenv, "TMPDIR", old)
@@ -109,4 +105,13 @@ func whoami(rt *pyvisor.Runtime, opts ...pyvisor.CallOption) int {
 	var who struct{ PID int }
 	Expect(res.Decode(&who)).To(Succeed())
 	return who.PID
+}
+
+// inFlight counts the calls running on the pool's workers.
+func inFlight(rt *pyvisor.Runtime) int {
+	n := 0
+	for _, w := range stats(rt).Workers {
+		n += w.InFlight
+	}
+	return n
 }

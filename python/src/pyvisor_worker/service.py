@@ -266,22 +266,24 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 except StopAsyncIteration:
                     break
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - a tool error is data
-                    await context.write(
-                        pb.ExecuteStreamResponse(error=self._tool_error(tool.name, exc, cid))
-                    )
+                    await self._end_stream_with_error(context, tool.name, exc, cid)
                     return
                 try:
                     chunk = _encode(tool.name, item)
                 except _NotSerializable as exc:
-                    await context.write(
-                        pb.ExecuteStreamResponse(error=self._tool_error(tool.name, exc, cid))
-                    )
+                    await self._end_stream_with_error(context, tool.name, exc, cid)
                     return
                 await context.write(pb.ExecuteStreamResponse(chunk=chunk))
                 chunks += 1
             await context.write(pb.ExecuteStreamResponse(done=pb.StreamDone(chunks=chunks)))
         finally:
             await agen.aclose()
+
+    async def _end_stream_with_error(
+        self, context: Any, tool: str, exc: BaseException, cid: str
+    ) -> None:
+        """Close a stream with the tool's exception as its final message."""
+        await context.write(pb.ExecuteStreamResponse(error=self._tool_error(tool, exc, cid)))
 
     async def _stream_sync(
         self, tool: Tool, args: dict[str, Any], context: Any, cid: str, tctx: ToolContext | None
@@ -297,18 +299,14 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 try:
                     item = await asyncio.wrap_future(future)
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - a tool error is data
-                    await context.write(
-                        pb.ExecuteStreamResponse(error=self._tool_error(tool.name, exc, cid))
-                    )
+                    await self._end_stream_with_error(context, tool.name, exc, cid)
                     return
                 if item is _END:
                     break
                 try:
                     chunk = _encode(tool.name, item)
                 except _NotSerializable as exc:
-                    await context.write(
-                        pb.ExecuteStreamResponse(error=self._tool_error(tool.name, exc, cid))
-                    )
+                    await self._end_stream_with_error(context, tool.name, exc, cid)
                     return
                 await context.write(pb.ExecuteStreamResponse(chunk=chunk))
                 chunks += 1

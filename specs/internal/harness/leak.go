@@ -45,28 +45,52 @@ func entries(dir string) ([]string, error) {
 	return names, nil
 }
 
+// stat is what the specs read of /proc/<pid>/stat.
+type stat struct {
+	pid, comm, state string
+	ppid, pgrp       int
+}
+
+// readStat parses /proc/<pid>/stat; comm may hold spaces, so the fields after it are
+// split after the last ')'.
+func readStat(path string) (stat, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return stat{}, false
+	}
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return stat{}, false
+	}
+	fields := strings.Fields(s[closing+1:])
+	if len(fields) < 3 {
+		return stat{}, false
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	pgrp, _ := strconv.Atoi(fields[2])
+	return stat{pid: strings.TrimSpace(s[:open]), comm: s[open+1 : closing], state: fields[0], ppid: ppid, pgrp: pgrp}, true
+}
+
+// live lists every process that is not a zombie.
+func live() []stat {
+	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
+	out := make([]stat, 0, len(paths))
+	for _, path := range paths {
+		if st, ok := readStat(path); ok && st.state != "Z" {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
 // ChildProcesses lists "pid command" of this process's live children.
 func ChildProcesses() []string {
 	self := os.Getpid()
 	var out []string
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...; comm may contain spaces, so split after the last ')'.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) < 2 || fields[0] == "Z" {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
-			out = append(out, strings.TrimSuffix(filepath.Base(filepath.Dir(path)), "/")+" "+s[strings.IndexByte(s, '(')+1:i])
+	for _, st := range live() {
+		if st.ppid == self {
+			out = append(out, st.pid+" "+st.comm)
 		}
 	}
 	return out
@@ -74,29 +98,14 @@ func ChildProcesses() []string {
 
 // Alive reports whether a process with this pid exists and is not a zombie.
 func Alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	fields := strings.Fields(s[i+1:])
-	return len(fields) > 0 && fields[0] != "Z"
+	st, ok := readStat("/proc/" + strconv.Itoa(pid) + "/stat")
+	return ok && st.state != "Z"
 }
 
 // GroupAlive reports whether any live process belongs to process group pgid.
 func GroupAlive(pgid int) bool {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		fields := strings.Fields(s[i+1:])
-		// state ppid pgrp
-		if len(fields) >= 3 && fields[0] != "Z" && fields[2] == strconv.Itoa(pgid) {
+	for _, st := range live() {
+		if st.pgrp == pgid {
 			return true
 		}
 	}
