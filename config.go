@@ -139,6 +139,9 @@ type HeartbeatConfig struct {
 	MaxMissed int `json:"max_missed" yaml:"max_missed"`
 	// InitialDelay is the wait before the first ping. Default: Interval.
 	InitialDelay time.Duration `json:"initial_delay" yaml:"initial_delay"`
+	// Trace gives every ping a short trace of its own (Go and Python side).
+	// Default false: pings would drown the traces of calls.
+	Trace bool `json:"trace" yaml:"trace"`
 }
 
 // RestartConfig is the restart intensity of a pool's workers (Elixir's

@@ -255,7 +255,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		cause   error
 	}{
 		{"unknown nested field", "unknown.yaml",
-			[]string{"unknown.yaml:6: pools[0].heartbeat.intervl: unknown field (known: enabled, interval, timeout, max_missed, initial_delay)"},
+			[]string{"unknown.yaml:6: pools[0].heartbeat.intervl: unknown field (known: enabled, interval, timeout, max_missed, initial_delay, trace)"},
 			true, nil},
 		{"unknown top-level field, also reported", "unknown.yaml",
 			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, pools, start_timeout, stop_timeout)"},

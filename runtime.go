@@ -23,6 +23,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
@@ -33,6 +38,8 @@ import (
 
 // Runtime is a running set of pools. It is safe for concurrent use.
 type Runtime struct {
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
 	system   *actor.ActorSystem
 	guardian *supervision.Handle
 	pools    map[string]*actor.PID
@@ -45,18 +52,40 @@ type Runtime struct {
 type Option func(*options)
 
 type options struct {
-	logger zerolog.Logger
+	logger         zerolog.Logger
+	tracerProvider trace.TracerProvider
+	propagator     propagation.TextMapPropagator
+	pythonSpans    func(json.RawMessage)
 }
 
 // WithLogger receives the runtime's log lines, the Python workers' forwarded ones and
 // protoactor's (default zerolog.Nop()).
 func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.logger = l } }
 
+// WithTracerProvider sets where the runtime's spans go (default: the OpenTelemetry
+// global, a no-op unless the program installed one).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithPropagator sets how trace context and baggage travel between actors and into
+// Python (default: the OpenTelemetry global; install W3C trace context and baggage,
+// as telemetry.Setup does).
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(o *options) { o.propagator = p }
+}
+
+// WithPythonSpans has every worker write the spans it ends as JSON lines on stderr and
+// hands each to sink (the demo prints Go and Python spans as one tree from them).
+func WithPythonSpans(sink func(json.RawMessage)) Option {
+	return func(o *options) { o.pythonSpans = sink }
+}
+
 // Start validates cfg (filling its defaults), starts every pool and returns once all
 // their workers serve. If a pool cannot get there (for example its tools module does not
 // import), Start stops everything and returns the reason.
 func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
-	o := options{logger: zerolog.Nop()}
+	o := options{logger: zerolog.Nop(), tracerProvider: otel.GetTracerProvider(), propagator: otel.GetTextMapPropagator()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -76,7 +105,12 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	ready := make(chan error, len(cfg.Pools))
 	spec := supervision.Spec{Strategy: supervision.OneForOne}
 	for _, pc := range cfg.Pools {
-		spec.Children = append(spec.Children, actors.PoolChild(poolSpec(cfg, pc, log, func(err error) { ready <- err })))
+		ps := poolSpec(cfg, pc, log, func(err error) { ready <- err })
+		ps.TracerProvider, ps.Propagator = o.tracerProvider, o.propagator
+		if o.pythonSpans != nil {
+			ps.Bridge = append(ps.Bridge, bridge.WithSpanSink(o.pythonSpans))
+		}
+		spec.Children = append(spec.Children, actors.PoolChild(ps))
 	}
 	guardian, err := supervision.Start(ctx, system, spec, supervision.WithName("guardian"),
 		supervision.WithEventHook(func(e supervision.Event) {
@@ -88,7 +122,8 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		system.Shutdown()
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
-	rt := &Runtime{system: system, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log}
+	rt := &Runtime{system: system, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
+		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
 		byID := map[string]*actor.PID{}
@@ -96,7 +131,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 			byID[c.ID] = c.PID
 		}
 		for _, pc := range cfg.Pools {
-			rt.pools[pc.Name] = byID[actors.PoolChild(actors.PoolSpec{Name: pc.Name}).ID]
+			rt.pools[pc.Name] = byID[actors.PoolChildID(pc.Name)]
 			rt.order = append(rt.order, pc.Name)
 		}
 	}
@@ -147,6 +182,7 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 		Bridge:         b,
 		Heartbeat: actors.HeartbeatSpec{
 			Enabled:      pc.Heartbeat.Enabled,
+			Trace:        pc.Heartbeat.Trace,
 			Interval:     pc.Heartbeat.Interval,
 			Timeout:      pc.Heartbeat.Timeout,
 			MaxMissed:    pc.Heartbeat.MaxMissed,
@@ -167,6 +203,9 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 	}
 	return spec
 }
+
+// instrumentation names the runtime's tracer.
+const instrumentation = "github.com/pyvisor/pyvisor"
 
 // Result is what a tool returned.
 type Result = bridge.Result
@@ -215,6 +254,7 @@ func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []
 	if telemetry.CorrelationID(ctx) == "" {
 		ctx = telemetry.WithCorrelationID(ctx, telemetry.NewCorrelationID())
 	}
+	ctx = telemetry.WithCorrelationBaggage(ctx)
 	call := messages.Call{Tool: tool}
 	switch a := args.(type) {
 	case nil:
@@ -241,18 +281,48 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	if err != nil {
 		return Result{}, err
 	}
-	reply, err := actors.Request(ctx, r.system, pid, &messages.Execute{Ctx: ctx, Call: call})
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return Result{}, fmt.Errorf("pyvisor: execute %s: %w", tool, ctxErr)
+	ctx, span := r.startCall(ctx, "execute", pool, call)
+	defer span.End()
+	reply, err := actors.Request(ctx, r.system, r.prop, pid, &messages.Execute{Ctx: ctx, Call: call})
+	if err == nil {
+		res, ok := reply.(*messages.ExecuteResult)
+		if !ok {
+			err = fmt.Errorf("unexpected reply %T", reply)
+		} else if res.Err == nil {
+			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
+			return Result{JSON: res.JSON, Payload: res.Payload}, nil
+		} else {
+			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
+			err = res.Err
 		}
-		return Result{}, fmt.Errorf("pyvisor: execute %s: %w", tool, err)
 	}
-	res, ok := reply.(*messages.ExecuteResult)
-	if !ok {
-		return Result{}, fmt.Errorf("pyvisor: execute %s: unexpected reply %T", tool, reply)
+	return Result{}, r.callFailed(ctx, span, "execute", tool, err)
+}
+
+// startCall opens the API span of a call: the root of its trace on pyvisor's side.
+func (r *Runtime) startCall(ctx context.Context, op, pool string, call messages.Call) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{
+		attribute.String("pyvisor.pool", pool),
+		attribute.String("pyvisor.tool", call.Tool),
+		attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)),
 	}
-	return Result{JSON: res.JSON, Payload: res.Payload}, res.Err
+	if call.SessionID != "" {
+		attrs = append(attrs, attribute.String("pyvisor.session_id", call.SessionID))
+	}
+	return r.tracer.Start(ctx, op+" "+call.Tool, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+}
+
+// callFailed records a call's error on its span and in the log (at debug: the caller
+// has the error), and returns it with the call's correlation id.
+func (r *Runtime) callFailed(ctx context.Context, span trace.Span, op, tool string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		err = ctxErr
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	log := telemetry.CallLogger(ctx, r.log)
+	log.Debug().Err(err).Str("tool", tool).Msg(op + " failed")
+	return fmt.Errorf("pyvisor: %s %s (correlation id %s): %w", op, tool, telemetry.CorrelationID(ctx), err)
 }
 
 // Stream runs a streaming tool and yields its chunks in order; the sequence ends after
@@ -265,24 +335,32 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 			yield(Result{}, err)
 			return
 		}
+		ctx, span := r.startCall(ctx, "stream", pool, call)
+		defer span.End()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		chunks := make(chan messages.StreamChunk, 16)
-		actors.Forward(r.system.Root, pid, actors.Headers(ctx), nil, &messages.ExecuteStream{Ctx: ctx, Call: call, Chunks: chunks})
+		actors.Send(ctx, r.system, r.prop, pid, &messages.ExecuteStream{Ctx: ctx, Call: call, Chunks: chunks})
+		n := 0
 		for {
 			select {
 			case c := <-chunks:
 				switch {
 				case c.Err != nil:
-					yield(Result{}, c.Err)
+					yield(Result{}, r.callFailed(ctx, span, "stream", tool, c.Err))
 					return
 				case c.Done:
+					span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n))
 					return
-				case !yield(Result{JSON: c.JSON, Payload: c.Payload}, nil):
+				}
+				n++
+				span.AddEvent("chunk", trace.WithAttributes(attribute.Int("index", n-1)))
+				if !yield(Result{JSON: c.JSON, Payload: c.Payload}, nil) {
+					span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n), attribute.Bool("pyvisor.stream.abandoned", true))
 					return
 				}
 			case <-ctx.Done():
-				yield(Result{}, fmt.Errorf("pyvisor: stream %s: %w", tool, ctx.Err()))
+				yield(Result{}, r.callFailed(ctx, span, "stream", tool, ctx.Err()))
 				return
 			}
 		}
@@ -296,7 +374,7 @@ type PoolStats = messages.PoolStats
 func (r *Runtime) Stats(ctx context.Context) ([]PoolStats, error) {
 	out := make([]PoolStats, 0, len(r.order))
 	for _, name := range r.order {
-		reply, err := actors.Request(ctx, r.system, r.pools[name], &messages.GetStats{})
+		reply, err := actors.Request(ctx, r.system, r.prop, r.pools[name], &messages.GetStats{})
 		if err != nil {
 			return nil, fmt.Errorf("pyvisor: stats of pool %s: %w", name, err)
 		}
@@ -316,7 +394,7 @@ func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 	if !ok {
 		return fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
 	}
-	reply, err := actors.Request(ctx, r.system, pid, &messages.Resize{Workers: n})
+	reply, err := actors.Request(ctx, r.system, r.prop, pid, &messages.Resize{Workers: n})
 	if err != nil {
 		return fmt.Errorf("pyvisor: resize %s: %w", pool, err)
 	}
@@ -335,7 +413,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	deadline, _ := ctx.Deadline()
 	drain := deadline.Add(-time.Duration(len(r.pools)) * time.Second)
 	for i := len(r.order) - 1; i >= 0; i-- {
-		_, _ = actors.Request(ctx, r.system, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
+		_, _ = actors.Request(ctx, r.system, r.prop, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
 	}
 	err := r.guardian.Stop(ctx)
 	r.system.Shutdown()

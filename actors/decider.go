@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/supervision"
 )
@@ -13,12 +15,17 @@ import (
 type (
 	// startFailure: the Python process did not start (see the *bridge.StartError).
 	startFailure struct{ err error }
-	// crash: the Python process exited on its own.
-	crash struct{ err error }
+	// crash: the Python process exited on its own; calls links the spans of the calls
+	// it was running.
+	crash struct {
+		err   error
+		calls []trace.Link
+	}
 	// heartbeatFailure: MaxMissed heartbeats in a row went unanswered.
 	heartbeatFailure struct {
 		misses int
 		last   error
+		calls  []trace.Link
 	}
 )
 
@@ -37,6 +44,21 @@ const (
 	ReasonStart     = "start_failed"
 	ReasonOther     = "other"
 )
+
+// failureLinks are the spans of the calls a failure cut short: the restart it causes
+// links back to them.
+func failureLinks(v any) []trace.Link {
+	if p, ok := v.(*supervision.Panic); ok {
+		v = p.Value
+	}
+	switch f := v.(type) {
+	case *crash:
+		return f.calls
+	case *heartbeatFailure:
+		return f.calls
+	}
+	return nil
+}
 
 // failureReason maps a failed worker's panic value to its restart reason. It is the one
 // place that decides what a bridge error means for supervision.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/bridge"
 )
@@ -28,6 +30,7 @@ type heartbeat struct {
 	worker   *actor.PID
 	counters *slotCounters
 	log      zerolog.Logger
+	tracer   trace.Tracer // used when spec.Trace
 
 	seq    uint64
 	misses int
@@ -58,9 +61,15 @@ func (h *heartbeat) ping(ctx actor.Context) {
 	h.seq++
 	h.counters.pings.Add(1)
 	system, self, seq, client, timeout := ctx.ActorSystem(), ctx.Self(), h.seq, h.client, h.spec.Timeout
+	traced, tracer := h.spec.Trace, h.tracer
 	go func() {
 		pctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		if traced {
+			var span trace.Span
+			pctx, span = tracer.Start(pctx, "heartbeat", trace.WithAttributes(attribute.Int64("pyvisor.heartbeat.seq", int64(seq))))
+			defer span.End()
+		}
 		pong, err := client.Heartbeat(pctx, seq, fmt.Sprintf("hb-%d", seq))
 		system.Root.Send(self, &heartbeatPong{seq: seq, err: err, rtt: pong.RTT})
 	}()

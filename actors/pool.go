@@ -12,10 +12,17 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
+
+// instrumentation names the actors' tracer.
+const instrumentation = "github.com/pyvisor/pyvisor/actors"
 
 // Pool states, as Stats reports them.
 const (
@@ -51,6 +58,7 @@ type slot struct {
 	total    uint64
 	counters *slotCounters
 	removed  bool
+	restart  trace.Span // from the failure until the slot serves again
 }
 
 func (s *slot) state() string {
@@ -69,6 +77,20 @@ type pending struct {
 	sender  *actor.PID
 	header  map[string]string
 	session string
+	ctx     context.Context // the span the call continues from (receive, then queue wait)
+	wait    trace.Span      // open while the call is queued
+}
+
+// done ends the queue-wait span, if any, with err as its outcome.
+func (q *pending) done(err error) {
+	if q.wait == nil {
+		return
+	}
+	if err != nil {
+		q.wait.SetStatus(codes.Error, err.Error())
+	}
+	q.wait.End()
+	q.wait = nil
 }
 
 // callerGone returns the caller's context error once it has given up on the call.
@@ -85,7 +107,9 @@ func (q *pending) callerGone() error {
 // pool is a Pool actor: it routes calls to its workers, queues them when all are busy,
 // and supervises the workers through a supervision.Supervisor child.
 type pool struct {
+	otelactor.Traced
 	spec     *PoolSpec
+	tracer   trace.Tracer
 	log      zerolog.Logger
 	startSem chan struct{}
 
@@ -126,9 +150,9 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *actor.Started:
 		p.start(ctx)
 	case *messages.Execute:
-		p.admit(ctx, &pending{msg: msg, sender: ctx.Sender(), header: headerMap(ctx), session: msg.Call.SessionID})
+		p.admit(ctx, &pending{msg: msg, sender: ctx.Sender(), header: headerMap(ctx), session: msg.Call.SessionID, ctx: p.MessageContext()})
 	case *messages.ExecuteStream:
-		p.admit(ctx, &pending{msg: msg, sender: ctx.Sender(), header: headerMap(ctx), session: msg.Call.SessionID})
+		p.admit(ctx, &pending{msg: msg, sender: ctx.Sender(), header: headerMap(ctx), session: msg.Call.SessionID, ctx: p.MessageContext()})
 	case *redispatch:
 		p.requeue(ctx, msg)
 	case *workerReady:
@@ -171,6 +195,7 @@ func (p *pool) Receive(ctx actor.Context) {
 
 func (p *pool) start(ctx actor.Context) {
 	p.log = p.spec.Logger.With().Str("pool", p.spec.Name).Logger()
+	p.tracer = p.spec.TracerProvider.Tracer(instrumentation)
 	p.startSem = make(chan struct{}, max(p.spec.StartupBatch, 1))
 	p.byID = map[string]*slot{}
 	p.sessions = map[string]*slot{}
@@ -233,6 +258,7 @@ func (p *pool) child(ctx actor.Context, id string) supervision.Child {
 	return supervision.Child{
 		ID:       id,
 		Producer: newWorkerProducer(p.spec, id, ctx.Self(), p.startSem, s.counters),
+		Options:  []actor.PropsOption{actor.WithReceiverMiddleware(otelactor.ReceiverMiddleware(p.spec.TracerProvider, p.spec.Propagator))},
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Timeout(p.spec.StopTimeout + 2*time.Second),
 	}
@@ -244,6 +270,11 @@ func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 		return
 	}
 	s.inc, s.procPID, s.started, s.calls, s.inFlight = msg.inc, msg.pid, msg.started, 0, 0
+	if s.restart != nil {
+		s.restart.SetAttributes(attribute.Int("process.pid", msg.pid))
+		s.restart.End()
+		s.restart = nil
+	}
 	if s.pid == nil {
 		s.pid = ctx.Sender()
 	}
@@ -257,6 +288,23 @@ func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 		})
 	}
 	p.dispatch(ctx)
+}
+
+// startRestartSpan opens the span of a worker's restart, linked to the calls its
+// failure cut short, with the reason and the failure's stack trace.
+func (p *pool) startRestartSpan(s *slot, ev *supervision.ChildFailed, reason string, err error) {
+	if s.restart != nil {
+		s.restart.End()
+	}
+	_, s.restart = p.tracer.Start(context.Background(), "restart "+s.id,
+		trace.WithLinks(failureLinks(ev.Reason)...),
+		trace.WithAttributes(
+			attribute.String("pyvisor.pool", p.spec.Name),
+			attribute.String("pyvisor.worker", s.id),
+			attribute.String("pyvisor.restart.reason", reason),
+			attribute.String("pyvisor.failure.stack", ev.Stack.String()),
+		))
+	s.restart.RecordError(err)
 }
 
 func (p *pool) readyCount() int {
@@ -291,6 +339,7 @@ func (p *pool) supervisionEvent(e supervision.Event) {
 		p.restarts[reason]++
 		if s := p.byID[ev.ID]; s != nil {
 			p.down(s)
+			p.startRestartSpan(s, ev, reason, err)
 		}
 		p.log.Warn().Str("worker", ev.ID).Str("reason", reason).Err(err).Msg("worker failed; its supervisor restarts it")
 	case *supervision.IntensityExceeded:
@@ -325,6 +374,13 @@ func (p *pool) admit(ctx actor.Context, q *pending) {
 func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
 	p.queueSeq++
 	q.id = p.queueSeq
+	if q.ctx == nil {
+		q.ctx = context.Background()
+	}
+	if q.wait == nil && trace.SpanContextFromContext(q.ctx).IsValid() {
+		q.ctx, q.wait = p.tracer.Start(q.ctx, "queue wait", trace.WithAttributes(
+			attribute.String("pyvisor.pool", p.spec.Name), attribute.Int("pyvisor.queue.depth", len(p.queue))))
+	}
 	if front {
 		p.queue = append([]*pending{q}, p.queue...)
 	} else {
@@ -407,7 +463,11 @@ func (p *pool) available(s *slot) bool {
 
 func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	s.inFlight++
-	Forward(ctx, s.pid, q.header, q.sender, q.msg)
+	q.done(nil)
+	if q.ctx == nil {
+		q.ctx = context.Background()
+	}
+	Forward(q.ctx, ctx, p.spec.Propagator, s.pid, q.header, q.sender, q.msg)
 }
 
 func (p *pool) finished(ctx actor.Context, msg *callFinished) {
@@ -481,6 +541,7 @@ func (p *pool) expire(ctx actor.Context, id uint64) {
 
 // reply answers a call the pool will not run.
 func (p *pool) reply(ctx actor.Context, q *pending, err error) {
+	q.done(err)
 	switch m := q.msg.(type) {
 	case *messages.Execute:
 		ctx.Send(q.sender, &messages.ExecuteResult{Err: err})
@@ -673,15 +734,21 @@ func copyCounts(m map[string]int) map[string]int {
 	return out
 }
 
+// PoolChildID is the guardian's child id of the pool named name.
+func PoolChildID(name string) string { return "pool-" + name }
+
 // PoolChild is the guardian's child spec of a Pool actor for spec: permanent, stopped
 // gracefully (it stops its workers in reverse order first).
 func PoolChild(spec PoolSpec) supervision.Child {
 	s := spec
 	once := &sync.Once{}
 	return supervision.Child{
-		ID:       "pool-" + spec.Name,
+		ID:       PoolChildID(spec.Name),
 		Producer: func() actor.Actor { return &pool{spec: &s, readyOnce: once} },
-		Options:  []actor.PropsOption{actor.WithSupervisor(workersStrategy{})},
+		Options: []actor.PropsOption{
+			actor.WithSupervisor(workersStrategy{}),
+			actor.WithReceiverMiddleware(otelactor.ReceiverMiddleware(s.TracerProvider, s.Propagator)),
+		},
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Infinity(),
 		TrapExit: true,

@@ -6,29 +6,22 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/telemetry"
+	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
 
 // noDeadline bounds a request whose context has no deadline: the future must expire
 // some time, and the reply normally comes long before.
 const noDeadline = 24 * time.Hour
 
-// Headers builds the envelope headers of a message sent on behalf of ctx.
-func Headers(ctx context.Context) map[string]string {
-	h := make(map[string]string, 1)
-	if id := telemetry.CorrelationID(ctx); id != "" {
-		h[messages.HeaderCorrelationID] = id
-	}
-	return h
-}
-
 // Request is the one way pyvisor asks an actor something: msg goes inside a
-// MessageEnvelope whose headers carry the call's correlation id (protoactor's own
-// Request sends none) and whose sender is a fresh future; Request waits for the reply
-// or for ctx to end.
-func Request(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg any) (any, error) {
+// MessageEnvelope whose headers carry ctx's correlation id, trace context and baggage
+// (protoactor's own Request sends none) and whose sender is a fresh future; Request
+// waits for the reply or for ctx to end.
+func Request(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any) (any, error) {
 	timeout := noDeadline
 	if d, ok := ctx.Deadline(); ok {
 		// The caller's own select ends at the deadline; the future outlives it a little
@@ -37,7 +30,7 @@ func Request(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg
 	}
 	future := actor.NewFuture(system, timeout)
 	system.Root.Send(pid, &actor.MessageEnvelope{
-		Header:  Headers(ctx),
+		Header:  otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true),
 		Message: msg,
 		Sender:  future.PID(),
 	})
@@ -62,8 +55,19 @@ type futureResult struct {
 	err error
 }
 
-// Forward sends msg to pid in an envelope with the given headers and sender, so a
-// reply goes straight to the original caller.
-func Forward(ctx actor.SenderContext, pid *actor.PID, header map[string]string, sender *actor.PID, msg any) {
-	ctx.Send(pid, &actor.MessageEnvelope{Header: header, Message: msg, Sender: sender})
+// Send delivers msg on behalf of ctx, with the same headers as Request, to an actor that
+// answers some other way (a stream's channel); the sender awaits the outcome.
+func Send(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any) {
+	system.Root.Send(pid, &actor.MessageEnvelope{
+		Header:  otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true),
+		Message: msg,
+	})
+}
+
+// Forward passes a message on for its original sender, so a reply goes straight to the
+// caller; the trace context is that of ctx (the forwarding actor's span), the other
+// headers are kept.
+func Forward(ctx context.Context, sender actor.SenderContext, prop propagation.TextMapPropagator, pid *actor.PID, header map[string]string, replyTo *actor.PID, msg any) {
+	h := otelactor.Inject(ctx, prop, header[messages.HeaderCorrelationID], header[otelactor.ReplyHeader] != "")
+	sender.Send(pid, &actor.MessageEnvelope{Header: h, Message: msg, Sender: replyTo})
 }

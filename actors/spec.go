@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/supervision"
@@ -27,6 +29,8 @@ type PoolSpec struct {
 	Backoff        *supervision.Backoff
 	Recycle        RecycleSpec
 	Logger         zerolog.Logger
+	TracerProvider trace.TracerProvider          // required: the facade passes the global one by default
+	Propagator     propagation.TextMapPropagator // required, likewise
 	// OnReady is called once: nil when the first Workers workers serve, or the error
 	// that stopped the pool from getting there.
 	OnReady func(error)
@@ -35,6 +39,7 @@ type PoolSpec struct {
 // HeartbeatSpec configures a worker's Heartbeat child; Enabled false spawns none.
 type HeartbeatSpec struct {
 	Enabled      bool
+	Trace        bool // pings get spans of their own (in their own traces)
 	Interval     time.Duration
 	Timeout      time.Duration
 	MaxMissed    int

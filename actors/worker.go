@@ -9,9 +9,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
 
 // Messages between a Worker, its Pool and its own goroutines.
@@ -95,15 +97,47 @@ func (s *start) abandon() *bridge.Process {
 	return p
 }
 
-// live is a running process and the sessions opened in it.
+// live is a running process, the sessions opened in it and the spans of the calls it
+// is running.
 type live struct {
 	*bridge.Process
 	mu       sync.Mutex
 	sessions map[string]bool
+	calls    map[uint64]trace.SpanContext
+	nextCall uint64
+}
+
+// track records a running call's span; the returned func forgets it.
+func (l *live) track(sc trace.SpanContext) func() {
+	if !sc.IsValid() {
+		return func() {}
+	}
+	l.mu.Lock()
+	l.nextCall++
+	id := l.nextCall
+	l.calls[id] = sc
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		delete(l.calls, id)
+		l.mu.Unlock()
+	}
+}
+
+// links are the spans of the calls running now.
+func (l *live) links() []trace.Link {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]trace.Link, 0, len(l.calls))
+	for _, sc := range l.calls {
+		out = append(out, trace.Link{SpanContext: sc})
+	}
+	return out
 }
 
 // worker is a Worker actor: it owns exactly one Python process.
 type worker struct {
+	otelactor.Traced
 	spec     *PoolSpec
 	slot     string
 	pool     *actor.PID
@@ -133,11 +167,15 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.started(ctx, msg)
 	case *processExited:
 		if w.proc != nil && msg.proc == w.proc.Process {
-			panic(&crash{err: msg.proc.Err()})
+			panic(&crash{err: msg.proc.Err(), calls: w.proc.links()})
 		}
 	case *heartbeatFailed:
 		w.log.Error().Int("misses", msg.misses).AnErr("last_error", msg.last).Msg("heartbeat gave up on the python worker")
-		panic(&heartbeatFailure{misses: msg.misses, last: msg.last})
+		var calls []trace.Link
+		if w.proc != nil {
+			calls = w.proc.links()
+		}
+		panic(&heartbeatFailure{misses: msg.misses, last: msg.last, calls: calls})
 	case *messages.Execute:
 		w.execute(ctx, msg)
 	case *messages.ExecuteStream:
@@ -156,7 +194,11 @@ func (w *worker) Receive(ctx actor.Context) {
 func (w *worker) startProcess(ctx actor.Context) {
 	system, self, sem := ctx.ActorSystem(), ctx.Self(), w.startSem
 	opts := append(append([]bridge.Option(nil), w.spec.Bridge...),
-		bridge.WithWorkerID(w.slot), bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()))
+		bridge.WithWorkerID(w.slot),
+		bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()),
+		bridge.WithTracerProvider(w.spec.TracerProvider),
+		bridge.WithPropagator(w.spec.Propagator),
+		bridge.WithTraceHeartbeats(w.spec.Heartbeat.Trace))
 	st := &start{}
 	w.starting = st
 	go func() {
@@ -180,7 +222,7 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 		w.log.Error().Err(msg.err).Msg("python worker did not start")
 		panic(&startFailure{err: msg.err})
 	}
-	w.proc = &live{Process: msg.proc, sessions: map[string]bool{}}
+	w.proc = &live{Process: msg.proc, sessions: map[string]bool{}, calls: map[uint64]trace.SpanContext{}}
 	system, self, p := ctx.ActorSystem(), ctx.Self(), msg.proc
 	go func() {
 		<-p.Done()
@@ -188,7 +230,8 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 	}()
 	if hb := w.spec.Heartbeat; hb.Enabled {
 		w.heartbeat = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-			return &heartbeat{spec: hb, client: p.Client(), worker: self, counters: w.counters, log: w.log}
+			return &heartbeat{spec: hb, client: p.Client(), worker: self, counters: w.counters, log: w.log,
+				tracer: w.spec.TracerProvider.Tracer(instrumentation)}
 		}))
 	}
 	w.log.Info().Int("pid", p.PID()).Msg("python worker ready")
@@ -205,8 +248,11 @@ func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
 	}
 	system, pool, sender, header := ctx.ActorSystem(), w.pool, ctx.Sender(), headerMap(ctx)
 	proc, slot, inc := w.proc, w.slot, w.inc
+	callCtx := w.callContext(msg.Ctx)
 	go func() {
-		res, err := proc.run(msg.Ctx, msg.Call, header[messages.HeaderCorrelationID])
+		done := proc.track(trace.SpanContextFromContext(callCtx))
+		res, err := proc.run(callCtx, msg.Call, header[messages.HeaderCorrelationID])
+		done()
 		// The pool hears the worker is free before the caller hears back, so the
 		// caller's next call finds it free (session affinity relies on it).
 		system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
@@ -228,7 +274,9 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 	}
 	system, pool, header := ctx.ActorSystem(), w.pool, headerMap(ctx)
 	proc, slot, inc := w.proc, w.slot, w.inc
+	callCtx := w.callContext(msg.Ctx)
 	go func() {
+		defer proc.track(trace.SpanContextFromContext(callCtx))()
 		defer system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
 		// Every send gives up once the caller has gone (its context ends).
 		send := func(c messages.StreamChunk) bool {
@@ -239,12 +287,12 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 				return false
 			}
 		}
-		req, err := proc.request(msg.Ctx, msg.Call, header[messages.HeaderCorrelationID])
+		req, err := proc.request(callCtx, msg.Call, header[messages.HeaderCorrelationID])
 		if err != nil {
 			send(messages.StreamChunk{Err: err})
 			return
 		}
-		for res, err := range proc.Client().ExecuteStream(msg.Ctx, req) {
+		for res, err := range proc.Client().ExecuteStream(callCtx, req) {
 			if err != nil {
 				send(messages.StreamChunk{Err: err})
 				return
@@ -255,6 +303,16 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 		}
 		send(messages.StreamChunk{Done: true})
 	}()
+}
+
+// callContext is the context of the gRPC call a message causes: the caller's deadline,
+// cancellation and baggage, with this worker's receive span as the parent.
+func (w *worker) callContext(caller context.Context) context.Context {
+	span := trace.SpanFromContext(w.MessageContext())
+	if !span.SpanContext().IsValid() {
+		return caller
+	}
+	return trace.ContextWithSpan(caller, span)
 }
 
 // recycle replaces a healthy process with a fresh one, outside supervision (a recycle

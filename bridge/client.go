@@ -117,6 +117,7 @@ func (c *Client) Execute(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	ctx = withCorrelation(ctx, req.CorrelationID)
 	var trailer metadata.MD
 	resp, err := c.raw.Execute(ctx, msg, grpc.Trailer(&trailer))
 	if err != nil {
@@ -141,7 +142,7 @@ func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Resul
 			yield(Result{}, err)
 			return
 		}
-		ctx, cancel := context.WithCancel(ctx)
+		ctx, cancel := context.WithCancel(withCorrelation(ctx, req.CorrelationID))
 		defer cancel()
 		stream, err := c.raw.ExecuteStream(ctx, msg)
 		if err != nil {
@@ -267,6 +268,15 @@ func (c *Client) goneError(op, tool string) error {
 		return &CallError{Op: op, Tool: tool, Reason: ErrStopped, Code: codes.Unavailable}
 	}
 	return fmt.Errorf("%s: %w", opName(op, tool), c.proc.exit)
+}
+
+// withCorrelation adds the correlation id to the call's gRPC metadata
+// (x-correlation-id), for servers and proxies that read metadata, not the request.
+func withCorrelation(ctx context.Context, id string) context.Context {
+	if id == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "x-correlation-id", id)
 }
 
 func opName(op, tool string) string {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -36,6 +38,9 @@ type config struct {
 	logger           zerolog.Logger
 	tracerProvider   trace.TracerProvider
 	meterProvider    metric.MeterProvider
+	propagator       propagation.TextMapPropagator
+	traceHeartbeats  bool
+	spanSink         func(json.RawMessage)
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -55,6 +60,15 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.meterProvider == nil {
 		c.meterProvider = otel.GetMeterProvider()
+	}
+	if c.propagator == nil {
+		c.propagator = otel.GetTextMapPropagator()
+	}
+	if c.spanSink != nil {
+		c.env = withEnv(c.env, "PYVISOR_TRACE_STDERR", "1")
+	}
+	if c.traceHeartbeats {
+		c.env = withEnv(c.env, "PYVISOR_TRACE_HEARTBEATS", "1")
 	}
 	if c.python == "" {
 		c.python = Interpreter()
@@ -93,12 +107,15 @@ func WithRuntimeDir(dir string) Option { return func(c *config) { c.runtimeDir =
 // WithEnv adds an environment variable to the worker's otherwise clean environment
 // (for example PYTHONPATH for your tools).
 func WithEnv(key, value string) Option {
-	return func(c *config) {
-		if c.env == nil {
-			c.env = map[string]string{}
-		}
-		c.env[key] = value
+	return func(c *config) { c.env = withEnv(c.env, key, value) }
+}
+
+func withEnv(env map[string]string, key, value string) map[string]string {
+	if env == nil {
+		env = map[string]string{}
 	}
+	env[key] = value
+	return env
 }
 
 // WithHandshakeTimeout bounds the time from spawn to the handshake line (default 10 s).
@@ -123,6 +140,23 @@ func WithLogger(l zerolog.Logger) Option { return func(c *config) { c.logger = l
 // WithTracerProvider sets the tracer provider (default: the OpenTelemetry global).
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) { c.tracerProvider = tp }
+}
+
+// WithPropagator sets how trace context and baggage travel in gRPC metadata (default:
+// the OpenTelemetry global).
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *config) { c.propagator = p }
+}
+
+// WithTraceHeartbeats traces heartbeat pings too (off by default: they would drown the
+// traces of calls).
+func WithTraceHeartbeats(on bool) Option { return func(c *config) { c.traceHeartbeats = on } }
+
+// WithSpanSink makes the worker write each span it ends as a JSON line on stderr
+// ({"pyvisor_span": {...}}), which the bridge hands to sink instead of logging it. The
+// demo uses it to print Go and Python spans as one tree.
+func WithSpanSink(sink func(json.RawMessage)) Option {
+	return func(c *config) { c.spanSink = sink }
 }
 
 // WithMeterProvider sets the meter provider (default: the OpenTelemetry global).

@@ -12,14 +12,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
@@ -65,6 +71,23 @@ func Start(ctx context.Context, opts ...Option) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, span := cfg.tracerProvider.Tracer(instrumentation).Start(ctx, "worker start",
+		trace.WithAttributes(attribute.String("pyvisor.worker", cfg.workerID)))
+	defer span.End()
+	p, err := start(ctx, cfg)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "worker did not start")
+		return nil, err
+	}
+	span.SetAttributes(attribute.Int("process.pid", p.pid))
+	return p, nil
+}
+
+// instrumentation names the bridge's tracer and meter.
+const instrumentation = "github.com/pyvisor/pyvisor/bridge"
+
+func start(ctx context.Context, cfg config) (*Process, error) {
 	p := &Process{cfg: cfg, done: make(chan struct{}), stopped: make(chan struct{})}
 	p.log = cfg.logger.With().Str("worker", cfg.workerID).Logger()
 
@@ -129,7 +152,7 @@ func Start(ctx context.Context, opts ...Option) (*Process, error) {
 	}
 	p.pid = cmd.Process.Pid
 	p.log = p.log.With().Int("pid", p.pid).Logger()
-	p.stderr = newStderrForwarder(p.log)
+	p.stderr = newStderrForwarder(p.log, cfg.spanSink)
 	go func() {
 		defer close(stderrDone)
 		defer stderrR.Close()
@@ -141,8 +164,17 @@ func Start(ctx context.Context, opts ...Option) (*Process, error) {
 		return nil, p.abortStart(err)
 	}
 	p.hs = hs
+	traceHeartbeats := cfg.traceHeartbeats
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(cfg.tracerProvider),
+			otelgrpc.WithMeterProvider(cfg.meterProvider),
+			otelgrpc.WithPropagators(cfg.propagator),
+			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+				return traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat")
+			}),
+		)),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.maxMessageBytes),
 			grpc.MaxCallSendMsgSize(cfg.maxMessageBytes),

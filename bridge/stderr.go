@@ -23,15 +23,16 @@ const (
 // level and fields; any other line (a traceback, a C extension's output, print) is
 // forwarded as it is.
 type stderrForwarder struct {
-	log zerolog.Logger
+	log   zerolog.Logger
+	spans func(json.RawMessage) // receives {"pyvisor_span": ...} lines; nil logs them
 
 	mu   sync.Mutex
 	tail []string
 	next int
 }
 
-func newStderrForwarder(log zerolog.Logger) *stderrForwarder {
-	return &stderrForwarder{log: log, tail: make([]string, 0, tailLines)}
+func newStderrForwarder(log zerolog.Logger, spans func(json.RawMessage)) *stderrForwarder {
+	return &stderrForwarder{log: log, spans: spans, tail: make([]string, 0, tailLines)}
 }
 
 // run reads r until EOF.
@@ -65,14 +66,19 @@ func (f *stderrForwarder) forward(line []byte) {
 	if len(line) == 0 {
 		return
 	}
-	f.remember(line)
 	if line[0] == '{' {
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(line, &fields) == nil {
+			if span, ok := fields["pyvisor_span"]; ok && len(fields) == 1 && f.spans != nil {
+				f.spans(span)
+				return
+			}
+			f.remember(line)
 			f.forwardJSON(fields)
 			return
 		}
 	}
+	f.remember(line)
 	f.log.Info().Str("source", "python").Str("stream", "stderr").Msg(string(line))
 }
 

@@ -13,7 +13,7 @@ import (
 func forwardAll(t *testing.T, input string) []map[string]any {
 	t.Helper()
 	var buf bytes.Buffer
-	f := newStderrForwarder(zerolog.New(&buf).With().Str("worker", "w-0").Logger())
+	f := newStderrForwarder(zerolog.New(&buf).With().Str("worker", "w-0").Logger(), nil)
 	f.run(strings.NewReader(input))
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -61,7 +61,7 @@ func TestForwardPlainLinesAndTail(t *testing.T) {
 }
 
 func TestTailKeepsTheLastLines(t *testing.T) {
-	f := newStderrForwarder(zerolog.Nop())
+	f := newStderrForwarder(zerolog.Nop(), nil)
 	var in strings.Builder
 	for i := range tailLines + 5 {
 		fmt.Fprintf(&in, "line %d\n", i)
@@ -78,5 +78,21 @@ func TestForwardCutsOverlongLines(t *testing.T) {
 	got := forwardAll(t, long+"\nnext\n")
 	if len(got) != 2 || len(got[0]["message"].(string)) > maxLogLine || got[1]["message"] != "next" {
 		t.Errorf("overlong line handling: %d lines", len(got))
+	}
+}
+
+func TestSpanLinesGoToTheSink(t *testing.T) {
+	var buf bytes.Buffer
+	var spans []string
+	f := newStderrForwarder(zerolog.New(&buf), func(s json.RawMessage) { spans = append(spans, string(s)) })
+	f.run(strings.NewReader(`{"pyvisor_span": {"name": "tool add"}}` + "\n" + `{"level": "info", "message": "m"}` + "\n"))
+	if len(spans) != 1 || spans[0] != `{"name": "tool add"}` {
+		t.Errorf("spans = %q", spans)
+	}
+	if strings.Contains(buf.String(), "pyvisor_span") || !strings.Contains(buf.String(), `"message":"m"`) {
+		t.Errorf("log = %q", buf.String())
+	}
+	if strings.Contains(f.Tail(), "pyvisor_span") {
+		t.Errorf("span lines do not belong in the stderr tail: %q", f.Tail())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+
+	"go.opentelemetry.io/otel/baggage"
 )
 
 type correlationKey struct{}
@@ -25,4 +27,25 @@ func NewCorrelationID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return "pv-" + hex.EncodeToString(b[:])
+}
+
+// BaggageKey is the baggage member that carries the correlation id, so services that
+// read only baggage still see it.
+const BaggageKey = "correlation_id"
+
+// WithCorrelationBaggage adds ctx's correlation id to its baggage.
+func WithCorrelationBaggage(ctx context.Context) context.Context {
+	id := CorrelationID(ctx)
+	if id == "" {
+		return ctx
+	}
+	m, err := baggage.NewMemberRaw(BaggageKey, id)
+	if err != nil {
+		return ctx
+	}
+	b, err := baggage.FromContext(ctx).SetMember(m)
+	if err != nil {
+		return ctx
+	}
+	return baggage.ContextWithBaggage(ctx, b)
 }
