@@ -72,8 +72,9 @@ async def start_worker(short_dir: Path) -> AsyncIterator[Callable[..., Any]]:
         if "token" not in kwargs:
             kwargs.setdefault("socket", str(short_dir / f"w{len(running)}.sock"))
         kwargs.setdefault("shutdown_grace", 0.0)
+        tracing = kwargs.pop("tracing", None)
         config = WorkerConfig(**kwargs)
-        worker = Worker(config, tools if tools is not None else tools_with())
+        worker = Worker(config, tools if tools is not None else tools_with(), tracing)
         line = await worker.start()
         _, version, kind, address = line.strip().split("|")
         assert version == "1"

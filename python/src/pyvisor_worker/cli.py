@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from types import ModuleType
 
-from pyvisor_worker import jsonlog, sockets, watchdog
+from pyvisor_worker import jsonlog, sockets, telemetry, watchdog
 from pyvisor_worker.config import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_SHUTDOWN_GRACE,
@@ -31,6 +31,8 @@ log = logging.getLogger("pyvisor_worker")
 
 TOKEN_ENV = "PYVISOR_WORKER_TOKEN"
 EXIT_OK, EXIT_USAGE, EXIT_IMPORT, EXIT_BIND = 0, 2, 3, 4
+# How long exit paths wait for pending spans: a normal stop, and an exit that must be quick.
+FLUSH_TIMEOUT, QUICK_FLUSH_TIMEOUT = 5.0, 0.5
 
 
 def _positive_int(text: str) -> int:
@@ -124,6 +126,8 @@ async def serve(config: WorkerConfig, worker: Worker, handshake_fd: int) -> int:
         if len(signals_seen) > 1:
             log.warning("second signal %s; exiting now", signal.Signals(signum).name)
             sockets.remove(worker.socket_path, config.remove_socket_dir)
+            if worker.tracing is not None:
+                worker.tracing.shutdown(QUICK_FLUSH_TIMEOUT)
             _flush()
             os._exit(128 + signum)
         log.info("received %s; stopping", signal.Signals(signum).name)
@@ -164,13 +168,25 @@ def run(argv: Sequence[str] | None = None) -> int:
         os.close(handshake_fd)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     os.environ.pop(TOKEN_ENV, None)  # tools and their subprocesses never see it
-    # (b) JSON logs on stderr.
+    # (b) JSON logs on stderr; tracing if the OTEL_* / PYVISOR_TRACE_* variables ask for it.
     jsonlog.configure(config.log_level, config.worker_id)
+    tracing = telemetry.setup(os.environ, config.worker_id)
+    try:
+        return _serve_tools(config, handshake_fd, tracing)
+    finally:
+        if tracing is not None:
+            tracing.shutdown(FLUSH_TIMEOUT)
+
+
+def _serve_tools(config: WorkerConfig, handshake_fd: int, tracing: telemetry.Tracing | None) -> int:
     if config.parent_pid is not None:
-        watchdog.start(
-            config.parent_pid,
-            lambda: sockets.remove(config.socket, config.remove_socket_dir),
-        )
+
+        def cleanup() -> None:
+            sockets.remove(config.socket, config.remove_socket_dir)
+            if tracing is not None:
+                tracing.shutdown(QUICK_FLUSH_TIMEOUT)
+
+        watchdog.start(config.parent_pid, cleanup)
     # (c) tools.
     modules = import_tools(config.tools)
     if modules is None:
@@ -183,7 +199,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if not tools:
         log.warning("no @tool functions found in %s", ", ".join(config.tools))
     # (d)-(g) serve.
-    worker = Worker(config, tools)
+    worker = Worker(config, tools, tracing)
     try:
         return asyncio.run(serve(config, worker, handshake_fd))
     finally:

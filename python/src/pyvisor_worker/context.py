@@ -12,6 +12,7 @@ correlation_id_var: ContextVar[str] = ContextVar("pyvisor_correlation_id", defau
 
 trace_id_var: ContextVar[str] = ContextVar("pyvisor_trace_id", default="")
 span_id_var: ContextVar[str] = ContextVar("pyvisor_span_id", default="")
+"""Fallback trace fields for log lines written outside any valid OpenTelemetry span."""
 
 
 class ToolContext:

@@ -1,4 +1,5 @@
-"""JSON-lines logging on stderr: one object per record, with correlation fields from contextvars."""
+"""JSON-lines logging on stderr: one object per record, with correlation fields from contextvars
+and trace fields from the current OpenTelemetry span."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import sys
 import time
 from typing import Any, TextIO
+
+from opentelemetry import trace
 
 from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
 
@@ -48,9 +51,14 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "worker_id": self.worker_id,
             "correlation_id": correlation_id_var.get(),
-            "trace_id": trace_id_var.get(),
-            "span_id": span_id_var.get(),
         }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            out["trace_id"] = format(span_context.trace_id, "032x")
+            out["span_id"] = format(span_context.span_id, "016x")
+        else:
+            out["trace_id"] = trace_id_var.get()
+            out["span_id"] = span_id_var.get()
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -63,10 +71,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+_handler: logging.StreamHandler[TextIO] | None = None
+
+
+def write_line(line: str) -> None:
+    """Write one raw line to the log stream (stderr), never interleaved with a log record."""
+    handler = _handler
+    if handler is None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        return
+    handler.acquire()
+    try:
+        handler.stream.write(line + "\n")
+        handler.stream.flush()
+    finally:
+        handler.release()
+
+
 def configure(level: str = "info", worker_id: str = "", stream: TextIO | None = None) -> None:
     """Route the root logger (and so every library's and tool's logger) to JSON on stderr."""
+    global _handler
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter(worker_id))
+    _handler = handler
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

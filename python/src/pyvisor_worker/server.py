@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from pyvisor_worker import sockets
+from pyvisor_worker import __version__, sockets, telemetry
 from pyvisor_worker._proto import worker_pb2_grpc as pb_grpc
 from pyvisor_worker.auth import TokenInterceptor
 from pyvisor_worker.config import WorkerConfig
@@ -34,12 +34,22 @@ class BindError(Exception):
 
 
 class Worker:
-    """One worker's server; build, ``await start()``, then ``request_stop`` / ``wait_stopped``."""
+    """One worker's server; build, ``await start()``, then ``request_stop`` / ``wait_stopped``.
 
-    def __init__(self, config: WorkerConfig, tools: Mapping[str, Tool]) -> None:
+    With ``tracing`` (see telemetry.setup) every RPC gets a SERVER span and every tool call a
+    ``tool <name>`` span; without it no tracing code runs.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        tools: Mapping[str, Tool],
+        tracing: telemetry.Tracing | None = None,
+    ) -> None:
         if config.socket is None and not config.token:
             raise ValueError("a TCP worker needs a token")
         self.config = config
+        self.tracing = tracing
         self.socket_path = os.path.abspath(config.socket) if config.socket else None
         self.executor = ThreadPoolExecutor(
             max_workers=config.threads, thread_name_prefix="pyvisor-tool"
@@ -50,6 +60,10 @@ class Worker:
             worker_id=config.worker_id,
             default_grace=config.shutdown_grace,
             request_stop=self.request_stop,
+            tracer=(
+                tracing.provider.get_tracer(telemetry.TRACER_NAME, __version__)
+                if tracing is not None else None
+            ),
         )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -57,6 +71,7 @@ class Worker:
         self._stop_requested: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
+        self.interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()
 
     @property
     def stopping(self) -> bool:
@@ -71,12 +86,16 @@ class Worker:
             ("grpc.max_send_message_length", self.config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        interceptors = []
+        interceptors: list[grpc.aio.ServerInterceptor] = []
         if self.socket_path is None:
             assert self.config.token
             interceptors.append(TokenInterceptor(self.config.token))
+        if self.tracing is not None:
+            interceptors.extend(telemetry.server_interceptors(self.tracing))
+        self.interceptors = tuple(interceptors)
         server = grpc.aio.server(options=options, interceptors=interceptors)
-        pb_grpc.add_WorkerServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
+        servicer = self.servicer if self.tracing is None else telemetry.GeneratorStreams(self.servicer)
+        pb_grpc.add_WorkerServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

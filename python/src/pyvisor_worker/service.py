@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures.thread
+import contextlib
 import contextvars
 import json
 import logging
@@ -23,6 +24,9 @@ from concurrent.futures import Executor
 from typing import Any
 
 import grpc
+from opentelemetry import baggage, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.trace import Status, StatusCode
 
 from pyvisor_worker import __version__
 from pyvisor_worker._proto import worker_pb2 as pb
@@ -44,6 +48,8 @@ log = logging.getLogger("pyvisor_worker.service")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _BINARY = (bytes, bytearray, memoryview)
 _END = object()
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+_BAGGAGE = W3CBaggagePropagator()
 
 
 def exception_type_name(exc: BaseException) -> str:
@@ -87,6 +93,22 @@ def _next_or_end(gen: Iterator[Any]) -> Any:
     return next(gen, _END)
 
 
+def _baggage_correlation_id(metadata: Any) -> str:
+    """The ``correlation_id`` entry of the W3C ``baggage`` metadata ("" if absent)."""
+    for key, value in metadata:
+        if key == "baggage":
+            text = value if isinstance(value, str) else bytes(value).decode()
+            found = baggage.get_baggage("correlation_id", _BAGGAGE.extract({"baggage": text}))
+            return str(found) if found else ""
+    return ""
+
+
+def _mark_cancelled() -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("pyvisor.cancelled", True)
+
+
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
     """Serves ``tools``; sessions are owned by this instance.
 
@@ -101,6 +123,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         worker_id: str = "",
         default_grace: float = 5.0,
         request_stop: Callable[[float], None] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._tools = dict(tools)
         self._registered = ", ".join(sorted(self._tools)) or "none"
@@ -111,6 +134,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self._sessions: dict[str, dict[str, Any]] = {}
         self._in_flight = 0
         self._pid = os.getpid()
+        self._tracer = tracer
 
     @property
     def tool_names(self) -> list[str]:
@@ -182,17 +206,45 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
     @staticmethod
     def _correlation_id(request: Any, context: Any) -> str:
+        """From the request, else metadata ``x-correlation-id``, else baggage ``correlation_id``;
+        set as the call's context variable and on the server span."""
         cid: str = request.correlation_id
         if not cid:
-            for key, value in context.invocation_metadata() or ():
+            metadata = context.invocation_metadata() or ()
+            for key, value in metadata:
                 if key == "x-correlation-id":
                     cid = value if isinstance(value, str) else bytes(value).decode()
                     break
+            else:
+                cid = _baggage_correlation_id(metadata)
         correlation_id_var.set(cid)
+        if cid:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute("pyvisor.correlation_id", cid)
         return cid
+
+    def _tool_span(self, tool: str, correlation_id: str, session_id: str) -> Any:
+        """The ``tool <name>`` span as the current span (a no-op without a tracer)."""
+        if self._tracer is None:
+            return _NO_SPAN
+        attributes = {"pyvisor.tool": tool, "pyvisor.correlation_id": correlation_id}
+        if session_id:
+            attributes["pyvisor.session_id"] = session_id
+        return self._tracer.start_as_current_span(
+            f"tool {tool}",
+            kind=trace.SpanKind.INTERNAL,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
 
     def _tool_error(self, tool: str, exc: BaseException, correlation_id: str) -> Any:
         formatted = user_traceback(exc)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{exception_type_name(exc)}: {exc}"))
         log.error(
             "tool '%s' raised %s: %s", tool, exception_type_name(exc), exc,
             extra={"tool": tool, "exception": formatted},
@@ -219,6 +271,15 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             log.debug("execute %s", tool.name, extra={"tool": tool.name})
         self._in_flight += 1
         try:
+            with self._tool_span(tool.name, cid, request.session_id):
+                return await self._execute(tool, args, tctx, cid)
+        finally:
+            self._in_flight -= 1
+
+    async def _execute(
+        self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str
+    ) -> Any:
+        try:
             if tool.kind is Kind.ASYNC:
                 value = await tool.func(**args)
             else:
@@ -233,11 +294,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         except asyncio.CancelledError:
             if tctx is not None:
                 tctx.cancel()
+            _mark_cancelled()
             raise
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a tool error is data
             return pb.ExecuteResponse(error=self._tool_error(tool.name, exc, cid))
-        finally:
-            self._in_flight -= 1
 
     # --- ExecuteStream ----------------------------------------------------------------------
 
@@ -249,15 +309,22 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             log.debug("execute stream %s", tool.name, extra={"tool": tool.name})
         self._in_flight += 1
         try:
-            if tool.kind is Kind.ASYNC_GEN:
-                await self._stream_async(tool, args, context, cid)
-            else:
-                await self._stream_sync(tool, args, context, cid, tctx)
+            with self._tool_span(tool.name, cid, request.session_id):
+                try:
+                    if tool.kind is Kind.ASYNC_GEN:
+                        await self._stream_async(tool, args, context, cid)
+                    else:
+                        await self._stream_sync(tool, args, context, cid, tctx)
+                except asyncio.CancelledError:
+                    _mark_cancelled()
+                    raise
         finally:
             self._in_flight -= 1
 
     async def _stream_async(self, tool: Tool, args: dict[str, Any], context: Any, cid: str) -> None:
         agen = tool.func(**args)
+        span = trace.get_current_span()
+        traced = span.is_recording()
         chunks = 0
         try:
             while True:
@@ -274,6 +341,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     await self._end_stream_with_error(context, tool.name, exc, cid)
                     return
                 await context.write(pb.ExecuteStreamResponse(chunk=chunk))
+                if traced:
+                    span.add_event("chunk", {"index": chunks})
                 chunks += 1
             await context.write(pb.ExecuteStreamResponse(done=pb.StreamDone(chunks=chunks)))
         finally:
@@ -293,6 +362,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         chunks = 0
         gen: Iterator[Any] = tool.func(**args)  # runs no tool code until the first next()
         future: Any = None
+        span = trace.get_current_span()
+        traced = span.is_recording()
         try:
             while True:
                 future = self._executor.submit(run, _next_or_end, gen)
@@ -309,6 +380,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     await self._end_stream_with_error(context, tool.name, exc, cid)
                     return
                 await context.write(pb.ExecuteStreamResponse(chunk=chunk))
+                if traced:
+                    span.add_event("chunk", {"index": chunks})
                 chunks += 1
             await context.write(pb.ExecuteStreamResponse(done=pb.StreamDone(chunks=chunks)))
         except asyncio.CancelledError:
@@ -358,6 +431,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         )
 
     async def Heartbeat(self, request: Any, context: Any) -> Any:
+        correlation_id_var.set(request.correlation_id)
         return pb.HeartbeatResponse(
             sequence=request.sequence,
             worker_unix_nano=time.time_ns(),
