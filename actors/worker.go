@@ -252,7 +252,9 @@ func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
 	go func() {
 		done := proc.track(trace.SpanContextFromContext(callCtx))
 		res, err := proc.run(callCtx, msg.Call, header[messages.HeaderCorrelationID])
-		done()
+		if !errors.Is(err, bridge.ErrWorkerCrashed) {
+			done() // a call its process died under stays: the restart links to it
+		}
 		// The pool hears the worker is free before the caller hears back, so the
 		// caller's next call finds it free (session affinity relies on it).
 		system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
@@ -276,7 +278,13 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 	proc, slot, inc := w.proc, w.slot, w.inc
 	callCtx := w.callContext(msg.Ctx)
 	go func() {
-		defer proc.track(trace.SpanContextFromContext(callCtx))()
+		done := proc.track(trace.SpanContextFromContext(callCtx))
+		var failed error
+		defer func() {
+			if !errors.Is(failed, bridge.ErrWorkerCrashed) {
+				done()
+			}
+		}()
 		defer system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
 		// Every send gives up once the caller has gone (its context ends).
 		send := func(c messages.StreamChunk) bool {
@@ -294,6 +302,7 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 		}
 		for res, err := range proc.Client().ExecuteStream(callCtx, req) {
 			if err != nil {
+				failed = err
 				send(messages.StreamChunk{Err: err})
 				return
 			}

@@ -1,0 +1,129 @@
+package tracing_test
+
+import (
+	"context"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+var _ = Describe("One Execute", Label("python"), func() {
+	It("is one trace: API span, a receive span per mailbox, the gRPC client span, the Python server span and the tool span, each the parent of the next", func() {
+		t := startTraced(1)
+		_, err := t.rt.Execute(context.Background(), "default", "add", map[string]int{"a": 1, "b": 2})
+		Expect(err).NotTo(HaveOccurred())
+
+		api := t.goSpan("execute add")
+		Expect(api).NotTo(BeNil())
+		traceID := api.SpanContext().TraceID().String()
+		Eventually(func() []string { return t.chain(traceID, "tool add") }).Should(Equal([]string{
+			"execute add",
+			"receive Execute", // the pool's mailbox
+			"receive Execute", // the worker's mailbox
+			"pyvisor.worker.v1.WorkerService/Execute",  // gRPC client (Go, otelgrpc)
+			"/pyvisor.worker.v1.WorkerService/Execute", // gRPC server (Python, its instrumentation's name)
+			"tool add",
+		}))
+		Expect(t.pySpans(traceID)).To(HaveEach(HaveField("Service", "pyvisor-worker")))
+	})
+
+	It("carries the call's correlation id on every span of the call", func() {
+		t := startTraced(1)
+		ctx := telemetry.WithCorrelationID(context.Background(), "req-7")
+		_, err := t.rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 2})
+		Expect(err).NotTo(HaveOccurred())
+		traceID := t.goSpan("execute add").SpanContext().TraceID().String()
+		Eventually(func() []pySpan { return t.pySpans(traceID) }).Should(HaveLen(2))
+		for _, s := range t.goSpans(traceID) {
+			if s.SpanKind() == trace.SpanKindClient {
+				continue // otelgrpc's span: the id travels in its metadata instead
+			}
+			Expect(attr(s, "pyvisor.correlation_id")).To(Equal("req-7"), s.Name())
+		}
+		for _, s := range t.pySpans(traceID) {
+			Expect(s.Attributes).To(HaveKeyWithValue("pyvisor.correlation_id", "req-7"), s.Name)
+		}
+	})
+
+	It("puts a waiting call's queue time in the trace", func() {
+		t := startTraced(1)
+		go func() { _, _ = t.rt.Execute(context.Background(), "default", "sleep", map[string]float64{"seconds": 0.3}) }()
+		Eventually(func() int { st, _ := t.rt.Stats(context.Background()); return st[0].Workers[0].InFlight }).Should(Equal(1))
+		_, err := t.rt.Execute(context.Background(), "default", "add", map[string]int{"a": 1, "b": 2})
+		Expect(err).NotTo(HaveOccurred())
+		traceID := t.goSpan("execute add").SpanContext().TraceID().String()
+		Eventually(func() []string { return t.chain(traceID, "tool add") }).Should(ContainElement("queue wait"))
+	})
+})
+
+var _ = Describe("A streaming call", Label("python"), func() {
+	It("keeps its chunks inside the same trace", func() {
+		t := startTraced(1)
+		n := 0
+		for _, err := range t.rt.Stream(context.Background(), "default", "count", map[string]int{"n": 4}) {
+			Expect(err).NotTo(HaveOccurred())
+			n++
+		}
+		Expect(n).To(Equal(4))
+		api := t.goSpan("stream count")
+		Expect(api).NotTo(BeNil())
+		Expect(api.Events()).To(HaveLen(4))
+		traceID := api.SpanContext().TraceID().String()
+		Eventually(func() []string { return t.chain(traceID, "tool count") }).Should(HaveLen(6))
+	})
+})
+
+var _ = Describe("A call that kills its worker", Label("python"), func() {
+	It("shows the restart span linked back to the call", func() {
+		t := startTraced(1)
+		_, err := t.rt.Execute(context.Background(), "default", "crash", nil)
+		Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed))
+		api := t.goSpan("execute crash")
+		Expect(api).NotTo(BeNil())
+		Eventually(func() bool { return t.goSpan("restart default-0") != nil }).Should(BeTrue())
+		restart := t.goSpan("restart default-0")
+		Expect(attr(restart, "pyvisor.restart.reason")).To(Equal("crash"))
+		Expect(attr(restart, "pyvisor.failure.stack")).NotTo(BeEmpty())
+		var linkedTraces []string
+		for _, l := range restart.Links() {
+			linkedTraces = append(linkedTraces, l.SpanContext.TraceID().String())
+		}
+		Expect(linkedTraces).To(ContainElement(api.SpanContext().TraceID().String()))
+	})
+})
+
+var _ = Describe("Logs of one call", Label("python"), func() {
+	It("carry the same correlation id and trace id on both sides, and a caller's id is kept", func() {
+		t := startTraced(1)
+		ctx := telemetry.WithCorrelationID(context.Background(), "caller-42")
+		_, err := t.rt.Execute(ctx, "default", "log", map[string]string{"message": "from the tool"})
+		Expect(err).NotTo(HaveOccurred())
+		traceID := t.goSpan("execute log").SpanContext().TraceID().String()
+		Eventually(func() []map[string]any { return t.logs.Matching("from the tool") }).Should(ContainElement(And(
+			HaveKeyWithValue("source", "python"),
+			HaveKeyWithValue("correlation_id", "caller-42"),
+			HaveKeyWithValue("trace_id", traceID),
+		)))
+		_, err = t.rt.Execute(ctx, "default", "no_such_tool", nil)
+		Expect(err).To(MatchError(ContainSubstring("caller-42")), "errors name the correlation id")
+		Eventually(func() []map[string]any { return t.logs.Matching("execute failed") }).Should(ContainElement(And(
+			HaveKeyWithValue("correlation_id", "caller-42"),
+			HaveKey("trace_id"),
+		)))
+	})
+})
+
+// attr is the string value of a span attribute, "" if absent.
+func attr(s sdktrace.ReadOnlySpan, key string) string {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.Emit()
+		}
+	}
+	return ""
+}
