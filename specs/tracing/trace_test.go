@@ -52,7 +52,9 @@ var _ = Describe("One Execute", Label("python"), func() {
 
 	It("puts a waiting call's queue time in the trace", func() {
 		t := startTraced(1)
-		go func() { _, _ = t.rt.Execute(context.Background(), "default", "sleep", map[string]float64{"seconds": 0.3}) }()
+		go func() {
+			_, _ = t.rt.Execute(context.Background(), "default", "sleep", map[string]float64{"seconds": 0.3})
+		}()
 		Eventually(func() int { st, _ := t.rt.Stats(context.Background()); return st[0].Workers[0].InFlight }).Should(Equal(1))
 		_, err := t.rt.Execute(context.Background(), "default", "add", map[string]int{"a": 1, "b": 2})
 		Expect(err).NotTo(HaveOccurred())
