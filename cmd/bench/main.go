@@ -1,0 +1,104 @@
+// Command bench measures pyvisor in one run and prints the figures side by side, so
+// ratios compare measurements taken under the same machine load:
+//
+//   - the latency of a 100-byte echo, sequential, through a bare generated gRPC client,
+//     bridge.Client and the pool (Runtime.Execute), interleaved call by call; the pool
+//     and its bare reference call the same Python process, bridge.Client and its bare
+//     reference share one connection to another one;
+//   - sequential calls per second per worker;
+//   - throughput of concurrent callers through a pool of 1 and of 2 workers, as a ratio
+//     to a bare gRPC client calling a single worker;
+//   - startup of pools of 1, 4 and 8 workers (pyvisor.Start until all serve);
+//   - recovery: SIGKILL a worker's Python process, time until the pool serves again.
+//
+// Figures are medians and percentiles of per-call (per-run) durations. Nothing is
+// asserted: the exit status is non-zero only when something fails. Every Python
+// process is stopped before it exits, Ctrl-C included. Run it with
+// `go tool task bench` (after the go test benchmarks) or `go run ./cmd/bench -h`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyvisor/pyvisor/bridge"
+)
+
+type settings struct {
+	python     string
+	calls      int
+	warmup     int
+	callers    int
+	tpDuration time.Duration
+	tpRounds   int
+	startups   int
+	recoveries int
+}
+
+func main() {
+	var s settings
+	flag.StringVar(&s.python, "python", "", "worker interpreter (default: $PYVISOR_PYTHON, else the nearest .venv, else python3)")
+	flag.IntVar(&s.calls, "calls", 3000, "sequential echo calls per path for the latency table")
+	flag.IntVar(&s.warmup, "warmup", 300, "untimed calls per path before measuring")
+	flag.IntVar(&s.callers, "callers", 8, "concurrent callers in the throughput table")
+	flag.DurationVar(&s.tpDuration, "throughput-time", time.Second, "duration of one throughput round")
+	flag.IntVar(&s.tpRounds, "throughput-rounds", 3, "throughput rounds per configuration (interleaved; the median is shown)")
+	flag.IntVar(&s.startups, "startups", 3, "starts per pool size")
+	flag.IntVar(&s.recoveries, "recoveries", 10, "kill-and-recover cycles")
+	flag.Parse()
+	if flag.NArg() > 0 || s.calls < 1 || s.warmup < 0 || s.callers < 1 || s.tpDuration <= 0 ||
+		s.tpRounds < 1 || s.startups < 1 || s.recoveries < 1 {
+		fmt.Fprintln(os.Stderr, "bench: bad flags (counts must be positive); see -h")
+		os.Exit(2)
+	}
+	if s.python == "" {
+		s.python = bridge.Interpreter()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, s)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		if errors.Is(err, context.Canceled) {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, s settings) error {
+	if err := exec.CommandContext(ctx, s.python, "-c", "import pyvisor_worker").Run(); err != nil {
+		return fmt.Errorf("%s cannot import pyvisor_worker (run go tool task setup, or set PYVISOR_PYTHON): %w", s.python, err)
+	}
+	began := time.Now()
+	printHeader(s)
+	steps := []func(context.Context, settings) error{latency, throughput, startup, recovery}
+	for _, step := range steps {
+		if err := step(ctx, s); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\ntotal %.1fs\n", time.Since(began).Seconds())
+	return nil
+}
+
+func printHeader(s settings) {
+	load, _ := os.ReadFile("/proc/loadavg")
+	fields := strings.Fields(string(load))
+	if len(fields) > 3 {
+		fields = fields[:3]
+	}
+	fmt.Printf("pyvisor bench  %s  %s/%s  %d CPUs (GOMAXPROCS %d)  load %s\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), strings.Join(fields, " "))
+	fmt.Printf("python %s  echo args %d bytes\n", s.python, len(echoArgs))
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages/workerv1"
+)
+
+// latencyBlock is how many calls in a row the latency table makes through one path.
+const latencyBlock = 25
+
+func table() *tabwriter.Writer {
+	return tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+}
+
+// path is one way to make the echo call, measured in the latency table.
+type path struct {
+	name string
+	call call
+	ref  int // index of the bare path it is compared with; -1 for a reference
+	d    []time.Duration
+}
+
+// latency measures sequential echo calls through four paths, one call of each in turn
+// so that load changes hit every path alike.
+func latency(ctx context.Context, s settings) (err error) {
+	rt, err := startRuntime(ctx, s.python, 1)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopRuntime(rt)) }()
+	conn, err := dialWorker(ctx, rt)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	startCtx, cancel := context.WithTimeout(ctx, readyWait)
+	proc, err := bridge.Start(startCtx, bridge.WithPython(s.python), bridge.WithTools(toolsMod), bridge.WithWorkerID("bench-bridge"))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start a bridge worker: %w", err)
+	}
+	defer func() { err = errors.Join(err, proc.Stop(context.Background())) }()
+
+	// The pool echoes the value back.
+	res, err := rt.Execute(ctx, poolName, "echo", echoArgs)
+	if err != nil {
+		return err
+	}
+	if want := echoArgs[len(`{"value":`) : len(echoArgs)-1]; string(res.JSON) != string(want) {
+		return fmt.Errorf("echo returned %s, want %s", res.JSON, want)
+	}
+
+	client := proc.Client()
+	paths := []*path{
+		{name: "bare gRPC -> pool's worker", call: bareCall(workerv1.NewWorkerServiceClient(conn)), ref: -1},
+		{name: "pool (Runtime.Execute)", call: poolCall(rt), ref: 0},
+		{name: "bare gRPC -> bridge's conn", call: bareCall(workerv1.NewWorkerServiceClient(client.Conn())), ref: -1},
+		{name: "bridge.Client.Execute", call: func(ctx context.Context) error {
+			_, err := client.Execute(ctx, bridge.Request{Tool: "echo", Args: echoArgs})
+			return err
+		}, ref: 2},
+	}
+	for range s.warmup {
+		for _, p := range paths {
+			if err := p.call(ctx); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
+	}
+	for _, p := range paths {
+		p.d = make([]time.Duration, 0, s.calls)
+	}
+	// Blocks of latencyBlock calls per path, the paths in a random order each round:
+	// load changes hit every path alike, and so does the first call of a block (to a
+	// worker that was idle during the previous block), which tends to be slower.
+	order := make([]int, len(paths))
+	for i := range order {
+		order[i] = i
+	}
+	for done := 0; done < s.calls; done += latencyBlock {
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, i := range order {
+			p := paths[i]
+			for range min(latencyBlock, s.calls-done) {
+				t := time.Now()
+				if err := p.call(ctx); err != nil {
+					return fmt.Errorf("%s: %w", p.name, err)
+				}
+				p.d = append(p.d, time.Since(t))
+			}
+		}
+	}
+
+	fmt.Printf("\nLatency: 100-byte echo, sequential, %d calls per path, in blocks of %d, paths in random order per round\n",
+		s.calls, latencyBlock)
+	fmt.Println("(the pool and the first bare client call the same Python process; bridge.Client and the second share one connection to another)")
+	w := table()
+	fmt.Fprintln(w, "path\tp50\tp90\tp99\tmean\tcalls/s\tadded at p50\tratio at p50\t")
+	for _, p := range paths {
+		st := summarize(p.d)
+		added, ratio := "-", "-"
+		if p.ref >= 0 {
+			ref := summarize(paths[p.ref].d)
+			added = fmt.Sprintf("%+.1f µs", us(st.p50-ref.p50))
+			ratio = fmt.Sprintf("%.3f", float64(st.p50)/float64(ref.p50))
+		}
+		fmt.Fprintf(w, "%s\t%.1f µs\t%.1f µs\t%.1f µs\t%.1f µs\t%.0f\t%s\t%s\t\n",
+			p.name, us(st.p50), us(st.p90), us(st.p99), us(st.mean), 1/st.mean.Seconds(), added, ratio)
+	}
+	return w.Flush()
+}
+
+// rate runs callers concurrent goroutines making calls for d and returns calls/s.
+func rate(ctx context.Context, c call, callers int, d time.Duration) (float64, error) {
+	var n atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	for range callers {
+		wg.Go(func() {
+			for time.Now().Before(end) && ctx.Err() == nil {
+				if err := c(ctx); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := failed.Load(); err != nil {
+		return 0, *err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return float64(n.Load()) / elapsed.Seconds(), nil
+}
+
+// throughput compares concurrent callers through pools of 1 and 2 workers with the
+// same callers on a bare client to one worker, round by round.
+func throughput(ctx context.Context, s settings) (err error) {
+	rt1, err := startRuntime(ctx, s.python, 1)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopRuntime(rt1)) }()
+	rt2, err := startRuntime(ctx, s.python, 2)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopRuntime(rt2)) }()
+	conn, err := dialWorker(ctx, rt1)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	bare := bareCall(workerv1.NewWorkerServiceClient(conn))
+
+	configs := []struct {
+		name  string
+		call  call
+		rates []float64
+	}{
+		{name: "bare gRPC, 1 worker", call: bare},
+		{name: "pool, 1 worker", call: poolCall(rt1)},
+		{name: "pool, 2 workers", call: poolCall(rt2)},
+	}
+	// Sequential bare rate of the same worker, for reference.
+	var seq []time.Duration
+	for range s.warmup {
+		for _, c := range configs {
+			if err := c.call(ctx); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+		}
+		t := time.Now()
+		if err := bare(ctx); err != nil {
+			return err
+		}
+		seq = append(seq, time.Since(t))
+	}
+	for range s.tpRounds {
+		for i := range configs {
+			r, err := rate(ctx, configs[i].call, s.callers, s.tpDuration)
+			if err != nil {
+				return fmt.Errorf("%s: %w", configs[i].name, err)
+			}
+			configs[i].rates = append(configs[i].rates, r)
+		}
+	}
+
+	fmt.Printf("\nThroughput: 100-byte echo, %d concurrent callers, median of %d interleaved rounds of %v\n",
+		s.callers, s.tpRounds, s.tpDuration)
+	fmt.Println("(a pool worker runs one call at a time; the bare client lets its worker overlap calls)")
+	ref := median(configs[0].rates)
+	w := table()
+	fmt.Fprintln(w, "config\tcalls/s\tmin\tmax\tratio to bare 1 worker\t")
+	for _, c := range configs {
+		m := median(c.rates)
+		lo, hi := minMax(c.rates)
+		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.0f\t%.2f\t\n", c.name, m, lo, hi, m/ref)
+	}
+	if len(seq) > 0 {
+		st := summarize(seq)
+		fmt.Fprintf(w, "(bare gRPC, 1 worker, 1 caller)\t%.0f\t\t\t%.2f\t\n", 1/st.mean.Seconds(), 1/st.mean.Seconds()/ref)
+	}
+	return w.Flush()
+}
+
+// startup times pyvisor.Start of pools of 1, 4 and 8 workers, sizes interleaved.
+func startup(ctx context.Context, s settings) error {
+	sizes := []int{1, 4, 8}
+	times := make(map[int][]time.Duration)
+	for range s.startups {
+		for _, n := range sizes {
+			t := time.Now()
+			rt, err := startRuntime(ctx, s.python, n)
+			if err != nil {
+				return err
+			}
+			times[n] = append(times[n], time.Since(t))
+			if err := stopRuntime(rt); err != nil {
+				return fmt.Errorf("stop a pool of %d: %w", n, err)
+			}
+		}
+	}
+	fmt.Printf("\nStartup: pyvisor.Start until every worker serves (batch %d), %d runs each\n", pyvisor.DefaultStartupBatch, s.startups)
+	w := table()
+	fmt.Fprintln(w, "workers\tmedian\tmin\tmax\tper worker\t")
+	for _, n := range sizes {
+		st := summarize(times[n])
+		fmt.Fprintf(w, "%d\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t\n", n, ms(st.p50), ms(st.min), ms(st.max), ms(st.p50)/float64(n))
+	}
+	return w.Flush()
+}
+
+// recovery kills the Python process of a one-worker pool and times until a new one is
+// ready in Stats, and until a call through the pool succeeds.
+func recovery(ctx context.Context, s settings) (err error) {
+	rt, err := startRuntime(ctx, s.python, 1)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopRuntime(rt)) }()
+	echo := poolCall(rt)
+	for range s.warmup {
+		if err := echo(ctx); err != nil {
+			return err
+		}
+	}
+	var ready, serving []time.Duration
+	for range s.recoveries {
+		_, old, err := slot(ctx, rt, 0)
+		if err != nil {
+			return err
+		}
+		if old == 0 {
+			return fmt.Errorf("worker 0 is not ready")
+		}
+		t := time.Now()
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("kill %d: %w", old, err)
+		}
+		deadline := t.Add(readyWait)
+		for {
+			p, pid, err := slot(ctx, rt, 0)
+			if err != nil {
+				return err
+			}
+			if p.State == "failed" {
+				return fmt.Errorf("pool failed: %v", p.Err)
+			}
+			if pid != 0 && pid != old {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("worker 0 not replaced within %v", readyWait)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		ready = append(ready, time.Since(t))
+		if err := echo(ctx); err != nil {
+			return fmt.Errorf("first call after the replacement: %w", err)
+		}
+		serving = append(serving, time.Since(t))
+	}
+	fmt.Printf("\nRecovery: SIGKILL of a 1-worker pool's Python process, %d times\n", s.recoveries)
+	w := table()
+	fmt.Fprintln(w, "until\tmedian\tp90\tmin\tmax\t")
+	for _, r := range []struct {
+		name string
+		d    []time.Duration
+	}{{"new pid ready in Stats", ready}, {"a call served again", serving}} {
+		st := summarize(r.d)
+		fmt.Fprintf(w, "%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t\n", r.name, ms(st.p50), ms(st.p90), ms(st.min), ms(st.max))
+	}
+	return w.Flush()
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
