@@ -18,6 +18,7 @@ const (
 	DefaultQueueSize         = 1000
 	DefaultQueueTimeout      = 10 * time.Second
 	DefaultAffinity          = AffinityHint
+	DefaultMetricsAddress    = "127.0.0.1:9568"
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultWorkerStopTimeout = 5 * time.Second
 	DefaultMaxMessageBytes   = 16 << 20
@@ -69,8 +70,19 @@ type Config struct {
 	// StopTimeout bounds how long Stop waits overall. Default 30s.
 	StopTimeout time.Duration `json:"stop_timeout" yaml:"stop_timeout"`
 
-	// Runtime-wide sections (telemetry, metrics endpoint) are added here by
-	// later issues.
+	// Metrics configures the Prometheus endpoint (off by default: nothing
+	// listens).
+	Metrics MetricsConfig `json:"metrics" yaml:"metrics"`
+}
+
+// MetricsConfig configures the runtime's Prometheus metrics endpoint.
+type MetricsConfig struct {
+	// Enabled serves the metrics. Default false: no listener at all.
+	// Env: PYVISOR_METRICS_ADDR (setting it enables the endpoint).
+	Enabled bool `json:"enabled" yaml:"enabled"`
+	// Address is the host:port to listen on, /metrics being the path.
+	// Default "127.0.0.1:9568" (loopback only).
+	Address string `json:"address" yaml:"address"`
 }
 
 // PoolConfig configures one pool of Python workers serving the same tools.
@@ -206,6 +218,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = DefaultStopTimeout
+	}
+	if c.Metrics.Address == "" {
+		c.Metrics.Address = DefaultMetricsAddress
 	}
 	c.Pools = slices.Clone(c.Pools)
 	for i := range c.Pools {

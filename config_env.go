@@ -15,6 +15,7 @@ const (
 	EnvHeartbeat    = "PYVISOR_HEARTBEAT"     // PoolConfig.Heartbeat.Enabled, every pool
 	EnvQueueSize    = "PYVISOR_QUEUE_SIZE"    // PoolConfig.QueueSize, every pool
 	EnvQueueTimeout = "PYVISOR_QUEUE_TIMEOUT" // PoolConfig.QueueTimeout, every pool
+	EnvMetricsAddr  = "PYVISOR_METRICS_ADDR"  // Metrics.Address, and Metrics.Enabled = true
 )
 
 // WithEnv returns c with the PYVISOR_* overrides that lookup finds applied
@@ -26,6 +27,7 @@ const (
 //	PYVISOR_HEARTBEAT      pools[*].heartbeat.enabled true or false (strconv.ParseBool)
 //	PYVISOR_QUEUE_SIZE     pools[*].queue_size        an integer (-1: no queue)
 //	PYVISOR_QUEUE_TIMEOUT  pools[*].queue_timeout     a duration such as "10s"
+//	PYVISOR_METRICS_ADDR   metrics.address (and metrics.enabled: true)  host:port
 //
 // A variable set to the empty string is ignored. A malformed value is an
 // error naming the variable, matching ErrInvalidConfig; every malformed
@@ -45,6 +47,9 @@ func (c Config) WithEnv(lookup func(string) (string, bool)) (Config, error) {
 	out.Pools = slices.Clone(c.Pools)
 	if v, ok := get(EnvPython); ok {
 		out.Python = v
+	}
+	if v, ok := get(EnvMetricsAddr); ok {
+		out.Metrics = MetricsConfig{Enabled: true, Address: v}
 	}
 	if v, ok := get(EnvWorkers); ok {
 		if n, err := strconv.Atoi(v); err != nil {

@@ -47,6 +47,7 @@ func fullConfig() pyvisor.Config {
 		Python:       "/opt/venv/bin/python",
 		StartTimeout: 90 * time.Second,
 		StopTimeout:  45 * time.Second,
+		Metrics:      pyvisor.MetricsConfig{Enabled: true, Address: "127.0.0.1:9600"},
 		Pools: []pyvisor.PoolConfig{{
 			Name:             "tools",
 			Tools:            []string{"pyvisor_worker.examples", "my_project.tools"},
@@ -75,6 +76,9 @@ func fullConfig() pyvisor.Config {
 	}
 }
 
+// defaultMetrics is the metrics section WithDefaults gives: off, with the address set.
+var defaultMetrics = pyvisor.MetricsConfig{Address: pyvisor.DefaultMetricsAddress}
+
 func TestWithDefaults(t *testing.T) {
 	withPool := func(edit func(*pyvisor.PoolConfig)) pyvisor.Config {
 		c := minimal()
@@ -84,7 +88,7 @@ func TestWithDefaults(t *testing.T) {
 	defaulted := func(edit func(*pyvisor.PoolConfig)) pyvisor.Config {
 		p := defaultPool()
 		edit(&p)
-		return pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second, Pools: []pyvisor.PoolConfig{p}}
+		return pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second, Metrics: defaultMetrics, Pools: []pyvisor.PoolConfig{p}}
 	}
 	same := func(*pyvisor.PoolConfig) {}
 	tests := []struct {
@@ -92,7 +96,7 @@ func TestWithDefaults(t *testing.T) {
 		in   pyvisor.Config
 		want pyvisor.Config
 	}{
-		{"zero config", pyvisor.Config{}, pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second}},
+		{"zero config", pyvisor.Config{}, pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second, Metrics: defaultMetrics}},
 		{"minimal pool", minimal(), defaulted(same)},
 		{"set values are kept", fullConfig(), func() pyvisor.Config {
 			c := fullConfig()
@@ -101,7 +105,7 @@ func TestWithDefaults(t *testing.T) {
 			c.Pools[1] = p
 			return c
 		}()},
-		{"python stays empty", pyvisor.Config{Python: ""}, pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second}},
+		{"python stays empty", pyvisor.Config{Python: ""}, pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second, Metrics: defaultMetrics}},
 		{"initial delay defaults to the interval",
 			withPool(func(p *pyvisor.PoolConfig) { p.Heartbeat.Interval = 3 * time.Second }),
 			defaulted(func(p *pyvisor.PoolConfig) {
@@ -258,7 +262,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{"unknown.yaml:6: pools[0].heartbeat.intervl: unknown field (known: enabled, interval, timeout, max_missed, initial_delay, trace)"},
 			true, nil},
 		{"unknown top-level field, also reported", "unknown.yaml",
-			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, pools, start_timeout, stop_timeout)"},
+			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, pools, start_timeout, stop_timeout, metrics)"},
 			true, nil},
 		{"unknown field in JSON is case-sensitive", "unknown.json",
 			[]string{"unknown.json:3: pools[0].Workers: unknown field"}, true, nil},
@@ -386,6 +390,12 @@ func TestWithEnv(t *testing.T) {
 			"PYVISOR_PYTHON": "", "PYVISOR_WORKERS": "", "PYVISOR_HEARTBEAT": "", "PYVISOR_QUEUE_SIZE": "", "PYVISOR_QUEUE_TIMEOUT": "",
 		}, two()},
 		{"other variables are ignored", map[string]string{"PYVISOR_WORKER": "3", "WORKERS": "3"}, two()},
+		{"metrics address enables the endpoint", map[string]string{"PYVISOR_METRICS_ADDR": "127.0.0.1:0"},
+			func() pyvisor.Config {
+				c := two()
+				c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "127.0.0.1:0"}
+				return c
+			}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -458,7 +468,12 @@ func TestValidate(t *testing.T) {
 		{"strict affinity", pool(func(p *pyvisor.PoolConfig) { p.Affinity = "strict" }), ""},
 		{"dotted and underscored module", pool(func(p *pyvisor.PoolConfig) { p.Tools = []string{"_a.b_2.C"} }), ""},
 
+		{"metrics on a free port", func(c *pyvisor.Config) { c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "127.0.0.1:0"} }, ""},
+		{"a bad metrics address is fine while metrics are off", func(c *pyvisor.Config) { c.Metrics.Address = "nowhere" }, ""},
+
 		// One case per rule.
+		{"metrics address", func(c *pyvisor.Config) { c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "nowhere"} },
+			`metrics.address: must be host:port, got "nowhere"`},
 		{"start timeout", func(c *pyvisor.Config) { c.StartTimeout = -time.Second },
 			"start_timeout: must be positive, got -1s"},
 		{"stop timeout", func(c *pyvisor.Config) { c.StopTimeout = -1 },

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -58,6 +59,11 @@ func (c Config) Validate() error {
 	v := &validator{}
 	v.positive("start_timeout", c.StartTimeout)
 	v.positive("stop_timeout", c.StopTimeout)
+	if c.Metrics.Enabled {
+		if _, port, err := net.SplitHostPort(c.Metrics.Address); err != nil || port == "" {
+			v.fail("metrics.address", fmt.Sprintf("must be host:port, got %q", c.Metrics.Address))
+		}
+	}
 	if len(c.Pools) == 0 {
 		v.fail("pools", "at least one pool is required")
 	}

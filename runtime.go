@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -38,6 +39,8 @@ import (
 
 // Runtime is a running set of pools. It is safe for concurrent use.
 type Runtime struct {
+	metrics  *telemetry.Metrics
+	endpoint *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
 	system   *actor.ActorSystem
@@ -54,8 +57,16 @@ type Option func(*options)
 type options struct {
 	logger         zerolog.Logger
 	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
 	propagator     propagation.TextMapPropagator
 	pythonSpans    func(json.RawMessage)
+}
+
+// WithMeterProvider records the runtime's metrics with mp (default: the OpenTelemetry
+// global, a no-op unless installed). With Config.Metrics.Enabled the runtime serves
+// its own Prometheus endpoint instead, and mp is not used.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
 }
 
 // WithLogger receives the runtime's log lines, the Python workers' forwarded ones and
@@ -85,7 +96,8 @@ func WithPythonSpans(sink func(json.RawMessage)) Option {
 // their workers serve. If a pool cannot get there (for example its tools module does not
 // import), Start stops everything and returns the reason.
 func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
-	o := options{logger: zerolog.Nop(), tracerProvider: otel.GetTracerProvider(), propagator: otel.GetTextMapPropagator()}
+	o := options{logger: zerolog.Nop(), tracerProvider: otel.GetTracerProvider(), meterProvider: otel.GetMeterProvider(),
+		propagator: otel.GetTextMapPropagator()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -102,11 +114,29 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		// pool already reports) are noise here; its warnings and errors are kept.
 		return telemetry.Slog(log.With().Str("component", "protoactor").Logger().Level(max(log.GetLevel(), zerolog.WarnLevel)))
 	}))
-	ready := make(chan error, len(cfg.Pools))
+	var endpoint *telemetry.MetricsEndpoint
 	spec := supervision.Spec{Strategy: supervision.OneForOne}
+	if cfg.Metrics.Enabled {
+		ep, err := telemetry.NewMetricsEndpoint(cfg.Metrics.Address)
+		if err == nil {
+			err = ep.Listen() // now, so a taken port is Start's error
+		}
+		if err != nil {
+			system.Shutdown()
+			return nil, fmt.Errorf("pyvisor: start: %w", err)
+		}
+		endpoint, o.meterProvider = ep, ep.Provider
+		spec.Children = append(spec.Children, actors.EndpointChild(ep))
+	}
+	metrics, err := telemetry.NewMetrics(o.meterProvider)
+	if err != nil {
+		system.Shutdown()
+		return nil, fmt.Errorf("pyvisor: start: %w", err)
+	}
+	ready := make(chan error, len(cfg.Pools))
 	for _, pc := range cfg.Pools {
 		ps := poolSpec(cfg, pc, log, func(err error) { ready <- err })
-		ps.TracerProvider, ps.Propagator = o.tracerProvider, o.propagator
+		ps.TracerProvider, ps.Propagator, ps.Metrics = o.tracerProvider, o.propagator, metrics
 		if o.pythonSpans != nil {
 			ps.Bridge = append(ps.Bridge, bridge.WithSpanSink(o.pythonSpans))
 		}
@@ -120,9 +150,10 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		}))
 	if err != nil {
 		system.Shutdown()
+		closeEndpoint(endpoint)
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
-	rt := &Runtime{system: system, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
+	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
@@ -283,7 +314,9 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	}
 	ctx, span := r.startCall(ctx, "execute", pool, call)
 	defer span.End()
+	began := time.Now()
 	reply, err := actors.Request(ctx, r.system, r.prop, pid, &messages.Execute{Ctx: ctx, Call: call})
+	defer func() { r.recordCall(ctx, pool, tool, began, err) }()
 	if err == nil {
 		res, ok := reply.(*messages.ExecuteResult)
 		if !ok {
@@ -296,7 +329,56 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 			err = res.Err
 		}
 	}
-	return Result{}, r.callFailed(ctx, span, "execute", tool, err)
+	err = r.callFailed(ctx, span, "execute", tool, err)
+	return Result{}, err
+}
+
+// recordCall counts a call and records its duration (with the call's trace as the
+// exemplar when it is sampled).
+func (r *Runtime) recordCall(ctx context.Context, pool, tool string, began time.Time, err error) {
+	o := outcome(err)
+	if o == "unknown_tool" {
+		tool = "_unknown" // callers choose tool names: keep the label bounded
+	}
+	attrs := metric.WithAttributes(
+		attribute.String(telemetry.LabelPool, pool),
+		attribute.String(telemetry.LabelTool, tool),
+		attribute.String(telemetry.LabelOutcome, o),
+	)
+	r.metrics.Calls.Add(ctx, 1, attrs)
+	r.metrics.CallDuration.Record(ctx, time.Since(began).Seconds(), attrs)
+}
+
+// outcome is the outcome label of a call's error.
+func outcome(err error) string {
+	var toolErr *ToolError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &toolErr):
+		return "tool_error"
+	case errors.Is(err, ErrUnknownTool):
+		return "unknown_tool"
+	case errors.Is(err, ErrInvalidArgument):
+		return "invalid_argument"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, ErrWorkerCrashed):
+		return "worker_crashed"
+	case errors.Is(err, ErrPoolSaturated):
+		return "pool_saturated"
+	case errors.Is(err, ErrQueueTimeout):
+		return "queue_timeout"
+	case errors.Is(err, ErrStopped):
+		return "stopped"
+	case errors.Is(err, ErrPoolFailed):
+		return "pool_failed"
+	case errors.Is(err, ErrMessageTooLarge):
+		return "too_large"
+	}
+	return "error"
 }
 
 // startCall opens the API span of a call: the root of its trace on pyvisor's side.
@@ -337,6 +419,9 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		}
 		ctx, span := r.startCall(ctx, "stream", pool, call)
 		defer span.End()
+		began := time.Now()
+		var failed error
+		defer func() { r.recordCall(ctx, pool, tool, began, failed) }()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		chunks := make(chan messages.StreamChunk, 16)
@@ -347,7 +432,8 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 			case c := <-chunks:
 				switch {
 				case c.Err != nil:
-					yield(Result{}, r.callFailed(ctx, span, "stream", tool, c.Err))
+					failed = r.callFailed(ctx, span, "stream", tool, c.Err)
+					yield(Result{}, failed)
 					return
 				case c.Done:
 					span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n))
@@ -360,7 +446,8 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 					return
 				}
 			case <-ctx.Done():
-				yield(Result{}, r.callFailed(ctx, span, "stream", tool, ctx.Err()))
+				failed = r.callFailed(ctx, span, "stream", tool, ctx.Err())
+				yield(Result{}, failed)
 				return
 			}
 		}
@@ -404,6 +491,25 @@ func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 	return nil
 }
 
+// MetricsAddress is where the metrics endpoint listens (host:port, path /metrics), or
+// "" when metrics are off.
+func (r *Runtime) MetricsAddress() string {
+	if r.endpoint == nil {
+		return ""
+	}
+	return r.endpoint.Addr()
+}
+
+func closeEndpoint(ep *telemetry.MetricsEndpoint) {
+	if ep == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = ep.Close(ctx)
+	_ = ep.Provider.Shutdown(ctx)
+}
+
 // Stop stops taking calls, fails queued ones with ErrStopped, lets in-flight ones
 // finish (within ctx's deadline, or the configured stop timeout), then stops every
 // worker in reverse start order and the actor system. No Python process is left.
@@ -417,6 +523,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	}
 	err := r.guardian.Stop(ctx)
 	r.system.Shutdown()
+	closeEndpoint(r.endpoint)
 	if err != nil {
 		return fmt.Errorf("pyvisor: stop: %w", err)
 	}

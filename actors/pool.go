@@ -14,10 +14,12 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
 
@@ -79,6 +81,7 @@ type pending struct {
 	session string
 	ctx     context.Context // the span the call continues from (receive, then queue wait)
 	wait    trace.Span      // open while the call is queued
+	queued  time.Time       // when it entered the queue
 }
 
 // done ends the queue-wait span, if any, with err as its outcome.
@@ -131,6 +134,11 @@ type pool struct {
 	completed   uint64
 	drainers    []*actor.PID
 	stopRecycle chan struct{} // closed when the pool stops: ends the recycle ticker
+
+	attrs         metric.MeasurementOption // pool=<name>
+	countersMu    sync.Mutex               // guards counters: read at metric collection
+	counters      map[string]*slotCounters
+	stopObserving func() error
 }
 
 // workersStrategy is the pool's protoactor strategy for its one child, the workers'
@@ -185,6 +193,10 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *supervision.ShutdownRequest:
 		p.shutdown(ctx)
 	case *actor.Stopping, *actor.Restarting:
+		if p.stopObserving != nil {
+			_ = p.stopObserving()
+			p.stopObserving = nil
+		}
 		if p.stopRecycle != nil {
 			close(p.stopRecycle)
 			p.stopRecycle = nil
@@ -196,6 +208,13 @@ func (p *pool) Receive(ctx actor.Context) {
 func (p *pool) start(ctx actor.Context) {
 	p.log = p.spec.Logger.With().Str("pool", p.spec.Name).Logger()
 	p.tracer = p.spec.TracerProvider.Tracer(instrumentation)
+	p.attrs = metric.WithAttributes(attribute.String(telemetry.LabelPool, p.spec.Name))
+	p.counters = map[string]*slotCounters{}
+	if stop, err := p.spec.Metrics.ObserveMemory(p.observeMemory); err == nil {
+		p.stopObserving = stop
+	} else {
+		p.log.Warn().Err(err).Msg("worker memory will not be reported")
+	}
 	p.startSem = make(chan struct{}, max(p.spec.StartupBatch, 1))
 	p.byID = map[string]*slot{}
 	p.sessions = map[string]*slot{}
@@ -255,6 +274,9 @@ func (p *pool) child(ctx actor.Context, id string) supervision.Child {
 	s := &slot{id: id, counters: &slotCounters{}}
 	p.slots = append(p.slots, s)
 	p.byID[id] = s
+	p.countersMu.Lock()
+	p.counters[id] = s.counters
+	p.countersMu.Unlock()
 	return supervision.Child{
 		ID:       id,
 		Producer: newWorkerProducer(p.spec, id, ctx.Self(), p.startSem, s.counters),
@@ -270,6 +292,8 @@ func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 		return
 	}
 	s.inc, s.procPID, s.started, s.calls, s.inFlight = msg.inc, msg.pid, msg.started, 0, 0
+	s.counters.pid.Store(int64(msg.pid))
+	p.recordWorkers()
 	if s.restart != nil {
 		s.restart.SetAttributes(attribute.Int("process.pid", msg.pid))
 		s.restart.End()
@@ -320,6 +344,8 @@ func (p *pool) readyCount() int {
 // down marks a slot as not serving; its sessions are gone with its process.
 func (p *pool) down(s *slot) {
 	s.inc, s.inFlight = 0, 0
+	s.counters.pid.Store(0)
+	defer p.recordWorkers()
 	for id, owner := range p.sessions {
 		if owner == s {
 			delete(p.sessions, id)
@@ -337,11 +363,19 @@ func (p *pool) supervisionEvent(e supervision.Event) {
 		reason, err := failureReason(ev.Reason)
 		p.lastFailure = err
 		p.restarts[reason]++
+		wa := metric.WithAttributes(attribute.String(telemetry.LabelWorker, ev.ID), attribute.String(telemetry.LabelReason, reason))
+		p.spec.Metrics.WorkerExits.Add(context.Background(), 1, p.attrs, wa)
+		p.spec.Metrics.WorkerRestarts.Add(context.Background(), 1, p.attrs, wa)
 		if s := p.byID[ev.ID]; s != nil {
 			p.down(s)
 			p.startRestartSpan(s, ev, reason, err)
 		}
 		p.log.Warn().Str("worker", ev.ID).Str("reason", reason).Err(err).Msg("worker failed; its supervisor restarts it")
+	case *supervision.ChildRestarted:
+		p.spec.Metrics.SupervisorRestarts.Add(context.Background(), 1, p.attrs)
+	case *supervision.ChildStopped:
+		p.spec.Metrics.WorkerExits.Add(context.Background(), 1, p.attrs, metric.WithAttributes(
+			attribute.String(telemetry.LabelWorker, ev.ID), attribute.String(telemetry.LabelReason, "stop")))
 	case *supervision.IntensityExceeded:
 		p.log.Error().Str("worker", ev.ID).Int("restarts", ev.Restarts).Dur("within", ev.Within).Msg("worker restart intensity exceeded; the pool gives up")
 	}
@@ -354,7 +388,7 @@ func (p *pool) admit(ctx actor.Context, q *pending) {
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %w", p.spec.Name, ErrPoolFailed, p.err))
 		return
 	case StateDraining:
-		p.rejected["stopped"]++
+		p.reject("stopped")
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, ErrStopped))
 		return
 	}
@@ -363,7 +397,7 @@ func (p *pool) admit(ctx actor.Context, q *pending) {
 		return
 	}
 	if len(p.queue) >= p.spec.QueueSize {
-		p.rejected["queue_full"]++
+		p.reject("queue_full")
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %d calls queued", p.spec.Name, ErrPoolSaturated, len(p.queue)))
 		return
 	}
@@ -381,11 +415,15 @@ func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
 		q.ctx, q.wait = p.tracer.Start(q.ctx, "queue wait", trace.WithAttributes(
 			attribute.String("pyvisor.pool", p.spec.Name), attribute.Int("pyvisor.queue.depth", len(p.queue))))
 	}
+	if q.queued.IsZero() {
+		q.queued = time.Now()
+	}
 	if front {
 		p.queue = append([]*pending{q}, p.queue...)
 	} else {
 		p.queue = append(p.queue, q)
 	}
+	p.recordQueue()
 	system, self, id := ctx.ActorSystem(), ctx.Self(), q.id
 	time.AfterFunc(p.spec.QueueTimeout, func() { system.Root.Send(self, &queueExpired{id: id}) })
 }
@@ -423,7 +461,10 @@ func (p *pool) dispatch(ctx actor.Context) {
 		kept = append(kept, q)
 	}
 	clear(p.queue[len(kept):])
-	p.queue = kept
+	if len(kept) != len(p.queue) {
+		p.queue = kept
+		p.recordQueue()
+	}
 }
 
 // pick chooses a worker for a call, or nil if it must wait.
@@ -464,6 +505,9 @@ func (p *pool) available(s *slot) bool {
 func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	s.inFlight++
 	q.done(nil)
+	if !q.queued.IsZero() {
+		p.spec.Metrics.QueueWait.Record(context.Background(), time.Since(q.queued).Seconds(), p.attrs)
+	}
 	if q.ctx == nil {
 		q.ctx = context.Background()
 	}
@@ -495,6 +539,8 @@ func (p *pool) recycleDue(s *slot) bool {
 
 func (p *pool) recycle(ctx actor.Context, s *slot, reason string) {
 	p.recycled[reason]++
+	p.spec.Metrics.WorkerExits.Add(context.Background(), 1, p.attrs, metric.WithAttributes(
+		attribute.String(telemetry.LabelWorker, s.id), attribute.String(telemetry.LabelReason, "recycle_"+reason)))
 	p.down(s)
 	ctx.Send(s.pid, &recycleWorker{reason: reason})
 }
@@ -532,7 +578,8 @@ func (p *pool) expire(ctx actor.Context, id uint64) {
 	for i, q := range p.queue {
 		if q.id == id {
 			p.queue = append(p.queue[:i], p.queue[i+1:]...)
-			p.rejected["queue_timeout"]++
+			p.recordQueue()
+			p.reject("queue_timeout")
 			p.reply(ctx, q, fmt.Errorf("pool %s: %w after %v", p.spec.Name, ErrQueueTimeout, p.spec.QueueTimeout))
 			return
 		}
@@ -558,6 +605,7 @@ func (p *pool) failQueue(ctx actor.Context, err error) {
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, err))
 	}
 	p.queue = nil
+	p.recordQueue()
 }
 
 func (p *pool) fail(ctx actor.Context, reason any) {
@@ -569,6 +617,7 @@ func (p *pool) fail(ctx actor.Context, reason any) {
 		err = fmt.Errorf("%w; last worker failure: %w", err, p.lastFailure)
 	}
 	p.state, p.err = StateFailed, err
+	p.spec.Metrics.SupervisorEscalated.Add(context.Background(), 1, p.attrs)
 	p.log.Error().Err(err).Msg("pool failed: its workers kept failing")
 	for _, q := range p.queue {
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %w", p.spec.Name, ErrPoolFailed, err))
@@ -690,10 +739,54 @@ func (p *pool) resize(ctx actor.Context, n int) {
 	}()
 }
 
+// reject counts a call refused without running.
+func (p *pool) reject(reason string) {
+	p.rejected[reason]++
+	p.spec.Metrics.Rejections.Add(context.Background(), 1, p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelReason, reason)))
+}
+
+func (p *pool) recordQueue() {
+	p.spec.Metrics.QueueDepth.Record(context.Background(), int64(len(p.queue)), p.attrs)
+}
+
+// recordWorkers sets the workers-by-state gauge.
+func (p *pool) recordWorkers() {
+	ready, down := 0, 0
+	for _, s := range p.slots {
+		switch {
+		case s.removed:
+		case s.inc != 0:
+			ready++
+		default:
+			down++
+		}
+	}
+	bg := context.Background()
+	p.spec.Metrics.Workers.Record(bg, int64(ready), p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelState, "ready")))
+	p.spec.Metrics.Workers.Record(bg, int64(down), p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelState, "down")))
+}
+
+// observeMemory reports each serving worker's resident memory (at collection time, on
+// the collector's goroutine: it reads only the counters' atomics).
+func (p *pool) observeMemory(record func(int64, ...attribute.KeyValue)) {
+	p.countersMu.Lock()
+	defer p.countersMu.Unlock()
+	for id, c := range p.counters {
+		if pid := c.pid.Load(); pid > 0 {
+			if b := rss(int(pid)); b > 0 {
+				record(b, attribute.String(telemetry.LabelPool, p.spec.Name), attribute.String(telemetry.LabelWorker, id))
+			}
+		}
+	}
+}
+
 // forget drops removed slots, so their ids can be used again.
 func (p *pool) forget(removed []*slot) {
 	for _, r := range removed {
 		delete(p.byID, r.id)
+		p.countersMu.Lock()
+		delete(p.counters, r.id)
+		p.countersMu.Unlock()
 		for i, s := range p.slots {
 			if s == r {
 				p.slots = append(p.slots[:i], p.slots[i+1:]...)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 // PoolSpec is everything a Pool actor needs; the facade builds it from the
@@ -31,6 +32,7 @@ type PoolSpec struct {
 	Logger         zerolog.Logger
 	TracerProvider trace.TracerProvider          // required: the facade passes the global one by default
 	Propagator     propagation.TextMapPropagator // required, likewise
+	Metrics        *telemetry.Metrics            // required; no-op instruments when metrics are off
 	// OnReady is called once: nil when the first Workers workers serve, or the error
 	// that stopped the pool from getting there.
 	OnReady func(error)

@@ -9,10 +9,13 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
 
@@ -62,6 +65,7 @@ type (
 // slotCounters are a slot's counts that outlive its actor values.
 type slotCounters struct {
 	pings, pongs, misses atomic.Uint64
+	pid                  atomic.Int64 // of the serving Python process, 0 while down
 }
 
 // incarnations numbers every Worker actor value, so late messages about an earlier
@@ -201,10 +205,18 @@ func (w *worker) startProcess(ctx actor.Context) {
 		bridge.WithTraceHeartbeats(w.spec.Heartbeat.Trace))
 	st := &start{}
 	w.starting = st
+	m, attrs := w.spec.Metrics, metric.WithAttributes(attribute.String(telemetry.LabelPool, w.spec.Name), attribute.String(telemetry.LabelWorker, w.slot))
 	go func() {
 		sem <- struct{}{}
+		began := time.Now()
 		p, err := bridge.Start(context.Background(), opts...)
 		<-sem
+		if err != nil {
+			m.WorkerStarts.Add(context.Background(), 1, attrs, metric.WithAttributes(attribute.String(telemetry.LabelOutcome, "error")))
+		} else {
+			m.WorkerStarts.Add(context.Background(), 1, attrs, metric.WithAttributes(attribute.String(telemetry.LabelOutcome, "ok")))
+			m.WorkerStartup.Record(context.Background(), time.Since(began).Seconds(), attrs)
+		}
 		if p != nil && !st.deliver(p) {
 			_ = p.Kill(context.Background())
 			return
@@ -231,7 +243,8 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 	if hb := w.spec.Heartbeat; hb.Enabled {
 		w.heartbeat = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
 			return &heartbeat{spec: hb, client: p.Client(), worker: self, counters: w.counters, log: w.log,
-				tracer: w.spec.TracerProvider.Tracer(instrumentation)}
+				tracer: w.spec.TracerProvider.Tracer(instrumentation), metrics: w.spec.Metrics,
+				attrs: metric.WithAttributes(attribute.String(telemetry.LabelPool, w.spec.Name), attribute.String(telemetry.LabelWorker, w.slot))}
 		}))
 	}
 	w.log.Info().Int("pid", p.PID()).Msg("python worker ready")
