@@ -210,6 +210,7 @@ func (p *pool) start(ctx actor.Context) {
 	p.tracer = p.spec.TracerProvider.Tracer(instrumentation)
 	p.attrs = metric.WithAttributes(attribute.String(telemetry.LabelPool, p.spec.Name))
 	p.counters = map[string]*slotCounters{}
+	p.zeroMetrics()
 	if stop, err := p.spec.Metrics.ObserveMemory(p.observeMemory); err == nil {
 		p.stopObserving = stop
 	} else {
@@ -737,6 +738,18 @@ func (p *pool) resize(ctx actor.Context, n int) {
 		}
 		system.Root.Send(self, &resized{sender: sender, removed: remove, err: errors.Join(errs...)})
 	}()
+}
+
+// zeroMetrics makes the pool's series exist from its start (at 0), so dashboards and
+// alerts see "nothing happened" rather than "no data".
+func (p *pool) zeroMetrics() {
+	bg, m := context.Background(), p.spec.Metrics
+	for _, reason := range []string{"queue_full", "queue_timeout", "stopped"} {
+		m.Rejections.Add(bg, 0, p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelReason, reason)))
+	}
+	m.SupervisorRestarts.Add(bg, 0, p.attrs)
+	m.SupervisorEscalated.Add(bg, 0, p.attrs)
+	m.QueueDepth.Record(bg, 0, p.attrs)
 }
 
 // reject counts a call refused without running.
