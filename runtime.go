@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,6 +40,7 @@ import (
 
 // Runtime is a running set of pools. It is safe for concurrent use.
 type Runtime struct {
+	attrs    sync.Map // callKey -> metric.MeasurementOption
 	metrics  *telemetry.Metrics
 	endpoint *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
 	tracer   trace.Tracer
@@ -340,14 +342,28 @@ func (r *Runtime) recordCall(ctx context.Context, pool, tool string, began time.
 	if o == "unknown_tool" {
 		tool = "_unknown" // callers choose tool names: keep the label bounded
 	}
-	attrs := metric.WithAttributes(
-		attribute.String(telemetry.LabelPool, pool),
-		attribute.String(telemetry.LabelTool, tool),
-		attribute.String(telemetry.LabelOutcome, o),
-	)
+	attrs := r.callAttrs(pool, tool, o)
 	r.metrics.Calls.Add(ctx, 1, attrs)
 	r.metrics.CallDuration.Record(ctx, time.Since(began).Seconds(), attrs)
 }
+
+// callAttrs returns the label set of calls of (pool, tool, outcome), built once: the
+// set is sorted and hashed on creation, too costly to redo on every call.
+func (r *Runtime) callAttrs(pool, tool, outcome string) metric.MeasurementOption {
+	key := callKey{pool, tool, outcome}
+	if a, ok := r.attrs.Load(key); ok {
+		return a.(metric.MeasurementOption)
+	}
+	a := metric.WithAttributeSet(attribute.NewSet(
+		attribute.String(telemetry.LabelPool, pool),
+		attribute.String(telemetry.LabelTool, tool),
+		attribute.String(telemetry.LabelOutcome, outcome),
+	))
+	r.attrs.Store(key, a)
+	return a
+}
+
+type callKey struct{ pool, tool, outcome string }
 
 // outcome is the outcome label of a call's error.
 func outcome(err error) string {
@@ -383,15 +399,18 @@ func outcome(err error) string {
 
 // startCall opens the API span of a call: the root of its trace on pyvisor's side.
 func (r *Runtime) startCall(ctx context.Context, op, pool string, call messages.Call) (context.Context, trace.Span) {
-	attrs := []attribute.KeyValue{
-		attribute.String("pyvisor.pool", pool),
-		attribute.String("pyvisor.tool", call.Tool),
-		attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)),
+	ctx, span := r.tracer.Start(ctx, op+" "+call.Tool, trace.WithSpanKind(trace.SpanKindInternal))
+	if span.IsRecording() { // attributes cost allocations: only for spans that are kept
+		span.SetAttributes(
+			attribute.String("pyvisor.pool", pool),
+			attribute.String("pyvisor.tool", call.Tool),
+			attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)),
+		)
+		if call.SessionID != "" {
+			span.SetAttributes(attribute.String("pyvisor.session_id", call.SessionID))
+		}
 	}
-	if call.SessionID != "" {
-		attrs = append(attrs, attribute.String("pyvisor.session_id", call.SessionID))
-	}
-	return r.tracer.Start(ctx, op+" "+call.Tool, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	return ctx, span
 }
 
 // callFailed records a call's error on its span and in the log (at debug: the caller

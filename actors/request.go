@@ -2,8 +2,8 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/propagation"
@@ -13,47 +13,49 @@ import (
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
 
-// noDeadline bounds a request whose context has no deadline: the future must expire
-// some time, and the reply normally comes long before.
-const noDeadline = 24 * time.Hour
+// ErrNoActor: a request went to an actor that does not exist (any more).
+var ErrNoActor = errors.New("no such actor")
 
 // Request is the one way pyvisor asks an actor something: msg goes inside a
 // MessageEnvelope whose headers carry ctx's correlation id, trace context and baggage
-// (protoactor's own Request sends none) and whose sender is a fresh future; Request
-// waits for the reply or for ctx to end.
+// (protoactor's own Request sends none), and whose sender is a one-shot reply process;
+// Request waits for the reply or for ctx to end.
+//
+// The reply process plays the part of protoactor's future, with a channel the caller
+// selects on together with ctx: no goroutine per request, and no timer.
 func Request(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any) (any, error) {
-	timeout := noDeadline
-	if d, ok := ctx.Deadline(); ok {
-		// The caller's own select ends at the deadline; the future outlives it a little
-		// so a reply racing the deadline is still taken.
-		timeout = time.Until(d) + time.Second
-	}
-	future := actor.NewFuture(system, timeout)
+	r := &reply{ch: make(chan any, 1)}
+	self, _ := system.ProcessRegistry.Add(r, "reply"+system.ProcessRegistry.NextId())
+	defer system.ProcessRegistry.Remove(self)
 	system.Root.Send(pid, &actor.MessageEnvelope{
 		Header:  otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true),
 		Message: msg,
-		Sender:  future.PID(),
+		Sender:  self,
 	})
-	reply := make(chan futureResult, 1)
-	go func() {
-		v, err := future.Result()
-		reply <- futureResult{v, err}
-	}()
 	select {
-	case r := <-reply:
-		if r.err != nil {
-			return nil, fmt.Errorf("request %T: %w", msg, r.err)
+	case v := <-r.ch:
+		if _, dead := v.(*actor.DeadLetterResponse); dead {
+			return nil, fmt.Errorf("request %T to %s: %w", msg, pid.Id, ErrNoActor)
 		}
-		return r.v, nil
+		return v, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-type futureResult struct {
-	v   any
-	err error
+// reply is a request's one-shot mailbox: the first user message sent to it is the answer.
+type reply struct{ ch chan any }
+
+func (r *reply) SendUserMessage(_ *actor.PID, message any) {
+	_, msg, _ := actor.UnwrapEnvelope(message)
+	select {
+	case r.ch <- msg:
+	default: // answered already
+	}
 }
+
+func (r *reply) SendSystemMessage(*actor.PID, any) {}
+func (r *reply) Stop(*actor.PID)                   {}
 
 // Send delivers msg on behalf of ctx, with the same headers as Request, to an actor that
 // answers some other way (a stream's channel); the sender awaits the outcome.
