@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
@@ -71,6 +72,14 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(o *options) { o.meterProvider = mp }
 }
 
+// tracing reports whether tp makes spans that carry a trace (an SDK provider, sampled
+// or not); the OpenTelemetry global with no SDK installed does not. Decided at Start.
+func tracing(tp trace.TracerProvider) bool {
+	_, span := tp.Tracer(instrumentation).Start(context.Background(), "probe")
+	defer span.End()
+	return span.SpanContext().IsValid()
+}
+
 // WithLogger receives the runtime's log lines, the Python workers' forwarded ones and
 // protoactor's (default zerolog.Nop()).
 func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -102,6 +111,10 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		propagator: otel.GetTextMapPropagator()}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if !tracing(o.tracerProvider) {
+		// Nothing would record or carry a span: skip the instrumentation entirely.
+		o.tracerProvider = tracenoop.NewTracerProvider()
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
@@ -281,7 +282,7 @@ func (p *pool) child(ctx actor.Context, id string) supervision.Child {
 	return supervision.Child{
 		ID:       id,
 		Producer: newWorkerProducer(p.spec, id, ctx.Self(), p.startSem, s.counters),
-		Options:  []actor.PropsOption{actor.WithReceiverMiddleware(otelactor.ReceiverMiddleware(p.spec.TracerProvider, p.spec.Propagator))},
+		Options:  tracingOptions(*p.spec),
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Timeout(p.spec.StopTimeout + 2*time.Second),
 	}
@@ -840,6 +841,15 @@ func copyCounts(m map[string]int) map[string]int {
 	return out
 }
 
+// tracingOptions adds the receive-span middleware, unless tracing is off (a noop
+// provider), when it would only cost time.
+func tracingOptions(spec PoolSpec) []actor.PropsOption {
+	if _, off := spec.TracerProvider.(tracenoop.TracerProvider); off {
+		return nil
+	}
+	return []actor.PropsOption{actor.WithReceiverMiddleware(otelactor.ReceiverMiddleware(spec.TracerProvider, spec.Propagator))}
+}
+
 // PoolChildID is the guardian's child id of the pool named name.
 func PoolChildID(name string) string { return "pool-" + name }
 
@@ -851,10 +861,7 @@ func PoolChild(spec PoolSpec) supervision.Child {
 	return supervision.Child{
 		ID:       PoolChildID(spec.Name),
 		Producer: func() actor.Actor { return &pool{spec: &s, readyOnce: once} },
-		Options: []actor.PropsOption{
-			actor.WithSupervisor(workersStrategy{}),
-			actor.WithReceiverMiddleware(otelactor.ReceiverMiddleware(s.TracerProvider, s.Propagator)),
-		},
+		Options: append([]actor.PropsOption{actor.WithSupervisor(workersStrategy{})}, tracingOptions(s)...),
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Infinity(),
 		TrapExit: true,

@@ -105,11 +105,40 @@ func (s *start) abandon() *bridge.Process {
 // is running.
 type live struct {
 	*bridge.Process
+	jobs     chan func() // calls for the runner goroutines; closed when the process is let go
 	mu       sync.Mutex
 	sessions map[string]bool
 	calls    map[uint64]trace.SpanContext
 	nextCall uint64
 }
+
+// newLive wraps a started process with `runners` goroutines that run its calls. They
+// live as long as the process is the worker's, so a call does not pay for a fresh
+// goroutine (and its stack growing to a gRPC call's depth).
+func newLive(p *bridge.Process, runners int) *live {
+	l := &live{Process: p, jobs: make(chan func(), runners), sessions: map[string]bool{}, calls: map[uint64]trace.SpanContext{}}
+	for range runners {
+		go func() {
+			for job := range l.jobs {
+				job()
+			}
+		}()
+	}
+	return l
+}
+
+// do runs job on a runner; if all are busy (the pool never lets that happen), on a
+// goroutine of its own: the actor must not wait.
+func (l *live) do(job func()) {
+	select {
+	case l.jobs <- job:
+	default:
+		go job()
+	}
+}
+
+// letGo ends the runners once their current calls are done.
+func (l *live) letGo() { close(l.jobs) }
 
 // track records a running call's span; the returned func forgets it.
 func (l *live) track(sc trace.SpanContext) func() {
@@ -234,7 +263,7 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 		w.log.Error().Err(msg.err).Msg("python worker did not start")
 		panic(&startFailure{err: msg.err})
 	}
-	w.proc = &live{Process: msg.proc, sessions: map[string]bool{}, calls: map[uint64]trace.SpanContext{}}
+	w.proc = newLive(msg.proc, max(w.spec.MaxConcurrent, 1))
 	system, self, p := ctx.ActorSystem(), ctx.Self(), msg.proc
 	go func() {
 		<-p.Done()
@@ -262,7 +291,7 @@ func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
 	system, pool, sender, header := ctx.ActorSystem(), w.pool, ctx.Sender(), headerMap(ctx)
 	proc, slot, inc := w.proc, w.slot, w.inc
 	callCtx := w.callContext(msg.Ctx)
-	go func() {
+	proc.do(func() {
 		done := proc.track(trace.SpanContextFromContext(callCtx))
 		res, err := proc.run(callCtx, msg.Call, header[messages.HeaderCorrelationID])
 		if !errors.Is(err, bridge.ErrWorkerCrashed) {
@@ -278,7 +307,7 @@ func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
 			return
 		}
 		system.Root.Send(sender, &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Err: err, Worker: slot})
-	}()
+	})
 }
 
 // stream runs a streaming call on a goroutine; chunks go straight to the caller.
@@ -290,7 +319,7 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 	system, pool, header := ctx.ActorSystem(), w.pool, headerMap(ctx)
 	proc, slot, inc := w.proc, w.slot, w.inc
 	callCtx := w.callContext(msg.Ctx)
-	go func() {
+	proc.do(func() {
 		done := proc.track(trace.SpanContextFromContext(callCtx))
 		var failed error
 		defer func() {
@@ -324,7 +353,7 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 			}
 		}
 		send(messages.StreamChunk{Done: true})
-	}()
+	})
 }
 
 // callContext is the context of the gRPC call a message causes: the caller's deadline,
@@ -346,6 +375,7 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 	w.log.Info().Str("reason", reason).Int("pid", w.proc.PID()).Msg("recycling python worker")
 	w.stopHeartbeat(ctx)
 	old := w.proc.Process
+	w.proc.letGo()
 	w.proc = nil
 	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
 	stopTimeout := w.spec.StopTimeout
@@ -374,6 +404,7 @@ func (w *worker) release(ctx actor.Context, brutal bool) {
 		return
 	}
 	p := w.proc.Process
+	w.proc.letGo()
 	w.proc = nil
 	sctx, cancel := context.WithTimeout(context.Background(), w.spec.StopTimeout+time.Second)
 	defer cancel()

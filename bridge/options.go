@@ -137,7 +137,8 @@ func WithTCP() Option { return func(c *config) { c.tcp = true } }
 // (default zerolog.Nop()).
 func WithLogger(l zerolog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// WithTracerProvider sets the tracer provider (default: the OpenTelemetry global).
+// WithTracerProvider sets the tracer provider (default: the OpenTelemetry global). A
+// noop.TracerProvider turns the gRPC client instrumentation off altogether.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) { c.tracerProvider = tp }
 }

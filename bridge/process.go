@@ -22,7 +22,9 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/stats"
@@ -164,17 +166,8 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 		return nil, p.abortStart(err)
 	}
 	p.hs = hs
-	traceHeartbeats := cfg.traceHeartbeats
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(cfg.tracerProvider),
-			otelgrpc.WithMeterProvider(cfg.meterProvider),
-			otelgrpc.WithPropagators(cfg.propagator),
-			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
-				return traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat")
-			}),
-		)),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.maxMessageBytes),
 			grpc.MaxCallSendMsgSize(cfg.maxMessageBytes),
@@ -182,6 +175,19 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	}
 	if token != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenCredentials(token)))
+	}
+	if _, off := cfg.tracerProvider.(tracenoop.TracerProvider); !off {
+		// Client spans, and trace context into the worker's gRPC metadata. pyvisor
+		// counts calls itself, so otelgrpc's own RPC metrics are not recorded.
+		traceHeartbeats := cfg.traceHeartbeats
+		dialOpts = append(dialOpts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(cfg.tracerProvider),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
+			otelgrpc.WithPropagators(cfg.propagator),
+			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+				return traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat")
+			}),
+		)))
 	}
 	conn, err := grpc.NewClient(hs.Target(), dialOpts...)
 	if err != nil {
