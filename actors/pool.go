@@ -861,7 +861,7 @@ func PoolChild(spec PoolSpec) supervision.Child {
 	return supervision.Child{
 		ID:       PoolChildID(spec.Name),
 		Producer: func() actor.Actor { return &pool{spec: &s, readyOnce: once} },
-		Options: append([]actor.PropsOption{actor.WithSupervisor(workersStrategy{})}, tracingOptions(s)...),
+		Options:  append([]actor.PropsOption{actor.WithSupervisor(workersStrategy{})}, tracingOptions(s)...),
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Infinity(),
 		TrapExit: true,
