@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,102 +70,6 @@ type slotCounters struct {
 // incarnations numbers every Worker actor value, so late messages about an earlier
 // process are recognised.
 var incarnations atomic.Uint64
-
-// start is a process start under way. If the worker lets go of it first (it restarts
-// or stops), the process is killed as soon as it exists: nobody owns it.
-type start struct {
-	mu        sync.Mutex
-	abandoned bool
-	proc      *bridge.Process // handed over, not yet taken by the actor
-}
-
-// deliver hands a started process over, or reports that nobody wants it.
-func (s *start) deliver(p *bridge.Process) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.abandoned {
-		return false
-	}
-	s.proc = p
-	return true
-}
-
-// abandon gives the start up and returns the process if it was already handed over.
-func (s *start) abandon() *bridge.Process {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.abandoned = true
-	p := s.proc
-	s.proc = nil
-	return p
-}
-
-// live is a running process, the sessions opened in it and the spans of the calls it
-// is running.
-type live struct {
-	*bridge.Process
-	jobs     chan func() // calls for the runner goroutines; closed when the process is let go
-	mu       sync.Mutex
-	sessions map[string]bool
-	calls    map[uint64]trace.SpanContext
-	nextCall uint64
-}
-
-// newLive wraps a started process with `runners` goroutines that run its calls. They
-// live as long as the process is the worker's, so a call does not pay for a fresh
-// goroutine (and its stack growing to a gRPC call's depth).
-func newLive(p *bridge.Process, runners int) *live {
-	l := &live{Process: p, jobs: make(chan func(), runners), sessions: map[string]bool{}, calls: map[uint64]trace.SpanContext{}}
-	for range runners {
-		go func() {
-			for job := range l.jobs {
-				job()
-			}
-		}()
-	}
-	return l
-}
-
-// do runs job on a runner; if all are busy (the pool never lets that happen), on a
-// goroutine of its own: the actor must not wait.
-func (l *live) do(job func()) {
-	select {
-	case l.jobs <- job:
-	default:
-		go job()
-	}
-}
-
-// letGo ends the runners once their current calls are done.
-func (l *live) letGo() { close(l.jobs) }
-
-// track records a running call's span; the returned func forgets it.
-func (l *live) track(sc trace.SpanContext) func() {
-	if !sc.IsValid() {
-		return func() {}
-	}
-	l.mu.Lock()
-	l.nextCall++
-	id := l.nextCall
-	l.calls[id] = sc
-	l.mu.Unlock()
-	return func() {
-		l.mu.Lock()
-		delete(l.calls, id)
-		l.mu.Unlock()
-	}
-}
-
-// links are the spans of the calls running now.
-func (l *live) links() []trace.Link {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]trace.Link, 0, len(l.calls))
-	for _, sc := range l.calls {
-		out = append(out, trace.Link{SpanContext: sc})
-	}
-	return out
-}
 
 // worker is a Worker actor: it owns exactly one Python process.
 type worker struct {
@@ -422,49 +325,6 @@ func (w *worker) stopHeartbeat(ctx actor.Context) {
 		ctx.Stop(w.heartbeat)
 		w.heartbeat = nil
 	}
-}
-
-// gone reports whether the process has exited (the actor hears of it a moment later).
-func (l *live) gone() bool {
-	select {
-	case <-l.Done():
-		return true
-	default:
-		return false
-	}
-}
-
-// run executes one call, opening its session in this process first if needed.
-func (l *live) run(ctx context.Context, call messages.Call, correlationID string) (bridge.Result, error) {
-	req, err := l.request(ctx, call, correlationID)
-	if err != nil {
-		return bridge.Result{}, err
-	}
-	return l.Client().Execute(ctx, req)
-}
-
-func (l *live) request(ctx context.Context, call messages.Call, correlationID string) (bridge.Request, error) {
-	if call.SessionID != "" {
-		l.mu.Lock()
-		opened := l.sessions[call.SessionID]
-		l.mu.Unlock()
-		if !opened {
-			if _, err := l.Client().OpenSession(ctx, call.SessionID); err != nil {
-				return bridge.Request{}, err
-			}
-			l.mu.Lock()
-			l.sessions[call.SessionID] = true
-			l.mu.Unlock()
-		}
-	}
-	return bridge.Request{
-		Tool:          call.Tool,
-		Args:          call.Args,
-		Payload:       call.Payload,
-		SessionID:     call.SessionID,
-		Metadata:      call.Metadata,
-		CorrelationID: correlationID,
-	}, nil
 }
 
 func headerMap(ctx actor.Context) map[string]string {

@@ -1,0 +1,283 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+func recycleInterval(maxAge time.Duration) time.Duration {
+	if maxAge > 0 && maxAge/4 < time.Second {
+		return max(maxAge/4, 10*time.Millisecond)
+	}
+	return time.Second
+}
+
+func (p *pool) ready(ctx actor.Context, msg *workerReady) {
+	s := p.byID[msg.slot]
+	if s == nil || s.removed {
+		return
+	}
+	s.inc, s.procPID, s.started, s.calls, s.inFlight = msg.inc, msg.pid, msg.started, 0, 0
+	s.counters.pid.Store(int64(msg.pid))
+	p.recordWorkers()
+	if s.restart != nil {
+		s.restart.SetAttributes(attribute.Int("process.pid", msg.pid))
+		s.restart.End()
+		s.restart = nil
+	}
+	if s.pid == nil {
+		s.pid = ctx.Sender()
+	}
+	if p.state == StateStarting && p.readyCount() >= p.spec.Workers {
+		p.state = StateRunning
+		p.log.Info().Int("workers", p.spec.Workers).Msg("pool ready")
+		p.readyOnce.Do(func() {
+			if p.spec.OnReady != nil {
+				p.spec.OnReady(nil)
+			}
+		})
+	}
+	p.dispatch(ctx)
+}
+
+func (p *pool) readyCount() int {
+	n := 0
+	for _, s := range p.slots {
+		if s.inc != 0 && !s.removed {
+			n++
+		}
+	}
+	return n
+}
+
+// down marks a slot as not serving; its sessions are gone with its process.
+func (p *pool) down(s *slot) {
+	s.inc, s.inFlight = 0, 0
+	s.counters.pid.Store(0)
+	defer p.recordWorkers()
+	for id, owner := range p.sessions {
+		if owner == s {
+			delete(p.sessions, id)
+		}
+	}
+}
+
+func (p *pool) finished(ctx actor.Context, msg *callFinished) {
+	p.completed++
+	s := p.byID[msg.slot]
+	if s == nil || s.inc != msg.inc {
+		p.dispatch(ctx)
+		return
+	}
+	s.inFlight--
+	s.calls++
+	s.total++
+	if p.recycleDue(s) && s.inFlight == 0 {
+		p.recycle(ctx, s, "max_calls")
+	}
+	p.dispatch(ctx)
+	if p.state == StateDraining && p.inFlight() == 0 {
+		p.answerDrainers(ctx)
+	}
+}
+
+func (p *pool) recycleDue(s *slot) bool {
+	return p.spec.Recycle.MaxCalls > 0 && s.calls >= p.spec.Recycle.MaxCalls
+}
+
+func (p *pool) recycle(ctx actor.Context, s *slot, reason string) {
+	p.recycled[reason]++
+	p.spec.Metrics.WorkerExits.Add(context.Background(), 1, p.attrs, metric.WithAttributes(
+		attribute.String(telemetry.LabelWorker, s.id), attribute.String(telemetry.LabelReason, "recycle_"+reason)))
+	p.down(s)
+	ctx.Send(s.pid, &recycleWorker{reason: reason})
+}
+
+func (p *pool) recycleByAgeAndMemory(ctx actor.Context) {
+	r := p.spec.Recycle
+	for _, s := range p.slots {
+		if s.inc == 0 || s.removed || s.inFlight > 0 {
+			continue
+		}
+		switch {
+		case r.MaxAge > 0 && time.Since(s.started) >= r.MaxAge:
+			p.recycle(ctx, s, "max_age")
+		case r.MaxRSSBytes > 0 && rss(s.procPID) >= r.MaxRSSBytes:
+			p.recycle(ctx, s, "max_memory")
+		}
+	}
+}
+
+// rss reads the resident memory of a process from /proc, 0 if unknown.
+func rss(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+func (p *pool) fail(ctx actor.Context, reason any) {
+	err, _ := reason.(error)
+	if err == nil {
+		err = fmt.Errorf("%v", reason)
+	}
+	if p.lastFailure != nil {
+		err = fmt.Errorf("%w; last worker failure: %w", err, p.lastFailure)
+	}
+	p.state, p.err = StateFailed, err
+	p.spec.Metrics.SupervisorEscalated.Add(context.Background(), 1, p.attrs)
+	p.log.Error().Err(err).Msg("pool failed: its workers kept failing")
+	for _, q := range p.queue {
+		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %w", p.spec.Name, ErrPoolFailed, err))
+	}
+	p.queue = nil
+	for _, s := range p.slots {
+		p.down(s)
+	}
+	p.readyOnce.Do(func() {
+		if p.spec.OnReady != nil {
+			p.spec.OnReady(fmt.Errorf("pool %s: %w: %w", p.spec.Name, ErrPoolFailed, err))
+		}
+	})
+}
+
+func (p *pool) inFlight() int {
+	n := 0
+	for _, s := range p.slots {
+		n += s.inFlight
+	}
+	return n
+}
+
+// drain stops taking calls, fails the queued ones and answers once nothing is in
+// flight or the deadline passed.
+func (p *pool) drain(ctx actor.Context, msg *messages.Drain) {
+	if p.state != StateFailed {
+		p.state = StateDraining
+	}
+	p.failQueue(ctx, ErrStopped)
+	p.drainers = append(p.drainers, ctx.Sender())
+	if p.inFlight() == 0 {
+		p.answerDrainers(ctx)
+		return
+	}
+	system, self := ctx.ActorSystem(), ctx.Self()
+	time.AfterFunc(time.Until(msg.Deadline), func() { system.Root.Send(self, &drainExpired{}) })
+}
+
+func (p *pool) answerDrainers(ctx actor.Context) {
+	for _, d := range p.drainers {
+		ctx.Send(d, &messages.Ack{})
+	}
+	p.drainers = nil
+}
+
+// shutdown stops the workers in reverse start order (the supervisor's ordered stop),
+// then the pool itself.
+func (p *pool) shutdown(ctx actor.Context) {
+	p.state = StateDraining
+	p.failQueue(ctx, ErrStopped)
+	if p.workers == nil {
+		ctx.Stop(ctx.Self())
+		return
+	}
+	system, self, workers := ctx.ActorSystem(), ctx.Self(), p.workers
+	timeout := time.Duration(len(p.slots)+1) * (p.spec.StopTimeout + 3*time.Second)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_ = workers.Stop(sctx)
+		system.Root.Stop(self)
+	}()
+}
+
+// resize adds slots after the existing ones, or removes the last ones.
+func (p *pool) resize(ctx actor.Context, n int) {
+	if n < 1 {
+		ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: need at least 1 worker, got %d", p.spec.Name, n)})
+		return
+	}
+	if p.workers == nil || p.state == StateFailed || p.state == StateDraining {
+		ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: %w", p.spec.Name, ErrStopped)})
+		return
+	}
+	var live []*slot
+	for _, s := range p.slots {
+		if !s.removed {
+			live = append(live, s)
+		}
+	}
+	var add []supervision.Child
+	var remove []*slot
+	switch {
+	case n > len(live):
+		for i := 0; len(add) < n-len(live); i++ {
+			if _, taken := p.byID[p.slotID(i)]; !taken {
+				add = append(add, p.child(ctx, p.slotID(i)))
+			}
+		}
+	case n < len(live):
+		remove = live[n:]
+		for _, s := range remove {
+			s.removed = true
+			p.down(s)
+		}
+	}
+	p.spec.Workers = n
+	system, self, sender, workers := ctx.ActorSystem(), ctx.Self(), ctx.Sender(), p.workers
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var errs []error
+		for _, c := range add {
+			if _, err := workers.StartChild(ctx, c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for i := len(remove) - 1; i >= 0; i-- {
+			if err := workers.TerminateChild(ctx, remove[i].id); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := workers.DeleteChild(ctx, remove[i].id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		system.Root.Send(self, &resized{sender: sender, removed: remove, err: errors.Join(errs...)})
+	}()
+}
+
+// forget drops removed slots, so their ids can be used again.
+func (p *pool) forget(removed []*slot) {
+	for _, r := range removed {
+		delete(p.byID, r.id)
+		p.countersMu.Lock()
+		delete(p.counters, r.id)
+		p.countersMu.Unlock()
+		for i, s := range p.slots {
+			if s == r {
+				p.slots = append(p.slots[:i], p.slots[i+1:]...)
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+// pending is a call waiting for a worker.
+type pending struct {
+	id      uint64
+	msg     any // *messages.Execute or *messages.ExecuteStream
+	sender  *actor.PID
+	header  map[string]string
+	session string
+	ctx     context.Context // the span the call continues from (receive, then queue wait)
+	wait    trace.Span      // open while the call is queued
+	queued  time.Time       // when it entered the queue
+}
+
+// done ends the queue-wait span, if any, with err as its outcome.
+func (q *pending) done(err error) {
+	if q.wait == nil {
+		return
+	}
+	if err != nil {
+		q.wait.SetStatus(codes.Error, err.Error())
+	}
+	q.wait.End()
+	q.wait = nil
+}
+
+// callerGone returns the caller's context error once it has given up on the call.
+func (q *pending) callerGone() error {
+	switch m := q.msg.(type) {
+	case *messages.Execute:
+		return m.Ctx.Err()
+	case *messages.ExecuteStream:
+		return m.Ctx.Err()
+	}
+	return nil
+}
+
+// admit takes a new call: dispatch, queue or reject.
+func (p *pool) admit(ctx actor.Context, q *pending) {
+	switch p.state {
+	case StateFailed:
+		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %w", p.spec.Name, ErrPoolFailed, p.err))
+		return
+	case StateDraining:
+		p.reject("stopped")
+		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, ErrStopped))
+		return
+	}
+	if s := p.pick(q.session); s != nil && len(p.queue) == 0 {
+		p.send(ctx, s, q)
+		return
+	}
+	if len(p.queue) >= p.spec.QueueSize {
+		p.reject("queue_full")
+		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %d calls queued", p.spec.Name, ErrPoolSaturated, len(p.queue)))
+		return
+	}
+	p.enqueue(ctx, q, false)
+	p.dispatch(ctx)
+}
+
+func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
+	p.queueSeq++
+	q.id = p.queueSeq
+	if q.ctx == nil {
+		q.ctx = context.Background()
+	}
+	if q.wait == nil && trace.SpanContextFromContext(q.ctx).IsValid() {
+		q.ctx, q.wait = p.tracer.Start(q.ctx, "queue wait", trace.WithAttributes(
+			attribute.String("pyvisor.pool", p.spec.Name), attribute.Int("pyvisor.queue.depth", len(p.queue))))
+	}
+	if q.queued.IsZero() {
+		q.queued = time.Now()
+	}
+	if front {
+		p.queue = append([]*pending{q}, p.queue...)
+	} else {
+		p.queue = append(p.queue, q)
+	}
+	p.recordQueue()
+	system, self, id := ctx.ActorSystem(), ctx.Self(), q.id
+	time.AfterFunc(p.spec.QueueTimeout, func() { system.Root.Send(self, &queueExpired{id: id}) })
+}
+
+// requeue takes back a call its worker could not run (restarting, or an idempotent
+// call whose worker died): it goes first in line.
+func (p *pool) requeue(ctx actor.Context, r *redispatch) {
+	q := &pending{msg: r.msg, sender: r.sender, header: r.header}
+	if e, ok := r.msg.(*messages.Execute); ok {
+		q.session = e.Call.SessionID
+	} else if s, ok := r.msg.(*messages.ExecuteStream); ok {
+		q.session = s.Call.SessionID
+	}
+	if p.state == StateFailed || p.state == StateDraining {
+		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, ErrStopped))
+		return
+	}
+	p.enqueue(ctx, q, true)
+	p.dispatch(ctx)
+}
+
+// dispatch sends queued calls, in order, to workers that can take them. A strict
+// session call waiting for its busy worker does not hold up the calls behind it.
+func (p *pool) dispatch(ctx actor.Context) {
+	kept := p.queue[:0]
+	for _, q := range p.queue {
+		if err := q.callerGone(); err != nil {
+			p.reply(ctx, q, err) // nobody waits for it any more: don't run it
+			continue
+		}
+		if s := p.pick(q.session); s != nil {
+			p.send(ctx, s, q)
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(p.queue[len(kept):])
+	if len(kept) != len(p.queue) {
+		p.queue = kept
+		p.recordQueue()
+	}
+}
+
+// pick chooses a worker for a call, or nil if it must wait.
+func (p *pool) pick(session string) *slot {
+	if session != "" {
+		if owner, ok := p.sessions[session]; ok {
+			if p.available(owner) {
+				return owner
+			}
+			if p.spec.StrictAffinity {
+				return nil
+			}
+		}
+	}
+	var best *slot
+	n := len(p.slots)
+	for i := range n {
+		s := p.slots[(p.next+i)%n]
+		if p.available(s) && (best == nil || s.inFlight < best.inFlight) {
+			best = s
+		}
+	}
+	if best != nil {
+		p.next = (p.next + 1) % max(n, 1)
+		if session != "" {
+			if _, bound := p.sessions[session]; !bound {
+				p.sessions[session] = best
+			}
+		}
+	}
+	return best
+}
+
+func (p *pool) available(s *slot) bool {
+	return s.inc != 0 && !s.removed && s.inFlight < p.spec.MaxConcurrent && !p.recycleDue(s)
+}
+
+func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
+	s.inFlight++
+	q.done(nil)
+	if !q.queued.IsZero() {
+		p.spec.Metrics.QueueWait.Record(context.Background(), time.Since(q.queued).Seconds(), p.attrs)
+	}
+	if q.ctx == nil {
+		q.ctx = context.Background()
+	}
+	Forward(q.ctx, ctx, p.spec.Propagator, s.pid, q.header, q.sender, q.msg)
+}
+
+func (p *pool) expire(ctx actor.Context, id uint64) {
+	for i, q := range p.queue {
+		if q.id == id {
+			p.queue = append(p.queue[:i], p.queue[i+1:]...)
+			p.recordQueue()
+			p.reject("queue_timeout")
+			p.reply(ctx, q, fmt.Errorf("pool %s: %w after %v", p.spec.Name, ErrQueueTimeout, p.spec.QueueTimeout))
+			return
+		}
+	}
+}
+
+// reply answers a call the pool will not run.
+func (p *pool) reply(ctx actor.Context, q *pending, err error) {
+	q.done(err)
+	switch m := q.msg.(type) {
+	case *messages.Execute:
+		ctx.Send(q.sender, &messages.ExecuteResult{Err: err})
+	case *messages.ExecuteStream:
+		select { // never block the pool: the caller's channel is buffered
+		case m.Chunks <- messages.StreamChunk{Err: err}:
+		default:
+		}
+	}
+}
+
+func (p *pool) failQueue(ctx actor.Context, err error) {
+	for _, q := range p.queue {
+		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, err))
+	}
+	p.queue = nil
+	p.recordQueue()
+}
+
+// reject counts a call refused without running.
+func (p *pool) reject(reason string) {
+	p.rejected[reason]++
+	p.spec.Metrics.Rejections.Add(context.Background(), 1, p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelReason, reason)))
+}
+
+func (p *pool) recordQueue() {
+	p.spec.Metrics.QueueDepth.Record(context.Background(), int64(len(p.queue)), p.attrs)
+}

@@ -1,0 +1,233 @@
+package pyvisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor/actors"
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+// CallOption adds to one call.
+type CallOption func(*messages.Call)
+
+// WithSession runs the call in a session: it goes to the worker holding the session's
+// state (see PoolConfig.Affinity).
+func WithSession(id string) CallOption { return func(c *messages.Call) { c.SessionID = id } }
+
+// WithPayload sends raw bytes along, the tool's ctx.payload.
+func WithPayload(b []byte) CallOption { return func(c *messages.Call) { c.Payload = b } }
+
+// WithMetadata adds string metadata, the tool's ctx.metadata.
+func WithMetadata(md map[string]string) CallOption {
+	return func(c *messages.Call) { c.Metadata = md }
+}
+
+// Idempotent marks a call safe to run twice: if its worker dies mid-call, it is retried
+// once on another worker.
+func Idempotent() CallOption { return func(c *messages.Call) { c.Idempotent = true } }
+
+func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []CallOption) (context.Context, *actor.PID, messages.Call, error) {
+	pid, ok := r.pools[pool]
+	if !ok {
+		return ctx, nil, messages.Call{}, fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
+	}
+	if telemetry.CorrelationID(ctx) == "" {
+		ctx = telemetry.WithCorrelationID(ctx, telemetry.NewCorrelationID())
+	}
+	ctx = telemetry.WithCorrelationBaggage(ctx)
+	call := messages.Call{Tool: tool}
+	switch a := args.(type) {
+	case nil:
+	case json.RawMessage:
+		call.Args = a
+	default:
+		b, err := json.Marshal(a)
+		if err != nil {
+			return ctx, nil, call, fmt.Errorf("pyvisor: execute %s: %w: %w", tool, ErrInvalidArgument, err)
+		}
+		call.Args = b
+	}
+	for _, o := range opts {
+		o(&call)
+	}
+	return ctx, pid, call, nil
+}
+
+// Execute runs tool in pool with args (JSON-encoded; a json.RawMessage is sent as it
+// is). ctx's deadline and cancellation reach the Python call. The call's correlation id
+// is ctx's (telemetry.WithCorrelationID), or a new one.
+func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts ...CallOption) (Result, error) {
+	ctx, pid, call, err := r.call(ctx, pool, tool, args, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, span := r.startCall(ctx, "execute", pool, call)
+	defer span.End()
+	began := time.Now()
+	reply, err := actors.Request(ctx, r.system, r.prop, pid, &messages.Execute{Ctx: ctx, Call: call})
+	defer func() { r.recordCall(ctx, pool, tool, began, err) }()
+	if err == nil {
+		res, ok := reply.(*messages.ExecuteResult)
+		if !ok {
+			err = fmt.Errorf("unexpected reply %T", reply)
+		} else if res.Err == nil {
+			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
+			return Result{JSON: res.JSON, Payload: res.Payload}, nil
+		} else {
+			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
+			err = res.Err
+		}
+	}
+	err = r.callFailed(ctx, span, "execute", tool, err)
+	return Result{}, err
+}
+
+// recordCall counts a call and records its duration (with the call's trace as the
+// exemplar when it is sampled).
+func (r *Runtime) recordCall(ctx context.Context, pool, tool string, began time.Time, err error) {
+	o := outcome(err)
+	if o == "unknown_tool" {
+		tool = "_unknown" // callers choose tool names: keep the label bounded
+	}
+	attrs := r.callAttrs(pool, tool, o)
+	r.metrics.Calls.Add(ctx, 1, attrs)
+	r.metrics.CallDuration.Record(ctx, time.Since(began).Seconds(), attrs)
+}
+
+// callAttrs returns the label set of calls of (pool, tool, outcome), built once: the
+// set is sorted and hashed on creation, too costly to redo on every call.
+func (r *Runtime) callAttrs(pool, tool, outcome string) metric.MeasurementOption {
+	key := callKey{pool, tool, outcome}
+	if a, ok := r.attrs.Load(key); ok {
+		return a.(metric.MeasurementOption)
+	}
+	a := metric.WithAttributeSet(attribute.NewSet(
+		attribute.String(telemetry.LabelPool, pool),
+		attribute.String(telemetry.LabelTool, tool),
+		attribute.String(telemetry.LabelOutcome, outcome),
+	))
+	r.attrs.Store(key, a)
+	return a
+}
+
+type callKey struct{ pool, tool, outcome string }
+
+// outcome is the outcome label of a call's error.
+func outcome(err error) string {
+	var toolErr *ToolError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &toolErr):
+		return "tool_error"
+	case errors.Is(err, ErrUnknownTool):
+		return "unknown_tool"
+	case errors.Is(err, ErrInvalidArgument):
+		return "invalid_argument"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, ErrWorkerCrashed):
+		return "worker_crashed"
+	case errors.Is(err, ErrPoolSaturated):
+		return "pool_saturated"
+	case errors.Is(err, ErrQueueTimeout):
+		return "queue_timeout"
+	case errors.Is(err, ErrStopped):
+		return "stopped"
+	case errors.Is(err, ErrPoolFailed):
+		return "pool_failed"
+	case errors.Is(err, ErrMessageTooLarge):
+		return "too_large"
+	}
+	return "error"
+}
+
+// startCall opens the API span of a call: the root of its trace on pyvisor's side.
+func (r *Runtime) startCall(ctx context.Context, op, pool string, call messages.Call) (context.Context, trace.Span) {
+	ctx, span := r.tracer.Start(ctx, op+" "+call.Tool, trace.WithSpanKind(trace.SpanKindInternal))
+	if span.IsRecording() { // attributes cost allocations: only for spans that are kept
+		span.SetAttributes(
+			attribute.String("pyvisor.pool", pool),
+			attribute.String("pyvisor.tool", call.Tool),
+			attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)),
+		)
+		if call.SessionID != "" {
+			span.SetAttributes(attribute.String("pyvisor.session_id", call.SessionID))
+		}
+	}
+	return ctx, span
+}
+
+// callFailed records a call's error on its span and in the log (at debug: the caller
+// has the error), and returns it with the call's correlation id.
+func (r *Runtime) callFailed(ctx context.Context, span trace.Span, op, tool string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		err = ctxErr
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	log := telemetry.CallLogger(ctx, r.log)
+	log.Debug().Err(err).Str("tool", tool).Msg(op + " failed")
+	return fmt.Errorf("pyvisor: %s %s (correlation id %s): %w", op, tool, telemetry.CorrelationID(ctx), err)
+}
+
+// Stream runs a streaming tool and yields its chunks in order; the sequence ends after
+// the last chunk or with one error. Stopping early cancels the call, which closes the
+// Python generator.
+func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts ...CallOption) iter.Seq2[Result, error] {
+	return func(yield func(Result, error) bool) {
+		ctx, pid, call, err := r.call(ctx, pool, tool, args, opts)
+		if err != nil {
+			yield(Result{}, err)
+			return
+		}
+		ctx, span := r.startCall(ctx, "stream", pool, call)
+		defer span.End()
+		began := time.Now()
+		var failed error
+		defer func() { r.recordCall(ctx, pool, tool, began, failed) }()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		chunks := make(chan messages.StreamChunk, 16)
+		actors.Send(ctx, r.system, r.prop, pid, &messages.ExecuteStream{Ctx: ctx, Call: call, Chunks: chunks})
+		n := 0
+		for {
+			select {
+			case c := <-chunks:
+				switch {
+				case c.Err != nil:
+					failed = r.callFailed(ctx, span, "stream", tool, c.Err)
+					yield(Result{}, failed)
+					return
+				case c.Done:
+					span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n))
+					return
+				}
+				n++
+				span.AddEvent("chunk", trace.WithAttributes(attribute.Int("index", n-1)))
+				if !yield(Result{JSON: c.JSON, Payload: c.Payload}, nil) {
+					span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n), attribute.Bool("pyvisor.stream.abandoned", true))
+					return
+				}
+			case <-ctx.Done():
+				failed = r.callFailed(ctx, span, "stream", tool, ctx.Err())
+				yield(Result{}, failed)
+				return
+			}
+		}
+	}
+}
