@@ -140,16 +140,16 @@ func outcome(err error) string {
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "cancelled"
+	case errors.Is(err, ErrPoolFailed): // before crashed: it wraps the last worker failure
+		return "pool_failed"
+	case errors.Is(err, ErrStopped):
+		return "stopped"
 	case errors.Is(err, ErrWorkerCrashed):
 		return "worker_crashed"
 	case errors.Is(err, ErrPoolSaturated):
 		return "pool_saturated"
 	case errors.Is(err, ErrQueueTimeout):
 		return "queue_timeout"
-	case errors.Is(err, ErrStopped):
-		return "stopped"
-	case errors.Is(err, ErrPoolFailed):
-		return "pool_failed"
 	case errors.Is(err, ErrMessageTooLarge):
 		return "too_large"
 	}

@@ -45,6 +45,8 @@ type heartbeat struct {
 func (h *heartbeat) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		// A new heartbeat (a new process) has missed nothing yet.
+		h.metrics.HeartbeatMisses.Record(context.Background(), 0, h.attrs)
 		h.schedule(ctx, h.spec.InitialDelay)
 	case *heartbeatTick:
 		h.ping(ctx)

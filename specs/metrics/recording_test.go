@@ -58,11 +58,7 @@ var _ = Describe("Heartbeat metrics", Label("python"), func() {
 		})
 
 		// The gauge is "misses in a row now": once the replacement answers, it is 0 again.
-		// BUG (actors/heartbeat.go, pong): the gauge is set to 0 only when a pong ends a
-		// run of misses of the same heartbeat actor; the replacement's actor starts at 0
-		// misses and never records it, so the slot's series stays at max_missed for
-		// good. Un-pend once a heartbeat records 0 when it starts.
-		It("report no consecutive misses once the replacement answers", Pending, func() {
+		It("report no consecutive misses once the replacement answers", func() {
 			rt := start(pool(1, heartbeats))
 			Eventually(value(rt, "pyvisor_heartbeat_pongs_total", worker)).Should(BeNumerically(">=", 1))
 			Expect(syscall.Kill(workerPID(rt), syscall.SIGSTOP)).To(Succeed())
@@ -118,11 +114,9 @@ var _ = Describe("Worker lifecycle metrics", Label("python"), func() {
 			Expect(fams.Value("pyvisor_worker_restarts_total", L{"pool": poolName, "reason": "crash"})).To(BeNumerically(">=", 1))
 		})
 
-		// BUG (runtime.go, func outcome): the pool's ErrPoolFailed error wraps its last
-		// worker failure, and outcome tests ErrWorkerCrashed before ErrPoolFailed, so
-		// these calls are counted as worker_crashed. Un-pend once outcome checks
-		// ErrPoolFailed first.
-		It("count the calls a failed pool refuses with outcome pool_failed", Pending, func() {
+		// The pool's error wraps its last worker's failure too: the outcome is still
+		// pool_failed.
+		It("count the calls a failed pool refuses with outcome pool_failed", func() {
 			rt := failing()
 			_, err := execute(rt, "add", map[string]int{"a": 1, "b": 1})
 			Expect(err).To(MatchError(pyvisor.ErrPoolFailed))
