@@ -11,8 +11,19 @@
 //	-calls N                   add calls to make (default 20)
 //	-config FILE               a YAML or JSON configuration instead of the default
 //	-log-format console|json   console (default) or one JSON object per line on stderr
+//	-traces=false              do not print the trace trees
 //
 // Logs (Go's, the Python workers' and protoactor's) go to stderr, the summary to stdout.
+//
+// Tracing: after the scenario the demo prints on stderr the whole trace of a few calls
+// (an add, the stream, the crash) and of the restarts, as indented trees: the Go spans
+// (kept by an in-memory recorder) and the Python workers' spans (pyvisor.WithPythonSpans)
+// under one trace id, each with its service, duration, key attributes and status; a
+// restart is a trace of its own, linked to the call whose failure caused it. The tracer
+// provider also honours the OpenTelemetry environment: with OTEL_TRACES_EXPORTER=otlp
+// (and OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL) both sides send their spans to the
+// collector instead, and the demo prints no tree, only where the spans went and the trace
+// ids to look up. See docs/observability.md.
 // The exit status is 0 if the scenario went as expected, 1 if not, 2 for bad flags or
 // configuration, 130 if interrupted (Ctrl-C or SIGTERM stop the runtime cleanly first).
 package main
@@ -36,6 +47,7 @@ func run() int {
 	calls := flag.Int("calls", 20, "how many add calls to make")
 	configFile := flag.String("config", "", "YAML or JSON configuration file (default: the embedded one)")
 	logFormat := flag.String("log-format", "console", "console or json")
+	traces := flag.Bool("traces", true, "print the trace trees of some calls after the scenario")
 	flag.Parse()
 
 	log, err := newLogger(*logFormat)
@@ -61,12 +73,20 @@ func run() int {
 		stop()
 	}()
 
+	tr, err := newTracing(ctx, *traces, log)
+	if err != nil {
+		log.Error().Err(err).Msg("demo: bad tracing configuration")
+		return 2
+	}
+	defer tr.shutdown(log)
+	tr.adjust(&cfg, log)
+
 	began := time.Now()
 	pc := cfg.Pools[0]
 	log.Info().Str("pool", pc.Name).Int("workers", pc.Workers).Bool("heartbeat", pc.Heartbeat.Enabled).
 		Stringer("heartbeat_interval", pc.Heartbeat.Interval).Stringer("heartbeat_timeout", pc.Heartbeat.Timeout).
 		Int("max_missed", pc.Heartbeat.MaxMissed).Msg("starting the runtime")
-	rt, err := pyvisor.Start(ctx, cfg, pyvisor.WithLogger(log))
+	rt, err := pyvisor.Start(ctx, cfg, append(tr.options(), pyvisor.WithLogger(log))...)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Warn().Msg("interrupted while starting")
@@ -77,7 +97,7 @@ func run() int {
 	}
 	log.Info().Stringer("took", time.Since(began).Round(time.Millisecond)).Msg("the runtime is up")
 
-	sc := newScenario(rt, cfg, *calls, log)
+	sc := newScenario(rt, cfg, *calls, log, tr.tracer())
 	scErr := sc.run(ctx)
 	if ctx.Err() != nil {
 		log.Warn().Msg("interrupted: stopping the runtime")
@@ -100,6 +120,8 @@ func run() int {
 	} else {
 		log.Info().Msg("the runtime stopped")
 	}
+	tr.shutdown(log) // flushed: the Python workers flushed theirs as they stopped
+	tr.report(os.Stderr, log, *logFormat == "json")
 	sum := summary{
 		pool: pc.Name, workers: pc.Workers, wall: time.Since(began),
 		interrupted: ctx.Err() != nil, stopErr: stopErr, leftover: alive(sc.pids),

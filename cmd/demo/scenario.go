@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/telemetry"
@@ -26,6 +28,7 @@ type scenario struct {
 	heartbeat bool
 	log       zerolog.Logger
 	tally     *tally
+	tracer    trace.Tracer // the demo's own spans, around the calls it shows
 
 	chunks   int            // stream chunks received
 	pids     map[int]bool   // every Python process seen, checked gone after Stop
@@ -33,11 +36,11 @@ type scenario struct {
 	final    pyvisor.PoolStats
 }
 
-func newScenario(rt *pyvisor.Runtime, cfg pyvisor.Config, calls int, log zerolog.Logger) *scenario {
+func newScenario(rt *pyvisor.Runtime, cfg pyvisor.Config, calls int, log zerolog.Logger, tracer trace.Tracer) *scenario {
 	pc := cfg.Pools[0]
 	return &scenario{
 		rt: rt, pool: pc.Name, workers: pc.Workers, calls: calls, heartbeat: pc.Heartbeat.Enabled,
-		log: log, tally: newTally(), pids: map[int]bool{}, replaced: map[string]int{},
+		log: log, tally: newTally(), tracer: tracer, pids: map[int]bool{}, replaced: map[string]int{},
 	}
 }
 
@@ -92,17 +95,31 @@ func (s *scenario) addCalls(ctx context.Context) error {
 			defer func() { done <- struct{}{} }()
 			for i := range jobs {
 				cctx, cancel := context.WithTimeout(ctx, callTimeout)
+				log, end := s.log, func() {}
+				if i == 0 {
+					// The first call is the one whose trace the demo prints: it has a
+					// correlation id of the demo's choosing and runs inside a span of the
+					// demo's own, so its log line carries both ids (telemetry.CallLogger).
+					cctx = telemetry.WithCorrelationID(cctx, cidAdd)
+					var span trace.Span
+					cctx, span = s.tracer.Start(cctx, "demo add", trace.WithAttributes(attribute.String("pyvisor.correlation_id", cidAdd)))
+					log, end = telemetry.CallLogger(cctx, s.log), func() { span.End() }
+				}
 				began := time.Now()
 				res, err := s.execute(cctx, "add", map[string]int{"a": i, "b": 100})
+				end()
 				cancel()
 				var sum int
 				if err == nil {
 					err = res.Decode(&sum)
 				}
 				if !s.tally.expect(err == nil && sum == i+100, fmt.Sprintf("add(%d, 100) returned %d, %v", i, sum, err)) {
-					s.log.Error().Err(err).Int("a", i).Int("sum", sum).Msg("add went wrong")
+					log.Error().Err(err).Int("a", i).Int("sum", sum).Msg("add went wrong")
+				} else if i == 0 {
+					log.Info().Int("a", i).Int("b", 100).Int("sum", sum).Stringer("took", round(time.Since(began))).
+						Msg("add (this line carries the call's correlation_id, trace_id and span_id: telemetry.CallLogger)")
 				} else if verbose {
-					s.log.Info().Int("a", i).Int("b", 100).Int("sum", sum).Stringer("took", round(time.Since(began))).Msg("add")
+					log.Info().Int("a", i).Int("b", 100).Int("sum", sum).Stringer("took", round(time.Since(began))).Msg("add")
 				}
 			}
 		}()
@@ -123,7 +140,7 @@ func (s *scenario) addCalls(ctx context.Context) error {
 
 // stream reads a five-chunk stream in order.
 func (s *scenario) stream(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	cctx, cancel := context.WithTimeout(telemetry.WithCorrelationID(ctx, cidStream), callTimeout)
 	defer cancel()
 	var err error
 	for res, e := range s.rt.Stream(cctx, s.pool, "count", map[string]any{"n": 5, "interval": 0.05}) {
@@ -195,10 +212,10 @@ func (s *scenario) faults(ctx context.Context) error {
 	began := time.Now()
 	crashed := make(chan struct{})
 	go func() {
-		cctx := telemetry.WithCorrelationID(ctx, "demo-crash")
+		cctx := telemetry.WithCorrelationID(ctx, cidCrash)
 		cctx, cancel := context.WithTimeout(cctx, callTimeout)
 		defer cancel()
-		s.log.Warn().Str("correlation_id", "demo-crash").Msg("calling crash: the worker's Python process will exit with code 70 in 0.5 s")
+		s.log.Warn().Str("correlation_id", cidCrash).Msg("calling crash: the worker's Python process will exit with code 70 in 0.5 s")
 		_, err := s.execute(cctx, "crash", map[string]any{"after_seconds": 0.5, "code": 70})
 		s.checkCrash(err)
 		close(crashed)
@@ -235,10 +252,10 @@ func (s *scenario) checkCrash(err error) {
 // hang wedges a worker's event loop for a minute, with a 1 s deadline on the call: the
 // caller gets its deadline error, and the worker's heartbeat must give up on it.
 func (s *scenario) hang(ctx context.Context) {
-	cctx := telemetry.WithCorrelationID(ctx, "demo-hang")
+	cctx := telemetry.WithCorrelationID(ctx, cidHang)
 	cctx, cancel := context.WithTimeout(cctx, time.Second)
 	defer cancel()
-	s.log.Warn().Str("correlation_id", "demo-hang").Msg("calling hang with a 1 s deadline: the worker's event loop blocks, heartbeats go unanswered")
+	s.log.Warn().Str("correlation_id", cidHang).Msg("calling hang with a 1 s deadline: the worker's event loop blocks, heartbeats go unanswered")
 	_, err := s.execute(cctx, "hang", map[string]any{"seconds": 60})
 	s.tally.expect(errors.Is(err, context.DeadlineExceeded), fmt.Sprintf("hang: want context.DeadlineExceeded, got %v", err))
 	s.log.Info().Err(err).Bool("is_deadline_exceeded", errors.Is(err, context.DeadlineExceeded)).

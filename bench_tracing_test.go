@@ -1,0 +1,155 @@
+package pyvisor_test
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+// BenchmarkTracing measures what tracing adds to one call, on the Go side: a sequential
+// 100-byte echo through Runtime.Execute on a one-worker pool, with
+//
+//   - tracing=off: a no-op tracer provider (what a program that installs none gets: the
+//     runtime then leaves out the receive-span middleware and the otelgrpc handler);
+//   - tracing=sampled: the SDK, every call sampled (AlwaysSample), spans batched to an
+//     exporter that discards them, so the figure is the cost of making, propagating and
+//     batching the spans, not of any network;
+//   - tracing=unsampled: the SDK with NeverSample: spans are decided against and only the
+//     trace context travels.
+//
+// The Python side traces nothing in all three (no span sink, so PYVISOR_TRACE_STDERR is
+// not set, and OTEL_TRACES_EXPORTER=none in the worker's environment whatever the host's
+// says), so the differences are the Go side's cost. The propagator is W3C trace context
+// plus baggage in all three, so only the tracer provider differs.
+//
+// Each mode has its own runtime (a provider is fixed at Start), all started up front and
+// measured in one run. Besides ns/op and allocs/op, go-cpu-ns/op is the CPU time the Go
+// process spent per call (getrusage, all its threads, the batch processor included):
+// the Go side's cost without the Python process's. Read it next to ns/op: two Python
+// processes of the same code can answer tens of microseconds apart on a small machine,
+// so a wall-clock difference between modes smaller than that is noise. Compare medians:
+//
+//	go test -run='^$' -bench=BenchmarkTracing -count=5 .
+//
+// (docs/observability.md quotes them.)
+func BenchmarkTracing(b *testing.B) {
+	python := tracingBenchPython(b)
+	sampled := sdktrace.NewTracerProvider(
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithBatcher(discardExporter{}))
+	unsampled := sdktrace.NewTracerProvider(
+		sdktrace.WithSampler(sdktrace.NeverSample()),
+		sdktrace.WithBatcher(discardExporter{}))
+	b.Cleanup(func() { // after the runtimes' Stop (cleanups run last first)
+		_ = sampled.Shutdown(context.Background())
+		_ = unsampled.Shutdown(context.Background())
+	})
+	modes := []struct {
+		name string
+		tp   trace.TracerProvider
+	}{
+		{"off", noop.NewTracerProvider()},
+		{"sampled", sampled},
+		{"unsampled", unsampled},
+	}
+	// Start every pool first, so the sub-benchmarks (run several times each while the
+	// benchmark framework settles b.N) reuse them.
+	runtimes := make([]*pyvisor.Runtime, len(modes))
+	for i, m := range modes {
+		runtimes[i] = startTracingBenchRuntime(b, python, m.tp)
+	}
+	ctx := context.Background()
+	for i, m := range modes {
+		rt := runtimes[i]
+		call := func() error {
+			_, err := rt.Execute(ctx, "bench", "echo", tracingBenchArgs)
+			return err
+		}
+		for range 200 { // warm up: gRPC connection, Python's caches
+			if err := call(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run("tracing="+m.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := goCPUTime()
+			n := 0
+			for b.Loop() {
+				if err := call(); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(goCPUTime()-cpu)/float64(n), "go-cpu-ns/op")
+		})
+	}
+}
+
+// goCPUTime is the user plus system CPU time of this process so far (not its children:
+// the Python workers), in nanoseconds.
+func goCPUTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// tracingBenchArgs is the echo tool's argument object, exactly 100 bytes of JSON.
+var tracingBenchArgs = json.RawMessage(`{"value":"` + strings.Repeat("y", 100-len(`{"value":""}`)) + `"}`)
+
+// tracingBenchPython returns the worker's interpreter, or skips b when it cannot import
+// pyvisor_worker (no venv: go tool task setup).
+func tracingBenchPython(b *testing.B) string {
+	b.Helper()
+	if len(tracingBenchArgs) != 100 {
+		b.Fatalf("echo arguments are %d bytes, want 100", len(tracingBenchArgs))
+	}
+	python := bridge.Interpreter()
+	if err := exec.Command(python, "-c", "import pyvisor_worker").Run(); err != nil {
+		b.Skipf("needs %s with pyvisor-worker installed (go tool task setup, or set PYVISOR_PYTHON): %v", python, err)
+	}
+	return python
+}
+
+// startTracingBenchRuntime starts a one-worker pool "bench" whose spans go to tp, with
+// tracing off in its Python worker; it is stopped at cleanup.
+func startTracingBenchRuntime(b *testing.B, python string, tp trace.TracerProvider) *pyvisor.Runtime {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rt, err := pyvisor.Start(ctx, pyvisor.Config{Python: python, Pools: []pyvisor.PoolConfig{{
+		Name:    "bench",
+		Tools:   []string{"pyvisor_worker.examples"},
+		Workers: 1,
+		Env:     map[string]string{"OTEL_TRACES_EXPORTER": "none"},
+	}}}, pyvisor.WithTracerProvider(tp), pyvisor.WithPropagator(telemetry.Propagator()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := rt.Stop(context.Background()); err != nil {
+			b.Error(err)
+		}
+	})
+	return rt
+}
+
+// discardExporter is a SpanExporter that drops every span: the batch processor still
+// does all its work, the spans just go nowhere.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
