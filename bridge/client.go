@@ -166,6 +166,9 @@ func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Resul
 					return
 				}
 			case *workerv1.ExecuteStreamResponse_Done:
+				// Read the end of the stream, so the RPC ends cleanly rather than being
+				// cancelled (instrumentation would record that as an error).
+				_, _ = stream.Recv()
 				return
 			case *workerv1.ExecuteStreamResponse_Error:
 				yield(Result{}, toolError(ev.Error))

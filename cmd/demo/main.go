@@ -48,17 +48,23 @@ func run() int {
 	configFile := flag.String("config", "", "YAML or JSON configuration file (default: the embedded one)")
 	logFormat := flag.String("log-format", "console", "console or json")
 	traces := flag.Bool("traces", true, "print the trace trees of some calls after the scenario")
+	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics on this host:port at /metrics (e.g. 127.0.0.1:9568; port 0 picks one)")
+	linger := flag.Duration("linger", 0, "after the scenario, keep running this long (heartbeats going, metrics served) so a scraper can watch")
 	flag.Parse()
 
 	log, err := newLogger(*logFormat)
-	if err == nil && (*workers < 0 || *calls < 0) {
-		err = fmt.Errorf("-workers and -calls must not be negative")
+	if err == nil && (*workers < 0 || *calls < 0 || *linger < 0) {
+		err = fmt.Errorf("-workers, -calls and -linger must not be negative")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 2
 	}
 	cfg, err := loadConfig(*configFile, *workers)
+	if err == nil && *metricsAddr != "" {
+		cfg.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: *metricsAddr}
+		err = cfg.Validate()
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("demo: bad configuration")
 		return 2
@@ -96,6 +102,9 @@ func run() int {
 		return 1
 	}
 	log.Info().Stringer("took", time.Since(began).Round(time.Millisecond)).Msg("the runtime is up")
+	if addr := rt.MetricsAddress(); addr != "" {
+		log.Info().Str("url", "http://"+addr+"/metrics").Msg("serving Prometheus metrics")
+	}
 
 	sc := newScenario(rt, cfg, *calls, log, tr.tracer())
 	scErr := sc.run(ctx)
@@ -103,6 +112,14 @@ func run() int {
 		log.Warn().Msg("interrupted: stopping the runtime")
 	} else if scErr != nil {
 		log.Error().Err(scErr).Msg("demo: the scenario could not go on")
+	}
+
+	if *linger > 0 && ctx.Err() == nil {
+		log.Info().Stringer("for", *linger).Str("metrics", rt.MetricsAddress()).Msg("lingering: heartbeats go on, metrics are served; Ctrl-C ends it early")
+		select {
+		case <-time.After(*linger):
+		case <-ctx.Done():
+		}
 	}
 
 	if sc.final.Pool == "" { // the scenario did not finish: the counts so far
