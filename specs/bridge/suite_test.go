@@ -32,10 +32,7 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(remove)
 })
 
-var _ = BeforeEach(func() {
-	snapshot := harness.Take(runtimeDir)
-	DeferCleanup(snapshot.Check)
-})
+var _ = BeforeEach(func() { harness.CheckLeaks(runtimeDir) })
 
 // worker starts an example-tools worker for one spec, stops it after, and returns it
 // with its captured log lines.

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -38,25 +37,15 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "%s=%s", envJaeger, jaegerBin)
 	Expect(info.Mode().IsRegular() && info.Mode()&0o111 != 0).To(BeTrue(), "%s=%s is not an executable file", envJaeger, jaegerBin)
 
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(25 * time.Millisecond)
-	python = harness.Python()
 	var remove func() error
-	jaegerRoot, remove = harness.TempDir("pvj-")
+	jaegerRoot, remove = harness.TempDir("pvj-") // before $TMPDIR becomes the workers' dir
 	DeferCleanup(remove)
-	runtimeDir, remove = harness.TempDir("pve2e-")
-	DeferCleanup(remove)
-	old := os.Getenv("TMPDIR")
-	Expect(os.Setenv("TMPDIR", runtimeDir)).To(Succeed())
-	DeferCleanup(os.Setenv, "TMPDIR", old)
+	python, runtimeDir = harness.Suite("pve2e-")
 })
 
 // The leak check is registered first, so it runs last: after the spec's runtime and its
 // Jaeger have stopped.
-var _ = BeforeEach(func() {
-	snapshot := harness.Take(runtimeDir)
-	DeferCleanup(snapshot.Check)
-})
+var _ = BeforeEach(func() { harness.CheckLeaks(runtimeDir) })
 
 // freePorts returns n distinct TCP ports free on 127.0.0.1 right now.
 func freePorts(n int) []int {

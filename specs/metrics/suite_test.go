@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -35,22 +34,9 @@ var (
 	runtimeDir string // $TMPDIR of the suite: the workers' socket directories go here
 )
 
-var _ = BeforeSuite(func() {
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(25 * time.Millisecond)
-	python = harness.Python()
-	var remove func() error
-	runtimeDir, remove = harness.TempDir("pvmet-")
-	DeferCleanup(remove)
-	old := os.Getenv("TMPDIR")
-	Expect(os.Setenv("TMPDIR", runtimeDir)).To(Succeed())
-	DeferCleanup(os.Setenv, "TMPDIR", old)
-})
+var _ = BeforeSuite(func() { python, runtimeDir = harness.Suite("pvmet-") })
 
-var _ = BeforeEach(func() {
-	snapshot := harness.Take(runtimeDir)
-	DeferCleanup(snapshot.Check)
-})
+var _ = BeforeEach(func() { harness.CheckLeaks(runtimeDir) })
 
 const poolName = "default"
 

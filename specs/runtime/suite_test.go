@@ -2,7 +2,6 @@ package runtime_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -24,22 +23,9 @@ var (
 	runtimeDir string // $TMPDIR of the suite: the workers' socket directories go here
 )
 
-var _ = BeforeSuite(func() {
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(25 * time.Millisecond)
-	python = harness.Python()
-	var remove func() error
-	runtimeDir, remove = harness.TempDir("pvrt-")
-	DeferCleanup(remove)
-	old := os.Getenv("TMPDIR")
-	Expect(os.Setenv("TMPDIR", runtimeDir)).To(Succeed())
-	DeferCleanup(os.Setenv, "TMPDIR", old)
-})
+var _ = BeforeSuite(func() { python, runtimeDir = harness.Suite("pvrt-") })
 
-var _ = BeforeEach(func() {
-	snapshot := harness.Take(runtimeDir)
-	DeferCleanup(snapshot.Check)
-})
+var _ = BeforeEach(func() { harness.CheckLeaks(runtimeDir) })
 
 // pool is a one-pool configuration of the example tools.
 func pool(workers int, tweak ...func(*pyvisor.PoolConfig)) pyvisor.Config {

@@ -3,7 +3,6 @@ package tracing_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -29,22 +28,9 @@ var (
 	runtimeDir string
 )
 
-var _ = BeforeSuite(func() {
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(25 * time.Millisecond)
-	python = harness.Python()
-	var remove func() error
-	runtimeDir, remove = harness.TempDir("pvtr-")
-	DeferCleanup(remove)
-	old := os.Getenv("TMPDIR")
-	Expect(os.Setenv("TMPDIR", runtimeDir)).To(Succeed())
-	DeferCleanup(os.Setenv, "TMPDIR", old)
-})
+var _ = BeforeSuite(func() { python, runtimeDir = harness.Suite("pvtr-") })
 
-var _ = BeforeEach(func() {
-	snapshot := harness.Take(runtimeDir)
-	DeferCleanup(snapshot.Check)
-})
+var _ = BeforeEach(func() { harness.CheckLeaks(runtimeDir) })
 
 // pySpan is a span a Python worker reported on stderr.
 type pySpan struct {

@@ -1,0 +1,32 @@
+package harness
+
+import (
+	"os"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+// Suite prepares a suite whose specs start runtimes with real Python workers: suite-wide
+// Eventually timeouts suited to starting Python, the interpreter (checked), and a private
+// directory set as $TMPDIR for the suite, where the workers' socket directories go.
+// Call it from BeforeSuite; everything is undone after the suite.
+func Suite(prefix string) (python, runtimeDir string) {
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(25 * time.Millisecond)
+	python = Python()
+	runtimeDir, remove := TempDir(prefix)
+	DeferCleanup(remove)
+	old := os.Getenv("TMPDIR")
+	Expect(os.Setenv("TMPDIR", runtimeDir)).To(Succeed())
+	DeferCleanup(os.Setenv, "TMPDIR", old)
+	return python, runtimeDir
+}
+
+// CheckLeaks, called from BeforeEach, fails the spec if it leaves a goroutine, a child
+// process or a socket directory in runtimeDir behind. Registered first, it runs last,
+// after the spec's own cleanups.
+func CheckLeaks(runtimeDir string) {
+	DeferCleanup(Take(runtimeDir).Check)
+}
