@@ -58,15 +58,18 @@ func benchConfig(python string, workers int) pyvisor.Config {
 		Workers: workers,
 		// BenchmarkRecovery kills a worker several times a second.
 		Restart: pyvisor.RestartConfig{MaxRestarts: 1000, Within: time.Second},
+		// The Python side's tracing stays off whatever the shell says: the figures
+		// are the Go side's.
+		Env: map[string]string{"OTEL_TRACES_EXPORTER": "none"},
 	}}}
 }
 
 // startBenchRuntime starts a runtime with one pool of n workers, stopped at cleanup.
-func startBenchRuntime(b *testing.B, python string, n int) *pyvisor.Runtime {
+func startBenchRuntime(b *testing.B, python string, n int, opts ...pyvisor.Option) *pyvisor.Runtime {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rt, err := pyvisor.Start(ctx, benchConfig(python, n))
+	rt, err := pyvisor.Start(ctx, benchConfig(python, n), opts...)
 	if err != nil {
 		b.Fatal(err)
 	}

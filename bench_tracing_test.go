@@ -2,19 +2,14 @@ package pyvisor_test
 
 import (
 	"context"
-	"encoding/json"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pyvisor/pyvisor"
-	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
@@ -45,7 +40,7 @@ import (
 //
 // (docs/observability.md quotes them.)
 func BenchmarkTracing(b *testing.B) {
-	python := tracingBenchPython(b)
+	python := benchPython(b)
 	sampled := sdktrace.NewTracerProvider(
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(discardExporter{}))
@@ -68,13 +63,13 @@ func BenchmarkTracing(b *testing.B) {
 	// benchmark framework settles b.N) reuse them.
 	runtimes := make([]*pyvisor.Runtime, len(modes))
 	for i, m := range modes {
-		runtimes[i] = startTracingBenchRuntime(b, python, m.tp)
+		runtimes[i] = startBenchRuntime(b, python, 1, pyvisor.WithTracerProvider(m.tp), pyvisor.WithPropagator(telemetry.Propagator()))
 	}
 	ctx := context.Background()
 	for i, m := range modes {
 		rt := runtimes[i]
 		call := func() error {
-			_, err := rt.Execute(ctx, "bench", "echo", tracingBenchArgs)
+			_, err := rt.Execute(ctx, "bench", "echo", benchArgs)
 			return err
 		}
 		for range 200 { // warm up: gRPC connection, Python's caches
@@ -105,46 +100,6 @@ func goCPUTime() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
-}
-
-// tracingBenchArgs is the echo tool's argument object, exactly 100 bytes of JSON.
-var tracingBenchArgs = json.RawMessage(`{"value":"` + strings.Repeat("y", 100-len(`{"value":""}`)) + `"}`)
-
-// tracingBenchPython returns the worker's interpreter, or skips b when it cannot import
-// pyvisor_worker (no venv: go tool task setup).
-func tracingBenchPython(b *testing.B) string {
-	b.Helper()
-	if len(tracingBenchArgs) != 100 {
-		b.Fatalf("echo arguments are %d bytes, want 100", len(tracingBenchArgs))
-	}
-	python := bridge.Interpreter()
-	if err := exec.Command(python, "-c", "import pyvisor_worker").Run(); err != nil {
-		b.Skipf("needs %s with pyvisor-worker installed (go tool task setup, or set PYVISOR_PYTHON): %v", python, err)
-	}
-	return python
-}
-
-// startTracingBenchRuntime starts a one-worker pool "bench" whose spans go to tp, with
-// tracing off in its Python worker; it is stopped at cleanup.
-func startTracingBenchRuntime(b *testing.B, python string, tp trace.TracerProvider) *pyvisor.Runtime {
-	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rt, err := pyvisor.Start(ctx, pyvisor.Config{Python: python, Pools: []pyvisor.PoolConfig{{
-		Name:    "bench",
-		Tools:   []string{"pyvisor_worker.examples"},
-		Workers: 1,
-		Env:     map[string]string{"OTEL_TRACES_EXPORTER": "none"},
-	}}}, pyvisor.WithTracerProvider(tp), pyvisor.WithPropagator(telemetry.Propagator()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := rt.Stop(context.Background()); err != nil {
-			b.Error(err)
-		}
-	})
-	return rt
 }
 
 // discardExporter is a SpanExporter that drops every span: the batch processor still
