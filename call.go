@@ -46,7 +46,6 @@ func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []
 	if telemetry.CorrelationID(ctx) == "" {
 		ctx = telemetry.WithCorrelationID(ctx, telemetry.NewCorrelationID())
 	}
-	ctx = telemetry.WithCorrelationBaggage(ctx)
 	call := messages.Call{Tool: tool}
 	switch a := args.(type) {
 	case nil:

@@ -193,7 +193,7 @@ func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
 	}
 	system, pool, sender, header := ctx.ActorSystem(), w.pool, ctx.Sender(), headerMap(ctx)
 	proc, slot, inc := w.proc, w.slot, w.inc
-	callCtx := w.callContext(msg.Ctx)
+	callCtx := w.callContext(msg.Ctx, header[messages.HeaderCorrelationID])
 	proc.do(func() {
 		done := proc.track(trace.SpanContextFromContext(callCtx))
 		res, err := proc.run(callCtx, msg.Call, header[messages.HeaderCorrelationID])
@@ -221,7 +221,7 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 	}
 	system, pool, header := ctx.ActorSystem(), w.pool, headerMap(ctx)
 	proc, slot, inc := w.proc, w.slot, w.inc
-	callCtx := w.callContext(msg.Ctx)
+	callCtx := w.callContext(msg.Ctx, header[messages.HeaderCorrelationID])
 	proc.do(func() {
 		done := proc.track(trace.SpanContextFromContext(callCtx))
 		var failed error
@@ -261,12 +261,18 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 
 // callContext is the context of the gRPC call a message causes: the caller's deadline,
 // cancellation and baggage, with this worker's receive span as the parent.
-func (w *worker) callContext(caller context.Context) context.Context {
+//
+// When the call is traced, the correlation id also joins the baggage here, at the
+// process boundary, so the Python side (and anything behind it that reads only
+// baggage) sees it. It is not put in baggage earlier: encoding and parsing baggage at
+// every mailbox hop cost more than all the rest of the tracing (the envelopes carry the
+// id in their own header).
+func (w *worker) callContext(caller context.Context, correlationID string) context.Context {
 	span := trace.SpanFromContext(w.MessageContext())
 	if !span.SpanContext().IsValid() {
 		return caller
 	}
-	return trace.ContextWithSpan(caller, span)
+	return telemetry.WithCorrelationBaggage(telemetry.WithCorrelationID(trace.ContextWithSpan(caller, span), correlationID))
 }
 
 // recycle replaces a healthy process with a fresh one, outside supervision (a recycle
