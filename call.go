@@ -39,6 +39,9 @@ func WithMetadata(md map[string]string) CallOption {
 func Idempotent() CallOption { return func(c *messages.Call) { c.Idempotent = true } }
 
 func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []CallOption) (context.Context, *actor.PID, messages.Call, error) {
+	if r.stopped.Load() {
+		return ctx, nil, messages.Call{}, fmt.Errorf("pyvisor: %s: %w", tool, ErrStopped)
+	}
 	pid, ok := r.pools[pool]
 	if !ok {
 		return ctx, nil, messages.Call{}, fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
@@ -76,6 +79,9 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	defer span.End()
 	began := time.Now()
 	reply, err := actors.Request(ctx, r.system, r.prop, pid, &messages.Execute{Ctx: ctx, Call: call})
+	if errors.Is(err, actors.ErrNoActor) {
+		err = fmt.Errorf("%w: %w", ErrStopped, err) // its pool is gone: the runtime stopped
+	}
 	defer func() { r.recordCall(ctx, pool, tool, began, err) }()
 	if err == nil {
 		res, ok := reply.(*messages.ExecuteResult)
@@ -202,7 +208,13 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		chunks := make(chan messages.StreamChunk, 16)
-		actors.Send(ctx, r.system, r.prop, pid, &messages.ExecuteStream{Ctx: ctx, Call: call, Chunks: chunks})
+		release := actors.Send(ctx, r.system, r.prop, pid, &messages.ExecuteStream{Ctx: ctx, Call: call, Chunks: chunks}, func() {
+			select { // the pool is gone: the runtime has stopped
+			case chunks <- messages.StreamChunk{Err: ErrStopped}:
+			default:
+			}
+		})
+		defer release()
 		n := 0
 		for {
 			select {

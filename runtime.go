@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -37,7 +38,8 @@ import (
 
 // Runtime is a running set of pools. It is safe for concurrent use.
 type Runtime struct {
-	attrs    sync.Map // callKey -> metric.MeasurementOption
+	stopped  atomic.Bool // Stop was called: calls get ErrStopped
+	attrs    sync.Map    // callKey -> metric.MeasurementOption
 	metrics  *telemetry.Metrics
 	endpoint *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
 	tracer   trace.Tracer
@@ -309,10 +311,16 @@ func closeEndpoint(ep *telemetry.MetricsEndpoint) {
 // finish (within ctx's deadline, or the configured stop timeout), then stops every
 // worker in reverse start order and the actor system. No Python process is left.
 func (r *Runtime) Stop(ctx context.Context) error {
+	r.stopped.Store(true)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StopTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	drain := deadline.Add(-time.Duration(len(r.pools)) * time.Second)
+	// In-flight calls may use what is left after the workers' own stop budget.
+	budget := time.Second
+	for _, pc := range r.cfg.Pools {
+		budget = max(budget, pc.StopTimeout+2*time.Second)
+	}
+	drain := deadline.Add(-budget)
 	for i := len(r.order) - 1; i >= 0; i-- {
 		_, _ = actors.Request(ctx, r.system, r.prop, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
 	}

@@ -102,7 +102,7 @@ func (h *heartbeat) pong(ctx actor.Context, msg *heartbeatPong) {
 	h.metrics.HeartbeatMisses.Record(bg, int64(h.misses), h.attrs)
 	h.log.Warn().Err(msg.err).Uint64("seq", msg.seq).Int("misses", h.misses).Int("max_missed", h.spec.MaxMissed).Msg("heartbeat missed")
 	if h.misses >= h.spec.MaxMissed {
-		ctx.Send(h.worker, &heartbeatFailed{misses: h.misses, last: msg.err})
+		ctx.Send(h.worker, &heartbeatFailed{from: ctx.Self(), misses: h.misses, last: msg.err})
 		return
 	}
 	h.schedule(ctx, h.spec.Interval)

@@ -196,18 +196,27 @@ func (p *pool) answerDrainers(ctx actor.Context) {
 func (p *pool) shutdown(ctx actor.Context) {
 	p.state = StateDraining
 	p.failQueue(ctx, ErrStopped)
-	if p.workers == nil {
-		ctx.Stop(ctx.Self())
+	if p.workers == nil || p.workersGone {
+		ctx.Poison(ctx.Self())
 		return
 	}
-	system, self, workers := ctx.ActorSystem(), ctx.Self(), p.workers
+	// The supervisor stops its workers in reverse start order, each within its
+	// shutdown, then itself; the pool hears of it as *actor.Terminated (workersStopped)
+	// and then stops, after the calls already in its mailbox (answered ErrStopped).
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = p.workers.Stop(sctx) // an attached handle only asks; it does not wait
+	system, self := ctx.ActorSystem(), ctx.Self()
 	timeout := time.Duration(len(p.slots)+1) * (p.spec.StopTimeout + 3*time.Second)
-	go func() {
-		sctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		_ = workers.Stop(sctx)
-		system.Root.Stop(self)
-	}()
+	time.AfterFunc(timeout, func() { system.Root.Send(self, &shutdownExpired{}) })
+}
+
+// workersStopped: the workers' supervisor has terminated (ordered stop, or failure).
+func (p *pool) workersStopped(ctx actor.Context) {
+	p.workersGone = true
+	if p.state == StateDraining {
+		ctx.Poison(ctx.Self())
+	}
 }
 
 // resize adds slots after the existing ones, or removes the last ones.
@@ -220,6 +229,11 @@ func (p *pool) resize(ctx actor.Context, n int) {
 		ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: %w", p.spec.Name, ErrStopped)})
 		return
 	}
+	if p.resizing {
+		ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: another resize is under way; try again when it returns", p.spec.Name)})
+		return
+	}
+	p.resizing = true
 	var live []*slot
 	for _, s := range p.slots {
 		if !s.removed {

@@ -34,6 +34,8 @@ type (
 	queueExpired struct{ id uint64 }
 	recycleCheck struct{}
 	drainExpired struct{}
+	// shutdownExpired: the workers did not stop within the pool's shutdown budget.
+	shutdownExpired struct{}
 	// workersFailed: the workers' supervisor gave up (restart intensity exceeded).
 	workersFailed struct{ reason any }
 	resized       struct {
@@ -94,6 +96,8 @@ type pool struct {
 	completed   uint64
 	drainers    []*actor.PID
 	stopRecycle chan struct{} // closed when the pool stops: ends the recycle ticker
+	workersGone bool          // the workers' supervisor has terminated
+	resizing    bool          // a Resize is under way (they run one at a time)
 
 	attrs         metric.MeasurementOption // pool=<name>
 	countersMu    sync.Mutex               // guards counters: read at metric collection
@@ -144,12 +148,19 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *messages.Resize:
 		p.resize(ctx, msg.Workers)
 	case *resized:
+		p.resizing = false
 		p.forget(msg.removed)
 		ctx.Send(msg.sender, &messages.Ack{Err: msg.err})
 	case *messages.Drain:
 		p.drain(ctx, msg)
 	case *drainExpired:
 		p.answerDrainers(ctx)
+	case *actor.Terminated:
+		if p.workers != nil && msg.Who.Equal(p.workers.PID()) {
+			p.workersStopped(ctx)
+		}
+	case *shutdownExpired:
+		ctx.Stop(ctx.Self())
 	case *supervision.ShutdownRequest:
 		p.shutdown(ctx)
 	case *actor.Stopping, *actor.Restarting:
@@ -237,6 +248,7 @@ func (p *pool) child(ctx actor.Context, id string) supervision.Child {
 		Options:  tracingOptions(*p.spec),
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Timeout(p.spec.StopTimeout + 2*time.Second),
+		TrapExit: true, // it stops itself once its process is stopped and its mailbox drained
 	}
 }
 

@@ -66,6 +66,9 @@ func (p *pool) admit(ctx actor.Context, q *pending) {
 		return
 	}
 	if len(p.queue) >= p.spec.QueueSize {
+		p.dropAbandoned(ctx) // calls whose callers gave up do not hold places
+	}
+	if len(p.queue) >= p.spec.QueueSize {
 		p.reject("queue_full")
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %d calls queued", p.spec.Name, ErrPoolSaturated, len(p.queue)))
 		return
@@ -112,6 +115,23 @@ func (p *pool) requeue(ctx actor.Context, r *redispatch) {
 	}
 	p.enqueue(ctx, q, true)
 	p.dispatch(ctx)
+}
+
+// dropAbandoned answers and removes the queued calls whose callers have gone.
+func (p *pool) dropAbandoned(ctx actor.Context) {
+	kept := p.queue[:0]
+	for _, q := range p.queue {
+		if err := q.callerGone(); err != nil {
+			p.reply(ctx, q, err)
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(p.queue[len(kept):])
+	if len(kept) != len(p.queue) {
+		p.queue = kept
+		p.recordQueue()
+	}
 }
 
 // dispatch sends queued calls, in order, to workers that can take them. A strict

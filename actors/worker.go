@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/supervision"
 	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
@@ -56,6 +58,7 @@ type (
 	recycleWorker struct{ reason string }
 	// heartbeatFailed: the worker's Heartbeat gave up.
 	heartbeatFailed struct {
+		from   *actor.PID // the heartbeat that gave up: a stale one is ignored
 		misses int
 		last   error
 	}
@@ -106,6 +109,9 @@ func (w *worker) Receive(ctx actor.Context) {
 			panic(&crash{err: msg.proc.Err(), calls: w.proc.links()})
 		}
 	case *heartbeatFailed:
+		if w.heartbeat == nil || !msg.from.Equal(w.heartbeat) {
+			return // from a heartbeat of a process already let go
+		}
 		w.log.Error().Int("misses", msg.misses).AnErr("last_error", msg.last).Msg("heartbeat gave up on the python worker")
 		var calls []trace.Link
 		if w.proc != nil {
@@ -120,6 +126,11 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.recycle(ctx, msg.reason)
 	case *actor.Restarting:
 		w.release(ctx, true)
+	case *supervision.ShutdownRequest:
+		// Stop gracefully, then let the calls already in the mailbox through (they go
+		// back to the pool, which answers them) before stopping: Stop would drop them.
+		w.release(ctx, false)
+		ctx.Poison(ctx.Self())
 	case *actor.Stopping:
 		w.release(ctx, false)
 	}
@@ -225,12 +236,15 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 	proc.do(func() {
 		done := proc.track(trace.SpanContextFromContext(callCtx))
 		var failed error
-		defer func() {
+		// The pool hears the worker is free before the caller hears the stream's end,
+		// as for Execute (session affinity relies on it).
+		finish := sync.OnceFunc(func() {
 			if !errors.Is(failed, bridge.ErrWorkerCrashed) {
 				done()
 			}
-		}()
-		defer system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
+			system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
+		})
+		defer finish()
 		// Every send gives up once the caller has gone (its context ends).
 		send := func(c messages.StreamChunk) bool {
 			select {
@@ -242,12 +256,14 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 		}
 		req, err := proc.request(callCtx, msg.Call, header[messages.HeaderCorrelationID])
 		if err != nil {
+			finish()
 			send(messages.StreamChunk{Err: err})
 			return
 		}
 		for res, err := range proc.Client().ExecuteStream(callCtx, req) {
 			if err != nil {
 				failed = err
+				finish()
 				send(messages.StreamChunk{Err: err})
 				return
 			}
@@ -255,6 +271,7 @@ func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
 				return
 			}
 		}
+		finish()
 		send(messages.StreamChunk{Done: true})
 	})
 }

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gleak"
+	"github.com/rs/zerolog"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/specs/internal/harness"
@@ -191,6 +192,22 @@ var _ = Describe("Stopping the runtime", Label("python"), func() {
 	})
 })
 
+var _ = Describe("Stopping the runtime's workers", Label("python"), func() {
+	It("stops them one by one, in reverse start order", func() {
+		logs := &harness.Logs{}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rt, err := pyvisor.Start(ctx, pool(3), pyvisor.WithLogger(zerolog.New(logs)))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rt.Stop(ctx)).To(Succeed())
+		var order []any
+		for _, line := range logs.Matching("shutdown requested") {
+			order = append(order, line["worker"])
+		}
+		Expect(order).To(Equal([]any{"default-2", "default-1", "default-0"}))
+	})
+})
+
 var _ = Describe("Many crashes", Label("python", "slow"), func() {
 	It("leave goroutine and file-descriptor counts where they started after 200 crash-and-restart cycles", func() {
 		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) {
@@ -217,3 +234,25 @@ func openFDs() int {
 	entries, _ := os.ReadDir("/proc/self/fd")
 	return len(entries)
 }
+
+var _ = Describe("A stopped runtime", Label("python"), func() {
+	It("answers every later call at once with ErrStopped, Execute and Stream alike", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rt, err := pyvisor.Start(ctx, pool(1))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rt.Stop(ctx)).To(Succeed())
+
+		_, err = rt.Execute(context.Background(), "default", "add", map[string]int{"a": 1, "b": 1})
+		Expect(err).To(MatchError(pyvisor.ErrStopped))
+		done := make(chan error, 1)
+		go func() {
+			for _, err := range rt.Stream(context.Background(), "default", "count", map[string]int{"n": 2}) {
+				done <- err
+				return
+			}
+			done <- nil
+		}()
+		Eventually(done).WithTimeout(5 * time.Second).Should(Receive(MatchError(pyvisor.ErrStopped)))
+	})
+})

@@ -116,6 +116,17 @@ var _ = Describe("A worker pool", Label("python"), func() {
 			Expect(string(res.JSON)).To(Equal("7"))
 		})
 
+		It("keeps a session on its worker across a stream and the call right after it", func() {
+			rt, _ := start(pool(2))
+			owner := whoami(rt, pyvisor.WithSession("s-4"))
+			for range 5 {
+				for _, err := range rt.Stream(context.Background(), "default", "count", map[string]int{"n": 2}, pyvisor.WithSession("s-4")) {
+					Expect(err).NotTo(HaveOccurred())
+				}
+				Expect(whoami(rt, pyvisor.WithSession("s-4"))).To(Equal(owner))
+			}
+		})
+
 		It("falls back to another worker in hint mode when the session's worker is busy", func() {
 			rt, _ := start(pool(2))
 			owner := whoami(rt, pyvisor.WithSession("s-2"))
