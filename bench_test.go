@@ -1,11 +1,9 @@
 package pyvisor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -101,37 +99,15 @@ func workerPID(b *testing.B, rt *pyvisor.Runtime, i int) int {
 	return w.PID
 }
 
-// socketOf returns the Unix socket a worker process serves on: the argument of its
-// --socket flag, read from /proc/<pid>/cmdline.
-func socketOf(pid int) (string, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return "", err
-	}
-	args := strings.Split(string(bytes.TrimRight(raw, "\x00")), "\x00")
-	for i, a := range args {
-		if a == "--socket" && i+1 < len(args) {
-			return args[i+1], nil
-		}
-		if s, ok := strings.CutPrefix(a, "--socket="); ok {
-			return s, nil
-		}
-	}
-	return "", fmt.Errorf("process %d has no --socket argument: %q", pid, args)
-}
-
 // bareClient dials a generated gRPC client straight to the Python process of slot i
 // of rt's pool: the same process the pool calls, over a connection of its own.
 func bareClient(b *testing.B, rt *pyvisor.Runtime, i int) workerv1.WorkerServiceClient {
 	b.Helper()
-	pid := workerPID(b, rt, i)
-	if pid == 0 {
+	w := benchWorkers(b, rt)[0].Workers[i]
+	if w.State != "ready" {
 		b.Fatalf("worker %d is not ready", i)
 	}
-	sock, err := socketOf(pid)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sock := w.Address
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)

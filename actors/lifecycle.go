@@ -30,7 +30,7 @@ func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 	if s == nil || s.removed {
 		return
 	}
-	s.inc, s.procPID, s.started, s.calls, s.inFlight = msg.inc, msg.pid, msg.started, 0, 0
+	s.inc, s.procPID, s.address, s.started, s.calls, s.inFlight = msg.inc, msg.pid, msg.address, msg.started, 0, 0
 	s.counters.pid.Store(int64(msg.pid))
 	p.recordWorkers()
 	if s.restart != nil {

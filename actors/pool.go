@@ -51,6 +51,7 @@ type slot struct {
 	pid      *actor.PID
 	inc      uint64 // the incarnation serving, 0 while down
 	procPID  int
+	address  string // where the current process serves
 	started  time.Time
 	inFlight int
 	calls    uint64 // since the current process started

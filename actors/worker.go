@@ -35,6 +35,7 @@ type (
 		slot    string
 		inc     uint64
 		pid     int
+		address string
 		started time.Time
 	}
 	// workerDown tells the pool a slot's process is gone (restart, recycle, stop).
@@ -191,7 +192,7 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 		}))
 	}
 	w.log.Info().Int("pid", p.PID()).Msg("python worker ready")
-	ctx.Send(w.pool, &workerReady{slot: w.slot, inc: w.inc, pid: p.PID(), started: time.Now()})
+	ctx.Send(w.pool, &workerReady{slot: w.slot, inc: w.inc, pid: p.PID(), address: p.Address(), started: time.Now()})
 }
 
 // execute runs a call on a goroutine; the reply goes straight to the caller.

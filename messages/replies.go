@@ -43,6 +43,7 @@ type PoolStats struct {
 type WorkerStats struct {
 	ID       string
 	PID      int    // of the current Python process; 0 while down
+	Address  string // where that process serves (its Unix socket, or 127.0.0.1:port)
 	State    string // "ready" or "down"
 	InFlight int
 	Calls    uint64 // calls finished on this slot, across restarts

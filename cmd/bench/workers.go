@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -71,40 +69,17 @@ func slot(ctx context.Context, rt *pyvisor.Runtime, i int) (pyvisor.PoolStats, i
 	return p, p.Workers[i].PID, nil
 }
 
-// socketOf returns the Unix socket a worker process serves on: the argument of its
-// --socket flag, read from /proc/<pid>/cmdline.
-func socketOf(pid int) (string, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return "", err
-	}
-	args := strings.Split(string(bytes.TrimRight(raw, "\x00")), "\x00")
-	for i, a := range args {
-		if a == "--socket" && i+1 < len(args) {
-			return args[i+1], nil
-		}
-		if s, ok := strings.CutPrefix(a, "--socket="); ok {
-			return s, nil
-		}
-	}
-	return "", fmt.Errorf("process %d has no --socket argument: %q", pid, args)
-}
-
 // dialWorker dials a bare generated client to the Python process of slot 0 of rt's
 // pool: the very process the pool calls, over a connection of its own.
 func dialWorker(ctx context.Context, rt *pyvisor.Runtime) (*grpc.ClientConn, error) {
-	_, pid, err := slot(ctx, rt, 0)
+	p, pid, err := slot(ctx, rt, 0)
 	if err != nil {
 		return nil, err
 	}
 	if pid == 0 {
 		return nil, fmt.Errorf("worker 0 is not ready")
 	}
-	sock, err := socketOf(pid)
-	if err != nil {
-		return nil, err
-	}
-	return grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return grpc.NewClient("unix://"+p.Workers[0].Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 func bareCall(c workerv1.WorkerServiceClient) call {

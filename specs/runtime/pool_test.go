@@ -20,6 +20,7 @@ var _ = Describe("A worker pool", Label("python"), func() {
 		pids := map[int]bool{}
 		for _, w := range st.Workers {
 			Expect(w.State).To(Equal("ready"))
+			Expect(w.Address).To(BeAnExistingFile(), "Stats tells where each worker serves")
 			pids[w.PID] = true
 		}
 		Expect(pids).To(HaveLen(4))
