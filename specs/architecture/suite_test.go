@@ -39,5 +39,9 @@ var _ = Describe("The package graph", Label("unit"), func() {
 		Entry("the generated wire code is a leaf", "messages/workerv1", []string{}),
 		Entry("supervision knows nothing of Python or the wire", "supervision", []string{}),
 		Entry("bridge knows nothing of actors", "bridge", []string{"messages/workerv1"}),
+		Entry("telemetry is a leaf", "telemetry", []string{}),
+		Entry("otelactor knows only the envelope header keys", "telemetry/otelactor", []string{"messages"}),
+		Entry("actors use bridge, supervision, messages and telemetry, not the facade", "actors",
+			[]string{"bridge", "supervision", "messages", "messages/workerv1", "telemetry", "telemetry/otelactor"}),
 	)
 })
