@@ -92,6 +92,16 @@ var _ = Describe("A message between actors", Label("unit"), func() {
 		Expect(span.Links()).To(ConsistOf(HaveField("SpanContext.SpanID()", sender.SpanContext().SpanID())))
 	})
 
+	It("carries an unsampled trace on without starting a span for it", func() {
+		unsampled := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())).Tracer("spec")
+		ctx, sender := unsampled.Start(context.Background(), "sender")
+		got := send(ctx, true)
+		sender.End()
+		Expect(got.TraceID()).To(Equal(sender.SpanContext().TraceID()), "the trace goes on, unsampled")
+		Expect(got.IsSampled()).To(BeFalse())
+		Consistently(recorder.Ended).WithTimeout(100 * time.Millisecond).Should(BeEmpty())
+	})
+
 	It("is not traced at all when it carries no trace context", func() {
 		system.Root.Send(pid, &ping{})
 		var got trace.SpanContext

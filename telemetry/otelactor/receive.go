@@ -35,7 +35,8 @@ type tracedActor interface {
 }
 
 // ReceiverMiddleware starts a CONSUMER span "receive <Message>" for every message that
-// arrives with a trace context in its envelope headers: a child of the sender's span
+// arrives with a sampled trace context in its envelope headers (an unsampled one is
+// passed on as it is, with no span): a child of the sender's span
 // when the sender awaits the outcome (ReplyHeader), else a new trace linked to it. The
 // span carries the actor, the message type and the correlation id, and ends when the
 // actor has handled the message.
@@ -49,6 +50,17 @@ func ReceiverMiddleware(tp trace.TracerProvider, prop propagation.TextMapPropaga
 			}
 			header := Carrier(env.Header.ToMap())
 			remote := prop.Extract(context.Background(), header)
+			if sc := trace.SpanContextFromContext(remote); sc.IsValid() && !sc.IsSampled() {
+				// An unsampled trace: no span would be recorded, so start none; the
+				// actor still works inside the sender's (unsampled) context, which is
+				// what it passes on.
+				if t, ok := c.Actor().(tracedActor); ok {
+					t.setMessageContext(remote)
+					defer t.setMessageContext(nil)
+				}
+				next(c, env)
+				return
+			}
 			name := "receive " + messageName(env.Message)
 			opts := []trace.SpanStartOption{
 				trace.WithSpanKind(trace.SpanKindConsumer),
