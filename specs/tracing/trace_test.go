@@ -2,6 +2,7 @@ package tracing_test
 
 import (
 	"context"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -129,3 +130,29 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 	}
 	return ""
 }
+
+var _ = Describe("Heartbeat pings", Label("python"), func() {
+	beat := func(trace bool) func(*pyvisor.PoolConfig) {
+		return func(p *pyvisor.PoolConfig) {
+			p.Heartbeat = pyvisor.HeartbeatConfig{Enabled: true, Interval: 100 * time.Millisecond, Timeout: time.Second, Trace: trace}
+		}
+	}
+
+	It("stay out of the traces by default", func() {
+		t := startTraced(1, beat(false))
+		Eventually(func() uint64 { st, _ := t.rt.Stats(context.Background()); return st[0].Workers[0].HeartbeatPings }).Should(BeNumerically(">=", 3))
+		Expect(t.goSpan("heartbeat")).To(BeNil())
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		Expect(t.py).To(BeEmpty())
+	})
+
+	It("get short traces of their own, on both sides, when configured", func() {
+		t := startTraced(1, beat(true))
+		Eventually(func() bool { return t.goSpan("heartbeat") != nil }).Should(BeTrue())
+		hb := t.goSpan("heartbeat")
+		Expect(hb.Parent().IsValid()).To(BeFalse(), "a trace of its own")
+		Eventually(func() []pySpan { return t.pySpans(hb.SpanContext().TraceID().String()) }).Should(
+			ContainElement(HaveField("Name", HaveSuffix("WorkerService/Heartbeat"))))
+	})
+})
