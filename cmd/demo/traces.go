@@ -286,7 +286,7 @@ func (t *tracing) tree(traceID, head string) []string {
 			n.parent = s.Parent().SpanID().String()
 		}
 		for _, kv := range s.Attributes() {
-			n.attrs[string(kv.Key)] = kv.Value.Emit()
+			n.attrs[string(kv.Key)] = kv.Value.String()
 		}
 		for _, e := range s.Events() {
 			n.events[e.Name]++
@@ -410,7 +410,7 @@ func truncate(s string, n int) string {
 func attr(kvs []attribute.KeyValue, key string) string {
 	for _, kv := range kvs {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

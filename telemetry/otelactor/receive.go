@@ -56,7 +56,7 @@ func ReceiverMiddleware(tp trace.TracerProvider, prop propagation.TextMapPropaga
 				// what it passes on.
 				if t, ok := c.Actor().(tracedActor); ok {
 					t.setMessageContext(remote)
-					defer t.setMessageContext(nil)
+					defer t.setMessageContext(context.Background())
 				}
 				next(c, env)
 				return
@@ -83,7 +83,7 @@ func ReceiverMiddleware(tp trace.TracerProvider, prop propagation.TextMapPropaga
 			defer span.End()
 			if t, ok := c.Actor().(tracedActor); ok {
 				t.setMessageContext(ctx)
-				defer t.setMessageContext(nil)
+				defer t.setMessageContext(context.Background())
 			}
 			next(c, env)
 		}

@@ -324,7 +324,6 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def _stream_async(self, tool: Tool, args: dict[str, Any], context: Any, cid: str) -> None:
         agen = tool.func(**args)
         span = trace.get_current_span()
-        traced = span.is_recording()
         chunks = 0
         try:
             while True:
@@ -335,18 +334,27 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - a tool error is data
                     await self._end_stream_with_error(context, tool.name, exc, cid)
                     return
-                try:
-                    chunk = _encode(tool.name, item)
-                except _NotSerializable as exc:
-                    await self._end_stream_with_error(context, tool.name, exc, cid)
+                if not await self._write_chunk(context, tool.name, item, cid, span, chunks):
                     return
-                await context.write(pb.ExecuteStreamResponse(chunk=chunk))
-                if traced:
-                    span.add_event("chunk", {"index": chunks})
                 chunks += 1
             await context.write(pb.ExecuteStreamResponse(done=pb.StreamDone(chunks=chunks)))
         finally:
             await agen.aclose()
+
+    async def _write_chunk(
+        self, context: Any, tool: str, item: Any, cid: str, span: Any, index: int
+    ) -> bool:
+        """Write one chunk (a span event when traced). False when the item cannot be
+        encoded: the stream has then been ended with a TypeError ToolError."""
+        try:
+            chunk = _encode(tool, item)
+        except _NotSerializable as exc:
+            await self._end_stream_with_error(context, tool, exc, cid)
+            return False
+        await context.write(pb.ExecuteStreamResponse(chunk=chunk))
+        if span.is_recording():
+            span.add_event("chunk", {"index": index})
+        return True
 
     async def _end_stream_with_error(
         self, context: Any, tool: str, exc: BaseException, cid: str
@@ -363,7 +371,6 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         gen: Iterator[Any] = tool.func(**args)  # runs no tool code until the first next()
         future: Any = None
         span = trace.get_current_span()
-        traced = span.is_recording()
         try:
             while True:
                 future = self._executor.submit(run, _next_or_end, gen)
@@ -374,14 +381,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     return
                 if item is _END:
                     break
-                try:
-                    chunk = _encode(tool.name, item)
-                except _NotSerializable as exc:
-                    await self._end_stream_with_error(context, tool.name, exc, cid)
+                if not await self._write_chunk(context, tool.name, item, cid, span, chunks):
                     return
-                await context.write(pb.ExecuteStreamResponse(chunk=chunk))
-                if traced:
-                    span.add_event("chunk", {"index": chunks})
                 chunks += 1
             await context.write(pb.ExecuteStreamResponse(done=pb.StreamDone(chunks=chunks)))
         except asyncio.CancelledError:
