@@ -57,6 +57,8 @@ type (
 	// recycleWorker asks a worker to replace its process; the pool sends it only
 	// when nothing is in flight on the slot.
 	recycleWorker struct{ reason string }
+	// retired: a recycled process has finished stopping.
+	retired struct{ proc *bridge.Process }
 	// heartbeatFailed: the worker's Heartbeat gave up.
 	heartbeatFailed struct {
 		from   *actor.PID // the heartbeat that gave up: a stale one is ignored
@@ -87,6 +89,7 @@ type worker struct {
 	inc       uint64
 	starting  *start
 	proc      *live
+	retiring  map[*bridge.Process]bool // recycled processes still stopping
 	heartbeat *actor.PID
 	log       zerolog.Logger
 }
@@ -125,6 +128,8 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.stream(ctx, msg)
 	case *recycleWorker:
 		w.recycle(ctx, msg.reason)
+	case *retired:
+		delete(w.retiring, msg.proc)
 	case *actor.Restarting:
 		w.release(ctx, true)
 	case *supervision.ShutdownRequest:
@@ -305,11 +310,16 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 	w.proc.letGo()
 	w.proc = nil
 	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
-	stopTimeout := w.spec.StopTimeout
+	if w.retiring == nil {
+		w.retiring = map[*bridge.Process]bool{}
+	}
+	w.retiring[old] = true
+	system, self, stopTimeout := ctx.ActorSystem(), ctx.Self(), w.spec.StopTimeout
 	go func() {
 		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
 		_ = old.Stop(sctx)
+		system.Root.Send(self, &retired{proc: old})
 	}()
 	w.inc = incarnations.Add(1)
 	w.startProcess(ctx)
@@ -321,6 +331,11 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 func (w *worker) release(ctx actor.Context, brutal bool) {
 	w.stopHeartbeat(ctx)
 	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
+	for p := range w.retiring {
+		// A recycled process still stopping goes with the worker, not after it.
+		_ = p.Kill(context.Background())
+		delete(w.retiring, p)
+	}
 	if w.starting != nil {
 		if p := w.starting.abandon(); p != nil {
 			_ = p.Kill(context.Background())
