@@ -78,22 +78,19 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	ctx, span := r.startCall(ctx, "execute", pool, call)
 	defer span.End()
 	began := time.Now()
-	reply, err := actors.Request(ctx, r.system, r.prop, pid, &messages.Execute{Ctx: ctx, Call: call})
+	res, err := actors.Execute(ctx, r.system, r.prop, pid, &messages.Execute{Ctx: ctx, Call: call})
 	if errors.Is(err, actors.ErrNoActor) {
 		err = fmt.Errorf("%w: %w", ErrStopped, err) // its pool is gone: the runtime stopped
 	}
 	defer func() { r.recordCall(ctx, pool, tool, began, err) }()
 	if err == nil {
-		res, ok := reply.(*messages.ExecuteResult)
-		if !ok {
-			err = fmt.Errorf("unexpected reply %T", reply)
-		} else if res.Err == nil {
+		if res.Worker != "" && span.IsRecording() {
 			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
-			return Result{JSON: res.JSON, Payload: res.Payload}, nil
-		} else {
-			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
-			err = res.Err
 		}
+		if res.Err == nil {
+			return Result{JSON: res.JSON, Payload: res.Payload}, nil
+		}
+		err = res.Err
 	}
 	err = r.callFailed(ctx, span, "execute", tool, err)
 	return Result{}, err
@@ -207,38 +204,23 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		defer func() { r.recordCall(ctx, pool, tool, began, failed) }()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		chunks := make(chan messages.StreamChunk, 16)
-		release := actors.Send(ctx, r.system, r.prop, pid, &messages.ExecuteStream{Ctx: ctx, Call: call, Chunks: chunks}, func() {
-			select { // the pool is gone: the runtime has stopped
-			case chunks <- messages.StreamChunk{Err: ErrStopped}:
-			default:
-			}
-		})
-		defer release()
 		n := 0
-		for {
-			select {
-			case c := <-chunks:
-				switch {
-				case c.Err != nil:
-					failed = r.callFailed(ctx, span, "stream", tool, c.Err)
-					yield(Result{}, failed)
-					return
-				case c.Done:
-					span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n))
-					return
+		for res, err := range actors.Stream(ctx, r.system, r.prop, pid, &messages.ExecuteStream{Ctx: ctx, Call: call}) {
+			if err != nil {
+				if errors.Is(err, actors.ErrNoActor) {
+					err = fmt.Errorf("%w: %w", ErrStopped, err) // its pool is gone: the runtime stopped
 				}
-				n++
-				span.AddEvent("chunk", trace.WithAttributes(attribute.Int("index", n-1)))
-				if !yield(Result{JSON: c.JSON, Payload: c.Payload}, nil) {
-					span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n), attribute.Bool("pyvisor.stream.abandoned", true))
-					return
-				}
-			case <-ctx.Done():
-				failed = r.callFailed(ctx, span, "stream", tool, ctx.Err())
+				failed = r.callFailed(ctx, span, "stream", tool, err)
 				yield(Result{}, failed)
 				return
 			}
+			n++
+			span.AddEvent("chunk", trace.WithAttributes(attribute.Int("index", n-1)))
+			if !yield(Result(res), nil) {
+				span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n), attribute.Bool("pyvisor.stream.abandoned", true))
+				return
+			}
 		}
+		span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n))
 	}
 }

@@ -45,6 +45,7 @@ type Runtime struct {
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
 	system   *actor.ActorSystem
+	unwatch  func() // stops answering calls that find no pool
 	guardian *supervision.Handle
 	pools    map[string]*actor.PID
 	order    []string
@@ -127,6 +128,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		// pool already reports) are noise here; its warnings and errors are kept.
 		return telemetry.Slog(log.With().Str("component", "protoactor").Logger().Level(max(log.GetLevel(), zerolog.WarnLevel)))
 	}))
+	unwatch := actors.AnswerDeadLetters(system)
 	var endpoint *telemetry.MetricsEndpoint
 	spec := supervision.Spec{Strategy: supervision.OneForOne}
 	if cfg.Metrics.Enabled {
@@ -166,7 +168,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		closeEndpoint(endpoint)
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
-	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
+	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
@@ -326,6 +328,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	}
 	err := r.guardian.Stop(ctx)
 	r.system.Shutdown()
+	r.unwatch()
 	closeEndpoint(r.endpoint)
 	if err != nil {
 		return fmt.Errorf("pyvisor: stop: %w", err)

@@ -30,11 +30,11 @@ func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 	if s == nil || s.removed {
 		return
 	}
-	s.inc, s.procPID, s.address, s.started, s.calls, s.inFlight = msg.inc, msg.pid, msg.address, msg.started, 0, 0
-	s.counters.pid.Store(int64(msg.pid))
+	s.inc, s.proc, s.started, s.calls, s.inFlight = msg.inc, msg.proc, msg.started, 0, 0
+	s.counters.pid.Store(int64(msg.proc.PID()))
 	p.recordWorkers()
 	if s.restart != nil {
-		s.restart.SetAttributes(attribute.Int("process.pid", msg.pid))
+		s.restart.SetAttributes(attribute.Int("process.pid", msg.proc.PID()))
 		s.restart.End()
 		s.restart = nil
 	}
@@ -65,7 +65,7 @@ func (p *pool) readyCount() int {
 
 // down marks a slot as not serving; its sessions are gone with its process.
 func (p *pool) down(s *slot) {
-	s.inc, s.inFlight = 0, 0
+	s.inc, s.proc, s.inFlight = 0, nil, 0
 	s.counters.pid.Store(0)
 	defer p.recordWorkers()
 	for id, owner := range p.sessions {
@@ -115,7 +115,7 @@ func (p *pool) recycleByAgeAndMemory(ctx actor.Context) {
 		switch {
 		case r.MaxAge > 0 && time.Since(s.started) >= r.MaxAge:
 			p.recycle(ctx, s, "max_age")
-		case r.MaxRSSBytes > 0 && rss(s.procPID) >= r.MaxRSSBytes:
+		case r.MaxRSSBytes > 0 && rss(s.procPID()) >= r.MaxRSSBytes:
 			p.recycle(ctx, s, "max_memory")
 		}
 	}

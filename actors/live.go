@@ -43,40 +43,15 @@ func (s *start) abandon() *bridge.Process {
 // is running.
 type live struct {
 	*bridge.Process
-	jobs     chan func() // calls for the runner goroutines; closed when the process is let go
 	mu       sync.Mutex
 	sessions map[string]bool
 	calls    map[uint64]trace.SpanContext
 	nextCall uint64
 }
 
-// newLive wraps a started process with `runners` goroutines that run its calls. They
-// live as long as the process is the worker's, so a call does not pay for a fresh
-// goroutine (and its stack growing to a gRPC call's depth).
-func newLive(p *bridge.Process, runners int) *live {
-	l := &live{Process: p, jobs: make(chan func(), runners), sessions: map[string]bool{}, calls: map[uint64]trace.SpanContext{}}
-	for range runners {
-		go func() {
-			for job := range l.jobs {
-				job()
-			}
-		}()
-	}
-	return l
+func newLive(p *bridge.Process) *live {
+	return &live{Process: p, sessions: map[string]bool{}, calls: map[uint64]trace.SpanContext{}}
 }
-
-// do runs job on a runner; if all are busy (the pool never lets that happen), on a
-// goroutine of its own: the actor must not wait.
-func (l *live) do(job func()) {
-	select {
-	case l.jobs <- job:
-	default:
-		go job()
-	}
-}
-
-// letGo ends the runners once their current calls are done.
-func (l *live) letGo() { close(l.jobs) }
 
 // track records a running call's span; the returned func forgets it.
 func (l *live) track(sc trace.SpanContext) func() {
@@ -116,15 +91,8 @@ func (l *live) gone() bool {
 	}
 }
 
-// run executes one call, opening its session in this process first if needed.
-func (l *live) run(ctx context.Context, call messages.Call, correlationID string) (bridge.Result, error) {
-	req, err := l.request(ctx, call, correlationID)
-	if err != nil {
-		return bridge.Result{}, err
-	}
-	return l.Client().Execute(ctx, req)
-}
-
+// request is the bridge request of a call, opening its session in this process first
+// if needed.
 func (l *live) request(ctx context.Context, call messages.Call, correlationID string) (bridge.Request, error) {
 	if call.SessionID != "" {
 		l.mu.Lock()

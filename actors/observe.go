@@ -116,7 +116,7 @@ func (p *pool) stats() *messages.PoolStats {
 			continue
 		}
 		st.Workers = append(st.Workers, messages.WorkerStats{
-			ID: s.id, PID: s.procPID, Address: s.address, State: s.state(), InFlight: s.inFlight, Calls: s.total, Started: s.started,
+			ID: s.id, PID: s.procPID(), Address: s.address(), State: s.state(), InFlight: s.inFlight, Calls: s.total, Started: s.started,
 			HeartbeatPings: s.counters.pings.Load(), HeartbeatMisses: s.counters.misses.Load(),
 		})
 	}

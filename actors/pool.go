@@ -50,8 +50,7 @@ type slot struct {
 	id       string
 	pid      *actor.PID
 	inc      uint64 // the incarnation serving, 0 while down
-	procPID  int
-	address  string // where the current process serves
+	proc     *live  // the serving process, lent to calls; nil while down
 	started  time.Time
 	inFlight int
 	calls    uint64 // since the current process started
@@ -59,6 +58,22 @@ type slot struct {
 	counters *slotCounters
 	removed  bool
 	restart  trace.Span // from the failure until the slot serves again
+}
+
+// procPID is the serving process's pid, 0 while down.
+func (s *slot) procPID() int {
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.PID()
+}
+
+// address is where the serving process listens, "" while down.
+func (s *slot) address() string {
+	if s.proc == nil {
+		return ""
+	}
+	return s.proc.Address()
 }
 
 func (s *slot) state() string {
@@ -123,9 +138,9 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *actor.Started:
 		p.start(ctx)
 	case *messages.Execute:
-		p.admit(ctx, &pending{msg: msg, sender: ctx.Sender(), header: headerMap(ctx), session: msg.Call.SessionID, ctx: p.MessageContext()})
+		p.admit(ctx, p.pending(ctx, msg, msg.Call.SessionID, msg.Reply))
 	case *messages.ExecuteStream:
-		p.admit(ctx, &pending{msg: msg, sender: ctx.Sender(), header: headerMap(ctx), session: msg.Call.SessionID, ctx: p.MessageContext()})
+		p.admit(ctx, p.pending(ctx, msg, msg.Call.SessionID, msg.Reply))
 	case *redispatch:
 		p.requeue(ctx, msg)
 	case *workerReady:
@@ -262,18 +277,26 @@ func tracingOptions(spec PoolSpec) []actor.PropsOption {
 	return []actor.PropsOption{actor.WithReceiverMiddleware(otelactor.ReceiverMiddleware(spec.TracerProvider, spec.Propagator))}
 }
 
+// poolThroughput is how many messages the pool handles before its mailbox yields the
+// goroutine it runs on (protoactor's default).
+const poolThroughput = 300
+
 // PoolChildID is the guardian's child id of the pool named name.
 func PoolChildID(name string) string { return "pool-" + name }
 
 // PoolChild is the guardian's child spec of a Pool actor for spec: permanent, stopped
 // gracefully (it stops its workers in reverse order first).
+//
+// Its mailbox runs on the goroutine of whoever sends to it (protoactor's synchronized
+// dispatcher; one message at a time still): a call's trip into the pool and back costs
+// no goroutine hand-off. That is safe because the pool's Receive never blocks.
 func PoolChild(spec PoolSpec) supervision.Child {
 	s := spec
 	once := &sync.Once{}
 	return supervision.Child{
 		ID:       PoolChildID(spec.Name),
 		Producer: func() actor.Actor { return &pool{spec: &s, readyOnce: once} },
-		Options:  append([]actor.PropsOption{actor.WithSupervisor(workersStrategy{})}, tracingOptions(s)...),
+		Options:  append([]actor.PropsOption{actor.WithSupervisor(workersStrategy{}), actor.WithDispatcher(actor.NewSynchronizedDispatcher(poolThroughput))}, tracingOptions(s)...),
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Infinity(),
 		TrapExit: true,

@@ -19,8 +19,8 @@ import (
 type pending struct {
 	id      uint64
 	msg     any // *messages.Execute or *messages.ExecuteStream
-	sender  *actor.PID
-	header  map[string]string
+	reply   messages.Replier
+	cid     string // correlation id
 	session string
 	ctx     context.Context // the span the call continues from (receive, then queue wait)
 	wait    trace.Span      // open while the call is queued
@@ -48,6 +48,15 @@ func (q *pending) callerGone() error {
 		return m.Ctx.Err()
 	}
 	return nil
+}
+
+// pending is a call as it arrives: from the message being received.
+func (p *pool) pending(ctx actor.Context, msg any, session string, reply messages.Replier) *pending {
+	q := &pending{msg: msg, reply: reply, session: session, ctx: p.MessageContext()}
+	if h := ctx.MessageHeader(); h != nil {
+		q.cid = h.Get(messages.HeaderCorrelationID)
+	}
+	return q
 }
 
 // admit takes a new call: dispatch, queue or reject.
@@ -100,15 +109,10 @@ func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
 	time.AfterFunc(p.spec.QueueTimeout, func() { system.Root.Send(self, &queueExpired{id: id}) })
 }
 
-// requeue takes back a call its worker could not run (restarting, or an idempotent
-// call whose worker died): it goes first in line.
+// requeue takes back a call to retry (an idempotent call whose worker died under it):
+// it goes first in line.
 func (p *pool) requeue(ctx actor.Context, r *redispatch) {
-	q := &pending{msg: r.msg, sender: r.sender, header: r.header}
-	if e, ok := r.msg.(*messages.Execute); ok {
-		q.session = e.Call.SessionID
-	} else if s, ok := r.msg.(*messages.ExecuteStream); ok {
-		q.session = s.Call.SessionID
-	}
+	q := p.pending(ctx, r.msg, r.msg.Call.SessionID, r.msg.Reply)
 	if p.state == StateFailed || p.state == StateDraining {
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, ErrStopped))
 		return
@@ -187,8 +191,10 @@ func (p *pool) pick(session string) *slot {
 	return best
 }
 
+// available: the slot serves, has room for a call, and its process has not just
+// exited (the pool hears of that a moment later).
 func (p *pool) available(s *slot) bool {
-	return s.inc != 0 && !s.removed && s.inFlight < p.spec.MaxConcurrent && !p.recycleDue(s)
+	return s.inc != 0 && !s.removed && s.inFlight < p.spec.MaxConcurrent && !p.recycleDue(s) && !s.proc.gone()
 }
 
 func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
@@ -197,10 +203,18 @@ func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	if !q.queued.IsZero() {
 		p.spec.Metrics.QueueWait.Record(context.Background(), time.Since(q.queued).Seconds(), p.attrs)
 	}
-	if q.ctx == nil {
-		q.ctx = context.Background()
+	var caller context.Context
+	switch m := q.msg.(type) {
+	case *messages.Execute:
+		caller = m.Ctx
+	case *messages.ExecuteStream:
+		caller = m.Ctx
 	}
-	Forward(q.ctx, ctx, p.spec.Propagator, s.pid, q.header, q.sender, q.msg)
+	callCtx := callContext(q.ctx, caller, q.cid)
+	q.reply.Reply(&grant{
+		system: ctx.ActorSystem(), pool: ctx.Self(), proc: s.proc, ctx: callCtx, cid: q.cid,
+		slot: s.id, inc: s.inc, untrack: s.proc.track(trace.SpanContextFromContext(callCtx)),
+	})
 }
 
 func (p *pool) expire(ctx actor.Context, id uint64) {
@@ -218,15 +232,7 @@ func (p *pool) expire(ctx actor.Context, id uint64) {
 // reply answers a call the pool will not run.
 func (p *pool) reply(ctx actor.Context, q *pending, err error) {
 	q.done(err)
-	switch m := q.msg.(type) {
-	case *messages.Execute:
-		ctx.Send(q.sender, &messages.ExecuteResult{Err: err})
-	case *messages.ExecuteStream:
-		select { // never block the pool: the caller's channel is buffered
-		case m.Chunks <- messages.StreamChunk{Err: err}:
-		default:
-		}
-	}
+	q.reply.Reply(&messages.ExecuteResult{Err: err})
 }
 
 func (p *pool) failQueue(ctx actor.Context, err error) {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
@@ -57,44 +55,3 @@ func (r *reply) SendUserMessage(_ *actor.PID, message any) {
 
 func (r *reply) SendSystemMessage(*actor.PID, any) {}
 func (r *reply) Stop(*actor.PID)                   {}
-
-// Send delivers msg on behalf of ctx, with the same headers as Request, to an actor that
-// answers some other way (a stream's channel); the sender awaits the outcome. If no
-// actor is there, gone is called. The returned func releases what Send registered:
-// call it once the outcome has arrived.
-func Send(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any, gone func()) (release func()) {
-	watch := &deadLetters{gone: gone}
-	self, _ := system.ProcessRegistry.Add(watch, "watch"+system.ProcessRegistry.NextId())
-	system.Root.Send(pid, &actor.MessageEnvelope{
-		Header:  otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true),
-		Message: msg,
-		Sender:  self,
-	})
-	return func() { system.ProcessRegistry.Remove(self) }
-}
-
-// deadLetters is the sender of a message whose answer comes another way: it only hears
-// that the message found no actor.
-type deadLetters struct {
-	once sync.Once
-	gone func()
-}
-
-func (d *deadLetters) SendUserMessage(_ *actor.PID, message any) {
-	if _, msg, _ := actor.UnwrapEnvelope(message); msg != nil {
-		if _, dead := msg.(*actor.DeadLetterResponse); dead {
-			d.once.Do(d.gone)
-		}
-	}
-}
-
-func (d *deadLetters) SendSystemMessage(*actor.PID, any) {}
-func (d *deadLetters) Stop(*actor.PID)                   {}
-
-// Forward passes a message on for its original sender, so a reply goes straight to the
-// caller; the trace context is that of ctx (the forwarding actor's span), the other
-// headers are kept.
-func Forward(ctx context.Context, sender actor.SenderContext, prop propagation.TextMapPropagator, pid *actor.PID, header map[string]string, replyTo *actor.PID, msg any) {
-	h := otelactor.Inject(ctx, prop, header[messages.HeaderCorrelationID], header[otelactor.ReplyHeader] != "")
-	sender.Send(pid, &actor.MessageEnvelope{Header: h, Message: msg, Sender: replyTo})
-}

@@ -2,8 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +32,7 @@ type (
 	workerReady struct {
 		slot    string
 		inc     uint64
-		pid     int
-		address string
+		proc    *live // lent to calls by the pool, owned by the worker
 		started time.Time
 	}
 	// workerDown tells the pool a slot's process is gone (restart, recycle, stop).
@@ -48,11 +45,10 @@ type (
 		slot string
 		inc  uint64
 	}
-	// redispatch hands a call back to the pool: its worker could not run it.
+	// redispatch hands a call back to the pool, first in line: an idempotent call to
+	// retry after its worker died under it.
 	redispatch struct {
-		msg    any
-		sender *actor.PID
-		header map[string]string
+		msg *messages.Execute
 	}
 	// recycleWorker asks a worker to replace its process; the pool sends it only
 	// when nothing is in flight on the slot.
@@ -122,10 +118,6 @@ func (w *worker) Receive(ctx actor.Context) {
 			calls = w.proc.links()
 		}
 		panic(&heartbeatFailure{misses: msg.misses, last: msg.last, calls: calls})
-	case *messages.Execute:
-		w.execute(ctx, msg)
-	case *messages.ExecuteStream:
-		w.stream(ctx, msg)
 	case *recycleWorker:
 		w.recycle(ctx, msg.reason)
 	case *retired:
@@ -133,8 +125,8 @@ func (w *worker) Receive(ctx actor.Context) {
 	case *actor.Restarting:
 		w.release(ctx, true)
 	case *supervision.ShutdownRequest:
-		// Stop gracefully, then let the calls already in the mailbox through (they go
-		// back to the pool, which answers them) before stopping: Stop would drop them.
+		// Stop gracefully, then let what is already in the mailbox through before
+		// stopping: Stop would drop it.
 		w.release(ctx, false)
 		ctx.Poison(ctx.Self())
 	case *actor.Stopping:
@@ -183,7 +175,7 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 		w.log.Error().Err(msg.err).Msg("python worker did not start")
 		panic(&startFailure{err: msg.err})
 	}
-	w.proc = newLive(msg.proc, max(w.spec.MaxConcurrent, 1))
+	w.proc = newLive(msg.proc)
 	system, self, p := ctx.ActorSystem(), ctx.Self(), msg.proc
 	go func() {
 		<-p.Done()
@@ -197,105 +189,7 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 		}))
 	}
 	w.log.Info().Int("pid", p.PID()).Msg("python worker ready")
-	ctx.Send(w.pool, &workerReady{slot: w.slot, inc: w.inc, pid: p.PID(), address: p.Address(), started: time.Now()})
-}
-
-// execute runs a call on a goroutine; the reply goes straight to the caller.
-func (w *worker) execute(ctx actor.Context, msg *messages.Execute) {
-	if w.proc == nil || w.proc.gone() {
-		// Routed here while this worker was restarting, or its process has just
-		// exited: the call never reached Python, so back to the pool's queue.
-		ctx.Send(w.pool, &redispatch{msg: msg, sender: ctx.Sender(), header: headerMap(ctx)})
-		return
-	}
-	system, pool, sender, header := ctx.ActorSystem(), w.pool, ctx.Sender(), headerMap(ctx)
-	proc, slot, inc := w.proc, w.slot, w.inc
-	callCtx := w.callContext(msg.Ctx, header[messages.HeaderCorrelationID])
-	proc.do(func() {
-		done := proc.track(trace.SpanContextFromContext(callCtx))
-		res, err := proc.run(callCtx, msg.Call, header[messages.HeaderCorrelationID])
-		if !errors.Is(err, bridge.ErrWorkerCrashed) {
-			done() // a call its process died under stays: the restart links to it
-		}
-		// The pool hears the worker is free before the caller hears back, so the
-		// caller's next call finds it free (session affinity relies on it).
-		system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
-		if err != nil && msg.Call.Idempotent && msg.Attempt == 0 && errors.Is(err, bridge.ErrWorkerCrashed) {
-			retry := *msg
-			retry.Attempt++
-			system.Root.Send(pool, &redispatch{msg: &retry, sender: sender, header: header})
-			return
-		}
-		system.Root.Send(sender, &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Err: err, Worker: slot})
-	})
-}
-
-// stream runs a streaming call on a goroutine; chunks go straight to the caller.
-func (w *worker) stream(ctx actor.Context, msg *messages.ExecuteStream) {
-	if w.proc == nil || w.proc.gone() {
-		ctx.Send(w.pool, &redispatch{msg: msg, sender: ctx.Sender(), header: headerMap(ctx)})
-		return
-	}
-	system, pool, header := ctx.ActorSystem(), w.pool, headerMap(ctx)
-	proc, slot, inc := w.proc, w.slot, w.inc
-	callCtx := w.callContext(msg.Ctx, header[messages.HeaderCorrelationID])
-	proc.do(func() {
-		done := proc.track(trace.SpanContextFromContext(callCtx))
-		var failed error
-		// The pool hears the worker is free before the caller hears the stream's end,
-		// as for Execute (session affinity relies on it).
-		finish := sync.OnceFunc(func() {
-			if !errors.Is(failed, bridge.ErrWorkerCrashed) {
-				done()
-			}
-			system.Root.Send(pool, &callFinished{slot: slot, inc: inc})
-		})
-		defer finish()
-		// Every send gives up once the caller has gone (its context ends).
-		send := func(c messages.StreamChunk) bool {
-			select {
-			case msg.Chunks <- c:
-				return true
-			case <-msg.Ctx.Done():
-				return false
-			}
-		}
-		req, err := proc.request(callCtx, msg.Call, header[messages.HeaderCorrelationID])
-		if err != nil {
-			finish()
-			send(messages.StreamChunk{Err: err})
-			return
-		}
-		for res, err := range proc.Client().ExecuteStream(callCtx, req) {
-			if err != nil {
-				failed = err
-				finish()
-				send(messages.StreamChunk{Err: err})
-				return
-			}
-			if !send(messages.StreamChunk{JSON: res.JSON, Payload: res.Payload}) {
-				return
-			}
-		}
-		finish()
-		send(messages.StreamChunk{Done: true})
-	})
-}
-
-// callContext is the context of the gRPC call a message causes: the caller's deadline,
-// cancellation and baggage, with this worker's receive span as the parent.
-//
-// When the call is traced, the correlation id also joins the baggage here, at the
-// process boundary, so the Python side (and anything behind it that reads only
-// baggage) sees it. It is not put in baggage earlier: encoding and parsing baggage at
-// every mailbox hop cost more than all the rest of the tracing (the envelopes carry the
-// id in their own header).
-func (w *worker) callContext(caller context.Context, correlationID string) context.Context {
-	span := trace.SpanFromContext(w.MessageContext())
-	if !span.SpanContext().IsValid() {
-		return caller
-	}
-	return telemetry.WithCorrelationBaggage(telemetry.WithCorrelationID(trace.ContextWithSpan(caller, span), correlationID))
+	ctx.Send(w.pool, &workerReady{slot: w.slot, inc: w.inc, proc: w.proc, started: time.Now()})
 }
 
 // recycle replaces a healthy process with a fresh one, outside supervision (a recycle
@@ -307,7 +201,6 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 	w.log.Info().Str("reason", reason).Int("pid", w.proc.PID()).Msg("recycling python worker")
 	w.stopHeartbeat(ctx)
 	old := w.proc.Process
-	w.proc.letGo()
 	w.proc = nil
 	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
 	if w.retiring == nil {
@@ -346,7 +239,6 @@ func (w *worker) release(ctx actor.Context, brutal bool) {
 		return
 	}
 	p := w.proc.Process
-	w.proc.letGo()
 	w.proc = nil
 	sctx, cancel := context.WithTimeout(context.Background(), w.spec.StopTimeout+time.Second)
 	defer cancel()
@@ -364,11 +256,4 @@ func (w *worker) stopHeartbeat(ctx actor.Context) {
 		ctx.Stop(w.heartbeat)
 		w.heartbeat = nil
 	}
-}
-
-func headerMap(ctx actor.Context) map[string]string {
-	if h := ctx.MessageHeader(); h != nil {
-		return h.ToMap()
-	}
-	return nil
 }

@@ -18,21 +18,31 @@ type Call struct {
 }
 
 // Execute asks a pool to run a call. Ctx is the caller's context: its deadline and
-// cancellation reach Python. The reply is an *ExecuteResult.
+// cancellation reach Python. A pool that does not run the call answers with an
+// *ExecuteResult holding the reason; otherwise the worker it picks grants the call to
+// the caller (see actors.Execute).
 type Execute struct {
 	Ctx  context.Context
 	Call Call
 	// Attempt counts tries of an idempotent call (0 for the first).
 	Attempt int
+	// Reply takes the pool's answer or the worker's grant.
+	Reply Replier
 }
 
-// ExecuteStream asks a pool to run a streaming call. Chunks, then exactly one final
-// *StreamChunk with Done or Err set, are sent on Chunks (in-process only), which the
-// caller drains until the final one.
+// Replier takes the answer to a call, in-process. It stands in for a sender PID: an
+// answer through it costs no process-registry insert, lookup and removal, which were a
+// large part of a call's own cost.
+type Replier interface {
+	Reply(msg any)
+}
+
+// ExecuteStream asks a pool to run a streaming call. Ctx is the caller's context, as
+// for Execute.
 type ExecuteStream struct {
-	Ctx    context.Context
-	Call   Call
-	Chunks chan<- StreamChunk
+	Ctx   context.Context
+	Call  Call
+	Reply Replier
 }
 
 // GetStats asks a pool for its *PoolStats.

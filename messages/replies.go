@@ -5,20 +5,12 @@ import (
 	"time"
 )
 
-// ExecuteResult answers Execute: a result, or Err.
+// ExecuteResult is the outcome of a call: a result, or Err.
 type ExecuteResult struct {
 	JSON    json.RawMessage
 	Payload []byte
 	Err     error
 	Worker  string // the worker slot that ran it
-}
-
-// StreamChunk is one message of a stream: a chunk, or the final message (Done, or Err).
-type StreamChunk struct {
-	JSON    json.RawMessage
-	Payload []byte
-	Done    bool
-	Err     error
 }
 
 // Ack answers a command that has no other result.

@@ -1,0 +1,246 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/telemetry"
+	"github.com/pyvisor/pyvisor/telemetry/otelactor"
+)
+
+// grant is a worker's go-ahead for one call: the caller runs the gRPC call on its own
+// goroutine, on the worker's process, then tells the pool the slot is free. The call
+// is the worker's all the same: it is tracked on the process (a restart links to it),
+// its context has the worker's receive span as parent, and it fails with the process.
+//
+// Running the call where the caller already waits saves two goroutine hand-offs per
+// call (to a runner and back), which on a small machine cost more than the mailboxes.
+type grant struct {
+	system  *actor.ActorSystem
+	pool    *actor.PID
+	proc    *live
+	ctx     context.Context // the call's: the caller's deadline, the worker's span
+	cid     string          // correlation id
+	slot    string
+	inc     uint64
+	untrack func()
+	once    sync.Once
+}
+
+// finish frees the slot, once. A call its process died under stays tracked: the
+// restart links to it.
+func (g *grant) finish(err error) {
+	g.once.Do(func() {
+		if !errors.Is(err, bridge.ErrWorkerCrashed) {
+			g.untrack()
+		}
+		g.system.Root.Send(g.pool, &callFinished{slot: g.slot, inc: g.inc})
+	})
+}
+
+// Execute runs msg through the pool at pid: the pool picks a worker (or queues the
+// call), the worker grants it, and the call runs on this goroutine. The reply is the
+// pool's answer when it does not run the call (saturated, stopped, failed), else the
+// call's result. An idempotent call whose worker dies mid-call is retried once, first
+// in the queue, on another worker. ErrNoActor means the pool is gone.
+func Execute(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg *messages.Execute) (*messages.ExecuteResult, error) {
+	for {
+		v, err := ask(ctx, system, prop, pid, msg, msg.Attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		g, ok := v.(*grant)
+		if !ok {
+			return result(msg, v)
+		}
+		req, err := g.proc.request(g.ctx, msg.Call, g.cid)
+		var res bridge.Result
+		if err == nil {
+			res, err = g.proc.Client().Execute(g.ctx, req)
+		}
+		g.finish(err)
+		if err != nil && msg.Call.Idempotent && msg.Attempt == 0 && errors.Is(err, bridge.ErrWorkerCrashed) {
+			retry := *msg
+			retry.Attempt++
+			msg = &retry
+			continue
+		}
+		return &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Err: err, Worker: g.slot}, nil
+	}
+}
+
+// Stream runs msg through the pool at pid like Execute and yields the stream's chunks
+// on this goroutine; the sequence ends after the last chunk or with one error.
+// Stopping early cancels the call (msg.Ctx must be cancelled by the caller after it).
+func Stream(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg *messages.ExecuteStream) iter.Seq2[bridge.Result, error] {
+	return func(yield func(bridge.Result, error) bool) {
+		v, err := ask(ctx, system, prop, pid, msg, false)
+		if err != nil {
+			yield(bridge.Result{}, err)
+			return
+		}
+		g, ok := v.(*grant)
+		if !ok {
+			res, err := result(msg, v)
+			if err == nil {
+				err = res.Err
+			}
+			yield(bridge.Result{}, err)
+			return
+		}
+		var failed error
+		defer func() { g.finish(failed) }()
+		req, err := g.proc.request(g.ctx, msg.Call, g.cid)
+		if err != nil {
+			failed = err
+			g.finish(err)
+			yield(bridge.Result{}, err)
+			return
+		}
+		for res, err := range g.proc.Client().ExecuteStream(g.ctx, req) {
+			if err != nil {
+				// As for Execute, the pool hears first.
+				failed = err
+				g.finish(err)
+				yield(bridge.Result{}, err)
+				return
+			}
+			if !yield(res, nil) {
+				return
+			}
+		}
+		g.finish(nil)
+	}
+}
+
+// callContext is the context of a call's gRPC call: the caller's deadline,
+// cancellation and baggage, with the span the pool's handling of the call ended in
+// (its receive span, or its queue wait) as the parent.
+//
+// When the call is traced, the correlation id also joins the baggage here, at the
+// process boundary, so the Python side (and anything behind it that reads only
+// baggage) sees it. It is not put in baggage earlier: encoding and parsing baggage at
+// every mailbox hop cost more than all the rest of the tracing (the envelopes carry the
+// id in their own header).
+func callContext(spanCtx, caller context.Context, correlationID string) context.Context {
+	span := trace.SpanFromContext(spanCtx)
+	if !span.SpanContext().IsValid() {
+		return caller
+	}
+	return telemetry.WithCorrelationBaggage(telemetry.WithCorrelationID(trace.ContextWithSpan(caller, span), correlationID))
+}
+
+// result reads a pool's answer to a call it did not grant.
+func result(msg any, v any) (*messages.ExecuteResult, error) {
+	switch r := v.(type) {
+	case *messages.ExecuteResult:
+		return r, nil
+	case *actor.DeadLetterResponse:
+		return nil, fmt.Errorf("%T: %w", msg, ErrNoActor)
+	}
+	return nil, fmt.Errorf("%T: unexpected reply %T", msg, v)
+}
+
+// ask sends a call to the pool, in an envelope like Request's, and waits for the
+// pool's answer or a worker's grant. A retry goes first in the pool's queue.
+//
+// If ctx ends first, a grant that still arrives is given back at once (the slot is
+// freed, nothing runs), so a caller that gave up never holds a worker.
+func ask(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any, retry bool) (any, error) {
+	a := &answer{ch: make(chan any, 1)}
+	switch m := msg.(type) {
+	case *messages.Execute:
+		m.Reply = a
+		if retry {
+			msg = &redispatch{msg: m}
+		}
+	case *messages.ExecuteStream:
+		m.Reply = a
+	}
+	system.Root.Send(pid, &actor.MessageEnvelope{Header: otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true), Message: msg})
+	select {
+	case v := <-a.ch:
+		if _, dead := v.(*actor.DeadLetterResponse); dead {
+			return nil, fmt.Errorf("%T to %s: %w", msg, pid.Id, ErrNoActor)
+		}
+		return v, nil
+	case <-ctx.Done():
+		a.abandon()
+		return nil, ctx.Err()
+	}
+}
+
+// answer takes a call's first answer: the pool's, a worker's grant, or word that the
+// pool is gone. Once its caller has gone it gives a grant back.
+type answer struct {
+	ch        chan any
+	mu        sync.Mutex
+	abandoned bool
+}
+
+func (a *answer) Reply(msg any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.abandoned {
+		giveBack(msg)
+		return
+	}
+	select {
+	case a.ch <- msg:
+	default: // answered already
+	}
+}
+
+// abandon is called once the caller has gone: an answer already there, or one still
+// to come, is given back.
+func (a *answer) abandon() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.abandoned = true
+	select {
+	case msg := <-a.ch:
+		giveBack(msg)
+	default:
+	}
+}
+
+func giveBack(msg any) {
+	if g, ok := msg.(*grant); ok {
+		g.finish(context.Canceled)
+	}
+}
+
+// AnswerDeadLetters answers every call sent to a pool that is gone (the runtime is
+// stopping) with ErrNoActor, so its caller does not wait for its deadline: calls carry
+// a Replier, not a sender PID, so protoactor cannot answer them itself. Call the
+// returned func to stop.
+func AnswerDeadLetters(system *actor.ActorSystem) (stop func()) {
+	sub := system.EventStream.Subscribe(func(evt any) {
+		dl, ok := evt.(*actor.DeadLetterEvent)
+		if !ok {
+			return
+		}
+		var reply messages.Replier
+		switch m := dl.Message.(type) {
+		case *messages.Execute:
+			reply = m.Reply
+		case *messages.ExecuteStream:
+			reply = m.Reply
+		case *redispatch:
+			reply = m.msg.Reply
+		}
+		if reply != nil {
+			reply.Reply(&actor.DeadLetterResponse{})
+		}
+	})
+	return func() { system.EventStream.Unsubscribe(sub) }
+}

@@ -1,0 +1,104 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/pyvisor/pyvisor/messages"
+)
+
+// finishedRecorder is a stand-in pool that reports the callFinished it receives.
+func finishedRecorder(t *testing.T, system *actor.ActorSystem) (*actor.PID, <-chan *callFinished) {
+	t.Helper()
+	got := make(chan *callFinished, 4)
+	pid := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*callFinished); ok {
+			got <- m
+		}
+	}))
+	t.Cleanup(func() { _ = system.Root.StopFuture(pid).Wait() })
+	return pid, got
+}
+
+func testGrant(system *actor.ActorSystem, pool *actor.PID, untracked *bool) *grant {
+	return &grant{system: system, pool: pool, slot: "p-0", inc: 7, untrack: func() { *untracked = true }}
+}
+
+func expectFinished(t *testing.T, got <-chan *callFinished) {
+	t.Helper()
+	select {
+	case m := <-got:
+		if m.slot != "p-0" || m.inc != 7 {
+			t.Fatalf("callFinished for %s/%d, want p-0/7", m.slot, m.inc)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slot was never freed: a caller that gave up holds its worker")
+	}
+}
+
+func TestAGrantArrivingAfterTheCallerGaveUpFreesTheSlot(t *testing.T) {
+	system := actor.NewActorSystem()
+	pool, got := finishedRecorder(t, system)
+	a := &answer{ch: make(chan any, 1)}
+	a.abandon()
+	untracked := false
+	a.Reply(testGrant(system, pool, &untracked))
+	expectFinished(t, got)
+	if !untracked {
+		t.Fatal("the given-back call is still tracked on the process")
+	}
+}
+
+func TestAGrantWaitingWhenTheCallerGivesUpFreesTheSlot(t *testing.T) {
+	system := actor.NewActorSystem()
+	pool, got := finishedRecorder(t, system)
+	a := &answer{ch: make(chan any, 1)}
+	untracked := false
+	a.Reply(testGrant(system, pool, &untracked))
+	a.abandon()
+	expectFinished(t, got)
+	if !untracked {
+		t.Fatal("the given-back call is still tracked on the process")
+	}
+}
+
+func TestAGrantIsFinishedOnce(t *testing.T) {
+	system := actor.NewActorSystem()
+	pool, got := finishedRecorder(t, system)
+	untracked := false
+	g := testGrant(system, pool, &untracked)
+	g.finish(nil)
+	g.finish(context.Canceled)
+	expectFinished(t, got)
+	select {
+	case <-got:
+		t.Fatal("the slot was freed twice")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestACallToAPoolThatIsGoneFailsAtOnceWithErrNoActor(t *testing.T) {
+	system := actor.NewActorSystem()
+	stop := AnswerDeadLetters(system)
+	defer stop()
+	gone := system.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	if err := system.Root.StopFuture(gone).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Execute(ctx, system, propagation.TraceContext{}, gone, &messages.Execute{Ctx: ctx, Call: messages.Call{Tool: "echo"}})
+	if !errors.Is(err, ErrNoActor) {
+		t.Fatalf("err = %v, want ErrNoActor", err)
+	}
+	for _, err := range Stream(ctx, system, propagation.TraceContext{}, gone, &messages.ExecuteStream{Ctx: ctx, Call: messages.Call{Tool: "count"}}) {
+		if !errors.Is(err, ErrNoActor) {
+			t.Fatalf("stream err = %v, want ErrNoActor", err)
+		}
+	}
+}
