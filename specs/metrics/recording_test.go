@@ -50,7 +50,9 @@ var _ = Describe("Heartbeat metrics", Label("python"), func() {
 				"max_missed pings timed out")
 			Expect(fams.Value("pyvisor_worker_exits_total", L{"pool": poolName, "reason": "heartbeat"})).To(Equal(1.0))
 			Expect(fams.Value("pyvisor_worker_restarts_total", L{"pool": poolName, "reason": "crash"})).To(BeZero())
-			Expect(fams.Value("pyvisor_supervisor_restarts_total", L{"pool": poolName})).To(Equal(1.0))
+			// The supervisor reports the restart once the replacement has been started,
+			// a moment after the failure.
+			Eventually(value(rt, "pyvisor_supervisor_restarts_total", L{"pool": poolName})).Should(Equal(1.0))
 			Eventually(value(rt, "pyvisor_worker_starts_total", L{"pool": poolName, "outcome": "ok"})).Should(Equal(2.0))
 			Eventually(value(rt, "pyvisor_workers", L{"pool": poolName, "state": "ready"})).Should(Equal(1.0))
 			Eventually(value(rt, "pyvisor_heartbeat_pongs_total", worker)).Should(BeNumerically(">", fams.Value("pyvisor_heartbeat_pongs_total", worker)),
