@@ -2,7 +2,6 @@ package pyvisor_test
 
 import (
 	"context"
-	"syscall"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -90,16 +89,6 @@ func BenchmarkTracing(b *testing.B) {
 			b.ReportMetric(float64(goCPUTime()-cpu)/float64(n), "go-cpu-ns/op")
 		})
 	}
-}
-
-// goCPUTime is the user plus system CPU time of this process so far (not its children:
-// the Python workers), in nanoseconds.
-func goCPUTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // discardExporter is a SpanExporter that drops every span: the batch processor still
