@@ -123,20 +123,25 @@ func Stream(ctx context.Context, system *actor.ActorSystem, prop propagation.Tex
 }
 
 // callContext is the context of a call's gRPC call: the caller's deadline,
-// cancellation and baggage, with the span the pool's handling of the call ended in
-// (its receive span, or its queue wait) as the parent.
+// cancellation, baggage and correlation id, with the span the pool's handling of the
+// call ended in (its receive span, or its queue wait) as the parent when the trace is
+// sampled. An unsampled call goes on in the caller's context, which holds the same
+// (unsampled) trace.
 //
-// When the call is traced, the correlation id also joins the baggage here, at the
+// When the call is sampled, the correlation id also joins the baggage here, at the
 // process boundary, so the Python side (and anything behind it that reads only
 // baggage) sees it. It is not put in baggage earlier: encoding and parsing baggage at
 // every mailbox hop cost more than all the rest of the tracing (the envelopes carry the
 // id in their own header).
 func callContext(spanCtx, caller context.Context, correlationID string) context.Context {
+	if telemetry.CorrelationID(caller) != correlationID {
+		caller = telemetry.WithCorrelationID(caller, correlationID)
+	}
 	span := trace.SpanFromContext(spanCtx)
-	if !span.SpanContext().IsValid() {
+	if !span.SpanContext().IsSampled() {
 		return caller
 	}
-	return telemetry.WithCorrelationBaggage(telemetry.WithCorrelationID(trace.ContextWithSpan(caller, span), correlationID))
+	return telemetry.WithCorrelationBaggage(trace.ContextWithSpan(caller, span))
 }
 
 // result reads a pool's answer to a call it did not grant.

@@ -92,7 +92,7 @@ func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
 	if q.ctx == nil {
 		q.ctx = context.Background()
 	}
-	if q.wait == nil && trace.SpanContextFromContext(q.ctx).IsValid() {
+	if q.wait == nil && trace.SpanContextFromContext(q.ctx).IsSampled() {
 		q.ctx, q.wait = p.tracer.Start(q.ctx, "queue wait", trace.WithAttributes(
 			attribute.String("pyvisor.pool", p.spec.Name), attribute.Int("pyvisor.queue.depth", len(p.queue))))
 	}

@@ -178,16 +178,17 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	}
 	if _, off := cfg.tracerProvider.(tracenoop.TracerProvider); !off {
 		// Client spans, and trace context into the worker's gRPC metadata. pyvisor
-		// counts calls itself, so otelgrpc's own RPC metrics are not recorded.
+		// counts calls itself, so otelgrpc's own RPC metrics are not recorded; calls
+		// in an unsampled trace carry their context only (unsampledHandler).
 		traceHeartbeats := cfg.traceHeartbeats
-		dialOpts = append(dialOpts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+		dialOpts = append(dialOpts, grpc.WithStatsHandler(unsampledHandler{prop: cfg.propagator, inner: otelgrpc.NewClientHandler(
 			otelgrpc.WithTracerProvider(cfg.tracerProvider),
 			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 			otelgrpc.WithPropagators(cfg.propagator),
 			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
 				return traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat")
 			}),
-		)))
+		)}))
 	}
 	conn, err := grpc.NewClient(hs.Target(), dialOpts...)
 	if err != nil {

@@ -56,8 +56,14 @@ type traced struct {
 
 func startTraced(workers int, tweak ...func(*pyvisor.PoolConfig)) *traced {
 	GinkgoHelper()
+	return startSampled(sdktrace.ParentBased(sdktrace.AlwaysSample()), workers, tweak...)
+}
+
+// startSampled is startTraced with the Go side's sampler.
+func startSampled(sampler sdktrace.Sampler, workers int, tweak ...func(*pyvisor.PoolConfig)) *traced {
+	GinkgoHelper()
 	t := &traced{recorder: tracetest.NewSpanRecorder(), logs: &harness.Logs{}}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(t.recorder))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(t.recorder), sdktrace.WithSampler(sampler))
 	pc := pyvisor.PoolConfig{Name: "default", Tools: []string{"pyvisor_worker.examples"}, Workers: workers}
 	for _, f := range tweak {
 		f(&pc)

@@ -105,6 +105,27 @@ var _ = Describe("A call that kills its worker", Label("python"), func() {
 	})
 })
 
+var _ = Describe("A call whose trace is not sampled", Label("python"), func() {
+	It("records no span on either side, yet hands its trace on to Python, whose log lines join it", func() {
+		t := startSampled(sdktrace.NeverSample(), 1)
+		caller := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())).Tracer("caller")
+		ctx, span := caller.Start(context.Background(), "caller")
+		defer span.End()
+		_, err := t.rt.Execute(ctx, "default", "log", map[string]string{"message": "from an unsampled call"})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() []map[string]any { return t.logs.Matching("from an unsampled call") }).Should(ContainElement(And(
+			HaveKeyWithValue("source", "python"),
+			HaveKeyWithValue("trace_id", span.SpanContext().TraceID().String()),
+		)), "Python got the trace context: with none, it would have started a trace of its own")
+		Expect(t.recorder.Ended()).To(BeEmpty())
+		Consistently(func() []pySpan { return t.pySpans(span.SpanContext().TraceID().String()) }).
+			WithTimeout(300 * time.Millisecond).Should(BeEmpty())
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		Expect(t.py).To(BeEmpty(), "nor did Python sample a trace of its own")
+	})
+})
+
 var _ = Describe("Logs of one call", Label("python"), func() {
 	It("carry the same correlation id and trace id on both sides, and a caller's id is kept", func() {
 		t := startTraced(1)

@@ -48,9 +48,9 @@ func ReceiverMiddleware(tp trace.TracerProvider, prop propagation.TextMapPropaga
 				next(c, env)
 				return
 			}
-			header := Carrier(env.Header.ToMap())
+			header := Carrier(env.Header) // read only: no copy
 			remote := prop.Extract(context.Background(), header)
-			if sc := trace.SpanContextFromContext(remote); sc.IsValid() && !sc.IsSampled() {
+			if !trace.SpanContextFromContext(remote).IsSampled() {
 				// An unsampled trace: no span would be recorded, so start none; the
 				// actor still works inside the sender's (unsampled) context, which is
 				// what it passes on.
@@ -61,14 +61,14 @@ func ReceiverMiddleware(tp trace.TracerProvider, prop propagation.TextMapPropaga
 				next(c, env)
 				return
 			}
-			name := "receive " + messageName(env.Message)
+			msgName := messageName(env.Message)
 			opts := []trace.SpanStartOption{
 				trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(
 					attribute.String("messaging.system", "protoactor"),
 					attribute.String("messaging.operation", "receive"),
 					attribute.String("messaging.destination.name", c.Self().Id),
-					attribute.String("pyvisor.message", messageName(env.Message)),
+					attribute.String("pyvisor.message", msgName),
 				),
 			}
 			if id := header.Get(messages.HeaderCorrelationID); id != "" {
@@ -79,7 +79,7 @@ func ReceiverMiddleware(tp trace.TracerProvider, prop propagation.TextMapPropaga
 				// Fire-and-forget: a trace of its own, linked to the sender's.
 				opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(remote)))
 			}
-			ctx, span := tracer.Start(parent, name, opts...)
+			ctx, span := tracer.Start(parent, "receive "+msgName, opts...)
 			defer span.End()
 			if t, ok := c.Actor().(tracedActor); ok {
 				t.setMessageContext(ctx)
