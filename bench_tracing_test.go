@@ -3,6 +3,7 @@ package pyvisor_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -97,3 +98,35 @@ type discardExporter struct{}
 
 func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkSpanFloor measures what the OpenTelemetry SDK alone costs for a call's three
+// Go spans (API, the pool's receive, the gRPC client: start, nest, end) right after an
+// idle gap, as between two calls to Python, with the batch processor of
+// BenchmarkTracing and with no processor. The gap is not timed. It is the floor under
+// BenchmarkTracing's sampled figure: the batch processor wakes its goroutine for every
+// span that ends, and waking an idle thread is what costs on a small machine.
+func BenchmarkSpanFloor(b *testing.B) {
+	for _, mode := range []string{"batch", "none"} {
+		b.Run("processor="+mode, func(b *testing.B) {
+			opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.AlwaysSample())}
+			if mode == "batch" {
+				opts = append(opts, sdktrace.WithBatcher(discardExporter{}))
+			}
+			tp := sdktrace.NewTracerProvider(opts...)
+			b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			tracer := tp.Tracer("floor")
+			b.ReportAllocs()
+			for range b.N {
+				b.StopTimer()
+				time.Sleep(400 * time.Microsecond)
+				b.StartTimer()
+				ctx, api := tracer.Start(context.Background(), "execute echo")
+				ctx, receive := tracer.Start(ctx, "receive Execute")
+				receive.End()
+				_, client := tracer.Start(ctx, "pyvisor.worker.v1.WorkerService/Execute")
+				client.End()
+				api.End()
+			}
+		})
+	}
+}
