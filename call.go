@@ -128,10 +128,11 @@ type callKey struct{ pool, tool, outcome string }
 
 // outcome is the outcome label of a call's error.
 func outcome(err error) string {
+	if err == nil {
+		return "ok" // before toolErr, which escapes: no allocation for a call that succeeded
+	}
 	var toolErr *ToolError
 	switch {
-	case err == nil:
-		return "ok"
 	case errors.As(err, &toolErr):
 		return "tool_error"
 	case errors.Is(err, ErrUnknownTool):
@@ -158,9 +159,12 @@ func outcome(err error) string {
 	return "error"
 }
 
+// internalSpan is the API span's kind, as an option made once.
+var internalSpan = trace.WithSpanKind(trace.SpanKindInternal)
+
 // startCall opens the API span of a call: the root of its trace on pyvisor's side.
 func (r *Runtime) startCall(ctx context.Context, op, pool string, call messages.Call) (context.Context, trace.Span) {
-	ctx, span := r.tracer.Start(ctx, op+" "+call.Tool, trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := r.tracer.Start(ctx, op+" "+call.Tool, internalSpan)
 	if span.IsRecording() { // attributes cost allocations: only for spans that are kept
 		span.SetAttributes(
 			attribute.String("pyvisor.pool", pool),

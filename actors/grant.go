@@ -122,6 +122,20 @@ func Stream(ctx context.Context, system *actor.ActorSystem, prop propagation.Tex
 	}
 }
 
+// callFields are what the actors read of a call message (Execute, ExecuteStream, or a
+// retry): the caller's context, where the answer goes, and the call; zero for any other.
+func callFields(msg any) (caller context.Context, reply messages.Replier, call messages.Call) {
+	switch m := msg.(type) {
+	case *messages.Execute:
+		return m.Ctx, m.Reply, m.Call
+	case *messages.ExecuteStream:
+		return m.Ctx, m.Reply, m.Call
+	case *redispatch:
+		return callFields(m.msg)
+	}
+	return nil, nil, messages.Call{}
+}
+
 // callContext is the context of a call's gRPC call: the caller's deadline,
 // cancellation, baggage and correlation id, with the span the pool's handling of the
 // call ended in (its receive span, or its queue wait) as the parent when the trace is
@@ -234,16 +248,7 @@ func AnswerDeadLetters(system *actor.ActorSystem) (stop func()) {
 		if !ok {
 			return
 		}
-		var reply messages.Replier
-		switch m := dl.Message.(type) {
-		case *messages.Execute:
-			reply = m.Reply
-		case *messages.ExecuteStream:
-			reply = m.Reply
-		case *redispatch:
-			reply = m.msg.Reply
-		}
-		if reply != nil {
+		if _, reply, _ := callFields(dl.Message); reply != nil {
 			reply.Reply(&actor.DeadLetterResponse{})
 		}
 	})

@@ -41,29 +41,23 @@ func expectFinished(t *testing.T, got <-chan *callFinished) {
 	}
 }
 
-func TestAGrantArrivingAfterTheCallerGaveUpFreesTheSlot(t *testing.T) {
-	system := actor.NewActorSystem()
-	pool, got := finishedRecorder(t, system)
-	a := &answer{ch: make(chan any, 1)}
-	a.abandon()
-	untracked := false
-	a.Reply(testGrant(system, pool, &untracked))
-	expectFinished(t, got)
-	if !untracked {
-		t.Fatal("the given-back call is still tracked on the process")
-	}
-}
-
-func TestAGrantWaitingWhenTheCallerGivesUpFreesTheSlot(t *testing.T) {
-	system := actor.NewActorSystem()
-	pool, got := finishedRecorder(t, system)
-	a := &answer{ch: make(chan any, 1)}
-	untracked := false
-	a.Reply(testGrant(system, pool, &untracked))
-	a.abandon()
-	expectFinished(t, got)
-	if !untracked {
-		t.Fatal("the given-back call is still tracked on the process")
+func TestAGrantReachingACallerThatGaveUpFreesTheSlot(t *testing.T) {
+	for _, grantFirst := range []bool{false, true} {
+		system := actor.NewActorSystem()
+		pool, got := finishedRecorder(t, system)
+		a := &answer{ch: make(chan any, 1)}
+		untracked := false
+		if grantFirst { // the grant waits when the caller gives up
+			a.Reply(testGrant(system, pool, &untracked))
+			a.abandon()
+		} else { // the grant arrives after the caller gave up
+			a.abandon()
+			a.Reply(testGrant(system, pool, &untracked))
+		}
+		expectFinished(t, got)
+		if !untracked {
+			t.Fatalf("grant first %v: the given-back call is still tracked on the process", grantFirst)
+		}
 	}
 }
 

@@ -137,10 +137,8 @@ func (p *pool) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		p.start(ctx)
-	case *messages.Execute:
-		p.admit(ctx, p.pending(ctx, msg, msg.Call.SessionID, msg.Reply))
-	case *messages.ExecuteStream:
-		p.admit(ctx, p.pending(ctx, msg, msg.Call.SessionID, msg.Reply))
+	case *messages.Execute, *messages.ExecuteStream:
+		p.admit(ctx, p.pending(ctx, msg))
 	case *redispatch:
 		p.requeue(ctx, msg)
 	case *workerReady:

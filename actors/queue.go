@@ -18,7 +18,8 @@ import (
 // pending is a call waiting for a worker.
 type pending struct {
 	id      uint64
-	msg     any // *messages.Execute or *messages.ExecuteStream
+	msg     any             // *messages.Execute or *messages.ExecuteStream
+	caller  context.Context // the caller's: it ends when the caller gives up
 	reply   messages.Replier
 	cid     string // correlation id
 	session string
@@ -40,19 +41,12 @@ func (q *pending) done(err error) {
 }
 
 // callerGone returns the caller's context error once it has given up on the call.
-func (q *pending) callerGone() error {
-	switch m := q.msg.(type) {
-	case *messages.Execute:
-		return m.Ctx.Err()
-	case *messages.ExecuteStream:
-		return m.Ctx.Err()
-	}
-	return nil
-}
+func (q *pending) callerGone() error { return q.caller.Err() }
 
 // pending is a call as it arrives: from the message being received.
-func (p *pool) pending(ctx actor.Context, msg any, session string, reply messages.Replier) *pending {
-	q := &pending{msg: msg, reply: reply, session: session, ctx: p.MessageContext()}
+func (p *pool) pending(ctx actor.Context, msg any) *pending {
+	caller, reply, call := callFields(msg)
+	q := &pending{msg: msg, caller: caller, reply: reply, session: call.SessionID, ctx: p.MessageContext()}
 	if h := ctx.MessageHeader(); h != nil {
 		q.cid = h.Get(messages.HeaderCorrelationID)
 	}
@@ -112,7 +106,7 @@ func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
 // requeue takes back a call to retry (an idempotent call whose worker died under it):
 // it goes first in line.
 func (p *pool) requeue(ctx actor.Context, r *redispatch) {
-	q := p.pending(ctx, r.msg, r.msg.Call.SessionID, r.msg.Reply)
+	q := p.pending(ctx, r.msg)
 	if p.state == StateFailed || p.state == StateDraining {
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, ErrStopped))
 		return
@@ -203,14 +197,7 @@ func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	if !q.queued.IsZero() {
 		p.spec.Metrics.QueueWait.Record(context.Background(), time.Since(q.queued).Seconds(), p.attrs)
 	}
-	var caller context.Context
-	switch m := q.msg.(type) {
-	case *messages.Execute:
-		caller = m.Ctx
-	case *messages.ExecuteStream:
-		caller = m.Ctx
-	}
-	callCtx := callContext(q.ctx, caller, q.cid)
+	callCtx := callContext(q.ctx, q.caller, q.cid)
 	q.reply.Reply(&grant{
 		system: ctx.ActorSystem(), pool: ctx.Self(), proc: s.proc, ctx: callCtx, cid: q.cid,
 		slot: s.id, inc: s.inc, untrack: s.proc.track(trace.SpanContextFromContext(callCtx)),

@@ -28,8 +28,10 @@ func CorrelationID(ctx context.Context) string {
 // random source (math/rand/v2), not from the OS (a system call per call).
 func NewCorrelationID() string {
 	var b [19]byte
+	var n [8]byte
 	copy(b[:], "pv-")
-	hex.Encode(b[3:], binary.BigEndian.AppendUint64(make([]byte, 0, 8), rand.Uint64()))
+	binary.BigEndian.PutUint64(n[:], rand.Uint64())
+	hex.Encode(b[3:], n[:])
 	return string(b[:])
 }
 
