@@ -181,7 +181,8 @@ func (p *pool) drain(ctx actor.Context, msg *messages.Drain) {
 		return
 	}
 	system, self := ctx.ActorSystem(), ctx.Self()
-	time.AfterFunc(time.Until(msg.Deadline), func() { system.Root.Send(self, &drainExpired{}) })
+	stopTimer(p.drainTimer)
+	p.drainTimer = time.AfterFunc(time.Until(msg.Deadline), func() { system.Root.Send(self, &drainExpired{}) })
 }
 
 func (p *pool) answerDrainers(ctx actor.Context) {
@@ -208,7 +209,8 @@ func (p *pool) shutdown(ctx actor.Context) {
 	_ = p.workers.Stop(sctx) // an attached handle only asks; it does not wait
 	system, self := ctx.ActorSystem(), ctx.Self()
 	timeout := time.Duration(len(p.slots)+1) * (p.spec.StopTimeout + 3*time.Second)
-	time.AfterFunc(timeout, func() { system.Root.Send(self, &shutdownExpired{}) })
+	stopTimer(p.shutdownTimer)
+	p.shutdownTimer = time.AfterFunc(timeout, func() { system.Root.Send(self, &shutdownExpired{}) })
 }
 
 // workersStopped: the workers' supervisor has terminated (ordered stop, or failure).

@@ -60,6 +60,12 @@ type slot struct {
 	restart  trace.Span // from the failure until the slot serves again
 }
 
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
 // procPID is the serving process's pid, 0 while down.
 func (s *slot) procPID() int {
 	if s.proc == nil {
@@ -112,8 +118,10 @@ type pool struct {
 	completed   uint64
 	drainers    []*actor.PID
 	stopRecycle chan struct{} // closed when the pool stops: ends the recycle ticker
-	workersGone bool          // the workers' supervisor has terminated
-	resizing    bool          // a Resize is under way (they run one at a time)
+	// The drain and shutdown deadlines, stopped with the pool: no timer outlives it.
+	drainTimer, shutdownTimer *time.Timer
+	workersGone               bool // the workers' supervisor has terminated
+	resizing                  bool // a Resize is under way (they run one at a time)
 
 	attrs         metric.MeasurementOption // pool=<name>
 	countersMu    sync.Mutex               // guards counters: read at metric collection
@@ -186,6 +194,8 @@ func (p *pool) Receive(ctx actor.Context) {
 			close(p.stopRecycle)
 			p.stopRecycle = nil
 		}
+		stopTimer(p.drainTimer)
+		stopTimer(p.shutdownTimer)
 		p.failQueue(ctx, ErrStopped)
 	}
 }

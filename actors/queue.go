@@ -26,10 +26,17 @@ type pending struct {
 	ctx     context.Context // the span the call continues from (receive, then queue wait)
 	wait    trace.Span      // open while the call is queued
 	queued  time.Time       // when it entered the queue
+	expiry  *time.Timer     // its queue timeout, stopped once it leaves the queue
 }
 
-// done ends the queue-wait span, if any, with err as its outcome.
+// done is called when the call leaves the queue (or never entered it): its queue
+// timeout is stopped, so no timer outlives the call (or the pool), and its queue-wait
+// span, if any, ends with err as its outcome.
 func (q *pending) done(err error) {
+	if q.expiry != nil {
+		q.expiry.Stop()
+		q.expiry = nil
+	}
 	if q.wait == nil {
 		return
 	}
@@ -100,7 +107,10 @@ func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
 	}
 	p.recordQueue()
 	system, self, id := ctx.ActorSystem(), ctx.Self(), q.id
-	time.AfterFunc(p.spec.QueueTimeout, func() { system.Root.Send(self, &queueExpired{id: id}) })
+	if q.expiry != nil {
+		q.expiry.Stop() // a requeued call starts a new wait
+	}
+	q.expiry = time.AfterFunc(p.spec.QueueTimeout, func() { system.Root.Send(self, &queueExpired{id: id}) })
 }
 
 // requeue takes back a call to retry (an idempotent call whose worker died under it):
