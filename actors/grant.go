@@ -17,10 +17,11 @@ import (
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
 
-// grant is a worker's go-ahead for one call: the caller runs the gRPC call on its own
-// goroutine, on the worker's process, then tells the pool the slot is free. The call
-// is the worker's all the same: it is tracked on the process (a restart links to it),
-// its context has the worker's receive span as parent, and it fails with the process.
+// grant is the pool's go-ahead for one call on a worker's process: the caller runs the
+// gRPC call on its own goroutine, then tells the pool the slot is free. The call is the
+// worker's all the same: a traced call is tracked on the process (a restart links to
+// it), and it fails with the process. Its context has the pool's receive span (or the
+// call's queue wait) as parent when the trace is sampled.
 //
 // Running the call where the caller already waits saves two goroutine hand-offs per
 // call (to a runner and back), which on a small machine cost more than the mailboxes.
@@ -53,52 +54,82 @@ func (g *grant) finish(err error) {
 // call's result. An idempotent call whose worker dies mid-call is retried once, first
 // in the queue, on another worker. ErrNoActor means the pool is gone.
 func Execute(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg *messages.Execute) (*messages.ExecuteResult, error) {
+	front := false
 	for {
-		v, err := ask(ctx, system, prop, pid, msg, msg.Attempt > 0)
-		if err != nil {
-			return nil, err
+		g, answer, err := granted(ctx, system, prop, pid, msg, front)
+		if g == nil {
+			if err != nil {
+				return nil, err
+			}
+			return result(msg, answer)
 		}
-		g, ok := v.(*grant)
-		if !ok {
-			return result(msg, v)
-		}
-		req, err := g.proc.request(g.ctx, msg.Call, g.cid)
-		var res bridge.Result
-		if err == nil {
-			res, err = g.proc.Client().Execute(g.ctx, req)
-		}
-		g.finish(err)
+		res, err := g.execute(msg.Call)
 		if err != nil && msg.Call.Idempotent && msg.Attempt == 0 && errors.Is(err, bridge.ErrWorkerCrashed) {
 			retry := *msg
 			retry.Attempt++
-			msg = &retry
+			msg, front = &retry, true
 			continue
 		}
 		return &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Err: err, Worker: g.slot}, nil
 	}
 }
 
-// Stream runs msg through the pool at pid like Execute and yields the stream's chunks
-// on this goroutine; the sequence ends after the last chunk or with one error.
-// Stopping early cancels the call (msg.Ctx must be cancelled by the caller after it).
-func Stream(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg *messages.ExecuteStream) iter.Seq2[bridge.Result, error] {
-	return func(yield func(bridge.Result, error) bool) {
-		v, err := ask(ctx, system, prop, pid, msg, false)
+// granted asks the pool for msg until it answers with a grant on a live process (g),
+// or with anything else (answer), or ctx ends (err). A grant whose process has exited
+// in the meantime (the pool hears of it a moment later) is given back and the call
+// asked again, first in line: nothing of it reached Python.
+func granted(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any, front bool) (*grant, any, error) {
+	for {
+		v, err := ask(ctx, system, prop, pid, msg, front)
 		if err != nil {
-			yield(bridge.Result{}, err)
-			return
+			return nil, nil, err
 		}
 		g, ok := v.(*grant)
 		if !ok {
-			res, err := result(msg, v)
+			return nil, v, nil
+		}
+		if !g.proc.gone() {
+			return g, nil, nil
+		}
+		g.finish(nil)
+		front = true
+	}
+}
+
+// execute runs the granted call. The pool hears the worker is free before the caller
+// hears back, so the caller's next call finds it free (session affinity relies on it);
+// it hears it even if the call panics.
+func (g *grant) execute(call messages.Call) (res bridge.Result, err error) {
+	defer func() { g.finish(err) }()
+	req, err := g.proc.request(g.ctx, call, g.cid)
+	if err != nil {
+		return bridge.Result{}, err
+	}
+	return g.proc.Client().Execute(g.ctx, req)
+}
+
+// Stream runs msg through the pool at pid like Execute and yields the stream's chunks
+// on this goroutine; the sequence ends after the last chunk or with one error.
+// Stopping early cancels the call (msg.Ctx must be cancelled by the caller after it).
+// The worker is free again as soon as the stream ends or the call's context does, even
+// while the consumer is still busy with a chunk.
+func Stream(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg *messages.ExecuteStream) iter.Seq2[bridge.Result, error] {
+	return func(yield func(bridge.Result, error) bool) {
+		g, answer, err := granted(ctx, system, prop, pid, msg, false)
+		if g == nil {
 			if err == nil {
-				err = res.Err
+				var res *messages.ExecuteResult
+				if res, err = result(msg, answer); err == nil {
+					err = res.Err
+				}
 			}
 			yield(bridge.Result{}, err)
 			return
 		}
 		var failed error
 		defer func() { g.finish(failed) }()
+		stop := context.AfterFunc(g.ctx, func() { g.finish(g.ctx.Err()) })
+		defer stop()
 		req, err := g.proc.request(g.ctx, msg.Call, g.cid)
 		if err != nil {
 			failed = err
@@ -148,7 +179,7 @@ func callFields(msg any) (caller context.Context, reply messages.Replier, call m
 // every mailbox hop cost more than all the rest of the tracing (the envelopes carry the
 // id in their own header).
 func callContext(spanCtx, caller context.Context, correlationID string) context.Context {
-	if telemetry.CorrelationID(caller) != correlationID {
+	if correlationID != "" && telemetry.CorrelationID(caller) != correlationID {
 		caller = telemetry.WithCorrelationID(caller, correlationID)
 	}
 	span := trace.SpanFromContext(spanCtx)
@@ -170,20 +201,20 @@ func result(msg any, v any) (*messages.ExecuteResult, error) {
 }
 
 // ask sends a call to the pool, in an envelope like Request's, and waits for the
-// pool's answer or a worker's grant. A retry goes first in the pool's queue.
+// pool's answer or its grant. With front, the call goes first in the pool's queue.
 //
 // If ctx ends first, a grant that still arrives is given back at once (the slot is
 // freed, nothing runs), so a caller that gave up never holds a worker.
-func ask(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any, retry bool) (any, error) {
+func ask(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any, front bool) (any, error) {
 	a := &answer{ch: make(chan any, 1)}
 	switch m := msg.(type) {
 	case *messages.Execute:
 		m.Reply = a
-		if retry {
-			msg = &redispatch{msg: m}
-		}
 	case *messages.ExecuteStream:
 		m.Reply = a
+	}
+	if front {
+		msg = &redispatch{msg: msg}
 	}
 	system.Root.Send(pid, &actor.MessageEnvelope{Header: otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true), Message: msg})
 	select {

@@ -77,19 +77,21 @@ func (p *pool) down(s *slot) {
 
 func (p *pool) finished(ctx actor.Context, msg *callFinished) {
 	p.completed++
-	s := p.byID[msg.slot]
-	if s == nil || s.inc != msg.inc {
-		p.dispatch(ctx)
-		return
-	}
-	s.inFlight--
-	s.calls++
-	s.total++
-	if p.recycleDue(s) && s.inFlight == 0 {
-		p.recycle(ctx, s, "max_calls")
+	if s := p.byID[msg.slot]; s != nil && s.inc == msg.inc {
+		s.inFlight--
+		s.calls++
+		s.total++
+		if p.recycleDue(s) && s.inFlight == 0 {
+			p.recycle(ctx, s, "max_calls")
+		}
 	}
 	p.dispatch(ctx)
-	if p.state == StateDraining && p.inFlight() == 0 {
+	p.drained(ctx)
+}
+
+// drained answers the pool's drainers once nothing is in flight any more.
+func (p *pool) drained(ctx actor.Context) {
+	if p.state == StateDraining && len(p.drainers) > 0 && p.inFlight() == 0 {
 		p.answerDrainers(ctx)
 	}
 }

@@ -154,6 +154,7 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *workerDown:
 		if s := p.byID[msg.slot]; s != nil && s.inc == msg.inc {
 			p.down(s)
+			p.drained(ctx) // its calls in flight are gone with it
 		}
 	case *callFinished:
 		p.finished(ctx, msg)
@@ -297,7 +298,9 @@ func PoolChildID(name string) string { return "pool-" + name }
 //
 // Its mailbox runs on the goroutine of whoever sends to it (protoactor's synchronized
 // dispatcher; one message at a time still): a call's trip into the pool and back costs
-// no goroutine hand-off. That is safe because the pool's Receive never blocks.
+// no goroutine hand-off. That is safe because the pool's Receive never waits on anything
+// slow (no I/O, no request to another actor; at most a short lock shared with the metrics
+// collection).
 func PoolChild(spec PoolSpec) supervision.Child {
 	s := spec
 	once := &sync.Once{}

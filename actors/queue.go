@@ -60,15 +60,24 @@ func (p *pool) pending(ctx actor.Context, msg any) *pending {
 	return q
 }
 
-// admit takes a new call: dispatch, queue or reject.
-func (p *pool) admit(ctx actor.Context, q *pending) {
+// refuse answers a call the pool takes no more (it failed, or it is draining) and
+// reports whether it did.
+func (p *pool) refuse(ctx actor.Context, q *pending) bool {
 	switch p.state {
 	case StateFailed:
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w: %w", p.spec.Name, ErrPoolFailed, p.err))
-		return
+		return true
 	case StateDraining:
 		p.reject("stopped")
 		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, ErrStopped))
+		return true
+	}
+	return false
+}
+
+// admit takes a new call: dispatch, queue or reject.
+func (p *pool) admit(ctx actor.Context, q *pending) {
+	if p.refuse(ctx, q) {
 		return
 	}
 	if s := p.pick(q.session); s != nil && len(p.queue) == 0 {
@@ -113,12 +122,11 @@ func (p *pool) enqueue(ctx actor.Context, q *pending, front bool) {
 	q.expiry = time.AfterFunc(p.spec.QueueTimeout, func() { system.Root.Send(self, &queueExpired{id: id}) })
 }
 
-// requeue takes back a call to retry (an idempotent call whose worker died under it):
-// it goes first in line.
+// requeue takes back a call to run again (an idempotent call whose worker died under
+// it, or one granted a process that exited before it was sent): first in line.
 func (p *pool) requeue(ctx actor.Context, r *redispatch) {
 	q := p.pending(ctx, r.msg)
-	if p.state == StateFailed || p.state == StateDraining {
-		p.reply(ctx, q, fmt.Errorf("pool %s: %w", p.spec.Name, ErrStopped))
+	if p.refuse(ctx, q) {
 		return
 	}
 	p.enqueue(ctx, q, true)

@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/bridge"
-	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
 	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
@@ -45,10 +44,11 @@ type (
 		slot string
 		inc  uint64
 	}
-	// redispatch hands a call back to the pool, first in line: an idempotent call to
-	// retry after its worker died under it.
+	// redispatch hands a call (*messages.Execute or *messages.ExecuteStream) back to
+	// the pool, first in line: an idempotent call to retry after its worker died under
+	// it, or one granted a process that exited before the call was sent.
 	redispatch struct {
-		msg *messages.Execute
+		msg any
 	}
 	// recycleWorker asks a worker to replace its process; the pool sends it only
 	// when nothing is in flight on the slot.

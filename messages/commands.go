@@ -19,14 +19,14 @@ type Call struct {
 
 // Execute asks a pool to run a call. Ctx is the caller's context: its deadline and
 // cancellation reach Python. A pool that does not run the call answers with an
-// *ExecuteResult holding the reason; otherwise the worker it picks grants the call to
-// the caller (see actors.Execute).
+// *ExecuteResult holding the reason; otherwise it grants the caller one of its workers'
+// processes for the call (see actors.Execute).
 type Execute struct {
 	Ctx  context.Context
 	Call Call
 	// Attempt counts tries of an idempotent call (0 for the first).
 	Attempt int
-	// Reply takes the pool's answer or the worker's grant.
+	// Reply takes the pool's answer or its grant.
 	Reply Replier
 }
 

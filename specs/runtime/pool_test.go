@@ -103,6 +103,35 @@ var _ = Describe("A worker pool", Label("python"), func() {
 		})
 	})
 
+	Context("when a caller stops reading a stream", func() {
+		It("frees the worker once the stream's context ends, while the caller still holds a chunk", func() {
+			rt, _ := start(pool(1))
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			busy, resume, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			go func() {
+				defer GinkgoRecover()
+				defer close(done)
+				for _, err := range rt.Stream(ctx, "default", "count", map[string]any{"n": 1000, "interval": 0.01}) {
+					Expect(err).NotTo(HaveOccurred())
+					close(busy)
+					<-resume // the caller is busy with its first chunk well past the deadline
+					return
+				}
+			}()
+			Eventually(busy).Should(BeClosed())
+			callCtx, callCancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer callCancel()
+			res, err := rt.Execute(callCtx, "default", "add", map[string]int{"a": 2, "b": 3})
+			Expect(err).NotTo(HaveOccurred(), "the only worker serves again after the stream's deadline")
+			var sum int
+			Expect(res.Decode(&sum)).To(Succeed())
+			Expect(sum).To(Equal(5))
+			close(resume)
+			Eventually(done).Should(BeClosed())
+		})
+	})
+
 	Context("with sessions", func() {
 		It("sends every call of a session to the worker holding it (hint mode)", func() {
 			rt, _ := start(pool(3))
