@@ -78,7 +78,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	ctx, span := r.startCall(ctx, "execute", pool, call)
 	defer span.End()
 	began := time.Now()
-	res, err := actors.Execute(ctx, r.system, r.prop, pid, &messages.Execute{Ctx: ctx, Call: call})
+	res, err := r.caller.Execute(ctx, pid, &messages.Execute{Ctx: ctx, Call: call})
 	if errors.Is(err, actors.ErrNoActor) {
 		err = fmt.Errorf("%w: %w", ErrStopped, err) // its pool is gone: the runtime stopped
 	}
@@ -209,7 +209,7 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		n := 0
-		for res, err := range actors.Stream(ctx, r.system, r.prop, pid, &messages.ExecuteStream{Ctx: ctx, Call: call}) {
+		for res, err := range r.caller.Stream(ctx, pid, &messages.ExecuteStream{Ctx: ctx, Call: call}) {
 			if err != nil {
 				if errors.Is(err, actors.ErrNoActor) {
 					err = fmt.Errorf("%w: %w", ErrStopped, err) // its pool is gone: the runtime stopped

@@ -39,13 +39,16 @@ import (
 // Runtime is a running set of pools. It is safe for concurrent use.
 type Runtime struct {
 	stopped  atomic.Bool // Stop was called: calls get ErrStopped
-	attrs    sync.Map    // callKey -> metric.MeasurementOption
+	stopOnce sync.Once
+	attrs    sync.Map // callKey -> metric.MeasurementOption
 	metrics  *telemetry.Metrics
 	endpoint *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
 	system   *actor.ActorSystem
 	unwatch  func() // stops answering calls that find no pool
+	caller   actors.Caller
+	done     chan struct{} // closed once the pools have stopped
 	guardian *supervision.Handle
 	pools    map[string]*actor.PID
 	order    []string
@@ -168,7 +171,9 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		closeEndpoint(endpoint)
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
-	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
+	done := make(chan struct{})
+	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
+		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
@@ -327,6 +332,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 		_, _ = actors.Request(ctx, r.system, r.prop, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
 	}
 	err := r.guardian.Stop(ctx)
+	r.stopOnce.Do(func() { close(r.done) }) // calls still waiting for a pool end now
 	r.system.Shutdown()
 	r.unwatch()
 	closeEndpoint(r.endpoint)

@@ -48,15 +48,25 @@ func (g *grant) finish(err error) {
 	})
 }
 
+// Caller sends calls to pools and runs what they grant. Stopped, when not nil, is
+// closed once the pools have stopped: a call still waiting for its pool's answer then
+// ends with ErrNoActor, since a pool that stops drops what is left in its mailbox.
+type Caller struct {
+	System     *actor.ActorSystem
+	Propagator propagation.TextMapPropagator
+	Stopped    <-chan struct{}
+}
+
 // Execute runs msg through the pool at pid: the pool picks a worker (or queues the
-// call), the worker grants it, and the call runs on this goroutine. The reply is the
+// call) and grants the call one of its workers' processes, and the call runs on this
+// goroutine. The reply is the
 // pool's answer when it does not run the call (saturated, stopped, failed), else the
 // call's result. An idempotent call whose worker dies mid-call is retried once, first
 // in the queue, on another worker. ErrNoActor means the pool is gone.
-func Execute(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg *messages.Execute) (*messages.ExecuteResult, error) {
+func (c Caller) Execute(ctx context.Context, pid *actor.PID, msg *messages.Execute) (*messages.ExecuteResult, error) {
 	front := false
 	for {
-		g, answer, err := granted(ctx, system, prop, pid, msg, front)
+		g, answer, err := c.granted(ctx, pid, msg, front)
 		if g == nil {
 			if err != nil {
 				return nil, err
@@ -78,9 +88,9 @@ func Execute(ctx context.Context, system *actor.ActorSystem, prop propagation.Te
 // or with anything else (answer), or ctx ends (err). A grant whose process has exited
 // in the meantime (the pool hears of it a moment later) is given back and the call
 // asked again, first in line: nothing of it reached Python.
-func granted(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any, front bool) (*grant, any, error) {
+func (c Caller) granted(ctx context.Context, pid *actor.PID, msg any, front bool) (*grant, any, error) {
 	for {
-		v, err := ask(ctx, system, prop, pid, msg, front)
+		v, err := c.ask(ctx, pid, msg, front)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -113,9 +123,9 @@ func (g *grant) execute(call messages.Call) (res bridge.Result, err error) {
 // Stopping early cancels the call (msg.Ctx must be cancelled by the caller after it).
 // The worker is free again as soon as the stream ends or the call's context does, even
 // while the consumer is still busy with a chunk.
-func Stream(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg *messages.ExecuteStream) iter.Seq2[bridge.Result, error] {
+func (c Caller) Stream(ctx context.Context, pid *actor.PID, msg *messages.ExecuteStream) iter.Seq2[bridge.Result, error] {
 	return func(yield func(bridge.Result, error) bool) {
-		g, answer, err := granted(ctx, system, prop, pid, msg, false)
+		g, answer, err := c.granted(ctx, pid, msg, false)
 		if g == nil {
 			if err == nil {
 				var res *messages.ExecuteResult
@@ -205,7 +215,7 @@ func result(msg any, v any) (*messages.ExecuteResult, error) {
 //
 // If ctx ends first, a grant that still arrives is given back at once (the slot is
 // freed, nothing runs), so a caller that gave up never holds a worker.
-func ask(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any, front bool) (any, error) {
+func (c Caller) ask(ctx context.Context, pid *actor.PID, msg any, front bool) (any, error) {
 	a := &answer{ch: make(chan any, 1)}
 	switch m := msg.(type) {
 	case *messages.Execute:
@@ -216,7 +226,7 @@ func ask(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMa
 	if front {
 		msg = &redispatch{msg: msg}
 	}
-	system.Root.Send(pid, &actor.MessageEnvelope{Header: otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true), Message: msg})
+	c.System.Root.Send(pid, &actor.MessageEnvelope{Header: otelactor.Inject(ctx, c.Propagator, telemetry.CorrelationID(ctx), true), Message: msg})
 	select {
 	case v := <-a.ch:
 		if _, dead := v.(*actor.DeadLetterResponse); dead {
@@ -226,6 +236,9 @@ func ask(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMa
 	case <-ctx.Done():
 		a.abandon()
 		return nil, ctx.Err()
+	case <-c.Stopped:
+		a.abandon()
+		return nil, fmt.Errorf("%T to %s: the pools have stopped: %w", msg, pid.Id, ErrNoActor)
 	}
 }
 

@@ -86,13 +86,42 @@ func TestACallToAPoolThatIsGoneFailsAtOnceWithErrNoActor(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := Execute(ctx, system, propagation.TraceContext{}, gone, &messages.Execute{Ctx: ctx, Call: messages.Call{Tool: "echo"}})
+	c := Caller{System: system, Propagator: propagation.TraceContext{}}
+	_, err := c.Execute(ctx, gone, &messages.Execute{Ctx: ctx, Call: messages.Call{Tool: "echo"}})
 	if !errors.Is(err, ErrNoActor) {
 		t.Fatalf("err = %v, want ErrNoActor", err)
 	}
-	for _, err := range Stream(ctx, system, propagation.TraceContext{}, gone, &messages.ExecuteStream{Ctx: ctx, Call: messages.Call{Tool: "count"}}) {
+	for _, err := range c.Stream(ctx, gone, &messages.ExecuteStream{Ctx: ctx, Call: messages.Call{Tool: "count"}}) {
 		if !errors.Is(err, ErrNoActor) {
 			t.Fatalf("stream err = %v, want ErrNoActor", err)
 		}
+	}
+}
+
+func TestACallStillWaitingWhenThePoolsHaveStoppedEndsThen(t *testing.T) {
+	system := actor.NewActorSystem()
+	// A pool that stops drops what is left in its mailbox: this one never answers.
+	silent := system.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	t.Cleanup(func() { _ = system.Root.StopFuture(silent).Wait() })
+	stopped := make(chan struct{})
+	c := Caller{System: system, Propagator: propagation.TraceContext{}, Stopped: stopped}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Execute(context.Background(), silent, &messages.Execute{Ctx: context.Background(), Call: messages.Call{Tool: "echo"}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the call ended before the pools stopped: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(stopped)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNoActor) {
+			t.Fatalf("err = %v, want ErrNoActor", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a call with no deadline still waits after the pools stopped")
 	}
 }
