@@ -29,7 +29,7 @@ type grant struct {
 	system  *actor.ActorSystem
 	pool    *actor.PID
 	proc    *live
-	ctx     context.Context // the call's: the caller's deadline, the worker's span
+	ctx     context.Context // the call's: see callContext
 	cid     string          // correlation id
 	slot    string
 	inc     uint64
@@ -58,11 +58,11 @@ type Caller struct {
 }
 
 // Execute runs msg through the pool at pid: the pool picks a worker (or queues the
-// call) and grants the call one of its workers' processes, and the call runs on this
-// goroutine. The reply is the
-// pool's answer when it does not run the call (saturated, stopped, failed), else the
-// call's result. An idempotent call whose worker dies mid-call is retried once, first
-// in the queue, on another worker. ErrNoActor means the pool is gone.
+// call) and grants the call that worker's process, and the call runs on this
+// goroutine. The reply is the pool's answer when it does not run the call (saturated,
+// stopped, failed), else the call's result. An idempotent call whose worker dies
+// mid-call is retried once, first in the queue, on another worker. ErrNoActor means
+// the pool is gone.
 func (c Caller) Execute(ctx context.Context, pid *actor.PID, msg *messages.Execute) (*messages.ExecuteResult, error) {
 	front := false
 	for {
