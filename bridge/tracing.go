@@ -19,25 +19,28 @@ type unsampledHandler struct {
 	prop  propagation.TextMapPropagator
 }
 
-// unsampledRPC marks the context of an RPC that inner does not see.
-type unsampledRPC struct{}
+// unsampled reports whether ctx carries a trace that is not sampled. An RPC whose own
+// span otelgrpc made unsampled (a new trace the sampler said no to) counts too: with
+// the bridge's metrics off, otelgrpc has nothing to do for it either.
+func unsampled(ctx context.Context) bool {
+	sc := trace.SpanContextFromContext(ctx)
+	return sc.IsValid() && !sc.IsSampled()
+}
 
 func (h unsampledHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsValid() || sc.IsSampled() {
+	if !unsampled(ctx) {
 		return h.inner.TagRPC(ctx, info)
 	}
-	carrier := propagation.MapCarrier{}
-	h.prop.Inject(ctx, carrier)
-	kv := make([]string, 0, 2*len(carrier))
-	for k, v := range carrier {
-		kv = append(kv, k, v)
+	kv := make(pairs, 0, 4)
+	h.prop.Inject(ctx, &kv)
+	if len(kv) == 0 {
+		return ctx
 	}
-	return context.WithValue(metadata.AppendToOutgoingContext(ctx, kv...), unsampledRPC{}, true)
+	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
 
 func (h unsampledHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if ctx.Value(unsampledRPC{}) != nil {
+	if unsampled(ctx) {
 		return
 	}
 	h.inner.HandleRPC(ctx, s)
@@ -50,3 +53,10 @@ func (h unsampledHandler) TagConn(ctx context.Context, info *stats.ConnTagInfo) 
 func (h unsampledHandler) HandleConn(ctx context.Context, s stats.ConnStats) {
 	h.inner.HandleConn(ctx, s)
 }
+
+// pairs is a write-only propagation carrier of metadata key, value pairs.
+type pairs []string
+
+func (*pairs) Get(string) string   { return "" }
+func (*pairs) Keys() []string      { return nil }
+func (p *pairs) Set(key, v string) { *p = append(*p, key, v) }
