@@ -52,18 +52,7 @@ func startMetricsBenchRuntime(b *testing.B, python string, m pyvisor.MetricsConf
 	b.Helper()
 	cfg := benchConfig(python, 1)
 	cfg.Metrics = m
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rt, err := pyvisor.Start(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := rt.Stop(context.Background()); err != nil {
-			b.Error(err)
-		}
-	})
-	return rt
+	return startRuntimeWith(b, cfg)
 }
 
 func scrapeMetricsBench(b *testing.B, addr string) string {

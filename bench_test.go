@@ -65,9 +65,15 @@ func benchConfig(python string, workers int) pyvisor.Config {
 // startBenchRuntime starts a runtime with one pool of n workers, stopped at cleanup.
 func startBenchRuntime(b *testing.B, python string, n int, opts ...pyvisor.Option) *pyvisor.Runtime {
 	b.Helper()
+	return startRuntimeWith(b, benchConfig(python, n), opts...)
+}
+
+// startRuntimeWith starts a runtime with cfg, stopped at cleanup.
+func startRuntimeWith(b *testing.B, cfg pyvisor.Config, opts ...pyvisor.Option) *pyvisor.Runtime {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rt, err := pyvisor.Start(ctx, benchConfig(python, n), opts...)
+	rt, err := pyvisor.Start(ctx, cfg, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -134,34 +134,27 @@ func (p *pool) requeue(ctx actor.Context, r *redispatch) {
 }
 
 // dropAbandoned answers and removes the queued calls whose callers have gone.
-func (p *pool) dropAbandoned(ctx actor.Context) {
+func (p *pool) dropAbandoned(ctx actor.Context) { p.sweep(ctx, false) }
+
+// dispatch sends queued calls, in order, to workers that can take them. A strict
+// session call waiting for its busy worker does not hold up the calls behind it.
+func (p *pool) dispatch(ctx actor.Context) { p.sweep(ctx, true) }
+
+// sweep goes through the queue in order: a call whose caller has gone is answered and
+// dropped (nobody waits for it: it is not run), and with send, a call a worker can take
+// now is sent to it.
+func (p *pool) sweep(ctx actor.Context, send bool) {
 	kept := p.queue[:0]
 	for _, q := range p.queue {
 		if err := q.callerGone(); err != nil {
 			p.reply(ctx, q, err)
 			continue
 		}
-		kept = append(kept, q)
-	}
-	clear(p.queue[len(kept):])
-	if len(kept) != len(p.queue) {
-		p.queue = kept
-		p.recordQueue()
-	}
-}
-
-// dispatch sends queued calls, in order, to workers that can take them. A strict
-// session call waiting for its busy worker does not hold up the calls behind it.
-func (p *pool) dispatch(ctx actor.Context) {
-	kept := p.queue[:0]
-	for _, q := range p.queue {
-		if err := q.callerGone(); err != nil {
-			p.reply(ctx, q, err) // nobody waits for it any more: don't run it
-			continue
-		}
-		if s := p.pick(q.session); s != nil {
-			p.send(ctx, s, q)
-			continue
+		if send {
+			if s := p.pick(q.session); s != nil {
+				p.send(ctx, s, q)
+				continue
+			}
 		}
 		kept = append(kept, q)
 	}

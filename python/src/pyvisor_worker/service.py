@@ -264,15 +264,30 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     # --- Execute ----------------------------------------------------------------------------
 
     async def Execute(self, request: Any, context: Any) -> Any:
-        tool = await self._tool_for(request, context, streaming=False)
+        tool, cid, args, tctx = await self._call(request, context, streaming=False)
+        with self._running(tool, cid, request.session_id):
+            return await self._execute(tool, args, tctx, cid)
+
+    async def _call(
+        self, request: Any, context: Any, *, streaming: bool
+    ) -> tuple[Tool, str, dict[str, Any], ToolContext | None]:
+        """The tool a call names, its correlation id, and its arguments (aborting the RPC
+        with the matching status when any of them is wrong)."""
+        tool = await self._tool_for(request, context, streaming=streaming)
         cid = self._correlation_id(request, context)
         args, tctx = await self._arguments(tool, request, context, cid)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("execute %s", tool.name, extra={"tool": tool.name})
+            op = "execute stream" if streaming else "execute"
+            log.debug("%s %s", op, tool.name, extra={"tool": tool.name})
+        return tool, cid, args, tctx
+
+    @contextlib.contextmanager
+    def _running(self, tool: Tool, cid: str, session_id: str) -> Iterator[None]:
+        """A call in flight (Heartbeat and Shutdown report how many), inside its tool span."""
         self._in_flight += 1
         try:
-            with self._tool_span(tool.name, cid, request.session_id):
-                return await self._execute(tool, args, tctx, cid)
+            with self._tool_span(tool.name, cid, session_id):
+                yield
         finally:
             self._in_flight -= 1
 
@@ -302,24 +317,16 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     # --- ExecuteStream ----------------------------------------------------------------------
 
     async def ExecuteStream(self, request: Any, context: Any) -> None:
-        tool = await self._tool_for(request, context, streaming=True)
-        cid = self._correlation_id(request, context)
-        args, tctx = await self._arguments(tool, request, context, cid)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("execute stream %s", tool.name, extra={"tool": tool.name})
-        self._in_flight += 1
-        try:
-            with self._tool_span(tool.name, cid, request.session_id):
-                try:
-                    if tool.kind is Kind.ASYNC_GEN:
-                        await self._stream_async(tool, args, context, cid)
-                    else:
-                        await self._stream_sync(tool, args, context, cid, tctx)
-                except asyncio.CancelledError:
-                    _mark_cancelled()
-                    raise
-        finally:
-            self._in_flight -= 1
+        tool, cid, args, tctx = await self._call(request, context, streaming=True)
+        with self._running(tool, cid, request.session_id):
+            try:
+                if tool.kind is Kind.ASYNC_GEN:
+                    await self._stream_async(tool, args, context, cid)
+                else:
+                    await self._stream_sync(tool, args, context, cid, tctx)
+            except asyncio.CancelledError:
+                _mark_cancelled()
+                raise
 
     async def _stream_async(self, tool: Tool, args: dict[str, Any], context: Any, cid: str) -> None:
         agen = tool.func(**args)
