@@ -49,6 +49,8 @@ type Runtime struct {
 	unwatch  func() // stops answering calls that find no pool
 	caller   actors.Caller
 	done     chan struct{} // closed once the pools have stopped
+	halt     chan struct{} // closed once Stop's deadline has passed: see PoolSpec.Halt
+	haltOnce sync.Once
 	guardian *supervision.Handle
 	pools    map[string]*actor.PID
 	order    []string
@@ -151,10 +153,10 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		system.Shutdown()
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
-	ready := make(chan error, len(cfg.Pools))
+	ready, halt := make(chan error, len(cfg.Pools)), make(chan struct{})
 	for _, pc := range cfg.Pools {
 		ps := poolSpec(cfg, pc, log, func(err error) { ready <- err })
-		ps.TracerProvider, ps.Propagator, ps.Metrics = o.tracerProvider, o.propagator, metrics
+		ps.TracerProvider, ps.Propagator, ps.Metrics, ps.Halt = o.tracerProvider, o.propagator, metrics, halt
 		if o.pythonSpans != nil {
 			ps.Bridge = append(ps.Bridge, bridge.WithSpanSink(o.pythonSpans))
 		}
@@ -173,7 +175,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	}
 	done := make(chan struct{})
 	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
-		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
+		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
@@ -317,10 +319,16 @@ func closeEndpoint(ep *telemetry.MetricsEndpoint) {
 // Stop stops taking calls, fails queued ones with ErrStopped, lets in-flight ones
 // finish (within ctx's deadline, or the configured stop timeout), then stops every
 // worker in reverse start order and the actor system. No Python process is left.
+//
+// Once ctx ends (or the stop timeout passes), workers still stopping are killed, not
+// given their pool's stop timeout: Stop then returns ctx's error as soon as their
+// processes are reaped.
 func (r *Runtime) Stop(ctx context.Context) error {
 	r.stopped.Store(true)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StopTimeout)
 	defer cancel()
+	// Once ctx ends, workers still stopping are killed, not waited for.
+	defer context.AfterFunc(ctx, func() { r.haltOnce.Do(func() { close(r.halt) }) })()
 	deadline, _ := ctx.Deadline()
 	// In-flight calls may use what is left after the workers' own stop budget.
 	budget := time.Second

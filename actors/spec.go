@@ -36,6 +36,10 @@ type PoolSpec struct {
 	// OnReady is called once: nil when the first Workers workers serve, or the error
 	// that stopped the pool from getting there.
 	OnReady func(error)
+	// Halt, when closed, cuts short the graceful stop of every worker still stopping:
+	// its process group is killed at once instead of being given StopTimeout. The
+	// owner closes it once its own stop deadline has passed. nil never halts.
+	Halt <-chan struct{}
 }
 
 // HeartbeatSpec configures a worker's Heartbeat child; Enabled false spawns none.

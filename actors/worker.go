@@ -240,7 +240,7 @@ func (w *worker) release(ctx actor.Context, brutal bool) {
 	}
 	p := w.proc.Process
 	w.proc = nil
-	sctx, cancel := context.WithTimeout(context.Background(), w.spec.StopTimeout+time.Second)
+	sctx, cancel := w.stopContext()
 	defer cancel()
 	if brutal {
 		_ = p.Kill(sctx)
@@ -248,7 +248,26 @@ func (w *worker) release(ctx actor.Context, brutal bool) {
 	}
 	if err := p.Stop(sctx); err != nil {
 		w.log.Warn().Err(err).Msg("stopping python worker")
+		// Cut short (halted, or past the stop timeout): the stop under way kills the
+		// process group now; wait for it to be reaped, which takes moments.
+		_ = p.Kill(context.Background())
 	}
+}
+
+// stopContext bounds the graceful stop of the worker's process: the stop timeout (and
+// a second for the kill), or less if the pool's owner halts first.
+func (w *worker) stopContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.spec.StopTimeout+time.Second)
+	if halt := w.spec.Halt; halt != nil {
+		go func() {
+			select {
+			case <-halt:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
 }
 
 func (w *worker) stopHeartbeat(ctx actor.Context) {

@@ -190,6 +190,35 @@ var _ = Describe("Stopping the runtime", Label("python"), func() {
 			Expect(harness.Alive(pid)).To(BeFalse())
 		}
 	})
+
+	It("returns soon after its context ends, even while a worker will not stop, and leaves no process behind", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		// A worker that wedges its event loop answers neither Shutdown nor SIGTERM:
+		// left to itself, it would be killed only after its 5 s stop timeout.
+		rt, err := pyvisor.Start(ctx, pool(1))
+		Expect(err).NotTo(HaveOccurred())
+		pids := readyPIDs(rt)
+		hung := make(chan error, 1)
+		go func() {
+			_, err := rt.Execute(ctx, "default", "hang", map[string]float64{"seconds": 60})
+			hung <- err
+		}()
+		Eventually(func() int { return inFlight(rt) }).Should(Equal(1))
+
+		stopCtx, stopCancel := context.WithTimeout(ctx, time.Second)
+		defer stopCancel()
+		began := time.Now()
+		err = rt.Stop(stopCtx)
+		took := time.Since(began)
+
+		Expect(err).To(MatchError(context.DeadlineExceeded))
+		Expect(took).To(BeNumerically("<", 3*time.Second), "Stop ran %v past a 1 s deadline", took-time.Second)
+		Eventually(hung).Should(Receive(HaveOccurred()))
+		for _, pid := range pids {
+			Expect(harness.Alive(pid)).To(BeFalse())
+		}
+	})
 })
 
 var _ = Describe("Stopping the runtime's workers", Label("python"), func() {
