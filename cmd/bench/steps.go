@@ -32,7 +32,7 @@ type path struct {
 	d    []time.Duration
 }
 
-// latency measures sequential echo calls through four paths, one call of each in turn
+// latency measures sequential echo calls through five paths, one block of each in turn
 // so that load changes hit every path alike.
 func latency(ctx context.Context, s settings) (err error) {
 	rt, err := startRuntime(ctx, s.python, 1)
@@ -64,14 +64,16 @@ func latency(ctx context.Context, s settings) (err error) {
 	}
 
 	client := proc.Client()
+	bare := workerv1.NewWorkerServiceClient(conn)
 	paths := []*path{
-		{name: "bare gRPC -> pool's worker", call: bareCall(workerv1.NewWorkerServiceClient(conn)), ref: -1},
+		{name: "bare gRPC -> pool's worker", call: bareCall(bare), ref: -1},
 		{name: "pool (Runtime.Execute)", call: poolCall(rt), ref: 0},
+		{name: "bare gRPC + correlation id", call: correlatedCall(bare), ref: 0},
 		{name: "bare gRPC -> bridge's conn", call: bareCall(workerv1.NewWorkerServiceClient(client.Conn())), ref: -1},
 		{name: "bridge.Client.Execute", call: func(ctx context.Context) error {
 			_, err := client.Execute(ctx, bridge.Request{Tool: "echo", Args: echoArgs})
 			return err
-		}, ref: 2},
+		}, ref: 3},
 	}
 	for range s.warmup {
 		for _, p := range paths {
@@ -106,7 +108,8 @@ func latency(ctx context.Context, s settings) (err error) {
 
 	fmt.Printf("\nLatency: 100-byte echo, sequential, %d calls per path, in blocks of %d, paths in random order per round\n",
 		s.calls, latencyBlock)
-	fmt.Println("(the pool and the first bare client call the same Python process; bridge.Client and the second share one connection to another)")
+	fmt.Println("(the pool and the first two bare paths call the same Python process; bridge.Client and the last bare path share one connection to another;")
+	fmt.Println(" \"+ correlation id\" sends a new id per call as the pool does: in the request and as x-correlation-id metadata)")
 	w := table()
 	fmt.Fprintln(w, "path\tp50\tp90\tp99\tmean\tcalls/s\tadded at p50\tratio at p50\t")
 	for _, p := range paths {
@@ -120,7 +123,12 @@ func latency(ctx context.Context, s settings) (err error) {
 		fmt.Fprintf(w, "%s\t%.1f µs\t%.1f µs\t%.1f µs\t%.1f µs\t%.0f\t%s\t%s\t\n",
 			p.name, us(st.p50), us(st.p90), us(st.p99), us(st.mean), 1/st.mean.Seconds(), added, ratio)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	pool, correlated := summarize(paths[1].d).p50, summarize(paths[2].d).p50
+	fmt.Printf("pool over bare gRPC with the same correlation id: %+.1f µs at p50\n", us(pool-correlated))
+	return nil
 }
 
 // rate runs callers concurrent goroutines making calls for d and returns calls/s.

@@ -9,9 +9,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 const (
@@ -85,6 +87,24 @@ func dialWorker(ctx context.Context, rt *pyvisor.Runtime) (*grpc.ClientConn, err
 func bareCall(c workerv1.WorkerServiceClient) call {
 	return func(ctx context.Context) error {
 		resp, err := c.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: echoArgs})
+		if err != nil {
+			return err
+		}
+		if resp.GetResult() == nil {
+			return fmt.Errorf("echo failed: %v", resp)
+		}
+		return nil
+	}
+}
+
+// correlatedCall is bareCall carrying a new correlation id the way the pool sends it:
+// in the request and as x-correlation-id metadata, with the trailer read.
+func correlatedCall(c workerv1.WorkerServiceClient) call {
+	return func(ctx context.Context) error {
+		id := telemetry.NewCorrelationID()
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-correlation-id", id)
+		var trailer metadata.MD
+		resp, err := c.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: echoArgs, CorrelationId: id}, grpc.Trailer(&trailer))
 		if err != nil {
 			return err
 		}
