@@ -3,12 +3,15 @@ package actors
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 )
 
@@ -125,3 +128,64 @@ func TestACallStillWaitingWhenThePoolsHaveStoppedEndsThen(t *testing.T) {
 		t.Fatal("a call with no deadline still waits after the pools stopped")
 	}
 }
+
+// exitedProcess is a bridge.Process that has already exited: a stand-in interpreter
+// that hands its socket path over as a serving worker would, then is killed.
+func exitedProcess(t *testing.T) *bridge.Process {
+	t.Helper()
+	python := filepath.Join(t.TempDir(), "python")
+	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --socket ] && sock=$2; shift; done\necho \"PYVISOR|1|unix|$sock\"\nexec sleep 60\n"
+	if err := os.WriteFile(python, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := bridge.Start(ctx, bridge.WithPython(python), bridge.WithTools("none"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestAGrantOnAProcessThatHasExitedIsGivenBackAndTheCallAskedAgainFirstInLine(t *testing.T) {
+	system := actor.NewActorSystem()
+	exited := newLive(exitedProcess(t))
+	asked := make(chan any, 2)
+	finished := make(chan *callFinished, 2)
+	n := 0
+	pool := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *callFinished:
+			finished <- m
+		case *messages.Execute, *redispatch:
+			asked <- m
+			_, reply, _ := callFields(m)
+			if n++; n == 1 { // the worker's process has exited since
+				reply.Reply(&grant{system: system, pool: c.Self(), proc: exited, ctx: context.Background(), slot: "p-0", inc: 7, untrack: func() {}})
+				return
+			}
+			reply.Reply(&messages.ExecuteResult{Err: errors.New("answered the second time")})
+		}
+	}))
+	t.Cleanup(func() { _ = system.Root.StopFuture(pool).Wait() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := Caller{System: system, Propagator: propagation.TraceContext{}}
+	res, err := c.Execute(ctx, pool, &messages.Execute{Ctx: ctx, Call: messages.Call{Tool: "echo"}})
+	if err != nil || res.Err == nil || res.Err.Error() != "answered the second time" {
+		t.Fatalf("Execute = %+v, %v; want the pool's second answer", res, err)
+	}
+	if first := <-asked; !isExecute(first) {
+		t.Fatalf("first ask is %T, want *messages.Execute", first)
+	}
+	if second := <-asked; !isRedispatch(second) {
+		t.Fatalf("second ask is %T, want a *redispatch (first in line)", second)
+	}
+	expectFinished(t, finished)
+}
+
+func isExecute(m any) bool    { _, ok := m.(*messages.Execute); return ok }
+func isRedispatch(m any) bool { _, ok := m.(*redispatch); return ok }
