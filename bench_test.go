@@ -14,10 +14,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 // The benchmarks of the runtime against a bare gRPC client on the same Python worker.
@@ -133,6 +135,22 @@ func bareEcho(ctx context.Context, c workerv1.WorkerServiceClient) error {
 	return nil
 }
 
+// correlatedEcho is bareEcho carrying a new correlation id the way the pool sends it:
+// in the request and as x-correlation-id metadata, with the trailer read.
+func correlatedEcho(ctx context.Context, c workerv1.WorkerServiceClient) error {
+	id := telemetry.NewCorrelationID()
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-correlation-id", id)
+	var trailer metadata.MD
+	resp, err := c.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: benchArgs, CorrelationId: id}, grpc.Trailer(&trailer))
+	if err != nil {
+		return err
+	}
+	if resp.GetResult() == nil {
+		return fmt.Errorf("echo failed: %v", resp)
+	}
+	return nil
+}
+
 func poolEcho(ctx context.Context, rt *pyvisor.Runtime) error {
 	_, err := rt.Execute(ctx, benchPool, "echo", benchArgs)
 	return err
@@ -152,8 +170,10 @@ func reportRate(b *testing.B) {
 }
 
 // BenchmarkExecute compares a 100-byte echo through Runtime.Execute on a one-worker
-// pool with a bare generated gRPC client dialed to the same Python process. Each op is
-// one sequential call, so calls/s is the per-worker sequential rate. go-cpu-ns/op is
+// pool with a bare generated gRPC client dialed to the same Python process, without
+// (via=bare) and with (via=correlated) a correlation id sent as the pool sends it, so
+// the pool's own cost is pool minus correlated. Each op is one sequential call, so
+// calls/s is the per-worker sequential rate. go-cpu-ns/op is
 // the CPU time the Go process spent per call (see goCPUTime): the pool's own cost,
 // without the Python process's, which wall-clock figures on a small machine blur.
 func BenchmarkExecute(b *testing.B) {
@@ -162,13 +182,15 @@ func BenchmarkExecute(b *testing.B) {
 	bare := bareClient(b, rt, 0)
 	ctx := context.Background()
 	bareCall := func(ctx context.Context) error { return bareEcho(ctx, bare) }
+	correlatedCall := func(ctx context.Context) error { return correlatedEcho(ctx, bare) }
 	poolCall := func(ctx context.Context) error { return poolEcho(ctx, rt) }
 	warm(b, bareCall)
+	warm(b, correlatedCall)
 	warm(b, poolCall)
 	for _, via := range []struct {
 		name string
 		call func(context.Context) error
-	}{{"bare", bareCall}, {"pool", poolCall}} {
+	}{{"bare", bareCall}, {"correlated", correlatedCall}, {"pool", poolCall}} {
 		b.Run("via="+via.name, func(b *testing.B) {
 			b.ReportAllocs()
 			cpu, n := goCPUTime(), 0
