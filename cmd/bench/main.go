@@ -6,6 +6,7 @@
 //     and its bare reference call the same Python process, bridge.Client and its bare
 //     reference share one connection to another one;
 //   - sequential calls per second per worker;
+//   - what tracing (sampled, and not sampled) adds to a pool call on the Go side;
 //   - throughput of concurrent callers through a pool of 1 and of 2 workers, as a ratio
 //     to a bare gRPC client calling a single worker;
 //   - startup of pools of 1, 4 and 8 workers (pyvisor.Start until all serve);
@@ -82,7 +83,7 @@ func run(ctx context.Context, s settings) error {
 	}
 	began := time.Now()
 	printHeader(s)
-	steps := []func(context.Context, settings) error{latency, throughput, startup, recovery}
+	steps := []func(context.Context, settings) error{latency, tracingCost, throughput, startup, recovery}
 	for _, step := range steps {
 		if err := step(ctx, s); err != nil {
 			return err

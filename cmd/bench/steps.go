@@ -75,35 +75,8 @@ func latency(ctx context.Context, s settings) (err error) {
 			return err
 		}, ref: 3},
 	}
-	for range s.warmup {
-		for _, p := range paths {
-			if err := p.call(ctx); err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
-			}
-		}
-	}
-	for _, p := range paths {
-		p.d = make([]time.Duration, 0, s.calls)
-	}
-	// Blocks of latencyBlock calls per path, the paths in a random order each round:
-	// load changes hit every path alike, and so does the first call of a block (to a
-	// worker that was idle during the previous block), which tends to be slower.
-	order := make([]int, len(paths))
-	for i := range order {
-		order[i] = i
-	}
-	for done := 0; done < s.calls; done += latencyBlock {
-		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		for _, i := range order {
-			p := paths[i]
-			for range min(latencyBlock, s.calls-done) {
-				t := time.Now()
-				if err := p.call(ctx); err != nil {
-					return fmt.Errorf("%s: %w", p.name, err)
-				}
-				p.d = append(p.d, time.Since(t))
-			}
-		}
+	if err := interleave(ctx, paths, s); err != nil {
+		return err
 	}
 
 	fmt.Printf("\nLatency: 100-byte echo, sequential, %d calls per path, in blocks of %d, paths in random order per round\n",
@@ -128,6 +101,42 @@ func latency(ctx context.Context, s settings) (err error) {
 	}
 	pool, correlated := summarize(paths[1].d).p50, summarize(paths[2].d).p50
 	fmt.Printf("pool over bare gRPC with the same correlation id: %+.1f µs at p50\n", us(pool-correlated))
+	return nil
+}
+
+// interleave warms every path up, then makes s.calls sequential calls through each,
+// recording their durations: blocks of latencyBlock calls per path, the paths in a
+// random order each round, so load changes hit every path alike, and so does the first
+// call of a block (to a worker that was idle during the previous block), which tends
+// to be slower.
+func interleave(ctx context.Context, paths []*path, s settings) error {
+	for range s.warmup {
+		for _, p := range paths {
+			if err := p.call(ctx); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
+	}
+	for _, p := range paths {
+		p.d = make([]time.Duration, 0, s.calls)
+	}
+	order := make([]int, len(paths))
+	for i := range order {
+		order[i] = i
+	}
+	for done := 0; done < s.calls; done += latencyBlock {
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, i := range order {
+			p := paths[i]
+			for range min(latencyBlock, s.calls-done) {
+				t := time.Now()
+				if err := p.call(ctx); err != nil {
+					return fmt.Errorf("%s: %w", p.name, err)
+				}
+				p.d = append(p.d, time.Since(t))
+			}
+		}
+	}
 	return nil
 }
 

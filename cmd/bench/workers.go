@@ -35,13 +35,16 @@ func config(python string, workers int) pyvisor.Config {
 		Workers: workers,
 		// The recovery step kills the worker several times a second.
 		Restart: pyvisor.RestartConfig{MaxRestarts: 1000, Within: time.Second},
+		// The Python side's tracing stays off whatever the shell says: the figures
+		// are the Go side's.
+		Env: map[string]string{"OTEL_TRACES_EXPORTER": "none"},
 	}}}
 }
 
-func startRuntime(ctx context.Context, python string, workers int) (*pyvisor.Runtime, error) {
+func startRuntime(ctx context.Context, python string, workers int, opts ...pyvisor.Option) (*pyvisor.Runtime, error) {
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	rt, err := pyvisor.Start(ctx, config(python, workers))
+	rt, err := pyvisor.Start(ctx, config(python, workers), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start a pool of %d: %w", workers, err)
 	}
