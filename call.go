@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/actors"
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
@@ -179,10 +180,14 @@ func (r *Runtime) startCall(ctx context.Context, op, pool string, call messages.
 }
 
 // callFailed records a call's error on its span and in the log (at debug: the caller
-// has the error), and returns it with the call's correlation id.
+// has the error), and returns it with the call's correlation id. A call whose worker
+// the runtime stopped under it (Stop, a worker removed by Resize) is ErrStopped.
 func (r *Runtime) callFailed(ctx context.Context, span trace.Span, op, tool string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		err = ctxErr
+	}
+	if errors.Is(err, bridge.ErrStopped) && !errors.Is(err, ErrStopped) {
+		err = fmt.Errorf("%w: %w", ErrStopped, err)
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
