@@ -2,10 +2,8 @@ package pyvisor_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,12 +12,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/internal/reference"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
-	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 // The benchmarks of the runtime against a bare gRPC client on the same Python worker.
@@ -35,7 +32,7 @@ const (
 )
 
 // benchArgs is the 100-byte JSON argument object of the echo tool.
-var benchArgs = json.RawMessage(`{"value":"` + strings.Repeat("x", 100-len(`{"value":""}`)) + `"}`)
+var benchArgs = reference.EchoArgs
 
 // benchPython returns the worker's interpreter, or skips b when it cannot import
 // pyvisor_worker (no venv: go tool task setup).
@@ -124,33 +121,6 @@ func bareClient(b *testing.B, rt *pyvisor.Runtime, i int) workerv1.WorkerService
 	return workerv1.NewWorkerServiceClient(conn)
 }
 
-func bareEcho(ctx context.Context, c workerv1.WorkerServiceClient) error {
-	resp, err := c.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: benchArgs})
-	if err != nil {
-		return err
-	}
-	if resp.GetResult() == nil {
-		return fmt.Errorf("echo failed: %v", resp)
-	}
-	return nil
-}
-
-// correlatedEcho is bareEcho carrying a new correlation id the way the pool sends it:
-// in the request and as x-correlation-id metadata, with the trailer read.
-func correlatedEcho(ctx context.Context, c workerv1.WorkerServiceClient) error {
-	id := telemetry.NewCorrelationID()
-	ctx = metadata.AppendToOutgoingContext(ctx, "x-correlation-id", id)
-	var trailer metadata.MD
-	resp, err := c.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: benchArgs, CorrelationId: id}, grpc.Trailer(&trailer))
-	if err != nil {
-		return err
-	}
-	if resp.GetResult() == nil {
-		return fmt.Errorf("echo failed: %v", resp)
-	}
-	return nil
-}
-
 func poolEcho(ctx context.Context, rt *pyvisor.Runtime) error {
 	_, err := rt.Execute(ctx, benchPool, "echo", benchArgs)
 	return err
@@ -181,8 +151,8 @@ func BenchmarkExecute(b *testing.B) {
 	rt := startBenchRuntime(b, python, 1)
 	bare := bareClient(b, rt, 0)
 	ctx := context.Background()
-	bareCall := func(ctx context.Context) error { return bareEcho(ctx, bare) }
-	correlatedCall := func(ctx context.Context) error { return correlatedEcho(ctx, bare) }
+	bareCall := func(ctx context.Context) error { return reference.Echo(ctx, bare) }
+	correlatedCall := func(ctx context.Context) error { return reference.CorrelatedEcho(ctx, bare) }
 	poolCall := func(ctx context.Context) error { return poolEcho(ctx, rt) }
 	warm(b, bareCall)
 	warm(b, correlatedCall)
@@ -241,7 +211,7 @@ func BenchmarkThroughput(b *testing.B) {
 	rt1 := startBenchRuntime(b, python, 1)
 	rt2 := startBenchRuntime(b, python, 2)
 	bare := bareClient(b, rt1, 0)
-	bareCall := func(ctx context.Context) error { return bareEcho(ctx, bare) }
+	bareCall := func(ctx context.Context) error { return reference.Echo(ctx, bare) }
 	pool1 := func(ctx context.Context) error { return poolEcho(ctx, rt1) }
 	pool2 := func(ctx context.Context) error { return poolEcho(ctx, rt2) }
 	warm(b, bareCall)

@@ -2,20 +2,19 @@ package bridge_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/internal/reference"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
 
 // echoArgs is a 100-byte JSON argument object for the echo tool.
-var echoArgs = json.RawMessage(`{"value":"` + strings.Repeat("x", 100-len(`{"value":""}`)) + `"}`)
+var echoArgs = reference.EchoArgs
 
 func startBenchWorker(b *testing.B, id string) *bridge.Process {
 	b.Helper()
@@ -52,9 +51,8 @@ func BenchmarkExecute(b *testing.B) {
 	b.Run("via=bare", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			resp, err := bare.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: echoArgs})
-			if err != nil || resp.GetResult() == nil {
-				b.Fatal(err, resp)
+			if err := reference.Echo(ctx, bare); err != nil {
+				b.Fatal(err)
 			}
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/internal/reference"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
-	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 const (
@@ -23,7 +20,7 @@ const (
 )
 
 // echoArgs is the 100-byte JSON argument object of the echo tool.
-var echoArgs = json.RawMessage(`{"value":"` + strings.Repeat("x", 100-len(`{"value":""}`)) + `"}`)
+var echoArgs = reference.EchoArgs
 
 // call is one echo through some path.
 type call func(context.Context) error
@@ -88,34 +85,12 @@ func dialWorker(ctx context.Context, rt *pyvisor.Runtime) (*grpc.ClientConn, err
 }
 
 func bareCall(c workerv1.WorkerServiceClient) call {
-	return func(ctx context.Context) error {
-		resp, err := c.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: echoArgs})
-		if err != nil {
-			return err
-		}
-		if resp.GetResult() == nil {
-			return fmt.Errorf("echo failed: %v", resp)
-		}
-		return nil
-	}
+	return func(ctx context.Context) error { return reference.Echo(ctx, c) }
 }
 
-// correlatedCall is bareCall carrying a new correlation id the way the pool sends it:
-// in the request and as x-correlation-id metadata, with the trailer read.
+// correlatedCall is bareCall carrying a new correlation id the way the pool sends it.
 func correlatedCall(c workerv1.WorkerServiceClient) call {
-	return func(ctx context.Context) error {
-		id := telemetry.NewCorrelationID()
-		ctx = metadata.AppendToOutgoingContext(ctx, "x-correlation-id", id)
-		var trailer metadata.MD
-		resp, err := c.Execute(ctx, &workerv1.ExecuteRequest{Tool: "echo", Arguments: echoArgs, CorrelationId: id}, grpc.Trailer(&trailer))
-		if err != nil {
-			return err
-		}
-		if resp.GetResult() == nil {
-			return fmt.Errorf("echo failed: %v", resp)
-		}
-		return nil
-	}
+	return func(ctx context.Context) error { return reference.CorrelatedEcho(ctx, c) }
 }
 
 func poolCall(rt *pyvisor.Runtime) call {

@@ -167,16 +167,7 @@ var _ = Describe("Stopping the runtime", Label("python"), func() {
 	It("lets in-flight calls finish, rejects new ones with ErrStopped, and leaves no process behind", func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		rt, err := pyvisor.Start(ctx, pool(2))
-		Expect(err).NotTo(HaveOccurred())
-		pids := readyPIDs(rt)
-
-		inflight := make(chan error, 1)
-		go func() {
-			_, err := rt.Execute(ctx, "default", "sleep", map[string]float64{"seconds": 0.5})
-			inflight <- err
-		}()
-		Eventually(func() int { return inFlight(rt) }).Should(Equal(1))
+		rt, pids, inflight := startWithCallInFlight(ctx, 2, "sleep", map[string]float64{"seconds": 0.5})
 
 		stopped := make(chan error, 1)
 		go func() { stopped <- rt.Stop(ctx) }()
@@ -186,9 +177,7 @@ var _ = Describe("Stopping the runtime", Label("python"), func() {
 		}).Should(MatchError(pyvisor.ErrStopped))
 		Eventually(inflight).Should(Receive(BeNil()))
 		Eventually(stopped).Should(Receive(BeNil()))
-		for _, pid := range pids {
-			Expect(harness.Alive(pid)).To(BeFalse())
-		}
+		expectGone(pids)
 	})
 
 	It("returns soon after its context ends even while a worker will not stop: that worker's call fails with ErrStopped, and no process is left", func() {
@@ -196,30 +185,45 @@ var _ = Describe("Stopping the runtime", Label("python"), func() {
 		defer cancel()
 		// A worker that wedges its event loop answers neither Shutdown nor SIGTERM:
 		// left to itself, it would be killed only after its 5 s stop timeout.
-		rt, err := pyvisor.Start(ctx, pool(1))
-		Expect(err).NotTo(HaveOccurred())
-		pids := readyPIDs(rt)
-		hung := make(chan error, 1)
-		go func() {
-			_, err := rt.Execute(ctx, "default", "hang", map[string]float64{"seconds": 60})
-			hung <- err
-		}()
-		Eventually(func() int { return inFlight(rt) }).Should(Equal(1))
+		rt, pids, hung := startWithCallInFlight(ctx, 1, "hang", map[string]float64{"seconds": 60})
 
 		stopCtx, stopCancel := context.WithTimeout(ctx, time.Second)
 		defer stopCancel()
 		began := time.Now()
-		err = rt.Stop(stopCtx)
+		err := rt.Stop(stopCtx)
 		took := time.Since(began)
 
 		Expect(err).To(MatchError(context.DeadlineExceeded))
 		Expect(took).To(BeNumerically("<", 3*time.Second), "Stop ran %v past a 1 s deadline", took-time.Second)
 		Eventually(hung).Should(Receive(MatchError(pyvisor.ErrStopped)))
-		for _, pid := range pids {
-			Expect(harness.Alive(pid)).To(BeFalse())
-		}
+		expectGone(pids)
 	})
 })
+
+// startWithCallInFlight starts a runtime of workers that the spec stops itself, and one
+// call of tool running on it. It returns the runtime, its Python processes' pids, and
+// where the call's error arrives.
+func startWithCallInFlight(ctx context.Context, workers int, tool string, args any) (*pyvisor.Runtime, map[string]int, <-chan error) {
+	GinkgoHelper()
+	rt, err := pyvisor.Start(ctx, pool(workers))
+	Expect(err).NotTo(HaveOccurred())
+	pids := readyPIDs(rt)
+	done := make(chan error, 1)
+	go func() {
+		_, err := rt.Execute(ctx, "default", tool, args)
+		done <- err
+	}()
+	Eventually(func() int { return inFlight(rt) }).Should(Equal(1))
+	return rt, pids, done
+}
+
+// expectGone checks that none of pids is alive.
+func expectGone(pids map[string]int) {
+	GinkgoHelper()
+	for slot, pid := range pids {
+		Expect(harness.Alive(pid)).To(BeFalse(), "the Python process of %s (pid %d) is still alive", slot, pid)
+	}
+}
 
 var _ = Describe("Stopping the runtime's workers", Label("python"), func() {
 	It("stops them one by one, in reverse start order", func() {
