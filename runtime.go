@@ -38,9 +38,10 @@ import (
 
 // Runtime is a running set of pools. It is safe for concurrent use.
 type Runtime struct {
-	stopped  atomic.Bool // Stop was called: calls get ErrStopped
-	stopOnce sync.Once
-	attrs    sync.Map // callKey -> metric.MeasurementOption
+	stopped  atomic.Bool   // Stop was called: calls get ErrStopped
+	over     chan struct{} // closed once the first Stop has done its work
+	stopErr  error         // that Stop's result, read after over is closed
+	attrs    sync.Map      // callKey -> metric.MeasurementOption
 	metrics  *telemetry.Metrics
 	endpoint *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
 	tracer   trace.Tracer
@@ -175,7 +176,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	}
 	done := make(chan struct{})
 	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
-		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, pools: map[string]*actor.PID{}, cfg: cfg, log: log,
+		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
@@ -322,13 +323,30 @@ func closeEndpoint(ep *telemetry.MetricsEndpoint) {
 //
 // Once ctx ends (or the stop timeout passes), workers still stopping are killed, not
 // given their pool's stop timeout: Stop then returns ctx's error as soon as their
-// processes are reaped.
+// processes are reaped. A ctx that has ended already kills them at once, without a
+// graceful stop. Stop may be called more than once, and concurrently: a call that
+// finds a stop under way waits for it (its own ctx ending kills the workers too), and
+// returns that stop's error.
 func (r *Runtime) Stop(ctx context.Context) error {
-	r.stopped.Store(true)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StopTimeout)
 	defer cancel()
 	// Once ctx ends, workers still stopping are killed, not waited for.
 	defer context.AfterFunc(ctx, func() { r.haltOnce.Do(func() { close(r.halt) }) })()
+	if !r.stopped.Swap(true) {
+		r.stopErr = r.stop(ctx)
+		close(r.over)
+		return r.stopErr
+	}
+	select {
+	case <-r.over:
+		return r.stopErr
+	case <-ctx.Done():
+		return fmt.Errorf("pyvisor: stop: %w", ctx.Err())
+	}
+}
+
+// stop is the one run of Stop's work.
+func (r *Runtime) stop(ctx context.Context) error {
 	deadline, _ := ctx.Deadline()
 	// In-flight calls may use what is left after the workers' own stop budget.
 	budget := time.Second
@@ -340,7 +358,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 		_, _ = actors.Request(ctx, r.system, r.prop, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
 	}
 	err := r.guardian.Stop(ctx)
-	r.stopOnce.Do(func() { close(r.done) }) // calls still waiting for a pool end now
+	close(r.done) // calls still waiting for a pool end now
 	r.system.Shutdown()
 	r.unwatch()
 	closeEndpoint(r.endpoint)

@@ -200,6 +200,28 @@ var _ = Describe("Stopping the runtime", Label("python"), func() {
 	})
 })
 
+var _ = Describe("Stop", Label("python"), func() {
+	It("may be called again, and from several goroutines at once", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rt, err := pyvisor.Start(ctx, pool(1))
+		Expect(err).NotTo(HaveOccurred())
+		pids := readyPIDs(rt)
+		errs := make(chan error, 3)
+		for range 3 {
+			go func() {
+				defer GinkgoRecover()
+				errs <- rt.Stop(ctx)
+			}()
+		}
+		for range 3 {
+			Eventually(errs).Should(Receive(BeNil()))
+		}
+		Expect(rt.Stop(ctx)).To(Succeed())
+		expectGone(pids)
+	})
+})
+
 // startWithCallInFlight starts a runtime of workers that the spec stops itself, and one
 // call of tool running on it. It returns the runtime, its Python processes' pids, and
 // where the call's error arrives.
