@@ -11,11 +11,20 @@ import (
 )
 
 // start is a process start under way. If the worker lets go of it first (it restarts
-// or stops), the process is killed as soon as it exists: nobody owns it.
+// or stops), the start is cancelled: one still waiting for its turn spawns nothing, and
+// a process already spawned is killed.
 type start struct {
+	ctx       context.Context // the start's; cancelled when it is abandoned
+	cancel    context.CancelFunc
+	over      chan struct{} // closed once the start's goroutine is done
 	mu        sync.Mutex
 	abandoned bool
 	proc      *bridge.Process // handed over, not yet taken by the actor
+}
+
+func newStart() *start {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &start{ctx: ctx, cancel: cancel, over: make(chan struct{})}
 }
 
 // deliver hands a started process over, or reports that nobody wants it.
@@ -30,10 +39,13 @@ func (s *start) deliver(p *bridge.Process) bool {
 }
 
 // abandon gives the start up and returns the process if it was already handed over.
+// Whatever it had not handed over yet is killed by the start itself: wait on over for
+// that.
 func (s *start) abandon() *bridge.Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.abandoned = true
+	s.cancel()
 	p := s.proc
 	s.proc = nil
 	return p

@@ -144,14 +144,22 @@ func (w *worker) startProcess(ctx actor.Context) {
 		bridge.WithTracerProvider(w.spec.TracerProvider),
 		bridge.WithPropagator(w.spec.Propagator),
 		bridge.WithTraceHeartbeats(w.spec.Heartbeat.Trace))
-	st := &start{}
+	st := newStart()
 	w.starting = st
 	m, attrs := w.spec.Metrics, metric.WithAttributes(attribute.String(telemetry.LabelPool, w.spec.Name), attribute.String(telemetry.LabelWorker, w.slot))
 	go func() {
-		sem <- struct{}{}
+		defer close(st.over)
+		select {
+		case sem <- struct{}{}:
+		case <-st.ctx.Done():
+			return // abandoned before its turn: nothing was spawned
+		}
 		began := time.Now()
-		p, err := bridge.Start(context.Background(), opts...)
+		p, err := bridge.Start(st.ctx, opts...)
 		<-sem
+		if st.ctx.Err() != nil && err != nil {
+			return // abandoned during its handshake: bridge.Start killed the process
+		}
 		if err != nil {
 			m.WorkerStarts.Add(context.Background(), 1, attrs, metric.WithAttributes(attribute.String(telemetry.LabelOutcome, "error")))
 		} else {
@@ -207,9 +215,9 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 		w.retiring = map[*bridge.Process]bool{}
 	}
 	w.retiring[old] = true
-	system, self, stopTimeout := ctx.ActorSystem(), ctx.Self(), w.spec.StopTimeout
+	system, self := ctx.ActorSystem(), ctx.Self()
+	sctx, cancel := w.stopContext()
 	go func() {
-		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
 		_ = old.Stop(sctx)
 		system.Root.Send(self, &retired{proc: old})
@@ -229,10 +237,11 @@ func (w *worker) release(ctx actor.Context, brutal bool) {
 		_ = p.Kill(context.Background())
 		delete(w.retiring, p)
 	}
-	if w.starting != nil {
-		if p := w.starting.abandon(); p != nil {
+	if st := w.starting; st != nil {
+		if p := st.abandon(); p != nil {
 			_ = p.Kill(context.Background())
 		}
+		<-st.over // a process it spawned is gone too
 		w.starting = nil
 	}
 	if w.proc == nil {
@@ -240,12 +249,12 @@ func (w *worker) release(ctx actor.Context, brutal bool) {
 	}
 	p := w.proc.Process
 	w.proc = nil
-	sctx, cancel := w.stopContext()
-	defer cancel()
 	if brutal {
-		_ = p.Kill(sctx)
+		_ = p.Kill(context.Background()) // SIGKILL, then the reap: moments, bounded by Kill
 		return
 	}
+	sctx, cancel := w.stopContext()
+	defer cancel()
 	if err := p.Stop(sctx); err != nil {
 		w.log.Warn().Err(err).Msg("stopping python worker")
 		// Cut short (halted, or past the stop timeout): the stop under way kills the

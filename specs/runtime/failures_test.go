@@ -220,6 +220,17 @@ var _ = Describe("Stop", Label("python"), func() {
 		Expect(rt.Stop(ctx)).To(Succeed())
 		expectGone(pids)
 	})
+
+	It("leaves no process behind when it comes while workers are still starting", func() {
+		// One process starts at a time and Start's deadline ends before the fourth:
+		// Start stops the runtime itself, with starts under way and still to come.
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+		defer cancel()
+		_, err := pyvisor.Start(ctx, pool(4, func(p *pyvisor.PoolConfig) { p.StartupBatch = 1 }))
+		Expect(err).To(MatchError(context.DeadlineExceeded))
+		Expect(harness.ChildProcesses()).To(BeEmpty())
+		Consistently(harness.ChildProcesses, time.Second).Should(BeEmpty(), "a worker started after Start gave up")
+	})
 })
 
 // startWithCallInFlight starts a runtime of workers that the spec stops itself, and one
