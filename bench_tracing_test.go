@@ -26,10 +26,10 @@ import (
 //   - tracing=sampled-unbatched: tracing=sampled with no span processor at all, which
 //     shows what the batch processor costs in a real call.
 //
-// The Python side traces nothing in all three (no span sink, so PYVISOR_TRACE_STDERR is
+// The Python side traces nothing in any mode (no span sink, so PYVISOR_TRACE_STDERR is
 // not set, and OTEL_TRACES_EXPORTER=none in the worker's environment whatever the host's
 // says), so the differences are the Go side's cost. The propagator is W3C trace context
-// plus baggage in all three, so only the tracer provider differs.
+// plus baggage in every mode, so only the tracer provider differs.
 //
 // Each mode has its own runtime (a provider is fixed at Start), all started up front and
 // measured in one run. Besides ns/op and allocs/op, go-cpu-ns/op is the CPU time the Go

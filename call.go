@@ -181,7 +181,8 @@ func (r *Runtime) startCall(ctx context.Context, op, pool string, call messages.
 
 // callFailed records a call's error on its span and in the log (at debug: the caller
 // has the error), and returns it with the call's correlation id. A call whose worker
-// the runtime stopped under it (Stop, a worker removed by Resize) is ErrStopped.
+// the runtime stopped under it (Stop, a worker removed by Resize, a pool that gave up
+// stopping its workers) is ErrStopped.
 func (r *Runtime) callFailed(ctx context.Context, span trace.Span, op, tool string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		err = ctxErr

@@ -19,7 +19,7 @@ var (
 	ErrUnknownPool     = errors.New("unknown pool")
 	ErrPoolSaturated   = actors.ErrPoolSaturated
 	ErrQueueTimeout    = actors.ErrQueueTimeout
-	ErrStopped         = actors.ErrStopped // the runtime stopped, or the call's worker was stopped under it
+	ErrStopped         = actors.ErrStopped // the runtime stopped, or the call's worker was stopped under it (see docs/embedding.md)
 	ErrPoolFailed      = actors.ErrPoolFailed
 	ErrUnknownTool     = bridge.ErrUnknownTool
 	ErrInvalidArgument = bridge.ErrInvalidArgument
