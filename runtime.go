@@ -14,7 +14,6 @@ package pyvisor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -67,7 +66,7 @@ type options struct {
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider
 	propagator     propagation.TextMapPropagator
-	pythonSpans    func(json.RawMessage)
+	pythonSpans    func(PythonSpan)
 }
 
 // WithMeterProvider records the runtime's metrics with mp (default: the OpenTelemetry
@@ -102,9 +101,13 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(o *options) { o.propagator = p }
 }
 
+// PythonSpan is a span a Python worker ended, as WithPythonSpans hands it over.
+type PythonSpan = bridge.PythonSpan
+
 // WithPythonSpans has every worker write the spans it ends as JSON lines on stderr and
-// hands each to sink (the demo prints Go and Python spans as one tree from them).
-func WithPythonSpans(sink func(json.RawMessage)) Option {
+// hands each, decoded, to sink (the demo prints Go and Python spans as one tree from
+// them). sink is called from the workers' stderr readers, concurrently.
+func WithPythonSpans(sink func(PythonSpan)) Option {
 	return func(o *options) { o.pythonSpans = sink }
 }
 

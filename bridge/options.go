@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -40,7 +39,7 @@ type config struct {
 	meterProvider    metric.MeterProvider
 	propagator       propagation.TextMapPropagator
 	traceHeartbeats  bool
-	spanSink         func(json.RawMessage)
+	spanSink         func(PythonSpan)
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -154,9 +153,10 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 func WithTraceHeartbeats(on bool) Option { return func(c *config) { c.traceHeartbeats = on } }
 
 // WithSpanSink makes the worker write each span it ends as a JSON line on stderr
-// ({"pyvisor_span": {...}}), which the bridge hands to sink instead of logging it. The
-// demo uses it to print Go and Python spans as one tree.
-func WithSpanSink(sink func(json.RawMessage)) Option {
+// ({"pyvisor_span": {...}}), which the bridge decodes and hands to sink instead of
+// logging it (a line that does not decode is logged). The demo uses it to print Go and
+// Python spans as one tree. sink is called from the goroutine reading stderr.
+func WithSpanSink(sink func(PythonSpan)) Option {
 	return func(c *config) { c.spanSink = sink }
 }
 

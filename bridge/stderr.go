@@ -24,14 +24,14 @@ const (
 // forwarded as it is.
 type stderrForwarder struct {
 	log   zerolog.Logger
-	spans func(json.RawMessage) // receives {"pyvisor_span": ...} lines; nil logs them
+	spans func(PythonSpan) // receives {"pyvisor_span": ...} lines; nil logs them
 
 	mu   sync.Mutex
 	tail []string
 	next int
 }
 
-func newStderrForwarder(log zerolog.Logger, spans func(json.RawMessage)) *stderrForwarder {
+func newStderrForwarder(log zerolog.Logger, spans func(PythonSpan)) *stderrForwarder {
 	return &stderrForwarder{log: log, spans: spans, tail: make([]string, 0, tailLines)}
 }
 
@@ -69,9 +69,12 @@ func (f *stderrForwarder) forward(line []byte) {
 	if line[0] == '{' {
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(line, &fields) == nil {
-			if span, ok := fields["pyvisor_span"]; ok && len(fields) == 1 && f.spans != nil {
-				f.spans(span)
-				return
+			if raw, ok := fields["pyvisor_span"]; ok && len(fields) == 1 && f.spans != nil {
+				var span PythonSpan
+				if json.Unmarshal(raw, &span) == nil {
+					f.spans(span)
+					return
+				}
 			}
 			f.remember(line)
 			f.forwardJSON(fields)

@@ -83,11 +83,11 @@ func TestForwardCutsOverlongLines(t *testing.T) {
 
 func TestSpanLinesGoToTheSink(t *testing.T) {
 	var buf bytes.Buffer
-	var spans []string
-	f := newStderrForwarder(zerolog.New(&buf), func(s json.RawMessage) { spans = append(spans, string(s)) })
-	f.run(strings.NewReader(`{"pyvisor_span": {"name": "tool add"}}` + "\n" + `{"level": "info", "message": "m"}` + "\n"))
-	if len(spans) != 1 || spans[0] != `{"name": "tool add"}` {
-		t.Errorf("spans = %q", spans)
+	var spans []PythonSpan
+	f := newStderrForwarder(zerolog.New(&buf), func(s PythonSpan) { spans = append(spans, s) })
+	f.run(strings.NewReader(`{"pyvisor_span": {"name": "tool add", "start_unix_nano": 5}}` + "\n" + `{"level": "info", "message": "m"}` + "\n"))
+	if len(spans) != 1 || spans[0].Name != "tool add" || spans[0].StartUnixNano != 5 {
+		t.Errorf("spans = %+v", spans)
 	}
 	if strings.Contains(buf.String(), "pyvisor_span") || !strings.Contains(buf.String(), `"message":"m"`) {
 		t.Errorf("log = %q", buf.String())

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -49,22 +48,7 @@ type tracing struct {
 	down     bool                    // shut down
 
 	mu sync.Mutex
-	py []pySpan
-}
-
-// pySpan is a span a Python worker reported (pyvisor.WithPythonSpans).
-type pySpan struct {
-	Name          string         `json:"name"`
-	TraceID       string         `json:"trace_id"`
-	SpanID        string         `json:"span_id"`
-	ParentSpanID  string         `json:"parent_span_id"`
-	Kind          string         `json:"kind"`
-	Start         int64          `json:"start_unix_nano"`
-	End           int64          `json:"end_unix_nano"`
-	Status        string         `json:"status"`
-	StatusMessage string         `json:"status_message"`
-	Attributes    map[string]any `json:"attributes"`
-	Service       string         `json:"service"`
+	py []pyvisor.PythonSpan
 }
 
 // newTracing builds the provider and installs it and the W3C propagator as the
@@ -100,13 +84,10 @@ func (t *tracing) otlp() bool { return slices.Contains(strings.Split(t.exporter,
 func (t *tracing) options() []pyvisor.Option {
 	opts := []pyvisor.Option{pyvisor.WithTracerProvider(t.tp), pyvisor.WithPropagator(t.prop)}
 	if t.recorder != nil && !t.otlp() {
-		opts = append(opts, pyvisor.WithPythonSpans(func(raw json.RawMessage) {
-			var s pySpan
-			if json.Unmarshal(raw, &s) == nil {
-				t.mu.Lock()
-				t.py = append(t.py, s)
-				t.mu.Unlock()
-			}
+		opts = append(opts, pyvisor.WithPythonSpans(func(s pyvisor.PythonSpan) {
+			t.mu.Lock()
+			t.py = append(t.py, s)
+			t.mu.Unlock()
 		}))
 	}
 	return opts
@@ -301,7 +282,7 @@ func (t *tracing) tree(traceID, head string) []string {
 		}
 		n := &node{
 			id: s.SpanID, parent: s.ParentSpanID, name: s.Name, service: s.Service,
-			start: time.Unix(0, s.Start), end: time.Unix(0, s.End), attrs: map[string]string{},
+			start: time.Unix(0, s.StartUnixNano), end: time.Unix(0, s.EndUnixNano), attrs: map[string]string{},
 			status: s.Status,
 		}
 		if s.StatusMessage != "" {

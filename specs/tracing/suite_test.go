@@ -2,7 +2,6 @@ package tracing_test
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -32,17 +31,6 @@ var _ = BeforeSuite(func() { python, runtimeDir = harness.Suite("pvtr-") })
 
 var _ = BeforeEach(func() { harness.CheckLeaks(runtimeDir) })
 
-// pySpan is a span a Python worker reported on stderr.
-type pySpan struct {
-	Name         string         `json:"name"`
-	TraceID      string         `json:"trace_id"`
-	SpanID       string         `json:"span_id"`
-	ParentSpanID string         `json:"parent_span_id"`
-	Kind         string         `json:"kind"`
-	Service      string         `json:"service"`
-	Attributes   map[string]any `json:"attributes"`
-}
-
 // traced is a runtime whose Go spans go to an in-memory recorder and whose Python spans
 // are collected from the workers' stderr.
 type traced struct {
@@ -51,7 +39,7 @@ type traced struct {
 	logs     *harness.Logs
 
 	mu sync.Mutex
-	py []pySpan
+	py []pyvisor.PythonSpan
 }
 
 func startTraced(workers int, tweak ...func(*pyvisor.PoolConfig)) *traced {
@@ -74,13 +62,10 @@ func startSampled(sampler sdktrace.Sampler, workers int, tweak ...func(*pyvisor.
 		pyvisor.WithLogger(zerolog.New(t.logs)),
 		pyvisor.WithTracerProvider(tp),
 		pyvisor.WithPropagator(telemetry.Propagator()),
-		pyvisor.WithPythonSpans(func(raw json.RawMessage) {
-			var s pySpan
-			if json.Unmarshal(raw, &s) == nil {
-				t.mu.Lock()
-				t.py = append(t.py, s)
-				t.mu.Unlock()
-			}
+		pyvisor.WithPythonSpans(func(s pyvisor.PythonSpan) {
+			t.mu.Lock()
+			t.py = append(t.py, s)
+			t.mu.Unlock()
 		}))
 	Expect(err).NotTo(HaveOccurred())
 	t.rt = rt
@@ -105,10 +90,10 @@ func (t *traced) goSpans(traceID string) []sdktrace.ReadOnlySpan {
 }
 
 // pySpans are the Python spans of one trace.
-func (t *traced) pySpans(traceID string) []pySpan {
+func (t *traced) pySpans(traceID string) []pyvisor.PythonSpan {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []pySpan
+	var out []pyvisor.PythonSpan
 	for _, s := range t.py {
 		if s.TraceID == traceID {
 			out = append(out, s)

@@ -38,7 +38,7 @@ var _ = Describe("One Execute", Label("python"), func() {
 		_, err := t.rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 2})
 		Expect(err).NotTo(HaveOccurred())
 		traceID := t.goSpan("execute add").SpanContext().TraceID().String()
-		Eventually(func() []pySpan { return t.pySpans(traceID) }).Should(HaveLen(2))
+		Eventually(func() []pyvisor.PythonSpan { return t.pySpans(traceID) }).Should(HaveLen(2))
 		for _, s := range t.goSpans(traceID) {
 			if s.SpanKind() == trace.SpanKindClient {
 				continue // otelgrpc's span: the id travels in its metadata instead
@@ -118,7 +118,7 @@ var _ = Describe("A call whose trace is not sampled", Label("python"), func() {
 			HaveKeyWithValue("trace_id", span.SpanContext().TraceID().String()),
 		)), "Python got the trace context: with none, it would have started a trace of its own")
 		Expect(t.recorder.Ended()).To(BeEmpty())
-		Consistently(func() []pySpan { return t.pySpans(span.SpanContext().TraceID().String()) }).
+		Consistently(func() []pyvisor.PythonSpan { return t.pySpans(span.SpanContext().TraceID().String()) }).
 			WithTimeout(300 * time.Millisecond).Should(BeEmpty())
 		t.mu.Lock()
 		defer t.mu.Unlock()
@@ -178,7 +178,7 @@ var _ = Describe("Heartbeat pings", Label("python"), func() {
 		Eventually(func() bool { return t.goSpan("heartbeat") != nil }).Should(BeTrue())
 		hb := t.goSpan("heartbeat")
 		Expect(hb.Parent().IsValid()).To(BeFalse(), "a trace of its own")
-		Eventually(func() []pySpan { return t.pySpans(hb.SpanContext().TraceID().String()) }).Should(
+		Eventually(func() []pyvisor.PythonSpan { return t.pySpans(hb.SpanContext().TraceID().String()) }).Should(
 			ContainElement(HaveField("Name", HaveSuffix("WorkerService/Heartbeat"))))
 	})
 })
