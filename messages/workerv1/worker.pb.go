@@ -1080,6 +1080,604 @@ func (x *ShutdownResponse) GetInFlight() uint32 {
 	return 0
 }
 
+// HostFrame is one message from the runtime (Go) to the worker on the Channel.
+type HostFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// call_id names the call the frame belongs to: chosen by the host, unique for the life
+	// of the channel, never 0 for call and cancel frames.
+	CallId uint64 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*HostFrame_Call
+	//	*HostFrame_Cancel
+	//	*HostFrame_Ping
+	//	*HostFrame_Credit
+	Body          isHostFrame_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostFrame) Reset() {
+	*x = HostFrame{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostFrame) ProtoMessage() {}
+
+func (x *HostFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostFrame.ProtoReflect.Descriptor instead.
+func (*HostFrame) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HostFrame) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *HostFrame) GetBody() isHostFrame_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *HostFrame) GetCall() *Call {
+	if x != nil {
+		if x, ok := x.Body.(*HostFrame_Call); ok {
+			return x.Call
+		}
+	}
+	return nil
+}
+
+func (x *HostFrame) GetCancel() *Cancel {
+	if x != nil {
+		if x, ok := x.Body.(*HostFrame_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+func (x *HostFrame) GetPing() *HeartbeatRequest {
+	if x != nil {
+		if x, ok := x.Body.(*HostFrame_Ping); ok {
+			return x.Ping
+		}
+	}
+	return nil
+}
+
+func (x *HostFrame) GetCredit() *Credit {
+	if x != nil {
+		if x, ok := x.Body.(*HostFrame_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
+type isHostFrame_Body interface {
+	isHostFrame_Body()
+}
+
+type HostFrame_Call struct {
+	// call starts a call.
+	Call *Call `protobuf:"bytes,2,opt,name=call,proto3,oneof"`
+}
+
+type HostFrame_Cancel struct {
+	// cancel ends a running call: the worker cancels its body and answers body_ended
+	// once the body is really over.
+	Cancel *Cancel `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
+}
+
+type HostFrame_Ping struct {
+	// ping is a heartbeat, answered with a pong on the event loop that runs the calls.
+	Ping *HeartbeatRequest `protobuf:"bytes,4,opt,name=ping,proto3,oneof"`
+}
+
+type HostFrame_Credit struct {
+	// credit lets a streaming call send that many more chunks (flow control per call,
+	// so one slow consumer never holds up the other calls on the channel).
+	Credit *Credit `protobuf:"bytes,5,opt,name=credit,proto3,oneof"`
+}
+
+func (*HostFrame_Call) isHostFrame_Body() {}
+
+func (*HostFrame_Cancel) isHostFrame_Body() {}
+
+func (*HostFrame_Ping) isHostFrame_Body() {}
+
+func (*HostFrame_Credit) isHostFrame_Body() {}
+
+// Call is one tool call on the Channel.
+type Call struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Request *ExecuteRequest        `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// stream is true for a streaming (generator) tool: the answer is chunks, then end.
+	Stream bool `protobuf:"varint,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	// trace_context is the W3C carrier of the call's trace (traceparent, tracestate,
+	// baggage), as the host's propagator writes it; empty when the host traces nothing.
+	TraceContext map[string]string `protobuf:"bytes,3,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// timeout_micros is the call's remaining time when sent; 0 means no deadline. The
+	// worker cancels the body when it runs out, as the host also does with a cancel frame.
+	TimeoutMicros int64 `protobuf:"varint,4,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	// credit is how many chunks a streaming call may send before it waits for more.
+	Credit        uint32 `protobuf:"varint,5,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Call) Reset() {
+	*x = Call{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Call) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Call) ProtoMessage() {}
+
+func (x *Call) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Call.ProtoReflect.Descriptor instead.
+func (*Call) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Call) GetRequest() *ExecuteRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *Call) GetStream() bool {
+	if x != nil {
+		return x.Stream
+	}
+	return false
+}
+
+func (x *Call) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
+}
+
+func (x *Call) GetTimeoutMicros() int64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return 0
+}
+
+func (x *Call) GetCredit() uint32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+// Cancel asks the worker to cancel a call's body.
+type Cancel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reason is "cancelled" or "deadline_exceeded", for the worker's logs and span.
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cancel) Reset() {
+	*x = Cancel{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cancel) ProtoMessage() {}
+
+func (x *Cancel) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
+func (*Cancel) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Cancel) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Credit grants a streaming call more chunks.
+type Credit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunks        uint32                 `protobuf:"varint,1,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credit) Reset() {
+	*x = Credit{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credit) ProtoMessage() {}
+
+func (x *Credit) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credit.ProtoReflect.Descriptor instead.
+func (*Credit) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Credit) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+// WorkerFrame is one message from the worker to the runtime on the Channel.
+//
+// Every call gets exactly one terminal frame (result, end, tool_error, failed or
+// body_ended), sent once its Python body is over: until then the host counts the body
+// as running, even after its caller has gone.
+type WorkerFrame struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CallId uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*WorkerFrame_Result
+	//	*WorkerFrame_Chunk
+	//	*WorkerFrame_End
+	//	*WorkerFrame_ToolError
+	//	*WorkerFrame_Failed
+	//	*WorkerFrame_BodyEnded
+	//	*WorkerFrame_Pong
+	Body          isWorkerFrame_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerFrame) Reset() {
+	*x = WorkerFrame{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerFrame) ProtoMessage() {}
+
+func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerFrame.ProtoReflect.Descriptor instead.
+func (*WorkerFrame) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WorkerFrame) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *WorkerFrame) GetBody() isWorkerFrame_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetResult() *Result {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetChunk() *Result {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetEnd() *StreamDone {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetToolError() *ToolError {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_ToolError); ok {
+			return x.ToolError
+		}
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetFailed() *CallFailed {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_Failed); ok {
+			return x.Failed
+		}
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetBodyEnded() *BodyEnded {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_BodyEnded); ok {
+			return x.BodyEnded
+		}
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetPong() *HeartbeatResponse {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_Pong); ok {
+			return x.Pong
+		}
+	}
+	return nil
+}
+
+type isWorkerFrame_Body interface {
+	isWorkerFrame_Body()
+}
+
+type WorkerFrame_Result struct {
+	// result ends a non-streaming call that returned.
+	Result *Result `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+type WorkerFrame_Chunk struct {
+	// chunk is one item a streaming call yielded.
+	Chunk *Result `protobuf:"bytes,3,opt,name=chunk,proto3,oneof"`
+}
+
+type WorkerFrame_End struct {
+	// end closes a streaming call that finished.
+	End *StreamDone `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
+}
+
+type WorkerFrame_ToolError struct {
+	// tool_error ends a call whose tool raised.
+	ToolError *ToolError `protobuf:"bytes,5,opt,name=tool_error,json=toolError,proto3,oneof"`
+}
+
+type WorkerFrame_Failed struct {
+	// failed ends a call the worker refused or could not answer (unknown tool, bad
+	// arguments, unknown session, wrong call kind, oversize result): what a unary call
+	// would get as a gRPC status.
+	Failed *CallFailed `protobuf:"bytes,6,opt,name=failed,proto3,oneof"`
+}
+
+type WorkerFrame_BodyEnded struct {
+	// body_ended ends a call the host cancelled, once its Python body is really over.
+	BodyEnded *BodyEnded `protobuf:"bytes,7,opt,name=body_ended,json=bodyEnded,proto3,oneof"`
+}
+
+type WorkerFrame_Pong struct {
+	// pong answers a ping (call_id 0).
+	Pong *HeartbeatResponse `protobuf:"bytes,8,opt,name=pong,proto3,oneof"`
+}
+
+func (*WorkerFrame_Result) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_Chunk) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_End) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_ToolError) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_Failed) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_BodyEnded) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_Pong) isWorkerFrame_Body() {}
+
+// CallFailed is a contract error of one call on the Channel.
+type CallFailed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is the gRPC status code the unary RPC would have ended with.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// reason is the pyvisor-error reason (unknown_tool, invalid_argument, ...).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallFailed) Reset() {
+	*x = CallFailed{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallFailed) ProtoMessage() {}
+
+func (x *CallFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallFailed.ProtoReflect.Descriptor instead.
+func (*CallFailed) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CallFailed) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CallFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CallFailed) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// BodyEnded reports that a call's body is no longer running.
+type BodyEnded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cancelled is true when the body ended because it was cancelled.
+	Cancelled     bool `protobuf:"varint,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BodyEnded) Reset() {
+	*x = BodyEnded{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BodyEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BodyEnded) ProtoMessage() {}
+
+func (x *BodyEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BodyEnded.ProtoReflect.Descriptor instead.
+func (*BodyEnded) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BodyEnded) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
 var File_pyvisor_worker_v1_worker_proto protoreflect.FileDescriptor
 
 const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
@@ -1158,7 +1756,46 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x0fShutdownRequest\x12!\n" +
 	"\fgrace_millis\x18\x01 \x01(\rR\vgraceMillis\"/\n" +
 	"\x10ShutdownResponse\x12\x1b\n" +
-	"\tin_flight\x18\x01 \x01(\rR\binFlight2\x82\x05\n" +
+	"\tin_flight\x18\x01 \x01(\rR\binFlight\"\x86\x02\n" +
+	"\tHostFrame\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12-\n" +
+	"\x04call\x18\x02 \x01(\v2\x17.pyvisor.worker.v1.CallH\x00R\x04call\x123\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x19.pyvisor.worker.v1.CancelH\x00R\x06cancel\x129\n" +
+	"\x04ping\x18\x04 \x01(\v2#.pyvisor.worker.v1.HeartbeatRequestH\x00R\x04ping\x123\n" +
+	"\x06credit\x18\x05 \x01(\v2\x19.pyvisor.worker.v1.CreditH\x00R\x06creditB\x06\n" +
+	"\x04bodyJ\x04\b\x10\x10 \"\xab\x02\n" +
+	"\x04Call\x12;\n" +
+	"\arequest\x18\x01 \x01(\v2!.pyvisor.worker.v1.ExecuteRequestR\arequest\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\bR\x06stream\x12N\n" +
+	"\rtrace_context\x18\x03 \x03(\v2).pyvisor.worker.v1.Call.TraceContextEntryR\ftraceContext\x12%\n" +
+	"\x0etimeout_micros\x18\x04 \x01(\x03R\rtimeoutMicros\x12\x16\n" +
+	"\x06credit\x18\x05 \x01(\rR\x06credit\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\" \n" +
+	"\x06Cancel\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\" \n" +
+	"\x06Credit\x12\x16\n" +
+	"\x06chunks\x18\x01 \x01(\rR\x06chunks\"\xc2\x03\n" +
+	"\vWorkerFrame\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x123\n" +
+	"\x06result\x18\x02 \x01(\v2\x19.pyvisor.worker.v1.ResultH\x00R\x06result\x121\n" +
+	"\x05chunk\x18\x03 \x01(\v2\x19.pyvisor.worker.v1.ResultH\x00R\x05chunk\x121\n" +
+	"\x03end\x18\x04 \x01(\v2\x1d.pyvisor.worker.v1.StreamDoneH\x00R\x03end\x12=\n" +
+	"\n" +
+	"tool_error\x18\x05 \x01(\v2\x1c.pyvisor.worker.v1.ToolErrorH\x00R\ttoolError\x127\n" +
+	"\x06failed\x18\x06 \x01(\v2\x1d.pyvisor.worker.v1.CallFailedH\x00R\x06failed\x12=\n" +
+	"\n" +
+	"body_ended\x18\a \x01(\v2\x1c.pyvisor.worker.v1.BodyEndedH\x00R\tbodyEnded\x12:\n" +
+	"\x04pong\x18\b \x01(\v2$.pyvisor.worker.v1.HeartbeatResponseH\x00R\x04pongB\x06\n" +
+	"\x04bodyJ\x04\b\x10\x10 \"R\n" +
+	"\n" +
+	"CallFailed\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\")\n" +
+	"\tBodyEnded\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x01(\bR\tcancelled2\xcf\x05\n" +
 	"\rWorkerService\x12S\n" +
 	"\bDescribe\x12\".pyvisor.worker.v1.DescribeRequest\x1a#.pyvisor.worker.v1.DescribeResponse\x12P\n" +
 	"\aExecute\x12!.pyvisor.worker.v1.ExecuteRequest\x1a\".pyvisor.worker.v1.ExecuteResponse\x12^\n" +
@@ -1166,7 +1803,8 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\tHeartbeat\x12#.pyvisor.worker.v1.HeartbeatRequest\x1a$.pyvisor.worker.v1.HeartbeatResponse\x12\\\n" +
 	"\vOpenSession\x12%.pyvisor.worker.v1.OpenSessionRequest\x1a&.pyvisor.worker.v1.OpenSessionResponse\x12_\n" +
 	"\fCloseSession\x12&.pyvisor.worker.v1.CloseSessionRequest\x1a'.pyvisor.worker.v1.CloseSessionResponse\x12S\n" +
-	"\bShutdown\x12\".pyvisor.worker.v1.ShutdownRequest\x1a#.pyvisor.worker.v1.ShutdownResponseB7Z5github.com/pyvisor/pyvisor/messages/workerv1;workerv1b\x06proto3"
+	"\bShutdown\x12\".pyvisor.worker.v1.ShutdownRequest\x1a#.pyvisor.worker.v1.ShutdownResponse\x12K\n" +
+	"\aChannel\x12\x1c.pyvisor.worker.v1.HostFrame\x1a\x1e.pyvisor.worker.v1.WorkerFrame(\x010\x01B7Z5github.com/pyvisor/pyvisor/messages/workerv1;workerv1b\x06proto3"
 
 var (
 	file_pyvisor_worker_v1_worker_proto_rawDescOnce sync.Once
@@ -1180,7 +1818,7 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_pyvisor_worker_v1_worker_proto_rawDescData
 }
 
-var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(*DescribeRequest)(nil),       // 0: pyvisor.worker.v1.DescribeRequest
 	(*DescribeResponse)(nil),      // 1: pyvisor.worker.v1.DescribeResponse
@@ -1199,37 +1837,60 @@ var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(*CloseSessionResponse)(nil),  // 14: pyvisor.worker.v1.CloseSessionResponse
 	(*ShutdownRequest)(nil),       // 15: pyvisor.worker.v1.ShutdownRequest
 	(*ShutdownResponse)(nil),      // 16: pyvisor.worker.v1.ShutdownResponse
-	nil,                           // 17: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                           // 18: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	(*HostFrame)(nil),             // 17: pyvisor.worker.v1.HostFrame
+	(*Call)(nil),                  // 18: pyvisor.worker.v1.Call
+	(*Cancel)(nil),                // 19: pyvisor.worker.v1.Cancel
+	(*Credit)(nil),                // 20: pyvisor.worker.v1.Credit
+	(*WorkerFrame)(nil),           // 21: pyvisor.worker.v1.WorkerFrame
+	(*CallFailed)(nil),            // 22: pyvisor.worker.v1.CallFailed
+	(*BodyEnded)(nil),             // 23: pyvisor.worker.v1.BodyEnded
+	nil,                           // 24: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	nil,                           // 25: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                           // 26: pyvisor.worker.v1.Call.TraceContextEntry
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
 	2,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
-	17, // 1: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	24, // 1: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
 	5,  // 2: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
 	6,  // 3: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
 	5,  // 4: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
 	8,  // 5: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
 	6,  // 6: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	18, // 7: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	0,  // 8: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
-	3,  // 9: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
-	3,  // 10: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
-	9,  // 11: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
-	11, // 12: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
-	13, // 13: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	15, // 14: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	1,  // 15: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	4,  // 16: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	7,  // 17: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	10, // 18: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	12, // 19: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	14, // 20: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	16, // 21: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	25, // 7: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	18, // 8: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	19, // 9: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	9,  // 10: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
+	20, // 11: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	3,  // 12: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
+	26, // 13: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	5,  // 14: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
+	5,  // 15: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
+	8,  // 16: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
+	6,  // 17: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
+	22, // 18: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	23, // 19: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	10, // 20: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
+	0,  // 21: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
+	3,  // 22: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
+	3,  // 23: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
+	9,  // 24: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
+	11, // 25: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
+	13, // 26: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
+	15, // 27: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	17, // 28: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	1,  // 29: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	4,  // 30: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	7,  // 31: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	10, // 32: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	12, // 33: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	14, // 34: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	16, // 35: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	21, // 36: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_pyvisor_worker_v1_worker_proto_init() }
@@ -1246,13 +1907,28 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*ExecuteStreamResponse_Done)(nil),
 		(*ExecuteStreamResponse_Error)(nil),
 	}
+	file_pyvisor_worker_v1_worker_proto_msgTypes[17].OneofWrappers = []any{
+		(*HostFrame_Call)(nil),
+		(*HostFrame_Cancel)(nil),
+		(*HostFrame_Ping)(nil),
+		(*HostFrame_Credit)(nil),
+	}
+	file_pyvisor_worker_v1_worker_proto_msgTypes[21].OneofWrappers = []any{
+		(*WorkerFrame_Result)(nil),
+		(*WorkerFrame_Chunk)(nil),
+		(*WorkerFrame_End)(nil),
+		(*WorkerFrame_ToolError)(nil),
+		(*WorkerFrame_Failed)(nil),
+		(*WorkerFrame_BodyEnded)(nil),
+		(*WorkerFrame_Pong)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

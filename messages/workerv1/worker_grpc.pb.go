@@ -35,6 +35,7 @@ const (
 	WorkerService_OpenSession_FullMethodName   = "/pyvisor.worker.v1.WorkerService/OpenSession"
 	WorkerService_CloseSession_FullMethodName  = "/pyvisor.worker.v1.WorkerService/CloseSession"
 	WorkerService_Shutdown_FullMethodName      = "/pyvisor.worker.v1.WorkerService/Shutdown"
+	WorkerService_Channel_FullMethodName       = "/pyvisor.worker.v1.WorkerService/Channel"
 )
 
 // WorkerServiceClient is the client API for WorkerService service.
@@ -59,6 +60,12 @@ type WorkerServiceClient interface {
 	// Shutdown stops taking calls, lets in-flight calls finish within the grace period,
 	// then exits the process.
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
+	// Channel is the runtime's own path: one long-lived bidirectional stream per worker
+	// process, opened right after the handshake. Calls, stream chunks, cancellation and
+	// heartbeats travel on it as frames tagged with a call id, so a call costs one message
+	// each way instead of a unary RPC, and its trace context and correlation id are frame
+	// fields instead of per-call headers. The stream ending is the worker failing.
+	Channel(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HostFrame, WorkerFrame], error)
 }
 
 type workerServiceClient struct {
@@ -148,6 +155,19 @@ func (c *workerServiceClient) Shutdown(ctx context.Context, in *ShutdownRequest,
 	return out, nil
 }
 
+func (c *workerServiceClient) Channel(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HostFrame, WorkerFrame], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WorkerService_ServiceDesc.Streams[1], WorkerService_Channel_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HostFrame, WorkerFrame]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkerService_ChannelClient = grpc.BidiStreamingClient[HostFrame, WorkerFrame]
+
 // WorkerServiceServer is the server API for WorkerService service.
 // All implementations must embed UnimplementedWorkerServiceServer
 // for forward compatibility.
@@ -170,6 +190,12 @@ type WorkerServiceServer interface {
 	// Shutdown stops taking calls, lets in-flight calls finish within the grace period,
 	// then exits the process.
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	// Channel is the runtime's own path: one long-lived bidirectional stream per worker
+	// process, opened right after the handshake. Calls, stream chunks, cancellation and
+	// heartbeats travel on it as frames tagged with a call id, so a call costs one message
+	// each way instead of a unary RPC, and its trace context and correlation id are frame
+	// fields instead of per-call headers. The stream ending is the worker failing.
+	Channel(grpc.BidiStreamingServer[HostFrame, WorkerFrame]) error
 	mustEmbedUnimplementedWorkerServiceServer()
 }
 
@@ -200,6 +226,9 @@ func (UnimplementedWorkerServiceServer) CloseSession(context.Context, *CloseSess
 }
 func (UnimplementedWorkerServiceServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
+}
+func (UnimplementedWorkerServiceServer) Channel(grpc.BidiStreamingServer[HostFrame, WorkerFrame]) error {
+	return status.Error(codes.Unimplemented, "method Channel not implemented")
 }
 func (UnimplementedWorkerServiceServer) mustEmbedUnimplementedWorkerServiceServer() {}
 func (UnimplementedWorkerServiceServer) testEmbeddedByValue()                       {}
@@ -341,6 +370,13 @@ func _WorkerService_Shutdown_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkerService_Channel_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(WorkerServiceServer).Channel(&grpc.GenericServerStream[HostFrame, WorkerFrame]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkerService_ChannelServer = grpc.BidiStreamingServer[HostFrame, WorkerFrame]
+
 // WorkerService_ServiceDesc is the grpc.ServiceDesc for WorkerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,6 +414,12 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ExecuteStream",
 			Handler:       _WorkerService_ExecuteStream_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Channel",
+			Handler:       _WorkerService_Channel_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "pyvisor/worker/v1/worker.proto",

@@ -13,6 +13,18 @@ INVALID_ARGUMENT = "invalid_argument"
 WRONG_CALL_KIND = "wrong_call_kind"
 UNKNOWN_SESSION = "unknown_session"
 UNAUTHENTICATED = "unauthenticated"
+MESSAGE_TOO_LARGE = "message_too_large"
+
+
+class CallRejected(Exception):
+    """A call the worker refuses before (or instead of) running its tool: the unary RPCs
+    turn it into a gRPC status, the channel into a ``failed`` frame."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
 
 
 async def abort(context: Any, code: grpc.StatusCode, reason: str, message: str) -> NoReturn:

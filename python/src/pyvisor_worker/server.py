@@ -27,6 +27,8 @@ from pyvisor_worker.tools import Tool
 log = logging.getLogger("pyvisor_worker.server")
 
 SERVICE_NAME = "pyvisor.worker.v1.WorkerService"
+# Room on top of the message limit for what a frame holds besides the tool's data.
+FRAME_SLACK_BYTES = 1 << 20
 
 
 class BindError(Exception):
@@ -64,6 +66,7 @@ class Worker:
                 tracing.provider.get_tracer(telemetry.TRACER_NAME, __version__)
                 if tracing is not None else None
             ),
+            max_message_bytes=config.max_message_bytes,
         )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -81,9 +84,13 @@ class Worker:
         """Bind and start serving; return the handshake line (with its newline)."""
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
+        # The limit applies to tool arguments and results: the channel checks them itself, so
+        # that an oversize one fails its own call, and gRPC's own limit leaves room for the
+        # frame around them.
+        wire_limit = self.config.max_message_bytes + FRAME_SLACK_BYTES
         options = [
-            ("grpc.max_receive_message_length", self.config.max_message_bytes),
-            ("grpc.max_send_message_length", self.config.max_message_bytes),
+            ("grpc.max_receive_message_length", wire_limit),
+            ("grpc.max_send_message_length", wire_limit),
             ("grpc.so_reuseport", 0),
         ]
         interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -140,7 +147,10 @@ class Worker:
                                            "in_flight": self.servicer.in_flight})
         try:
             await self.health.enter_graceful_shutdown()
-            await self._server.stop(grace)
+            began = asyncio.get_running_loop().time()
+            await self.servicer.drain_channels(grace or 0.0)
+            spent = asyncio.get_running_loop().time() - began
+            await self._server.stop(max((grace or 0.0) - spent, 0.0))
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
             if self.socket_path is not None:

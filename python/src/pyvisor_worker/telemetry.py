@@ -43,7 +43,10 @@ ENV_SERVICE_NAME = "PYVISOR_SERVICE_NAME"
 ENV_TRACE_STDERR = "PYVISOR_TRACE_STDERR"
 ENV_TRACE_HEARTBEATS = "PYVISOR_TRACE_HEARTBEATS"
 
+# The Channel is one RPC for the life of the worker: its calls get spans of their own
+# (channel.py), the stream itself none.
 _UNTRACED_METHODS = frozenset({"/pyvisor.worker.v1.WorkerService/Heartbeat"})
+_UNINSTRUMENTED_METHODS = frozenset({"/pyvisor.worker.v1.WorkerService/Channel"})
 _UNTRACED_PREFIX = "/grpc.health.v1."
 
 
@@ -276,7 +279,16 @@ def setup(
 def traced_method(handler_call_details: Any) -> bool:
     """The heartbeat filter: False for Heartbeat and grpc.health.v1 calls."""
     method: str = handler_call_details.method or ""
-    return method not in _UNTRACED_METHODS and not method.startswith(_UNTRACED_PREFIX)
+    return (
+        method not in _UNTRACED_METHODS
+        and method not in _UNINSTRUMENTED_METHODS
+        and not method.startswith(_UNTRACED_PREFIX)
+    )
+
+
+def instrumented_method(handler_call_details: Any) -> bool:
+    """The filter with heartbeats traced: every RPC but the Channel."""
+    return (handler_call_details.method or "") not in _UNINSTRUMENTED_METHODS
 
 
 class GeneratorStreams:
@@ -302,7 +314,7 @@ def server_interceptors(tracing: Tracing) -> list[grpc.aio.ServerInterceptor]:
     the servicer wrapped in ``GeneratorStreams`` with them."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-    filter_ = None if tracing.trace_heartbeats else traced_method
+    filter_ = instrumented_method if tracing.trace_heartbeats else traced_method
     return [
         aio_server_interceptor(  # type: ignore[no-untyped-call]
             tracer_provider=tracing.provider, filter_=filter_

@@ -175,3 +175,86 @@ class ShutdownResponse(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     in_flight: int
     def __init__(self, in_flight: _Optional[int] = ...) -> None: ...
+
+class HostFrame(_message.Message):
+    __slots__ = ("call_id", "call", "cancel", "ping", "credit")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    call: Call
+    cancel: Cancel
+    ping: HeartbeatRequest
+    credit: Credit
+    def __init__(self, call_id: _Optional[int] = ..., call: _Optional[_Union[Call, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., ping: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
+
+class Call(_message.Message):
+    __slots__ = ("request", "stream", "trace_context", "timeout_micros", "credit")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    request: ExecuteRequest
+    stream: bool
+    trace_context: _containers.ScalarMap[str, str]
+    timeout_micros: int
+    credit: int
+    def __init__(self, request: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., stream: _Optional[bool] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., timeout_micros: _Optional[int] = ..., credit: _Optional[int] = ...) -> None: ...
+
+class Cancel(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class Credit(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: int
+    def __init__(self, chunks: _Optional[int] = ...) -> None: ...
+
+class WorkerFrame(_message.Message):
+    __slots__ = ("call_id", "result", "chunk", "end", "tool_error", "failed", "body_ended", "pong")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TOOL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    BODY_ENDED_FIELD_NUMBER: _ClassVar[int]
+    PONG_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    result: Result
+    chunk: Result
+    end: StreamDone
+    tool_error: ToolError
+    failed: CallFailed
+    body_ended: BodyEnded
+    pong: HeartbeatResponse
+    def __init__(self, call_id: _Optional[int] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., chunk: _Optional[_Union[Result, _Mapping]] = ..., end: _Optional[_Union[StreamDone, _Mapping]] = ..., tool_error: _Optional[_Union[ToolError, _Mapping]] = ..., failed: _Optional[_Union[CallFailed, _Mapping]] = ..., body_ended: _Optional[_Union[BodyEnded, _Mapping]] = ..., pong: _Optional[_Union[HeartbeatResponse, _Mapping]] = ...) -> None: ...
+
+class CallFailed(_message.Message):
+    __slots__ = ("code", "reason", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: str
+    message: str
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class BodyEnded(_message.Message):
+    __slots__ = ("cancelled",)
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    cancelled: bool
+    def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...

@@ -70,6 +70,11 @@ class WorkerServiceStub:
                 request_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.Channel = channel.stream_stream(
+                '/pyvisor.worker.v1.WorkerService/Channel',
+                request_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.HostFrame.SerializeToString,
+                response_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.WorkerFrame.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -127,6 +132,17 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Channel(self, request_iterator, context):
+        """Channel is the runtime's own path: one long-lived bidirectional stream per worker
+        process, opened right after the handshake. Calls, stream chunks, cancellation and
+        heartbeats travel on it as frames tagged with a call id, so a call costs one message
+        each way instead of a unary RPC, and its trace context and correlation id are frame
+        fields instead of per-call headers. The stream ending is the worker failing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +180,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ShutdownRequest.FromString,
                     response_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'Channel': grpc.stream_stream_rpc_method_handler(
+                    servicer.Channel,
+                    request_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.HostFrame.FromString,
+                    response_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.WorkerFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +377,33 @@ class WorkerService:
             '/pyvisor.worker.v1.WorkerService/Shutdown',
             pyvisor_dot_worker_dot_v1_dot_worker__pb2.ShutdownRequest.SerializeToString,
             pyvisor_dot_worker_dot_v1_dot_worker__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Channel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pyvisor.worker.v1.WorkerService/Channel',
+            pyvisor_dot_worker_dot_v1_dot_worker__pb2.HostFrame.SerializeToString,
+            pyvisor_dot_worker_dot_v1_dot_worker__pb2.WorkerFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,325 @@
+"""The frame loop of the Channel RPC: the runtime's calls, multiplexed on one stream.
+
+One reader (``serve``) takes host frames in order. A call frame becomes one task, which
+prepares the call, runs the body and writes exactly one terminal frame (result, end,
+tool_error, failed, or body_ended after a cancellation) once the body is over. Writes are
+serialized without a writer task on the common path: the task that finds the stream idle
+writes, and drains what others queued meanwhile. A streaming call sends chunks only while it
+has credit from the host, so one slow consumer never fills the stream for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Status, StatusCode
+
+from pyvisor_worker._proto import worker_pb2 as pb
+from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
+from pyvisor_worker.dispatch import Dispatcher
+from pyvisor_worker.errors import CallRejected
+
+log = logging.getLogger("pyvisor_worker.channel")
+
+SERVICE = "pyvisor.worker.v1.WorkerService"
+_SPAN_NAMES = {False: f"/{SERVICE}/Execute", True: f"/{SERVICE}/ExecuteStream"}
+_OK = grpc.StatusCode.OK.value[0]
+_CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+class _Running:
+    """One call on the channel: its task, whether it has begun, and its stream credit."""
+
+    __slots__ = ("cancel_reason", "credit", "more", "started", "task", "timer")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.started = False
+        self.cancel_reason = ""
+        self.credit = 0
+        self.more: asyncio.Event | None = None
+
+
+class _FrameStream:
+    """A StreamSink writing chunk and end frames, chunks only while credit lasts."""
+
+    __slots__ = ("_call_id", "_channel", "_running", "_tool", "final")
+
+    def __init__(self, channel: Channel, call_id: int, running: _Running, tool: str) -> None:
+        self._channel = channel
+        self._tool = tool
+        self._call_id = call_id
+        self._running = running
+        self.final: Any = None  # the terminal frame, for the call's task to send last
+
+    async def chunk(self, result: Any) -> None:
+        running = self._running
+        while running.credit <= 0:
+            running.more = asyncio.Event()
+            await running.more.wait()
+        running.credit -= 1
+        refused = self._channel.oversize(self._tool, result)
+        if refused is not None:
+            raise refused  # ends the stream (closing the generator) with a failed frame
+        self._channel.post(pb.WorkerFrame(call_id=self._call_id, chunk=result))
+
+    async def end(self, chunks: int) -> None:
+        self.final = pb.WorkerFrame(call_id=self._call_id, end=pb.StreamDone(chunks=chunks))
+
+    async def error(self, error: Any) -> None:
+        self.final = pb.WorkerFrame(call_id=self._call_id, tool_error=error)
+
+
+class Channel:
+    """Serves one Channel RPC for ``dispatcher``."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        context: Any,
+        *,
+        tracer: trace.Tracer | None,
+        pong: Callable[[Any], Any],
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._context = context
+        self._tracer = tracer
+        self._pong = pong
+        self._calls: dict[int, _Running] = {}
+        self._queue: deque[Any] = deque()
+        self._writing = False
+        self._closed = False
+        self._draining = False
+        self._serve_task: asyncio.Task[Any] | None = None
+        self._idle: asyncio.Event | None = None
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read frames until the host closes its side (then let the calls finish) or the
+        RPC ends (then cancel them)."""
+        self._serve_task = asyncio.current_task()
+        read = self._context.read
+        try:
+            while True:
+                frame = await read()
+                if frame is grpc.aio.EOF:
+                    break
+                which = frame.WhichOneof("body")
+                if which == "call":
+                    self._start(frame.call_id, frame.call)
+                elif which == "cancel":
+                    self.cancel(frame.call_id, frame.cancel.reason or "cancelled")
+                elif which == "ping":
+                    self.post(pb.WorkerFrame(pong=self._pong(frame.ping)))
+                elif which == "credit":
+                    self._credit(frame.call_id, frame.credit.chunks)
+            await self._wait_idle()
+        except asyncio.CancelledError:
+            pass  # the RPC ended, or drain() closed it
+        finally:
+            self._closed = True
+            for call_id in list(self._calls):
+                self.cancel(call_id, "channel closed")
+
+    def _start(self, call_id: int, call: Any) -> None:
+        if self._draining:
+            self.post(pb.WorkerFrame(call_id=call_id, failed=pb.CallFailed(
+                code=_UNAVAILABLE.value[0], reason="unavailable", message="worker is shutting down",
+            )))
+            return
+        running = _Running()
+        running.credit = call.credit
+        self._calls[call_id] = running
+        running.task = asyncio.get_running_loop().create_task(self._run(call_id, call, running))
+        if call.timeout_micros > 0:
+            running.timer = asyncio.get_running_loop().call_later(
+                call.timeout_micros / 1e6, self.cancel, call_id, "deadline_exceeded"
+            )
+
+    def cancel(self, call_id: int, reason: str) -> None:
+        """Cancel a call's body; its task answers body_ended once the body is over."""
+        running = self._calls.get(call_id)
+        if running is None or running.cancel_reason:
+            return  # over already (its answer is on its way), or cancelled already
+        running.cancel_reason = reason
+        if running.started and running.task is not None:
+            running.task.cancel()
+
+    def _credit(self, call_id: int, chunks: int) -> None:
+        running = self._calls.get(call_id)
+        if running is None:
+            return
+        running.credit += chunks
+        if running.more is not None:
+            running.more.set()
+
+    # --- one call ---------------------------------------------------------------------------
+
+    async def _run(self, call_id: int, call: Any, running: _Running) -> None:
+        running.started = True
+        frame: Any = None
+        if running.cancel_reason:  # cancelled before it began: no body ran
+            frame = pb.WorkerFrame(call_id=call_id, body_ended=pb.BodyEnded(cancelled=True))
+        else:
+            try:
+                frame = await self._call(call_id, call, running)
+            except asyncio.CancelledError:
+                frame = pb.WorkerFrame(call_id=call_id, body_ended=pb.BodyEnded(cancelled=True))
+        # Over: from here on nothing cancels this task, so its write is never cut short.
+        del self._calls[call_id]
+        if running.timer is not None:
+            running.timer.cancel()
+        await self._send(frame)
+        self._check_idle()
+
+    async def _call(self, call_id: int, call: Any, running: _Running) -> Any:
+        request = call.request
+        cid: str = request.correlation_id
+        correlation_id_var.set(cid)
+        streaming: bool = call.stream
+        if self._tracer is None:
+            if call.trace_context:
+                _log_trace_fields(call.trace_context.get("traceparent", ""))
+            return await self._body(call_id, request, streaming, cid, running, None)
+        carrier = dict(call.trace_context)
+        method = "ExecuteStream" if streaming else "Execute"
+        with self._tracer.start_as_current_span(
+            _SPAN_NAMES[streaming],
+            context=propagate.extract(carrier) if carrier else None,
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": method,
+                "pyvisor.correlation_id": cid,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                frame = await self._body(call_id, request, streaming, cid, running, span)
+            except asyncio.CancelledError:
+                if span.is_recording():
+                    span.set_attribute("rpc.grpc.status_code", _CANCELLED)
+                    span.set_status(Status(StatusCode.ERROR, running.cancel_reason))
+                raise
+            if span.is_recording():
+                failed = frame.failed if frame.WhichOneof("body") == "failed" else None
+                span.set_attribute("rpc.grpc.status_code", failed.code if failed else _OK)
+                if failed:
+                    span.set_status(Status(StatusCode.ERROR, failed.message))
+            return frame
+
+    async def _body(
+        self, call_id: int, request: Any, streaming: bool, cid: str, running: _Running,
+        span: Any,
+    ) -> Any:
+        d = self._dispatcher
+        try:
+            tool, args, tctx = d.prepare(request, streaming, cid)
+        except CallRejected as exc:
+            return _failed(call_id, exc)
+        with d.running_body(tool, cid, request.session_id):
+            if streaming:
+                sink = _FrameStream(self, call_id, running, tool.name)
+                try:
+                    await d.stream(tool, args, tctx, cid, sink)
+                except CallRejected as exc:
+                    return _failed(call_id, exc)
+                return sink.final
+            result, error = await d.execute(tool, args, tctx, cid)
+        if error is not None:
+            return pb.WorkerFrame(call_id=call_id, tool_error=error)
+        refused = d.oversize(tool.name, result)
+        if refused is not None:
+            return _failed(call_id, refused)
+        return pb.WorkerFrame(call_id=call_id, result=result)
+
+    def oversize(self, tool: str, result: Any) -> CallRejected | None:
+        return self._dispatcher.oversize(tool, result)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def post(self, frame: Any) -> None:
+        """Queue ``frame`` for writing; a writer task starts if none is writing."""
+        self._queue.append(frame)
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._drain_queue())
+
+    async def _send(self, frame: Any) -> None:
+        """Write ``frame`` now if the stream is idle (then drain the queue), else queue it."""
+        if self._writing:
+            self._queue.append(frame)
+            return
+        self._writing = True
+        self._queue.append(frame)
+        await self._drain_queue()
+
+    async def _drain_queue(self) -> None:
+        write = self._context.write
+        try:
+            while self._queue:
+                frame = self._queue.popleft()
+                if not self._closed:
+                    await write(frame)
+        except Exception as exc:  # noqa: BLE001 - the stream is gone: nobody to answer
+            log.debug("channel write failed: %s", exc)
+            self._closed = True
+            self._queue.clear()
+        finally:
+            self._writing = False
+            self._check_idle()
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return bool(self._calls or self._writing or self._queue)
+
+    def _check_idle(self) -> None:
+        if self._idle is not None and not self._busy():
+            self._idle.set()
+
+    async def _wait_idle(self) -> None:
+        """Until no call runs and every answer is written."""
+        while self._busy():
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls, give running ones ``grace`` seconds, cancel the rest, and end
+        the channel once their answers are written."""
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._wait_idle(), grace)
+        except TimeoutError:
+            for call_id in list(self._calls):
+                self.cancel(call_id, "shutdown")
+            try:
+                await asyncio.wait_for(self._wait_idle(), 1.0)
+            except TimeoutError:
+                log.warning("calls still running after cancellation at shutdown",
+                            extra={"in_flight": len(self._calls)})
+        if self._serve_task is not None and not self._serve_task.done():
+            self._serve_task.cancel()
+
+
+def _failed(call_id: int, exc: CallRejected) -> Any:
+    return pb.WorkerFrame(call_id=call_id, failed=pb.CallFailed(
+        code=exc.code.value[0], reason=exc.reason, message=exc.message,
+    ))
+
+
+def _log_trace_fields(traceparent: str) -> None:
+    """Without a tracer, still put the caller's trace on this call's log lines."""
+    parts = traceparent.split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+        trace_id_var.set(parts[1])
+        span_id_var.set(parts[2])

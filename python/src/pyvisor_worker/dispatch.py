@@ -1,0 +1,411 @@
+"""What every path into a tool shares: find the tool, check its arguments, run its body.
+
+The unary RPCs (service.py) and the channel (channel.py) both call a ``Dispatcher``, so a
+call means the same thing whichever way it arrives. A refused call raises ``CallRejected``
+(each path turns it into its own wire form); a tool's exception, of any kind, is data: a
+``ToolError``. Only the caller's own cancellation (the task running the call was cancelled)
+propagates as ``asyncio.CancelledError``; a ``CancelledError`` the tool raises by itself is
+its error like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import concurrent.futures.thread
+import contextlib
+import contextvars
+import json
+import logging
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from pyvisor_worker._proto import worker_pb2 as pb
+from pyvisor_worker.context import ToolContext
+from pyvisor_worker.errors import (
+    INVALID_ARGUMENT,
+    MESSAGE_TOO_LARGE,
+    UNKNOWN_SESSION,
+    UNKNOWN_TOOL,
+    WRONG_CALL_KIND,
+    CallRejected,
+)
+from pyvisor_worker.tools import Kind, Tool
+
+log = logging.getLogger("pyvisor_worker.service")
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_BINARY = (bytes, bytearray, memoryview)
+_END = object()
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def exception_type_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``module.QualName`` otherwise."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# Frames of the machinery that runs a tool: a traceback shown to the caller starts at the
+# tool's own code.
+_MACHINERY_FILES = frozenset({__file__, concurrent.futures.thread.__file__})
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The formatted traceback of ``exc`` without the worker's own leading frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in _MACHINERY_FILES:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+class _NotSerializable(Exception):
+    pass
+
+
+def encode(tool: str, value: Any) -> Any:
+    """Encode a returned/yielded value as a Result (bytes → payload with json null)."""
+    if isinstance(value, _BINARY):
+        return pb.Result(json=b"null", payload=bytes(value))
+    try:
+        return pb.Result(json=_ENCODER.encode(value).encode())
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _NotSerializable(
+            f"result of tool '{tool}' is not JSON-serializable: {exc}"
+        ) from exc
+
+
+def _next_or_end(gen: Iterator[Any]) -> Any:
+    return next(gen, _END)
+
+
+def caller_cancelled() -> bool:
+    """True when the running task was cancelled by its caller (not by the tool itself)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def thread_over(future: concurrent.futures.Future[Any]) -> None:
+    """Wait until a sync body's thread is done with ``future`` (at once if it never
+    started), whatever further cancellations arrive: its call is not over before that."""
+    if future.cancel():
+        return
+    done = asyncio.wrap_future(future)
+    while not done.done():
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            continue
+        except BaseException:  # noqa: BLE001 - the body's outcome no longer matters
+            break
+    if not done.cancelled():
+        done.exception()  # retrieved: a cancelled call's error is not reported
+
+
+def mark_cancelled() -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("pyvisor.cancelled", True)
+
+
+class StreamSink(Protocol):
+    """Where a streaming call's events go (the unary stream, or channel frames)."""
+
+    async def chunk(self, result: Any) -> None: ...
+
+    async def end(self, chunks: int) -> None: ...
+
+    async def error(self, error: Any) -> None: ...
+
+
+class Dispatcher:
+    """Runs the tools of one worker; owns its sessions and counts the bodies running."""
+
+    def __init__(
+        self,
+        tools: Mapping[str, Tool],
+        *,
+        executor: Executor,
+        worker_id: str = "",
+        tracer: trace.Tracer | None = None,
+        max_message_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.tools = dict(tools)
+        self.max_message_bytes = max_message_bytes
+        self._registered = ", ".join(sorted(self.tools)) or "none"
+        self.executor = executor
+        self.worker_id = worker_id
+        self.tracer = tracer
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.running = 0
+
+    # --- before the body --------------------------------------------------------------------
+
+    def prepare(
+        self, request: Any, streaming: bool, correlation_id: str
+    ) -> tuple[Tool, dict[str, Any], ToolContext | None]:
+        """The tool a request names and its keyword arguments (with the ToolContext when the
+        tool takes one); raises CallRejected when the call cannot run."""
+        tool = self.tools.get(request.tool)
+        if tool is None:
+            raise CallRejected(
+                grpc.StatusCode.NOT_FOUND, UNKNOWN_TOOL,
+                f"unknown tool '{request.tool}' (registered: {self._registered})",
+            )
+        if tool.streaming != streaming:
+            if tool.streaming:
+                message = f"tool '{tool.name}' is a streaming tool; call it with ExecuteStream"
+            else:
+                message = f"tool '{tool.name}' is not a streaming tool; call it with Execute"
+            raise CallRejected(grpc.StatusCode.FAILED_PRECONDITION, WRONG_CALL_KIND, message)
+        raw = request.arguments
+        size = len(raw) + len(request.payload)
+        if size > self.max_message_bytes:
+            raise CallRejected(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE,
+                f"arguments and payload of tool '{tool.name}' are {size} bytes, over the "
+                f"worker's limit of {self.max_message_bytes} bytes",
+            )
+        if raw:
+            try:
+                args = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CallRejected(
+                    grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
+                    f"arguments for tool '{tool.name}' must be a JSON object ({exc})",
+                ) from None
+        else:
+            args = {}
+        problem = tool.validator.validate(args)
+        if problem is not None:
+            raise CallRejected(grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT, problem)
+        session: dict[str, Any] | None = None
+        session_id: str | None = request.session_id or None
+        if session_id is not None:
+            session = self.sessions.get(session_id)
+            if session is None:
+                raise CallRejected(
+                    grpc.StatusCode.NOT_FOUND, UNKNOWN_SESSION, f"unknown session '{session_id}'"
+                )
+        tctx: ToolContext | None = None
+        if tool.context_param is not None:
+            tctx = ToolContext(
+                tool=tool.name,
+                correlation_id=correlation_id,
+                worker_id=self.worker_id,
+                session_id=session_id,
+                session=session,
+                metadata=dict(request.metadata),
+                payload=request.payload,
+                logger=logging.getLogger(tool.func.__module__),
+            )
+            args[tool.context_param] = tctx
+        if log.isEnabledFor(logging.DEBUG):
+            op = "execute stream" if streaming else "execute"
+            log.debug("%s %s", op, tool.name, extra={"tool": tool.name})
+        return tool, args, tctx
+
+    def oversize(self, tool: str, result: Any) -> CallRejected | None:
+        """The refusal of a result over the message limit (None when it fits)."""
+        size = len(result.payload) or len(result.json)  # bytes come with a json null
+        if size <= self.max_message_bytes:
+            return None
+        return CallRejected(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE,
+            f"result of tool '{tool}' is {size} bytes, over the worker's limit of "
+            f"{self.max_message_bytes} bytes",
+        )
+
+    @contextlib.contextmanager
+    def running_body(self, tool: Tool, cid: str, session_id: str) -> Iterator[None]:
+        """A body running (heartbeats report how many), inside its ``tool <name>`` span."""
+        self.running += 1
+        try:
+            with self._tool_span(tool.name, cid, session_id):
+                yield
+        finally:
+            self.running -= 1
+
+    def _tool_span(self, tool: str, correlation_id: str, session_id: str) -> Any:
+        if self.tracer is None:
+            return _NO_SPAN
+        attributes = {"pyvisor.tool": tool, "pyvisor.correlation_id": correlation_id}
+        if session_id:
+            attributes["pyvisor.session_id"] = session_id
+        return self.tracer.start_as_current_span(
+            f"tool {tool}",
+            kind=trace.SpanKind.INTERNAL,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def tool_error(self, tool: str, exc: BaseException, correlation_id: str) -> Any:
+        """The ToolError of ``exc`` (recorded on the current span and logged)."""
+        formatted = user_traceback(exc)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{exception_type_name(exc)}: {exc}"))
+        log.error(
+            "tool '%s' raised %s: %s", tool, exception_type_name(exc), exc,
+            extra={"tool": tool, "exception": formatted},
+        )
+        if isinstance(exc, _NotSerializable):
+            type_name, message = "TypeError", str(exc)
+        else:
+            type_name, message = exception_type_name(exc), str(exc)
+        return pb.ToolError(
+            tool=tool, type=type_name, message=message, traceback=formatted,
+            correlation_id=correlation_id,
+        )
+
+    # --- the body ---------------------------------------------------------------------------
+
+    async def execute(
+        self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str
+    ) -> tuple[Any, Any]:
+        """Run a non-streaming tool: ``(Result, None)`` or ``(None, ToolError)``."""
+        try:
+            if tool.kind is Kind.ASYNC:
+                value = await tool.func(**args)
+            else:
+                run: Callable[..., Any] = contextvars.copy_context().run
+                future = self.executor.submit(run, tool.func, **args)
+                try:
+                    value = await asyncio.wrap_future(future)
+                except asyncio.CancelledError:
+                    if caller_cancelled():
+                        if tctx is not None:
+                            tctx.cancel()
+                        await thread_over(future)
+                    raise
+            return encode(tool.name, value), None
+        except asyncio.CancelledError as exc:
+            if not caller_cancelled():
+                return None, self.tool_error(tool.name, exc, cid)
+            if tctx is not None:
+                tctx.cancel()
+            mark_cancelled()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a tool error is data, whatever its kind
+            return None, self.tool_error(tool.name, exc, cid)
+
+    async def stream(
+        self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,
+        sink: StreamSink,
+    ) -> None:
+        """Run a streaming tool, handing its chunks and its end (or error) to ``sink``."""
+        try:
+            if tool.kind is Kind.ASYNC_GEN:
+                await self._stream_async(tool, args, cid, sink)
+            else:
+                await self._stream_sync(tool, args, tctx, cid, sink)
+        except asyncio.CancelledError:
+            if tctx is not None:
+                tctx.cancel()
+            mark_cancelled()
+            raise
+
+    async def _stream_async(
+        self, tool: Tool, args: dict[str, Any], cid: str, sink: StreamSink
+    ) -> None:
+        agen = tool.func(**args)
+        span = trace.get_current_span()
+        chunks = 0
+        try:
+            while True:
+                try:
+                    item = await agen.__anext__()
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError as exc:
+                    if caller_cancelled():
+                        raise
+                    await sink.error(self.tool_error(tool.name, exc, cid))
+                    return
+                except BaseException as exc:  # noqa: BLE001 - a tool error is data
+                    await sink.error(self.tool_error(tool.name, exc, cid))
+                    return
+                if not await self._chunk(sink, tool.name, item, cid, span, chunks):
+                    return
+                chunks += 1
+            await sink.end(chunks)
+        finally:
+            await agen.aclose()
+
+    async def _chunk(
+        self, sink: StreamSink, tool: str, item: Any, cid: str, span: Any, index: int
+    ) -> bool:
+        """Hand one chunk on (a span event when traced). False when the item cannot be
+        encoded: the stream has then been ended with a TypeError ToolError."""
+        try:
+            chunk = encode(tool, item)
+        except _NotSerializable as exc:
+            await sink.error(self.tool_error(tool, exc, cid))
+            return False
+        await sink.chunk(chunk)
+        if span.is_recording():
+            span.add_event("chunk", {"index": index})
+        return True
+
+    async def _stream_sync(
+        self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,
+        sink: StreamSink,
+    ) -> None:
+        ctx = contextvars.copy_context()
+        run: Callable[..., Any] = ctx.run
+        chunks = 0
+        gen: Iterator[Any] = tool.func(**args)  # runs no tool code until the first next()
+        future: Any = None
+        span = trace.get_current_span()
+        try:
+            while True:
+                future = self.executor.submit(run, _next_or_end, gen)
+                try:
+                    item = await asyncio.wrap_future(future)
+                except asyncio.CancelledError as exc:
+                    if caller_cancelled():
+                        if tctx is not None:
+                            tctx.cancel()
+                        await thread_over(future)
+                        raise
+                    await sink.error(self.tool_error(tool.name, exc, cid))
+                    return
+                except BaseException as exc:  # noqa: BLE001 - a tool error is data
+                    await sink.error(self.tool_error(tool.name, exc, cid))
+                    return
+                if item is _END:
+                    break
+                if not await self._chunk(sink, tool.name, item, cid, span, chunks):
+                    return
+                chunks += 1
+            await sink.end(chunks)
+        finally:
+            self._close_when_idle(future, gen, ctx)
+
+    @staticmethod
+    def _close_when_idle(future: Any, gen: Iterator[Any], ctx: contextvars.Context) -> None:
+        """Close ``gen`` once its current step (``future``) is no longer running."""
+        close = getattr(gen, "close", None)
+        if close is None:
+            return
+        if future is None:
+            close()
+            return
+
+        def closer(_: Any) -> None:
+            try:
+                ctx.run(close)
+            except Exception:
+                log.exception("closing the generator of a streaming tool failed")
+
+        future.add_done_callback(closer)
