@@ -3,8 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -129,18 +127,13 @@ func TestACallStillWaitingWhenThePoolsHaveStoppedEndsThen(t *testing.T) {
 	}
 }
 
-// exitedProcess is a bridge.Process that has already exited: a stand-in interpreter
-// that hands its socket path over as a serving worker would, then is killed.
+// exitedProcess is a bridge.Process that has already exited: a real worker (the
+// interpreter bridge.Interpreter finds, as the godoc examples use), killed once serving.
 func exitedProcess(t *testing.T) *bridge.Process {
 	t.Helper()
-	python := filepath.Join(t.TempDir(), "python")
-	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --socket ] && sock=$2; shift; done\necho \"PYVISOR|1|unix|$sock\"\nexec sleep 60\n"
-	if err := os.WriteFile(python, []byte(script), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	p, err := bridge.Start(ctx, bridge.WithPython(python), bridge.WithTools("none"))
+	p, err := bridge.Start(ctx, bridge.WithTools("pyvisor_worker.examples"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -17,17 +17,17 @@ import (
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
 
-// Client calls one worker's tools. It is safe for concurrent use. Errors are typed: see
-// errors.go; context deadlines and cancellation reach Python as gRPC deadlines and
-// cancellation and come back as ctx.Err().
+// Client calls one worker's tools over its channel (one bidirectional stream, calls
+// multiplexed as frames); sessions and Describe are unary RPCs. It is safe for concurrent
+// use. Errors are typed: see errors.go; context deadlines and cancellation reach Python as
+// cancel frames and come back as ctx.Err().
 type Client struct {
-	conn *grpc.ClientConn
-	raw  workerv1.WorkerServiceClient
-	proc *Process // nil for a client of a worker this package did not start
-}
-
-func newClient(conn *grpc.ClientConn, proc *Process) *Client {
-	return &Client{conn: conn, raw: workerv1.NewWorkerServiceClient(conn), proc: proc}
+	conn            *grpc.ClientConn
+	raw             workerv1.WorkerServiceClient
+	ch              *channel
+	tracing         *callTracing // nil: calls are not traced
+	traceHeartbeats bool
+	proc            *Process // nil for a client of a worker this package did not start
 }
 
 // Conn is the underlying gRPC connection (for the health service, or a bare client).
@@ -111,30 +111,77 @@ func (c *Client) Describe(ctx context.Context) (Info, error) {
 	return info, nil
 }
 
-// Execute runs one non-streaming tool. A Python exception is a *ToolError.
+// Execute runs one non-streaming tool on the worker's channel. A Python exception is a
+// *ToolError. When ctx ends first, the call returns ctx's error at once and the worker is
+// told to cancel the body (Running counts it until the body is over).
 func (c *Client) Execute(ctx context.Context, req Request) (Result, error) {
 	msg, err := c.request("execute", req)
 	if err != nil {
 		return Result{}, err
 	}
-	ctx = withCorrelation(ctx, req.CorrelationID)
-	var trailer metadata.MD
-	resp, err := c.raw.Execute(ctx, msg, grpc.Trailer(&trailer))
+	ctx, span, carrier := c.tracing.start(ctx, "Execute", req.CorrelationID)
+	res, err := c.execute(ctx, msg, carrier)
+	endSpan(span, statusCode(err), err)
+	return res, err
+}
+
+func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string) (Result, error) {
+	id, p, err := c.ch.start("execute", c.callFrame(ctx, msg, false, carrier))
 	if err != nil {
-		return Result{}, c.callError(ctx, "execute", req.Tool, err, trailer)
+		return Result{}, c.channelError(ctx, "execute", msg.Tool, err)
 	}
-	switch o := resp.GetOutcome().(type) {
-	case *workerv1.ExecuteResponse_Result:
-		return Result{JSON: o.Result.GetJson(), Payload: o.Result.GetPayload()}, nil
-	case *workerv1.ExecuteResponse_Error:
-		return Result{}, toolError(o.Error)
+	select {
+	case f := <-p.frames:
+		return c.answer("execute", msg.Tool, f)
+	case <-ctx.Done():
+		c.ch.cancel(id, ctx.Err())
+		return Result{}, fmt.Errorf("%s: %w", opName("execute", msg.Tool), ctx.Err())
+	case <-c.ch.broken:
+		select {
+		case f := <-p.frames: // answered just before the channel broke
+			return c.answer("execute", msg.Tool, f)
+		default:
+		}
+		return Result{}, c.channelError(ctx, "execute", msg.Tool, errChannelBroken)
 	}
-	return Result{}, &CallError{Op: "execute", Tool: req.Tool, Reason: ErrUnavailable, Detail: "worker sent an empty response", Code: codes.Internal}
+}
+
+// callFrame is a call's frame: the request, its remaining time and its trace carrier.
+func (c *Client) callFrame(ctx context.Context, msg *workerv1.ExecuteRequest, stream bool, carrier map[string]string) *workerv1.Call {
+	call := &workerv1.Call{Request: msg, Stream: stream, TraceContext: carrier}
+	if d, ok := ctx.Deadline(); ok {
+		call.TimeoutMicros = max(time.Until(d).Microseconds(), 1)
+	}
+	if stream {
+		call.Credit = streamWindow
+	}
+	return call
+}
+
+// answer reads a call's terminal frame.
+func (c *Client) answer(op, tool string, f *workerv1.WorkerFrame) (Result, error) {
+	switch b := f.GetBody().(type) {
+	case *workerv1.WorkerFrame_Result:
+		return Result{JSON: b.Result.GetJson(), Payload: b.Result.GetPayload()}, nil
+	case *workerv1.WorkerFrame_ToolError:
+		return Result{}, toolError(b.ToolError)
+	case *workerv1.WorkerFrame_Failed:
+		code := codes.Code(b.Failed.GetCode())
+		if err := contractError(op, tool, code, b.Failed.GetReason(), b.Failed.GetMessage()); err != nil {
+			return Result{}, err
+		}
+		return Result{}, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: b.Failed.GetMessage(), Code: code}
+	case *workerv1.WorkerFrame_BodyEnded:
+		// Cancelled by the worker's own deadline timer, before the host's cancel.
+		return Result{}, &CallError{Op: op, Tool: tool, Reason: context.DeadlineExceeded, Detail: "deadline exceeded in the worker", Code: codes.DeadlineExceeded}
+	}
+	return Result{}, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: fmt.Sprintf("worker sent an unexpected frame %T", f.GetBody()), Code: codes.Internal}
 }
 
 // ExecuteStream runs a streaming (generator) tool and yields its chunks in order. The
 // sequence ends after the last chunk, or with one error. Stopping the iteration early
-// cancels the call, which closes the Python generator.
+// cancels the call, which closes the Python generator. The worker sends at most a window
+// of chunks ahead of the consumer, so a slow consumer holds up only its own call.
 func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Result, error] {
 	return func(yield func(Result, error) bool) {
 		msg, err := c.request("stream", req)
@@ -142,55 +189,85 @@ func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Resul
 			yield(Result{}, err)
 			return
 		}
-		ctx, cancel := context.WithCancel(withCorrelation(ctx, req.CorrelationID))
-		defer cancel()
-		stream, err := c.raw.ExecuteStream(ctx, msg)
-		if err != nil {
-			yield(Result{}, c.callError(ctx, "stream", req.Tool, err, nil))
-			return
+		ctx, span, carrier := c.tracing.start(ctx, "ExecuteStream", req.CorrelationID)
+		err = c.stream(ctx, msg, carrier, yield)
+		endSpan(span, statusCode(err), err)
+	}
+}
+
+// stream runs one streaming call; it returns the error it yielded, if any.
+func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, yield func(Result, error) bool) error {
+	fail := func(err error) error {
+		yield(Result{}, err)
+		return err
+	}
+	id, p, err := c.ch.start("stream", c.callFrame(ctx, msg, true, carrier))
+	if err != nil {
+		return fail(c.channelError(ctx, "stream", msg.Tool, err))
+	}
+	over := false
+	defer func() {
+		if !over {
+			c.ch.cancel(id, context.Canceled) // the consumer stopped early, or ctx ended
 		}
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = &CallError{Op: "stream", Tool: req.Tool, Reason: ErrUnavailable, Detail: "stream ended without a final message", Code: codes.Internal}
-				} else {
-					err = c.callError(ctx, "stream", req.Tool, err, stream.Trailer())
-				}
-				yield(Result{}, err)
-				return
+	}()
+	consumed := uint32(0)
+	for {
+		var f *workerv1.WorkerFrame
+		select {
+		case f = <-p.frames:
+		case <-ctx.Done():
+			return fail(fmt.Errorf("%s: %w", opName("stream", msg.Tool), ctx.Err()))
+		case <-c.ch.broken:
+			select {
+			case f = <-p.frames:
+			default:
+				return fail(c.channelError(ctx, "stream", msg.Tool, errChannelBroken))
 			}
-			switch ev := resp.GetEvent().(type) {
-			case *workerv1.ExecuteStreamResponse_Chunk:
-				if !yield(Result{JSON: ev.Chunk.GetJson(), Payload: ev.Chunk.GetPayload()}, nil) {
-					return
-				}
-			case *workerv1.ExecuteStreamResponse_Done:
-				// Read the end of the stream, so the RPC ends cleanly rather than being
-				// cancelled (instrumentation would record that as an error).
-				_, _ = stream.Recv()
-				return
-			case *workerv1.ExecuteStreamResponse_Error:
-				yield(Result{}, toolError(ev.Error))
-				return
+		}
+		switch b := f.GetBody().(type) {
+		case *workerv1.WorkerFrame_Chunk:
+			if !yield(Result{JSON: b.Chunk.GetJson(), Payload: b.Chunk.GetPayload()}, nil) {
+				return nil
 			}
+			if consumed++; consumed == streamWindow/2 {
+				consumed = 0
+				_ = c.ch.credit(id, streamWindow/2)
+			}
+		case *workerv1.WorkerFrame_End:
+			over = true
+			return nil
+		default:
+			over = true
+			_, err := c.answer("stream", msg.Tool, f)
+			return fail(err)
 		}
 	}
 }
 
-// Heartbeat pings the worker.
+// Heartbeat pings the worker on its channel; the pong comes from the event loop that
+// runs the calls, so a wedged loop misses it.
 func (c *Client) Heartbeat(ctx context.Context, seq uint64, correlationID string) (Pong, error) {
 	if err := c.usable("heartbeat", ""); err != nil {
 		return Pong{}, err
 	}
 	sent := time.Now()
-	var trailer metadata.MD
-	resp, err := c.raw.Heartbeat(ctx, &workerv1.HeartbeatRequest{
-		Sequence: seq, SentUnixNano: sent.UnixNano(), CorrelationId: correlationID,
-	}, grpc.Trailer(&trailer))
-	if err != nil {
-		return Pong{}, c.callError(ctx, "heartbeat", "", err, trailer)
+	req := &workerv1.HeartbeatRequest{Sequence: seq, SentUnixNano: sent.UnixNano(), CorrelationId: correlationID}
+	var span trace.Span
+	if c.traceHeartbeats {
+		ctx, span, req.TraceContext = c.tracing.start(ctx, "Heartbeat", "")
 	}
+	resp, err := c.ch.ping(ctx, req)
+	if err != nil {
+		if errors.Is(err, errChannelBroken) {
+			err = c.channelError(ctx, "heartbeat", "", err)
+		} else {
+			err = fmt.Errorf("heartbeat: %w", err)
+		}
+		endSpan(span, statusCode(err), err)
+		return Pong{}, err
+	}
+	endSpan(span, codes.OK, nil)
 	return Pong{
 		Sequence:   resp.GetSequence(),
 		WorkerTime: time.Unix(0, resp.GetWorkerUnixNano()),
@@ -198,6 +275,27 @@ func (c *Client) Heartbeat(ctx context.Context, seq uint64, correlationID string
 		PID:        int(resp.GetPid()),
 		RTT:        time.Since(sent),
 	}, nil
+}
+
+// Running is the number of calls whose Python body is still running, as far as this
+// client knows: calls in flight, and calls whose caller has gone but whose body the
+// worker has not yet reported over.
+func (c *Client) Running() int { return c.ch.running() }
+
+// channelError turns a failure to use the channel into the call's error: the worker's
+// exit when its process is gone (or going), else ErrUnavailable.
+func (c *Client) channelError(ctx context.Context, op, tool string, err error) error {
+	if !errors.Is(err, errChannelBroken) {
+		return err
+	}
+	if uerr := c.usable(op, tool); uerr != nil {
+		return uerr
+	}
+	detail := err.Error()
+	if cerr := c.ch.Err(); cerr != nil {
+		detail += ": " + cerr.Error()
+	}
+	return c.transportError(ctx, op, tool, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: detail, Code: codes.Unavailable})
 }
 
 // OpenSession opens a session in the worker; an empty id lets the worker choose one.
@@ -273,15 +371,6 @@ func (c *Client) goneError(op, tool string) error {
 	return fmt.Errorf("%s: %w", opName(op, tool), c.proc.exit)
 }
 
-// withCorrelation adds the correlation id to the call's gRPC metadata
-// (x-correlation-id), for servers and proxies that read metadata, not the request.
-func withCorrelation(ctx context.Context, id string) context.Context {
-	if id == "" {
-		return ctx
-	}
-	return metadata.AppendToOutgoingContext(ctx, "x-correlation-id", id)
-}
-
 func opName(op, tool string) string {
 	if tool == "" {
 		return op
@@ -299,30 +388,40 @@ func (c *Client) callError(ctx context.Context, op, tool string, err error, trai
 	if v := trailer.Get("pyvisor-error"); len(v) > 0 {
 		reason = v[0]
 	}
+	if err := contractError(op, tool, st.Code(), reason, st.Message()); err != nil {
+		return err
+	}
+	if st.Code() == codes.Canceled && c.proc == nil {
+		return &CallError{Op: op, Tool: tool, Reason: context.Canceled, Detail: st.Message(), Code: st.Code()}
+	}
+	return c.transportError(ctx, op, tool, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: st.Message(), Code: st.Code()})
+}
+
+// contractError is the typed error of a call the worker refused (its pyvisor-error
+// reason, else its status code), or nil for a transport failure.
+func contractError(op, tool string, code codes.Code, reason, detail string) error {
 	mk := func(sentinel error) error {
-		return &CallError{Op: op, Tool: tool, Reason: sentinel, Detail: st.Message(), Code: st.Code()}
+		return &CallError{Op: op, Tool: tool, Reason: sentinel, Detail: detail, Code: code}
 	}
 	switch {
 	case reason == "unknown_tool":
 		return mk(ErrUnknownTool)
 	case reason == "unknown_session":
 		return mk(ErrUnknownSession)
-	case reason == "invalid_argument" || st.Code() == codes.InvalidArgument:
+	case reason == "invalid_argument" || code == codes.InvalidArgument:
 		return mk(ErrInvalidArgument)
-	case reason == "wrong_call_kind" || st.Code() == codes.FailedPrecondition:
+	case reason == "wrong_call_kind" || code == codes.FailedPrecondition:
 		return mk(ErrWrongCallKind)
-	case reason == "unauthenticated" || st.Code() == codes.Unauthenticated:
+	case reason == "unauthenticated" || code == codes.Unauthenticated:
 		return mk(ErrUnauthenticated)
-	case st.Code() == codes.NotFound:
-		return mk(ErrUnknownTool)
-	case st.Code() == codes.ResourceExhausted:
+	case reason == "message_too_large" || code == codes.ResourceExhausted:
 		return mk(ErrMessageTooLarge)
-	case st.Code() == codes.DeadlineExceeded:
+	case code == codes.NotFound:
+		return mk(ErrUnknownTool)
+	case code == codes.DeadlineExceeded:
 		return mk(context.DeadlineExceeded)
-	case st.Code() == codes.Canceled && c.proc == nil:
-		return mk(context.Canceled)
 	}
-	return c.transportError(ctx, op, tool, mk(ErrUnavailable))
+	return nil
 }
 
 // transportError decides whether a broken call means the worker died: it waits a

@@ -59,6 +59,9 @@ type Process struct {
 	exit     *ExitError    // how it ended; set before done closes
 	crashed  bool          // it exited before anyone asked it to; set before done closes
 	stopping atomic.Bool   // a graceful Stop (or an aborted start) is under way
+	killing  atomic.Bool   // a Kill is under way
+
+	closeChannel context.CancelFunc // ends the channel's stream; nil before it opens
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -169,8 +172,8 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(cfg.maxMessageBytes),
-			grpc.MaxCallSendMsgSize(cfg.maxMessageBytes),
+			grpc.MaxCallRecvMsgSize(cfg.maxMessageBytes+frameSlack),
+			grpc.MaxCallSendMsgSize(cfg.maxMessageBytes+frameSlack),
 		),
 	}
 	if token != "" {
@@ -186,7 +189,9 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 			otelgrpc.WithPropagators(cfg.propagator),
 			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
-				return traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat")
+				// The channel's calls get spans of their own (callTracing), the stream none.
+				return !strings.HasSuffix(info.FullMethodName, "/Channel") &&
+					(traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat"))
 			}),
 		)}))
 	}
@@ -195,9 +200,45 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 		return nil, p.abortStart(fmt.Errorf("dial %s: %w", hs.Target(), err))
 	}
 	p.conn = conn
-	p.client = newClient(conn, p)
+	if err := p.openChannel(ctx); err != nil {
+		return nil, p.abortStart(err)
+	}
 	p.log.Debug().Str("address", hs.Address).Msg("python worker serving")
 	return p, nil
+}
+
+// openChannel opens the worker's Channel and its client, and watches the channel: one
+// that breaks while nobody is stopping the worker is the worker failing, so its process
+// group is killed, calls in flight fail with the exit (ErrWorkerCrashed) and whoever
+// owns the process sees it exit.
+func (p *Process) openChannel(ctx context.Context) error {
+	raw := workerv1.NewWorkerServiceClient(p.conn)
+	sctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel) // the start is abandoned while opening
+	stream, err := raw.Channel(sctx)
+	if !stop() && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		cancel()
+		return fmt.Errorf("open channel: %w", err)
+	}
+	p.closeChannel = cancel
+	ch := newChannel(stream, p.cfg.maxMessageBytes)
+	c := &Client{conn: p.conn, raw: raw, ch: ch, proc: p, traceHeartbeats: p.cfg.traceHeartbeats}
+	if _, off := p.cfg.tracerProvider.(tracenoop.TracerProvider); !off {
+		c.tracing = &callTracing{tracer: p.cfg.tracerProvider.Tracer(instrumentation), prop: p.cfg.propagator}
+	}
+	p.client = c
+	go func() {
+		err := ch.read()
+		if p.stopping.Load() || p.killing.Load() || p.exited() {
+			return
+		}
+		p.log.Error().Err(err).Msg("channel to the python worker broke; killing its process group")
+		p.signalGroup(syscall.SIGKILL)
+	}()
+	return nil
 }
 
 type handshakeLine struct {
@@ -396,6 +437,7 @@ func (p *Process) Stop(ctx context.Context) error {
 // way, Kill waits for it instead.
 func (p *Process) Kill(ctx context.Context) error {
 	p.stopOnce.Do(func() {
+		p.killing.Store(true)
 		go func() {
 			p.stopErr = p.stop(context.Background(), true)
 			close(p.stopped)
@@ -446,6 +488,9 @@ func (p *Process) stop(ctx context.Context, brutal bool) error {
 	}
 	// Anything the worker left in its group goes with it.
 	p.signalGroup(syscall.SIGKILL)
+	if p.closeChannel != nil {
+		p.closeChannel()
+	}
 	if p.conn != nil {
 		p.conn.Close()
 	}

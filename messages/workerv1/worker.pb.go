@@ -681,6 +681,9 @@ type HeartbeatRequest struct {
 	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	SentUnixNano  int64                  `protobuf:"varint,2,opt,name=sent_unix_nano,json=sentUnixNano,proto3" json:"sent_unix_nano,omitempty"`
 	CorrelationId string                 `protobuf:"bytes,3,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// trace_context is the W3C carrier of a traced ping on the Channel (the unary RPC
+	// carries it in metadata); empty for the usual untraced ping.
+	TraceContext  map[string]string `protobuf:"bytes,4,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -734,6 +737,13 @@ func (x *HeartbeatRequest) GetCorrelationId() string {
 		return x.CorrelationId
 	}
 	return ""
+}
+
+func (x *HeartbeatRequest) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
 }
 
 type HeartbeatResponse struct {
@@ -1728,11 +1738,15 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x05event\"$\n" +
 	"\n" +
 	"StreamDone\x12\x16\n" +
-	"\x06chunks\x18\x01 \x01(\x04R\x06chunks\"{\n" +
+	"\x06chunks\x18\x01 \x01(\x04R\x06chunks\"\x98\x02\n" +
 	"\x10HeartbeatRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12$\n" +
 	"\x0esent_unix_nano\x18\x02 \x01(\x03R\fsentUnixNano\x12%\n" +
-	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\"\x88\x01\n" +
+	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\x12Z\n" +
+	"\rtrace_context\x18\x04 \x03(\v25.pyvisor.worker.v1.HeartbeatRequest.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x01\n" +
 	"\x11HeartbeatResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12(\n" +
 	"\x10worker_unix_nano\x18\x02 \x01(\x03R\x0eworkerUnixNano\x12\x1b\n" +
@@ -1818,7 +1832,7 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_pyvisor_worker_v1_worker_proto_rawDescData
 }
 
-var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(*DescribeRequest)(nil),       // 0: pyvisor.worker.v1.DescribeRequest
 	(*DescribeResponse)(nil),      // 1: pyvisor.worker.v1.DescribeResponse
@@ -1845,8 +1859,9 @@ var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(*CallFailed)(nil),            // 22: pyvisor.worker.v1.CallFailed
 	(*BodyEnded)(nil),             // 23: pyvisor.worker.v1.BodyEnded
 	nil,                           // 24: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                           // 25: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	nil,                           // 26: pyvisor.worker.v1.Call.TraceContextEntry
+	nil,                           // 25: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	nil,                           // 26: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                           // 27: pyvisor.worker.v1.Call.TraceContextEntry
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
 	2,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
@@ -1856,41 +1871,42 @@ var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
 	5,  // 4: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
 	8,  // 5: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
 	6,  // 6: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	25, // 7: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	18, // 8: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
-	19, // 9: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
-	9,  // 10: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
-	20, // 11: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
-	3,  // 12: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
-	26, // 13: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
-	5,  // 14: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
-	5,  // 15: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
-	8,  // 16: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
-	6,  // 17: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
-	22, // 18: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
-	23, // 19: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
-	10, // 20: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
-	0,  // 21: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
-	3,  // 22: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
-	3,  // 23: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
-	9,  // 24: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
-	11, // 25: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
-	13, // 26: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	15, // 27: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	17, // 28: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
-	1,  // 29: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	4,  // 30: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	7,  // 31: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	10, // 32: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	12, // 33: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	14, // 34: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	16, // 35: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	21, // 36: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	25, // 7: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	26, // 8: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	18, // 9: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	19, // 10: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	9,  // 11: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
+	20, // 12: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	3,  // 13: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
+	27, // 14: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	5,  // 15: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
+	5,  // 16: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
+	8,  // 17: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
+	6,  // 18: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
+	22, // 19: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	23, // 20: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	10, // 21: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
+	0,  // 22: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
+	3,  // 23: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
+	3,  // 24: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
+	9,  // 25: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
+	11, // 26: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
+	13, // 27: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
+	15, // 28: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	17, // 29: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	1,  // 30: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	4,  // 31: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	7,  // 32: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	10, // 33: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	12, // 34: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	14, // 35: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	16, // 36: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	21, // 37: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_pyvisor_worker_v1_worker_proto_init() }
@@ -1928,7 +1944,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

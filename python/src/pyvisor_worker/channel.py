@@ -29,6 +29,7 @@ log = logging.getLogger("pyvisor_worker.channel")
 
 SERVICE = "pyvisor.worker.v1.WorkerService"
 _SPAN_NAMES = {False: f"/{SERVICE}/Execute", True: f"/{SERVICE}/ExecuteStream"}
+_HEARTBEAT_SPAN = f"/{SERVICE}/Heartbeat"
 _OK = grpc.StatusCode.OK.value[0]
 _CANCELLED = grpc.StatusCode.CANCELLED.value[0]
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -98,15 +99,31 @@ class Channel:
         self._writing = False
         self._closed = False
         self._draining = False
-        self._serve_task: asyncio.Task[Any] | None = None
+        self._ended: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
 
     # --- reading ----------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Read frames until the host closes its side (then let the calls finish) or the
-        RPC ends (then cancel them)."""
-        self._serve_task = asyncio.current_task()
+        """Serve until the host closes its side (the calls running then finish first), the
+        RPC ends (they are cancelled), or ``drain`` ends the channel."""
+        self._ended = asyncio.Event()
+        reader = asyncio.get_running_loop().create_task(self._read())
+        try:
+            await self._ended.wait()
+        finally:
+            reader.cancel()
+            self._closed = True
+            for call_id in list(self._calls):
+                self.cancel(call_id, "channel closed")
+            # The RPC must not end under a write in progress: gRPC would never send its
+            # status.
+            while self._writing:
+                await asyncio.sleep(0.001)
+
+    async def _read(self) -> None:
+        # On a task of its own: cancelling it leaves the RPC's handler free to end the RPC
+        # with a status (a cancelled read inside the handler would leave it hanging).
         read = self._context.read
         try:
             while True:
@@ -119,16 +136,18 @@ class Channel:
                 elif which == "cancel":
                     self.cancel(frame.call_id, frame.cancel.reason or "cancelled")
                 elif which == "ping":
-                    self.post(pb.WorkerFrame(pong=self._pong(frame.ping)))
+                    self._ping(frame.ping)
                 elif which == "credit":
                     self._credit(frame.call_id, frame.credit.chunks)
             await self._wait_idle()
-        except asyncio.CancelledError:
-            pass  # the RPC ended, or drain() closed it
+        except Exception as exc:  # noqa: BLE001 - the RPC failed: the channel ends
+            log.debug("channel read failed: %s", exc)
         finally:
-            self._closed = True
-            for call_id in list(self._calls):
-                self.cancel(call_id, "channel closed")
+            self._end()
+
+    def _end(self) -> None:
+        if self._ended is not None:
+            self._ended.set()
 
     def _start(self, call_id: int, call: Any) -> None:
         if self._draining:
@@ -153,6 +172,20 @@ class Channel:
         running.cancel_reason = reason
         if running.started and running.task is not None:
             running.task.cancel()
+
+    def _ping(self, ping: Any) -> None:
+        """Answer at once, on the loop that runs the calls: a wedged loop misses pings."""
+        if self._tracer is None or not ping.trace_context:
+            self.post(pb.WorkerFrame(pong=self._pong(ping)))
+            return
+        with self._tracer.start_as_current_span(
+            _HEARTBEAT_SPAN,
+            context=propagate.extract(dict(ping.trace_context)),
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": "Heartbeat",
+                        "rpc.grpc.status_code": _OK},
+        ):
+            self.post(pb.WorkerFrame(pong=self._pong(ping)))
 
     def _credit(self, call_id: int, chunks: int) -> None:
         running = self._calls.get(call_id)
@@ -307,8 +340,7 @@ class Channel:
             except TimeoutError:
                 log.warning("calls still running after cancellation at shutdown",
                             extra={"in_flight": len(self._calls)})
-        if self._serve_task is not None and not self._serve_task.done():
-            self._serve_task.cancel()
+        self._end()
 
 
 def _failed(call_id: int, exc: CallRejected) -> Any:

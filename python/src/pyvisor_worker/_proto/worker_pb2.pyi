@@ -110,14 +110,23 @@ class StreamDone(_message.Message):
     def __init__(self, chunks: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("sequence", "sent_unix_nano", "correlation_id")
+    __slots__ = ("sequence", "sent_unix_nano", "correlation_id", "trace_context")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SENT_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     sent_unix_nano: int
     correlation_id: str
-    def __init__(self, sequence: _Optional[int] = ..., sent_unix_nano: _Optional[int] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, sequence: _Optional[int] = ..., sent_unix_nano: _Optional[int] = ..., correlation_id: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("sequence", "worker_unix_nano", "in_flight", "pid")

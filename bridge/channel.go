@@ -1,0 +1,211 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pyvisor/pyvisor/messages/workerv1"
+)
+
+// streamWindow is how many chunks a streaming call may have in flight before the worker
+// waits for credit: enough to keep a fast consumer busy, small enough that one slow
+// consumer never fills the channel for the other calls.
+const streamWindow = 32
+
+// frameSlack is the room gRPC's own message limit leaves on top of MaxMessageBytes for
+// what a frame holds besides the tool's data (the pyvisor checks come first, so an
+// oversize call fails alone and never breaks the channel).
+const frameSlack = 1 << 20
+
+// channel is a worker process's Channel stream: the calls of that process, multiplexed
+// by call id. One goroutine reads; sends are serialized. Every call stays registered
+// until the worker's terminal frame for it says its body is over, even after its caller
+// has gone, so Running counts the Python bodies really running.
+type channel struct {
+	stream   workerv1.WorkerService_ChannelClient
+	maxBytes int
+
+	sendMu sync.Mutex
+	nextID atomic.Uint64
+
+	mu     sync.Mutex
+	calls  map[uint64]*pending
+	pings  map[uint64]chan *workerv1.HeartbeatResponse
+	broken chan struct{} // closed once the stream has failed
+	err    error         // why; set before broken closes
+}
+
+// pending is one call on the channel.
+type pending struct {
+	frames chan *workerv1.WorkerFrame // buffered: the reader never blocks on a caller
+}
+
+func newChannel(stream workerv1.WorkerService_ChannelClient, maxBytes int) *channel {
+	return &channel{
+		stream:   stream,
+		maxBytes: maxBytes,
+		calls:    map[uint64]*pending{},
+		pings:    map[uint64]chan *workerv1.HeartbeatResponse{},
+		broken:   make(chan struct{}),
+	}
+}
+
+// read delivers frames until the stream fails; it then fails the channel with the error
+// (io.EOF when the worker ended the stream).
+func (ch *channel) read() error {
+	for {
+		f, err := ch.stream.Recv()
+		if err != nil {
+			ch.fail(err)
+			return err
+		}
+		if pong := f.GetPong(); pong != nil {
+			ch.mu.Lock()
+			w := ch.pings[pong.GetSequence()]
+			delete(ch.pings, pong.GetSequence())
+			ch.mu.Unlock()
+			if w != nil {
+				w <- pong
+			}
+			continue
+		}
+		ch.mu.Lock()
+		p := ch.calls[f.GetCallId()]
+		if p != nil && terminal(f) {
+			delete(ch.calls, f.GetCallId())
+		}
+		ch.mu.Unlock()
+		if p != nil {
+			p.frames <- f
+		}
+	}
+}
+
+func terminal(f *workerv1.WorkerFrame) bool {
+	_, chunk := f.GetBody().(*workerv1.WorkerFrame_Chunk)
+	return !chunk
+}
+
+func (ch *channel) fail(err error) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	select {
+	case <-ch.broken:
+		return
+	default:
+	}
+	ch.err = err
+	close(ch.broken)
+}
+
+// Err is why the channel broke (nil while it serves).
+func (ch *channel) Err() error {
+	select {
+	case <-ch.broken:
+		return ch.err
+	default:
+		return nil
+	}
+}
+
+// running is the number of calls whose Python body has not ended yet.
+func (ch *channel) running() int {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return len(ch.calls)
+}
+
+func (ch *channel) send(f *workerv1.HostFrame) error {
+	ch.sendMu.Lock()
+	defer ch.sendMu.Unlock()
+	return ch.stream.Send(f)
+}
+
+// start registers a call and sends its frame. An oversize call fails here, alone.
+func (ch *channel) start(op string, call *workerv1.Call) (uint64, *pending, error) {
+	req := call.GetRequest()
+	if n := len(req.GetArguments()) + len(req.GetPayload()); n > ch.maxBytes {
+		return 0, nil, tooLarge(op, req.GetTool(), fmt.Sprintf("arguments and payload are %d bytes, over the limit of %d bytes", n, ch.maxBytes))
+	}
+	id := ch.nextID.Add(1)
+	f := &workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Call{Call: call}}
+	if n := proto.Size(f); n > ch.maxBytes+frameSlack {
+		return 0, nil, tooLarge(op, req.GetTool(), fmt.Sprintf("call is %d bytes with its metadata, over the limit of %d bytes", n, ch.maxBytes+frameSlack))
+	}
+	size := 1
+	if call.GetStream() {
+		size = int(call.GetCredit()) + 1
+	}
+	p := &pending{frames: make(chan *workerv1.WorkerFrame, size)}
+	ch.mu.Lock()
+	if ch.Err() != nil {
+		ch.mu.Unlock()
+		return 0, nil, errChannelBroken
+	}
+	ch.calls[id] = p
+	ch.mu.Unlock()
+	if err := ch.send(f); err != nil {
+		ch.forget(id)
+		return 0, nil, errChannelBroken
+	}
+	return id, p, nil
+}
+
+func (ch *channel) forget(id uint64) {
+	ch.mu.Lock()
+	delete(ch.calls, id)
+	ch.mu.Unlock()
+}
+
+// cancel tells the worker to cancel a call's body. The call stays registered until the
+// worker says the body is over.
+func (ch *channel) cancel(id uint64, ctxErr error) {
+	reason := "cancelled"
+	if errors.Is(ctxErr, context.DeadlineExceeded) {
+		reason = "deadline_exceeded"
+	}
+	_ = ch.send(&workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Cancel{Cancel: &workerv1.Cancel{Reason: reason}}})
+}
+
+// credit lets a streaming call send n more chunks.
+func (ch *channel) credit(id uint64, n uint32) error {
+	return ch.send(&workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Credit{Credit: &workerv1.Credit{Chunks: n}}})
+}
+
+// ping sends a heartbeat and waits for its pong.
+func (ch *channel) ping(ctx context.Context, req *workerv1.HeartbeatRequest) (*workerv1.HeartbeatResponse, error) {
+	w := make(chan *workerv1.HeartbeatResponse, 1)
+	ch.mu.Lock()
+	ch.pings[req.GetSequence()] = w
+	ch.mu.Unlock()
+	defer func() {
+		ch.mu.Lock()
+		delete(ch.pings, req.GetSequence())
+		ch.mu.Unlock()
+	}()
+	if err := ch.send(&workerv1.HostFrame{Body: &workerv1.HostFrame_Ping{Ping: req}}); err != nil {
+		return nil, errChannelBroken
+	}
+	select {
+	case pong := <-w:
+		return pong, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-ch.broken:
+		return nil, errChannelBroken
+	}
+}
+
+// errChannelBroken marks a call that failed because the channel did; the client turns
+// it into the worker's exit error, or ErrUnavailable.
+var errChannelBroken = errors.New("channel to the worker broke")
+
+func tooLarge(op, tool, detail string) error {
+	return &CallError{Op: op, Tool: tool, Reason: ErrMessageTooLarge, Detail: detail, Code: codes.ResourceExhausted}
+}

@@ -1,0 +1,122 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/pyvisor/pyvisor/bridge"
+)
+
+var _ = Describe("The channel to a worker", Label("python"), func() {
+	channelTools := func() []bridge.Option {
+		return []bridge.Option{bridge.WithTools("channel_tools"), bridge.WithEnv("PYTHONPATH", testdataTools)}
+	}
+
+	It("multiplexes many concurrent calls and hands each result to its own caller", func() {
+		p, _ := worker()
+		const n = 64
+		var wg sync.WaitGroup
+		got := make([]any, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tool, args := "echo", map[string]any{"value": fmt.Sprintf("caller-%d", i)}
+				if i%3 == 0 { // some answers overtake others
+					tool, args = "sleep", map[string]any{"seconds": float64(n-i) / 1000}
+				}
+				res, err := call(p, tool, args)
+				errs[i] = err
+				if err == nil {
+					var v any
+					errs[i] = res.Decode(&v)
+					got[i] = v
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range n {
+			Expect(errs[i]).NotTo(HaveOccurred())
+			if i%3 == 0 {
+				Expect(got[i]).To(BeNumerically("~", float64(n-i)/1000, 1e-9), "caller %d", i)
+			} else {
+				Expect(got[i]).To(Equal(fmt.Sprintf("caller-%d", i)))
+			}
+		}
+		Expect(p.Client().Running()).To(BeZero())
+	})
+
+	It("returns at the caller's deadline, cancels the Python body with a frame, and counts the body until it has really ended", func() {
+		p, _ := worker(channelTools()...)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		began := time.Now()
+		_, err := p.Client().Execute(ctx, bridge.Request{Tool: "linger", Args: map[string]float64{"seconds": 0.5}})
+		Expect(err).To(MatchError(context.DeadlineExceeded))
+		Expect(time.Since(began)).To(BeNumerically("<", time.Second))
+		Expect(p.Client().Running()).To(Equal(1), "the body goes on for half a second after its cancellation")
+		Eventually(p.Client().Running).Should(BeZero())
+		stillServes(p)
+	})
+
+	It("fails an oversize argument or result alone, and keeps serving the calls beside it", func() {
+		const limit = 64 << 10
+		p, _ := worker(bridge.WithMaxMessageBytes(limit))
+		beside := make(chan error, 1)
+		go func() { _, err := call(p, "sleep", map[string]float64{"seconds": 0.3}); beside <- err }()
+		_, err := p.Client().Execute(context.Background(), bridge.Request{Tool: "payload_size", Payload: make([]byte, limit+1)})
+		Expect(err).To(MatchError(bridge.ErrMessageTooLarge))
+		_, err = call(p, "large", map[string]int{"size": limit + 1})
+		Expect(err).To(MatchError(bridge.ErrMessageTooLarge))
+		Expect(err.Error()).To(ContainSubstring("over the worker's limit"))
+		Eventually(beside).Should(Receive(BeNil()))
+		res, err := call(p, "large", map[string]int{"size": limit})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Payload).To(HaveLen(limit))
+	})
+
+	It("lets a slow stream consumer hold up only its own call", func() {
+		p, _ := worker()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		first := make(chan struct{})
+		go func() {
+			for range p.Client().ExecuteStream(ctx, bridge.Request{Tool: "count", Args: map[string]int{"n": 100_000}}) {
+				close(first)
+				<-ctx.Done() // never takes a second chunk
+				return
+			}
+		}()
+		Eventually(first).Should(BeClosed())
+		for range 20 {
+			Expect(decoded(p, "add", map[string]int{"a": 1, "b": 1})).To(BeNumerically("==", 2))
+		}
+		cancel()
+		Eventually(p.Client().Running).Should(BeZero(), "the abandoned stream's generator was closed")
+	})
+
+	It("fails the calls in flight at once when it breaks, and takes the worker down with it", func() {
+		p, logs := worker(channelTools()...)
+		inFlight := make(chan error, 1)
+		go func() { _, err := call(p, "sleep", map[string]float64{"seconds": 30}); inFlight <- err }()
+		Eventually(p.Client().Running).Should(Equal(1))
+		_, _ = call(p, "end_channel", nil) // its own answer may or may not get out first
+		var flightErr error
+		Eventually(inFlight, 3*time.Second).Should(Receive(&flightErr))
+		Expect(flightErr).To(MatchError(bridge.ErrWorkerCrashed))
+		var exit *bridge.ExitError
+		Expect(errors.As(flightErr, &exit)).To(BeTrue())
+		Expect(exit.Signal).To(Equal(syscall.SIGKILL))
+		Eventually(p.Done()).Should(BeClosed())
+		Expect(p.Err()).To(MatchError(bridge.ErrWorkerCrashed))
+		Expect(logs.Matching("channel to the python worker broke; killing its process group")).NotTo(BeEmpty())
+	})
+})
