@@ -55,6 +55,26 @@ var _ = Describe("A worker pool", Label("python"), func() {
 		Expect(stats(rt).Completed).To(BeNumerically("==", 6))
 	})
 
+	It("runs up to MaxConcurrent calls at once on one worker's channel, each answer going to its own caller", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) { p.MaxConcurrent = 32 }))
+		const callers = 32
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				seconds := 0.2 + float64(i)/1000 // each caller's own answer
+				res, err := execute(rt, "sleep", map[string]float64{"seconds": seconds})
+				Expect(err).NotTo(HaveOccurred())
+				var got float64
+				Expect(res.Decode(&got)).To(Succeed())
+				Expect(got).To(BeNumerically("~", seconds, 1e-9))
+			})
+		}
+		Eventually(inFlight).WithArguments(rt).Should(Equal(callers), "all of them in flight on the one worker")
+		wg.Wait()
+		Expect(stats(rt).Completed).To(BeNumerically("==", callers))
+	})
+
 	Context("when every worker is busy", func() {
 		It("queues calls in order and runs them as workers free up", func() {
 			rt, _ := start(pool(1))
