@@ -123,7 +123,7 @@ var _ = Describe("Tracing into a real Jaeger v2", Label("e2e", "python"), func()
 		want := []string{
 			goService + ": execute add",
 			goService + ": receive Execute",                          // the pool's mailbox, which grants the call
-			goService + ": pyvisor.worker.v1.WorkerService/Execute",  // gRPC client (otelgrpc)
+			goService + ": pyvisor.worker.v1.WorkerService/Execute",  // the call on the channel (CLIENT)
 			pyService + ": /pyvisor.worker.v1.WorkerService/Execute", // gRPC server (Python)
 			pyService + ": tool add",
 		}

@@ -14,7 +14,7 @@ import (
 )
 
 var _ = Describe("One Execute", Label("python"), func() {
-	It("is one trace: API span, the pool's receive span, the gRPC client span, the Python server span and the tool span, each the parent of the next", func() {
+	It("is one trace: API span, the pool's receive span, the channel call's client span, its Python server span and the tool span, each the parent of the next", func() {
 		t := startTraced(1)
 		_, err := t.rt.Execute(context.Background(), "default", "add", map[string]int{"a": 1, "b": 2})
 		Expect(err).NotTo(HaveOccurred())
@@ -25,8 +25,8 @@ var _ = Describe("One Execute", Label("python"), func() {
 		Eventually(func() []string { return t.chain(traceID, "tool add") }).Should(Equal([]string{
 			"execute add",
 			"receive Execute", // the pool's mailbox: the one hop; the caller then runs the call on the worker's process
-			"pyvisor.worker.v1.WorkerService/Execute",  // gRPC client (Go, otelgrpc)
-			"/pyvisor.worker.v1.WorkerService/Execute", // gRPC server (Python, its instrumentation's name)
+			"pyvisor.worker.v1.WorkerService/Execute",  // the call on the worker's channel (Go, CLIENT)
+			"/pyvisor.worker.v1.WorkerService/Execute", // its Python side (SERVER, named as the gRPC instrumentation names it)
 			"tool add",
 		}))
 		Expect(t.pySpans(traceID)).To(HaveEach(HaveField("Service", "pyvisor-worker")))
@@ -39,15 +39,37 @@ var _ = Describe("One Execute", Label("python"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		traceID := t.goSpan("execute add").SpanContext().TraceID().String()
 		Eventually(func() []pyvisor.PythonSpan { return t.pySpans(traceID) }).Should(HaveLen(2))
+		Expect(t.goSpans(traceID)).To(ContainElement(HaveField("SpanKind()", trace.SpanKindClient)))
 		for _, s := range t.goSpans(traceID) {
-			if s.SpanKind() == trace.SpanKindClient {
-				continue // otelgrpc's span: the id travels in its metadata instead
-			}
 			Expect(attr(s, "pyvisor.correlation_id")).To(Equal("req-7"), s.Name())
 		}
 		for _, s := range t.pySpans(traceID) {
 			Expect(s.Attributes).To(HaveKeyWithValue("pyvisor.correlation_id", "req-7"), s.Name)
 		}
+	})
+
+	It("gives the call's client and server spans the rpc attributes gRPC instrumentation sets", func() {
+		t := startTraced(1)
+		_, err := t.rt.Execute(context.Background(), "default", "add", map[string]int{"a": 1, "b": 2})
+		Expect(err).NotTo(HaveOccurred())
+		traceID := t.goSpan("execute add").SpanContext().TraceID().String()
+		client := t.goSpan("pyvisor.worker.v1.WorkerService/Execute")
+		Expect(client).NotTo(BeNil())
+		Expect(client.SpanKind()).To(Equal(trace.SpanKindClient))
+		Expect(attr(client, "rpc.system")).To(Equal("grpc"))
+		Expect(attr(client, "rpc.service")).To(Equal("pyvisor.worker.v1.WorkerService"))
+		Expect(attr(client, "rpc.method")).To(Equal("Execute"))
+		Expect(attr(client, "rpc.grpc.status_code")).To(Equal("0"))
+		Eventually(func() []pyvisor.PythonSpan { return t.pySpans(traceID) }).Should(ContainElement(And(
+			HaveField("Name", "/pyvisor.worker.v1.WorkerService/Execute"),
+			HaveField("Kind", "SERVER"),
+			HaveField("Attributes", And(
+				HaveKeyWithValue("rpc.system", "grpc"),
+				HaveKeyWithValue("rpc.service", "pyvisor.worker.v1.WorkerService"),
+				HaveKeyWithValue("rpc.method", "Execute"),
+				HaveKeyWithValue("rpc.grpc.status_code", BeNumerically("==", 0)),
+			)),
+		)))
 	})
 
 	It("puts a waiting call's queue time in the trace", func() {
