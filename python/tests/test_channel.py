@@ -201,3 +201,19 @@ async def test_closing_the_host_side_lets_running_calls_finish(frames: Any) -> N
     await f.send(1, "sleep", seconds=0.2)
     await f.close()
     assert f.got[1][-1].result.json == b"0.2"
+
+
+@pytest.mark.parametrize("kind", ["CancelledError", "KeyboardInterrupt", "SystemExit",
+                                  "GeneratorExit", "UserBaseError"])
+@pytest.mark.parametrize("tool", ["raise_base", "raise_base_async"])
+async def test_a_base_exception_the_tool_raises_is_its_tool_error(
+    frames: Any, tool: str, kind: str
+) -> None:
+    f = await frames()
+    await f.send(1, tool, type=kind)
+    frame = await f.ended(1)
+    assert frame.WhichOneof("body") == "tool_error"
+    assert frame.tool_error.message == f"raised by the tool: {kind}"
+    await f.send(2, "add", a=1, b=2)
+    assert (await f.ended(2)).result.json == b"3"
+    await f.close()

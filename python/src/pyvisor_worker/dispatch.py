@@ -87,6 +87,27 @@ def _next_or_end(gen: Iterator[Any]) -> Any:
     return next(gen, _END)
 
 
+class _Raised(Exception):
+    """Carries a BaseException a sync tool raised in its thread across to the event loop:
+    asyncio treats KeyboardInterrupt, SystemExit and GeneratorExit crossing a future as the
+    loop's own, not as the tool's error."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _guarded(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` in a tool's thread; a BaseException that is not an Exception leaves it
+    wrapped in _Raised."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the tool's, whatever its kind
+        raise _Raised(exc) from None
+
+
 def caller_cancelled() -> bool:
     """True when the running task was cancelled by its caller (not by the tool itself)."""
     task = asyncio.current_task()
@@ -279,7 +300,7 @@ class Dispatcher:
                 value = await tool.func(**args)
             else:
                 run: Callable[..., Any] = contextvars.copy_context().run
-                future = self.executor.submit(run, tool.func, **args)
+                future = self.executor.submit(run, _guarded, tool.func, **args)
                 try:
                     value = await asyncio.wrap_future(future)
                 except asyncio.CancelledError:
@@ -289,6 +310,8 @@ class Dispatcher:
                         await thread_over(future)
                     raise
             return encode(tool.name, value), None
+        except _Raised as raised:
+            return None, self.tool_error(tool.name, raised.exc, cid)
         except asyncio.CancelledError as exc:
             if not caller_cancelled():
                 return None, self.tool_error(tool.name, exc, cid)
@@ -369,9 +392,12 @@ class Dispatcher:
         span = trace.get_current_span()
         try:
             while True:
-                future = self.executor.submit(run, _next_or_end, gen)
+                future = self.executor.submit(run, _guarded, _next_or_end, gen)
                 try:
                     item = await asyncio.wrap_future(future)
+                except _Raised as raised:
+                    await sink.error(self.tool_error(tool.name, raised.exc, cid))
+                    return
                 except asyncio.CancelledError as exc:
                     if caller_cancelled():
                         if tctx is not None:

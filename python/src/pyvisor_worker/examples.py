@@ -61,6 +61,53 @@ def fail(message: str = "boom", type: str = "ValueError") -> None:
     raise cls(message)
 
 
+class UserBaseError(BaseException):
+    """A BaseException subclass that is not an Exception, as some libraries define."""
+
+
+_BASE_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "CancelledError": asyncio.CancelledError,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "SystemExit": SystemExit,
+    "GeneratorExit": GeneratorExit,
+    "UserBaseError": UserBaseError,
+}
+
+
+def _base_exception(type: str) -> BaseException:
+    cls = _BASE_EXCEPTIONS.get(type)
+    if cls is None:
+        raise TypeError(f"not one of {sorted(_BASE_EXCEPTIONS)}: {type!r}")
+    return cls(f"raised by the tool: {type}")
+
+
+@tool
+def raise_base(type: str) -> None:
+    """Raise a BaseException that is not an Exception (``CancelledError``,
+    ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, ``UserBaseError``) in a thread."""
+    raise _base_exception(type)
+
+
+@tool
+async def raise_base_async(type: str) -> None:
+    """``raise_base`` on the event loop."""
+    raise _base_exception(type)
+
+
+@tool
+def raise_base_stream(type: str) -> Iterator[int]:
+    """Yield one chunk, then ``raise_base`` (a sync generator)."""
+    yield 0
+    raise _base_exception(type)
+
+
+@tool
+async def raise_base_stream_async(type: str) -> AsyncIterator[int]:
+    """Yield one chunk, then ``raise_base`` (an async generator)."""
+    yield 0
+    raise _base_exception(type)
+
+
 @tool
 async def crash(after_seconds: float = 0.0, code: int = 70) -> None:
     """Sleep, then kill the worker process with ``os._exit(code)``."""

@@ -1,0 +1,69 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/pyvisor/pyvisor"
+)
+
+var _ = Describe("A tool that raises", Label("python"), func() {
+	// The worker of one pool serves every entry; its process must survive them all.
+	var rt *pyvisor.Runtime
+	var pid int
+	BeforeEach(func() {
+		rt, _ = start(pool(1))
+		pid = readyPIDs(rt)["default-0"]
+	})
+	AfterEach(func() {
+		Expect(readyPIDs(rt)).To(HaveKeyWithValue("default-0", pid), "the same process still serves: nothing restarted it")
+		Expect(stats(rt).Restarts).To(BeEmpty())
+	})
+
+	kinds := []string{"CancelledError", "KeyboardInterrupt", "SystemExit", "GeneratorExit", "UserBaseError"}
+	typeName := map[string]string{
+		"CancelledError": "asyncio.exceptions.CancelledError",
+		"UserBaseError":  "pyvisor_worker.examples.UserBaseError",
+	}
+	expectToolError := func(err error, kind string) {
+		GinkgoHelper()
+		var toolErr *pyvisor.ToolError
+		Expect(errors.As(err, &toolErr)).To(BeTrue(), "a *ToolError, got %v", err)
+		want := kind
+		if n, ok := typeName[kind]; ok {
+			want = n
+		}
+		Expect(toolErr.Type).To(Equal(want))
+		Expect(toolErr.Message).To(Equal("raised by the tool: " + kind))
+		Expect(toolErr.Traceback).To(ContainSubstring("_base_exception"))
+	}
+
+	for _, kind := range kinds {
+		It("ends its call with a *ToolError for "+kind+", sync or async, and the worker serves on", func() {
+			for _, tool := range []string{"raise_base", "raise_base_async"} {
+				_, err := execute(rt, tool, map[string]string{"type": kind})
+				expectToolError(err, kind)
+			}
+			Expect(execute(rt, "add", map[string]int{"a": 1, "b": 2})).To(HaveField("JSON", BeEquivalentTo("3")))
+		})
+
+		It("ends its stream with a *ToolError for "+kind+" after the chunks it yielded, sync or async generator", func() {
+			for _, tool := range []string{"raise_base_stream", "raise_base_stream_async"} {
+				var chunks int
+				var last error
+				for _, err := range rt.Stream(context.Background(), "default", tool, map[string]string{"type": kind}) {
+					if err != nil {
+						last = err
+						break
+					}
+					chunks++
+				}
+				Expect(chunks).To(Equal(1), tool)
+				expectToolError(last, kind)
+			}
+		})
+	}
+})
