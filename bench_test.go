@@ -140,27 +140,31 @@ func reportRate(b *testing.B) {
 }
 
 // BenchmarkExecute compares a 100-byte echo through Runtime.Execute on a one-worker
-// pool with a bare generated gRPC client dialed to the same Python process, without
-// (via=bare) and with (via=correlated) a correlation id sent as the pool sends it, so
-// the pool's own cost is pool minus correlated. Each op is one sequential call, so
-// calls/s is the per-worker sequential rate. go-cpu-ns/op is
-// the CPU time the Go process spent per call (see goCPUTime): the pool's own cost,
-// without the Python process's, which wall-clock figures on a small machine blur.
+// pool with bare clients of the same Python process: a generated unary client
+// (via=bare) and a generated Channel stream sending one call frame per call (via=channel,
+// the cheapest client of the path the pool takes). Each op is one sequential call, so
+// calls/s is the per-worker sequential rate. go-cpu-ns/op is the CPU time the Go process
+// spent per call (see goCPUTime): the pool's own cost, without the Python process's,
+// which wall-clock figures on a small machine blur.
 func BenchmarkExecute(b *testing.B) {
 	python := benchPython(b)
 	rt := startBenchRuntime(b, python, 1)
 	bare := bareClient(b, rt, 0)
+	ch, err := reference.OpenChannel(bare)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ch.Close)
 	ctx := context.Background()
 	bareCall := func(ctx context.Context) error { return reference.Echo(ctx, bare) }
-	correlatedCall := func(ctx context.Context) error { return reference.CorrelatedEcho(ctx, bare) }
 	poolCall := func(ctx context.Context) error { return poolEcho(ctx, rt) }
 	warm(b, bareCall)
-	warm(b, correlatedCall)
+	warm(b, ch.Echo)
 	warm(b, poolCall)
 	for _, via := range []struct {
 		name string
 		call func(context.Context) error
-	}{{"bare", bareCall}, {"correlated", correlatedCall}, {"pool", poolCall}} {
+	}{{"bare", bareCall}, {"channel", ch.Echo}, {"pool", poolCall}} {
 		b.Run("via="+via.name, func(b *testing.B) {
 			b.ReportAllocs()
 			cpu, n := goCPUTime(), 0

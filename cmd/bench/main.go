@@ -1,16 +1,27 @@
 // Command bench measures pyvisor in one run and prints the figures side by side, so
-// ratios compare measurements taken under the same machine load:
+// ratios compare measurements taken under the same machine load, and states each goal
+// next to its figure:
 //
-//   - the latency of a 100-byte echo, sequential, through a bare generated gRPC client,
-//     bridge.Client and the pool (Runtime.Execute), interleaved call by call; the pool
-//     and its bare reference call the same Python process, bridge.Client and its bare
-//     reference share one connection to another one;
-//   - sequential calls per second per worker;
-//   - what tracing (sampled, and not sampled) adds to a pool call on the Go side;
-//   - throughput of concurrent callers through a pool of 1 and of 2 workers, as a ratio
-//     to a bare gRPC client calling a single worker;
+//   - latency of a 100-byte echo, sequential, through five paths interleaved in blocks:
+//     a Python grpc.aio echo server with no pyvisor code (internal/reference), on one
+//     long-lived bidirectional stream (the ceiling every path is compared with: one
+//     message each way per call, as on a worker's channel) and unary; a bare generated
+//     client's unary Execute to the pool's worker; the pool (Runtime.Execute, over the
+//     worker's channel); and bridge.Client on a worker of its own. Goals: pool p50 /
+//     bidi echo p50 <= 1.25, pool sequential calls/s / unary echo calls/s >= 2.5;
+//   - what tracing (sampled, and not sampled) adds to a pool call's p50 on the Go side,
+//     in µs and as a percentage of the untraced pool's p50 (goals <= 10 % and <= 2 %);
+//   - throughput of -callers concurrent callers through pools of 1 and of 2 workers
+//     (one call in flight per worker), with a bare gRPC client to one worker for
+//     reference (goal: pool 2 / pool 1 >= 1.6);
+//   - concurrency on one worker: 64 callers of the async tool sleep (10 ms) through a
+//     1-worker pool with MaxConcurrent 32 and with MaxConcurrent 1 (goal: ratio >= 25);
 //   - startup of pools of 1, 4 and 8 workers (pyvisor.Start until all serve);
 //   - recovery: SIGKILL a worker's Python process, time until the pool serves again.
+//
+// Flags: -python, -calls and -warmup (latency and tracing, per path), -callers,
+// -throughput-time and -throughput-rounds (throughput and concurrency), -startups,
+// -recoveries; see -h for their defaults.
 //
 // Figures are medians and percentiles of per-call (per-run) durations. Nothing is
 // asserted: the exit status is non-zero only when something fails. Every Python
@@ -83,7 +94,7 @@ func run(ctx context.Context, s settings) error {
 	}
 	began := time.Now()
 	printHeader(s)
-	steps := []func(context.Context, settings) error{latency, tracingCost, throughput, startup, recovery}
+	steps := []func(context.Context, settings) error{latency, tracingCost, throughput, concurrency, startup, recovery}
 	for _, step := range steps {
 		if err := step(ctx, s); err != nil {
 			return err

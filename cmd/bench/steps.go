@@ -14,6 +14,7 @@ import (
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/internal/reference"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
 
@@ -28,12 +29,14 @@ func table() *tabwriter.Writer {
 type path struct {
 	name string
 	call call
-	ref  int // index of the bare path it is compared with; -1 for a reference
 	d    []time.Duration
 }
 
 // latency measures sequential echo calls through five paths, one block of each in turn
-// so that load changes hit every path alike.
+// so that load changes hit every path alike: a Python gRPC echo server with no pyvisor
+// code, on one long-lived bidirectional stream (the ceiling: one message each way per
+// call, as on the channel) and unary; a bare generated client's unary Execute to the
+// pool's worker; the pool itself; and bridge.Client on a worker of its own.
 func latency(ctx context.Context, s settings) (err error) {
 	rt, err := startRuntime(ctx, s.python, 1)
 	if err != nil {
@@ -54,6 +57,17 @@ func latency(ctx context.Context, s settings) (err error) {
 	}
 	defer func() { err = errors.Join(err, proc.Stop(context.Background())) }()
 
+	echo, err := reference.StartEcho(ctx, s.python)
+	if err != nil {
+		return fmt.Errorf("start the python echo server: %w", err)
+	}
+	defer func() { err = errors.Join(err, echo.Close()) }()
+	stream, err := echo.OpenStream(ctx)
+	if err != nil {
+		return fmt.Errorf("open an echo stream: %w", err)
+	}
+	defer stream.Close()
+
 	// The pool echoes the value back.
 	res, err := rt.Execute(ctx, poolName, "echo", echoArgs)
 	if err != nil {
@@ -64,43 +78,42 @@ func latency(ctx context.Context, s settings) (err error) {
 	}
 
 	client := proc.Client()
-	bare := workerv1.NewWorkerServiceClient(conn)
 	paths := []*path{
-		{name: "bare gRPC -> pool's worker", call: bareCall(bare), ref: -1},
-		{name: "pool (Runtime.Execute)", call: poolCall(rt), ref: 0},
-		{name: "bare gRPC + correlation id", call: correlatedCall(bare), ref: 0},
-		{name: "bare gRPC -> bridge's conn", call: bareCall(workerv1.NewWorkerServiceClient(client.Conn())), ref: -1},
-		{name: "bridge.Client.Execute", call: func(ctx context.Context) error {
+		{name: "python echo, bidi stream (ceiling)", call: stream.Call},
+		{name: "python echo, unary", call: echo.Unary},
+		{name: "bare gRPC unary Execute -> pool's worker", call: bareCall(workerv1.NewWorkerServiceClient(conn))},
+		{name: "pool (Runtime.Execute, channel)", call: poolCall(rt)},
+		{name: "bridge.Client.Execute, own worker", call: func(ctx context.Context) error {
 			_, err := client.Execute(ctx, bridge.Request{Tool: "echo", Args: echoArgs})
 			return err
-		}, ref: 3},
+		}},
 	}
+	const ceiling, unaryEcho, pool = 0, 1, 3
 	if err := interleave(ctx, paths, s); err != nil {
 		return err
 	}
 
 	fmt.Printf("\nLatency: 100-byte echo, sequential, %d calls per path, in blocks of %d, paths in random order per round\n",
 		s.calls, latencyBlock)
-	fmt.Println("(the pool and the first two bare paths call the same Python process; bridge.Client and the last bare path share one connection to another;")
-	fmt.Println(" \"+ correlation id\" sends a new id per call as the pool does: in the request and as x-correlation-id metadata)")
+	fmt.Println("(python echo: a grpc.aio server with no pyvisor code, returning its pyvisor.Result request; on its bidi stream a call")
+	fmt.Println(" is one message each way, as on the channel: the ceiling. The bare unary Execute and the pool call the same worker")
+	fmt.Println(" process, the echo tool; bridge.Client calls the echo tool on a worker of its own, on that worker's channel)")
+	ref := summarize(paths[ceiling].d)
 	w := table()
-	fmt.Fprintln(w, "path\tp50\tp90\tp99\tmean\tcalls/s\tadded at p50\tratio at p50\t")
+	fmt.Fprintln(w, "path\tp50\tp90\tp99\tmean\tcalls/s\tover ceiling at p50\tratio to ceiling at p50\t")
 	for _, p := range paths {
 		st := summarize(p.d)
-		added, ratio := "-", "-"
-		if p.ref >= 0 {
-			ref := summarize(paths[p.ref].d)
-			added = fmt.Sprintf("%+.1f µs", us(st.p50-ref.p50))
-			ratio = fmt.Sprintf("%.3f", float64(st.p50)/float64(ref.p50))
-		}
-		fmt.Fprintf(w, "%s\t%.1f µs\t%.1f µs\t%.1f µs\t%.1f µs\t%.0f\t%s\t%s\t\n",
-			p.name, us(st.p50), us(st.p90), us(st.p99), us(st.mean), 1/st.mean.Seconds(), added, ratio)
+		fmt.Fprintf(w, "%s\t%.1f µs\t%.1f µs\t%.1f µs\t%.1f µs\t%.0f\t%+.1f µs\t%.3f\t\n",
+			p.name, us(st.p50), us(st.p90), us(st.p99), us(st.mean), 1/st.mean.Seconds(),
+			us(st.p50-ref.p50), float64(st.p50)/float64(ref.p50))
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	pool, correlated := summarize(paths[1].d).p50, summarize(paths[2].d).p50
-	fmt.Printf("pool over bare gRPC with the same correlation id: %+.1f µs at p50\n", us(pool-correlated))
+	poolSt, unarySt := summarize(paths[pool].d), summarize(paths[unaryEcho].d)
+	fmt.Printf("pool p50 / bidi echo p50 = %.3f (goal <= 1.25)\n", float64(poolSt.p50)/float64(ref.p50))
+	// Sequential calls/s are 1/mean, as in the table.
+	fmt.Printf("pool sequential calls/s / unary echo calls/s = %.2f (goal >= 2.5)\n", unarySt.mean.Seconds()/poolSt.mean.Seconds())
 	return nil
 }
 
@@ -237,7 +250,77 @@ func throughput(ctx context.Context, s settings) (err error) {
 		st := summarize(seq)
 		fmt.Fprintf(w, "(bare gRPC, 1 worker, 1 caller)\t%.0f\t\t\t%.2f\t\n", 1/st.mean.Seconds(), 1/st.mean.Seconds()/ref)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Printf("pool 2 / pool 1 = %.2f (goal >= 1.6)\n", median(configs[2].rates)/median(configs[1].rates))
+	return nil
+}
+
+const (
+	// concurrencyCallers call the sleep tool at once in the concurrency step, through
+	// one worker letting concurrencyLimit calls in flight (the rest wait in the queue,
+	// which holds DefaultQueueSize, far more).
+	concurrencyCallers = 64
+	concurrencyLimit   = 32
+)
+
+// concurrency compares one worker running up to concurrencyLimit calls at once
+// (PoolConfig.MaxConcurrent) with one running a single call, both serving
+// concurrencyCallers callers of the async tool sleep (10 ms on the event loop), in
+// interleaved rounds.
+func concurrency(ctx context.Context, s settings) (err error) {
+	configs := []struct {
+		name          string
+		maxConcurrent int
+		call          call
+		rates         []float64
+	}{
+		{name: fmt.Sprintf("MaxConcurrent %d", concurrencyLimit), maxConcurrent: concurrencyLimit},
+		{name: "MaxConcurrent 1", maxConcurrent: 1},
+	}
+	for i := range configs {
+		cfg := config(s.python, 1)
+		cfg.Pools[0].MaxConcurrent = configs[i].maxConcurrent
+		cfg.Pools[0].QueueSize = max(pyvisor.DefaultQueueSize, concurrencyCallers)
+		rt, err := startConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, stopRuntime(rt)) }()
+		configs[i].call = sleepCall(rt)
+	}
+	// Warm up: a short round each, not recorded.
+	for _, c := range configs {
+		if _, err := rate(ctx, c.call, concurrencyCallers, min(s.tpDuration, 200*time.Millisecond)); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	for range s.tpRounds {
+		for i := range configs {
+			r, err := rate(ctx, configs[i].call, concurrencyCallers, s.tpDuration)
+			if err != nil {
+				return fmt.Errorf("%s: %w", configs[i].name, err)
+			}
+			configs[i].rates = append(configs[i].rates, r)
+		}
+	}
+
+	fmt.Printf("\nConcurrency on one worker: async tool sleep(0.01 s), %d concurrent callers, pool of 1 worker, median of %d interleaved rounds of %v\n",
+		concurrencyCallers, s.tpRounds, s.tpDuration)
+	fmt.Printf("(PoolConfig.MaxConcurrent is the calls in flight on the worker; the others wait in the pool's queue. Ideal: %d / 10 ms = %d calls/s and 100 calls/s)\n",
+		concurrencyLimit, concurrencyLimit*100)
+	w := table()
+	fmt.Fprintln(w, "config\tcalls/s\tmin\tmax\t")
+	for _, c := range configs {
+		lo, hi := minMax(c.rates)
+		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.0f\t\n", c.name, median(c.rates), lo, hi)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Printf("MaxConcurrent %d / MaxConcurrent 1 = %.1f (goal >= 25)\n", concurrencyLimit, median(configs[0].rates)/median(configs[1].rates))
+	return nil
 }
 
 // startup times pyvisor.Start of pools of 1, 4 and 8 workers, sizes interleaved.

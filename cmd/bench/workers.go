@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -39,11 +40,17 @@ func config(python string, workers int) pyvisor.Config {
 }
 
 func startRuntime(ctx context.Context, python string, workers int, opts ...pyvisor.Option) (*pyvisor.Runtime, error) {
+	return startConfig(ctx, config(python, workers), opts...)
+}
+
+// startConfig starts a runtime of cfg, whose single pool is the bench pool.
+func startConfig(ctx context.Context, cfg pyvisor.Config, opts ...pyvisor.Option) (*pyvisor.Runtime, error) {
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	rt, err := pyvisor.Start(ctx, config(python, workers), opts...)
+	rt, err := pyvisor.Start(ctx, cfg, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("start a pool of %d: %w", workers, err)
+		p := cfg.Pools[0]
+		return nil, fmt.Errorf("start a pool of %d (max concurrent %d): %w", p.Workers, max(p.MaxConcurrent, 1), err)
 	}
 	return rt, nil
 }
@@ -88,14 +95,20 @@ func bareCall(c workerv1.WorkerServiceClient) call {
 	return func(ctx context.Context) error { return reference.Echo(ctx, c) }
 }
 
-// correlatedCall is bareCall carrying a new correlation id the way the pool sends it.
-func correlatedCall(c workerv1.WorkerServiceClient) call {
-	return func(ctx context.Context) error { return reference.CorrelatedEcho(ctx, c) }
-}
-
 func poolCall(rt *pyvisor.Runtime) call {
 	return func(ctx context.Context) error {
 		_, err := rt.Execute(ctx, poolName, "echo", echoArgs)
+		return err
+	}
+}
+
+// sleepArgs makes the example async tool sleep sleep 10 ms on the worker's event loop.
+var sleepArgs = json.RawMessage(`{"seconds": 0.01}`)
+
+// sleepCall calls the sleep tool through rt's pool.
+func sleepCall(rt *pyvisor.Runtime) call {
+	return func(ctx context.Context) error {
+		_, err := rt.Execute(ctx, poolName, "sleep", sleepArgs)
 		return err
 	}
 }
