@@ -78,11 +78,17 @@ func latency(ctx context.Context, s settings) (err error) {
 	}
 
 	client := proc.Client()
+	bareChannel, err := reference.OpenChannel(workerv1.NewWorkerServiceClient(conn))
+	if err != nil {
+		return err
+	}
+	defer bareChannel.Close()
 	paths := []*path{
 		{name: "python echo, bidi stream (ceiling)", call: stream.Call},
 		{name: "python echo, unary", call: echo.Unary},
 		{name: "bare gRPC unary Execute -> pool's worker", call: bareCall(workerv1.NewWorkerServiceClient(conn))},
 		{name: "pool (Runtime.Execute, channel)", call: poolCall(rt)},
+		{name: "bare Go client on a channel of the pool's worker", call: bareChannel.Echo},
 		{name: "bridge.Client.Execute, own worker", call: func(ctx context.Context) error {
 			_, err := client.Execute(ctx, bridge.Request{Tool: "echo", Args: echoArgs})
 			return err
@@ -97,7 +103,8 @@ func latency(ctx context.Context, s settings) (err error) {
 		s.calls, latencyBlock)
 	fmt.Println("(python echo: a grpc.aio server with no pyvisor code, returning its pyvisor.Result request; on its bidi stream a call")
 	fmt.Println(" is one message each way, as on the channel: the ceiling. The bare unary Execute and the pool call the same worker")
-	fmt.Println(" process, the echo tool; bridge.Client calls the echo tool on a worker of its own, on that worker's channel)")
+	fmt.Println(" process, the echo tool; bridge.Client calls the echo tool on a worker of its own, on that worker's channel;")
+	fmt.Println(" the bare Go client sends call frames on a channel of its own to the pool's worker: the Python side's cost alone)")
 	ref := summarize(paths[ceiling].d)
 	w := table()
 	fmt.Fprintln(w, "path\tp50\tp90\tp99\tmean\tcalls/s\tover ceiling at p50\tratio to ceiling at p50\t")

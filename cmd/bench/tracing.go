@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/internal/reference"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
@@ -21,10 +22,10 @@ import (
 //
 // Each mode needs a runtime, so a Python process, of its own, and two Python processes
 // of the same code can answer tens of microseconds apart. So each pool is measured
-// against a bare gRPC client to its own process, all six paths interleaved, and what
-// tracing adds is the difference between a mode's pool-over-bare and off's. (The bare
-// client calls unary Execute while the pool uses the channel, so pool-over-bare alone
-// is no overhead figure; but it is the same in every mode but for tracing.) The runtime
+// against a bare Go client on a channel of its own to the same process (call frames,
+// nothing of pyvisor's around them: the pool's path without the pool), all six paths
+// interleaved, and what tracing adds is the difference between a mode's pool-over-bare
+// and off's. The runtime
 // takes shortcuts by the provider's type (a no-op one switches tracing off altogether),
 // so the modes cannot share one runtime behind a switchable provider.
 func tracingCost(ctx context.Context, s settings) (err error) {
@@ -53,8 +54,13 @@ func tracingCost(ctx context.Context, s settings) (err error) {
 			return fmt.Errorf("tracing %s: %w", m.name, err)
 		}
 		cleanups = append(cleanups, conn.Close)
+		bare, err := reference.OpenChannel(workerv1.NewWorkerServiceClient(conn))
+		if err != nil {
+			return fmt.Errorf("tracing %s: %w", m.name, err)
+		}
+		cleanups = append(cleanups, func() error { bare.Close(); return nil })
 		paths = append(paths,
-			&path{name: "bare, " + m.name, call: bareCall(workerv1.NewWorkerServiceClient(conn))},
+			&path{name: "bare channel, " + m.name, call: bare.Echo},
 			&path{name: "pool, tracing " + m.name, call: poolCall(rt)})
 	}
 	if err := interleave(ctx, paths, s); err != nil {
@@ -62,7 +68,7 @@ func tracingCost(ctx context.Context, s settings) (err error) {
 	}
 
 	fmt.Printf("\nTracing: what it adds to a pool call on the Go side (the workers trace nothing), 100-byte echo, %d calls per path, interleaved\n", s.calls)
-	fmt.Println("(each mode has its own runtime and Python process; each pool is compared with a bare gRPC client to its own process;")
+	fmt.Println("(each mode has its own runtime and Python process; each pool is compared with a bare Go channel client to its own process;")
 	fmt.Println(" a percentage is of the untraced pool's p50; \"raw\" compares the pools' p50s without the bare correction)")
 	w := table()
 	fmt.Fprintln(w, "tracing\tpool p50\tbare p50\tpool over bare\tadded at p50\tadded %\traw added\traw %\t")
