@@ -65,6 +65,9 @@ func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []
 	for _, o := range opts {
 		o(&call)
 	}
+	if err := validate(telemetry.CorrelationID(ctx), call); err != nil {
+		return ctx, nil, call, fmt.Errorf("pyvisor: execute %s: %w", tool, err)
+	}
 	return ctx, pid, call, nil
 }
 

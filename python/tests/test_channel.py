@@ -217,3 +217,20 @@ async def test_a_base_exception_the_tool_raises_is_its_tool_error(
     await f.send(2, "add", a=1, b=2)
     assert (await f.ended(2)).result.json == b"3"
     await f.close()
+
+
+async def test_arguments_nested_too_deeply_or_holding_nan_are_refused_as_invalid(
+    frames: Any,
+) -> None:
+    f = await frames()
+    deep = b'{"value":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for i, raw in enumerate([deep, b'{"value": NaN}', b'{"value": -Infinity}'], 1):
+        await f.call.write(pb.HostFrame(call_id=i, call=pb.Call(
+            request=pb.ExecuteRequest(tool="echo", arguments=raw))))
+        failed = (await f.ended(i)).failed
+        assert (failed.code, failed.reason) == (3, "invalid_argument"), failed  # INVALID_ARGUMENT
+    assert "nested too deeply" in f.got[1][-1].failed.message
+    assert "NaN" in f.got[2][-1].failed.message
+    await f.send(9, "add", a=1, b=2)
+    assert (await f.ended(9)).result.json == b"3"
+    await f.close()

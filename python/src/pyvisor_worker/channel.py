@@ -207,6 +207,10 @@ class Channel:
                 frame = await self._call(call_id, call, running)
             except asyncio.CancelledError:
                 frame = pb.WorkerFrame(call_id=call_id, body_ended=pb.BodyEnded(cancelled=True))
+            except Exception as exc:
+                log.exception("call %d failed in the worker", call_id)
+                frame = _failed(call_id, CallRejected(
+                    grpc.StatusCode.INTERNAL, "internal", f"worker error: {exc!r}"))
         # Over: from here on nothing cancels this task, so its write is never cut short.
         del self._calls[call_id]
         if running.timer is not None:

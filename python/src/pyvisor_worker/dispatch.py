@@ -83,6 +83,11 @@ def encode(tool: str, value: Any) -> Any:
         ) from exc
 
 
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON: refused in arguments, as results refuse them."""
+    raise ValueError(f"{name} is not valid JSON (NaN and Infinity are refused)")
+
+
 def _next_or_end(gen: Iterator[Any]) -> Any:
     return next(gen, _END)
 
@@ -197,11 +202,16 @@ class Dispatcher:
             )
         if raw:
             try:
-                args = json.loads(raw)
+                args = json.loads(raw, parse_constant=_reject_constant)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise CallRejected(
                     grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
                     f"arguments for tool '{tool.name}' must be a JSON object ({exc})",
+                ) from None
+            except RecursionError:
+                raise CallRejected(
+                    grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
+                    f"arguments for tool '{tool.name}' are nested too deeply",
                 ) from None
         else:
             args = {}

@@ -1,0 +1,51 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+var _ = Describe("A caller's bad input", Label("python"), func() {
+	var rt *pyvisor.Runtime
+	var pid int
+	BeforeEach(func() {
+		rt, _ = start(pool(1))
+		pid = readyPIDs(rt)["default-0"]
+	})
+	AfterEach(func() {
+		Expect(readyPIDs(rt)).To(HaveKeyWithValue("default-0", pid), "never blamed on the worker")
+		Expect(execute(rt, "add", map[string]int{"a": 1, "b": 2})).To(HaveField("JSON", BeEquivalentTo("3")))
+	})
+
+	DescribeTable("is refused at once with ErrInvalidArgument naming the problem, before it leaves Go",
+		func(ctx context.Context, opts []pyvisor.CallOption, problem string) {
+			_, err := rt.Execute(ctx, "default", "echo", map[string]any{"value": 1}, opts...)
+			Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
+			Expect(err.Error()).To(ContainSubstring(problem))
+			Expect(stats(rt).Completed).To(BeZero(), "it never reached the pool")
+		},
+		Entry("a correlation id with a line break", telemetry.WithCorrelationID(context.Background(), "req-1\nforged"), nil, "correlation id has byte 0x0a"),
+		Entry("a correlation id that is not ASCII", telemetry.WithCorrelationID(context.Background(), "réq-1"), nil, "only printable ASCII"),
+		Entry("a correlation id too long", telemetry.WithCorrelationID(context.Background(), strings.Repeat("x", 129)), nil, "at most 128"),
+		Entry("metadata with a carriage return", context.Background(), []pyvisor.CallOption{pyvisor.WithMetadata(map[string]string{"k": "a\rb"})}, `metadata "k" has byte 0x0d`),
+		Entry("an empty metadata key", context.Background(), []pyvisor.CallOption{pyvisor.WithMetadata(map[string]string{"": "v"})}, "empty metadata key"),
+	)
+
+	DescribeTable("is refused by the worker before the tool runs, as invalid, and the worker serves on",
+		func(args string, problem string) {
+			_, err := rt.Execute(context.Background(), "default", "echo", json.RawMessage(args))
+			Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
+			Expect(err.Error()).To(ContainSubstring(problem))
+		},
+		Entry("arguments nested too deeply for Python's parser", `{"value":`+strings.Repeat("[", 100_000)+strings.Repeat("]", 100_000)+`}`, "nested too deeply"),
+		Entry("NaN in the arguments (results refuse it too)", `{"value": NaN}`, "NaN and Infinity are refused"),
+		Entry("Infinity in the arguments", `{"value": Infinity}`, "NaN and Infinity are refused"),
+	)
+})
