@@ -14,6 +14,7 @@ package pyvisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -269,9 +270,12 @@ type PoolStats = messages.PoolStats
 
 // Stats returns a snapshot of every pool, in configuration order.
 func (r *Runtime) Stats(ctx context.Context) ([]PoolStats, error) {
+	if r.stopped.Load() {
+		return nil, fmt.Errorf("pyvisor: stats: %w", ErrStopped)
+	}
 	out := make([]PoolStats, 0, len(r.order))
 	for _, name := range r.order {
-		reply, err := actors.Request(ctx, r.system, r.prop, r.pools[name], &messages.GetStats{})
+		reply, err := r.request(ctx, r.pools[name], &messages.GetStats{})
 		if err != nil {
 			return nil, fmt.Errorf("pyvisor: stats of pool %s: %w", name, err)
 		}
@@ -291,7 +295,10 @@ func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 	if !ok {
 		return fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
 	}
-	reply, err := actors.Request(ctx, r.system, r.prop, pid, &messages.Resize{Workers: n})
+	if r.stopped.Load() {
+		return fmt.Errorf("pyvisor: resize %s: %w", pool, ErrStopped)
+	}
+	reply, err := r.request(ctx, pid, &messages.Resize{Workers: n})
 	if err != nil {
 		return fmt.Errorf("pyvisor: resize %s: %w", pool, err)
 	}
@@ -299,6 +306,16 @@ func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 		return ack.Err
 	}
 	return nil
+}
+
+// request asks a pool something; one that is gone, or stops before it answers, is
+// ErrStopped.
+func (r *Runtime) request(ctx context.Context, pid *actor.PID, msg any) (any, error) {
+	reply, err := actors.Request(ctx, r.system, r.prop, r.done, pid, msg)
+	if errors.Is(err, actors.ErrNoActor) {
+		err = fmt.Errorf("%w: %w", ErrStopped, err)
+	}
+	return reply, err
 }
 
 // MetricsAddress is where the metrics endpoint listens (host:port, path /metrics), or
@@ -358,7 +375,7 @@ func (r *Runtime) stop(ctx context.Context) error {
 	}
 	drain := deadline.Add(-budget)
 	for i := len(r.order) - 1; i >= 0; i-- {
-		_, _ = actors.Request(ctx, r.system, r.prop, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
+		_, _ = actors.Request(ctx, r.system, r.prop, r.done, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
 	}
 	err := r.guardian.Stop(ctx)
 	close(r.done) // calls still waiting for a pool end now

@@ -262,8 +262,10 @@ func (p *pool) resize(ctx actor.Context, n int) {
 	}
 	p.spec.Workers = n
 	system, self, sender, workers := ctx.ActorSystem(), ctx.Self(), ctx.Sender(), p.workers
+	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	p.cancelResize = cancel
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx := rctx
 		defer cancel()
 		var errs []error
 		for _, c := range add {

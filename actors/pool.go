@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"time"
@@ -120,8 +121,9 @@ type pool struct {
 	stopRecycle chan struct{} // closed when the pool stops: ends the recycle ticker
 	// The drain and shutdown deadlines, stopped with the pool: no timer outlives it.
 	drainTimer, shutdownTimer *time.Timer
-	workersGone               bool // the workers' supervisor has terminated
-	resizing                  bool // a Resize is under way (they run one at a time)
+	workersGone               bool               // the workers' supervisor has terminated
+	resizing                  bool               // a Resize is under way (they run one at a time)
+	cancelResize              context.CancelFunc // ends the Resize under way when the pool stops
 
 	attrs         metric.MeasurementOption // pool=<name>
 	countersMu    sync.Mutex               // guards counters: read at metric collection
@@ -172,6 +174,7 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.resize(ctx, msg.Workers)
 	case *resized:
 		p.resizing = false
+		p.cancelResize = nil
 		p.forget(msg.removed)
 		ctx.Send(msg.sender, &messages.Ack{Err: msg.err})
 	case *messages.Drain:
@@ -187,6 +190,10 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *supervision.ShutdownRequest:
 		p.shutdown(ctx)
 	case *actor.Stopping, *actor.Restarting:
+		if p.cancelResize != nil {
+			p.cancelResize() // its requests to the workers' supervisor would go unanswered
+			p.cancelResize = nil
+		}
 		if p.stopObserving != nil {
 			_ = p.stopObserving()
 			p.stopObserving = nil

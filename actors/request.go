@@ -21,8 +21,10 @@ var ErrNoActor = errors.New("no such actor")
 // Request waits for the reply or for ctx to end.
 //
 // The reply process plays the part of protoactor's future, with a channel the caller
-// selects on together with ctx: no goroutine per request, and no timer.
-func Request(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, pid *actor.PID, msg any) (any, error) {
+// selects on together with ctx: no goroutine per request, and no timer. Stopped, when not
+// nil, is closed once the actors have stopped: a request still waiting then ends with
+// ErrNoActor, since a stopped mailbox drops what it had not handled.
+func Request(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, stopped <-chan struct{}, pid *actor.PID, msg any) (any, error) {
 	r := &reply{ch: make(chan any, 1)}
 	self, _ := system.ProcessRegistry.Add(r, "reply"+system.ProcessRegistry.NextId())
 	defer system.ProcessRegistry.Remove(self)
@@ -39,6 +41,8 @@ func Request(ctx context.Context, system *actor.ActorSystem, prop propagation.Te
 		return v, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-stopped:
+		return nil, fmt.Errorf("request %T to %s: the actors have stopped: %w", msg, pid.Id, ErrNoActor)
 	}
 }
 
