@@ -21,6 +21,7 @@ const (
 	DefaultMetricsAddress    = "127.0.0.1:9568"
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultWorkerStopTimeout = 5 * time.Second
+	DefaultCancelGrace       = 5 * time.Second
 	DefaultMaxMessageBytes   = 16 << 20
 
 	DefaultHeartbeatInterval  = 2 * time.Second
@@ -117,6 +118,10 @@ type PoolConfig struct {
 	// StopTimeout is how long a worker may take to stop gracefully before
 	// its process is killed. Default 5s.
 	StopTimeout time.Duration `json:"stop_timeout" yaml:"stop_timeout"`
+	// CancelGrace is how long a call's Python body may go on after its caller
+	// gave up (deadline or cancellation) before the worker is replaced, with
+	// restart reason stuck_body. Its slot stays taken until then. Default 5s.
+	CancelGrace time.Duration `json:"cancel_grace" yaml:"cancel_grace"`
 	// MaxMessageBytes is the largest message exchanged with a worker, each
 	// way. Default 16 MiB.
 	MaxMessageBytes int `json:"max_message_bytes" yaml:"max_message_bytes"`
@@ -238,6 +243,7 @@ func (p PoolConfig) withDefaults() PoolConfig {
 	setDefault(&p.Affinity, DefaultAffinity)
 	setDefault(&p.HandshakeTimeout, DefaultHandshakeTimeout)
 	setDefault(&p.StopTimeout, DefaultWorkerStopTimeout)
+	setDefault(&p.CancelGrace, DefaultCancelGrace)
 	setDefault(&p.MaxMessageBytes, DefaultMaxMessageBytes)
 
 	h := &p.Heartbeat

@@ -33,6 +33,7 @@ func defaultPool() pyvisor.PoolConfig {
 		Affinity:         "hint",
 		HandshakeTimeout: 10 * time.Second,
 		StopTimeout:      5 * time.Second,
+		CancelGrace:      5 * time.Second,
 		MaxMessageBytes:  16 << 20,
 		Heartbeat: pyvisor.HeartbeatConfig{
 			Interval: 2 * time.Second, Timeout: 10 * time.Second, MaxMissed: 3, InitialDelay: 2 * time.Second,
@@ -59,6 +60,7 @@ func fullConfig() pyvisor.Config {
 			Affinity:         "strict",
 			HandshakeTimeout: 20 * time.Second,
 			StopTimeout:      7 * time.Second,
+			CancelGrace:      3 * time.Second,
 			MaxMessageBytes:  1 << 20,
 			Env:              map[string]string{"DEBUG": "1", "LANG": "C.UTF-8"},
 			Dir:              "/srv/work",

@@ -110,6 +110,7 @@ func (p PoolConfig) validate(v *validator, path string) {
 	}
 	v.positive(path+".handshake_timeout", p.HandshakeTimeout)
 	v.positive(path+".stop_timeout", p.StopTimeout)
+	v.positive(path+".cancel_grace", p.CancelGrace)
 	v.atLeast(path+".max_message_bytes", p.MaxMessageBytes, 1)
 	for k, val := range p.Env {
 		field := keyPath(path+".env", k)

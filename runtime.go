@@ -237,6 +237,7 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 		QueueTimeout:   pc.QueueTimeout,
 		StrictAffinity: pc.Affinity == AffinityStrict,
 		StopTimeout:    pc.StopTimeout,
+		CancelGrace:    pc.CancelGrace,
 		Bridge:         b,
 		Heartbeat: actors.HeartbeatSpec{
 			Enabled:      pc.Heartbeat.Enabled,

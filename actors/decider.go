@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -21,6 +22,13 @@ type (
 		err   error
 		calls []trace.Link
 	}
+	// stuckBody: a cancelled call's Python body was still running its grace after its
+	// cancellation (it ignores cancellation, or the event loop is wedged).
+	stuckBody struct {
+		tool  string
+		grace time.Duration
+		calls []trace.Link
+	}
 	// heartbeatFailure: MaxMissed heartbeats in a row went unanswered.
 	heartbeatFailure struct {
 		misses int
@@ -33,6 +41,9 @@ func (f *startFailure) Error() string { return "worker did not start: " + f.err.
 func (f *startFailure) Unwrap() error { return f.err }
 func (c *crash) Error() string        { return c.err.Error() }
 func (c *crash) Unwrap() error        { return c.err }
+func (f *stuckBody) Error() string {
+	return fmt.Sprintf("a cancelled call of tool %q was still running %v after its cancellation", f.tool, f.grace)
+}
 func (h *heartbeatFailure) Error() string {
 	return fmt.Sprintf("%d heartbeats in a row unanswered (last: %v)", h.misses, h.last)
 }
@@ -41,6 +52,7 @@ func (h *heartbeatFailure) Error() string {
 const (
 	ReasonCrash     = "crash"
 	ReasonHeartbeat = "heartbeat"
+	ReasonStuckBody = "stuck_body"
 	ReasonStart     = "start_failed"
 	ReasonOther     = "other"
 )
@@ -55,6 +67,8 @@ func failureLinks(v any) []trace.Link {
 	case *crash:
 		return f.calls
 	case *heartbeatFailure:
+		return f.calls
+	case *stuckBody:
 		return f.calls
 	}
 	return nil
@@ -73,6 +87,8 @@ func failureReason(v any) (string, error) {
 		return ReasonCrash, f.err
 	case *heartbeatFailure:
 		return ReasonHeartbeat, f
+	case *stuckBody:
+		return ReasonStuckBody, f
 	case error:
 		if errors.Is(f, bridge.ErrWorkerCrashed) {
 			return ReasonCrash, f

@@ -109,20 +109,27 @@ func (c Caller) granted(ctx context.Context, pid *actor.PID, msg any, front bool
 // execute runs the granted call. The pool hears the worker is free before the caller
 // hears back, so the caller's next call finds it free (session affinity relies on it);
 // it hears it even if the call panics.
+//
+// The slot is freed when the Python body is over, not when the caller returns: a call
+// whose caller gave up keeps its slot until the worker reports its body over (or the
+// worker is replaced for a body stuck past its cancel grace), so MaxConcurrent bounds
+// the bodies running in Python.
 func (g *grant) execute(call messages.Call) (res bridge.Result, err error) {
-	defer func() { g.finish(err) }()
 	req, err := g.proc.request(g.ctx, call, g.cid)
 	if err != nil {
+		g.finish(err)
 		return bridge.Result{}, err
 	}
+	req.Over = g.finish
 	return g.proc.Client().Execute(g.ctx, req)
 }
 
 // Stream runs msg through the pool at pid like Execute and yields the stream's chunks
 // on this goroutine; the sequence ends after the last chunk or with one error.
 // Stopping early cancels the call (msg.Ctx must be cancelled by the caller after it).
-// The worker is free again as soon as the stream ends or the call's context does, even
-// while the consumer is still busy with a chunk.
+// The worker is free again as soon as the stream's Python body is over: once it ends,
+// or once the call's context ends and the cancelled generator has closed, even while
+// the consumer is still busy with a chunk.
 func (c Caller) Stream(ctx context.Context, pid *actor.PID, msg *messages.ExecuteStream) iter.Seq2[bridge.Result, error] {
 	return func(yield func(bridge.Result, error) bool) {
 		g, answer, err := c.granted(ctx, pid, msg, false)
@@ -136,30 +143,18 @@ func (c Caller) Stream(ctx context.Context, pid *actor.PID, msg *messages.Execut
 			yield(bridge.Result{}, err)
 			return
 		}
-		var failed error
-		defer func() { g.finish(failed) }()
-		stop := context.AfterFunc(g.ctx, func() { g.finish(g.ctx.Err()) })
-		defer stop()
 		req, err := g.proc.request(g.ctx, msg.Call, g.cid)
 		if err != nil {
-			failed = err
 			g.finish(err)
 			yield(bridge.Result{}, err)
 			return
 		}
+		req.Over = g.finish // before the last yield: as for Execute, the pool hears first
 		for res, err := range g.proc.Client().ExecuteStream(g.ctx, req) {
-			if err != nil {
-				// As for Execute, the pool hears first.
-				failed = err
-				g.finish(err)
-				yield(bridge.Result{}, err)
-				return
-			}
-			if !yield(res, nil) {
+			if !yield(res, err) || err != nil {
 				return
 			}
 		}
-		g.finish(nil)
 	}
 }
 

@@ -23,6 +23,7 @@ type PoolSpec struct {
 	QueueTimeout   time.Duration
 	StrictAffinity bool          // session calls wait for their worker instead of falling back
 	StopTimeout    time.Duration // per worker
+	CancelGrace    time.Duration // how long a cancelled body may run on before its worker is replaced
 	Bridge         []bridge.Option
 	Heartbeat      HeartbeatSpec
 	MaxRestarts    int

@@ -55,6 +55,12 @@ type (
 	recycleWorker struct{ reason string }
 	// retired: a recycled process has finished stopping.
 	retired struct{ proc *bridge.Process }
+	// bodyStuck: a cancelled call's Python body outlived the cancel grace on the
+	// process of incarnation inc.
+	bodyStuck struct {
+		inc  uint64
+		tool string
+	}
 	// heartbeatFailed: the worker's Heartbeat gave up.
 	heartbeatFailed struct {
 		from   *actor.PID // the heartbeat that gave up: a stale one is ignored
@@ -118,6 +124,13 @@ func (w *worker) Receive(ctx actor.Context) {
 			calls = w.proc.links()
 		}
 		panic(&heartbeatFailure{misses: msg.misses, last: msg.last, calls: calls})
+	case *bodyStuck:
+		if msg.inc != w.inc || w.proc == nil {
+			return // about a process already let go
+		}
+		w.log.Error().Str("tool", msg.tool).Dur("cancel_grace", w.spec.CancelGrace).
+			Msg("a cancelled call's python body is still running past its grace; replacing the worker")
+		panic(&stuckBody{tool: msg.tool, grace: w.spec.CancelGrace, calls: w.proc.links()})
 	case *recycleWorker:
 		w.recycle(ctx, msg.reason)
 	case *retired:
@@ -137,8 +150,10 @@ func (w *worker) Receive(ctx actor.Context) {
 // startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
-	system, self, sem := ctx.ActorSystem(), ctx.Self(), w.startSem
+	system, self, sem, inc := ctx.ActorSystem(), ctx.Self(), w.startSem, w.inc
 	opts := append(append([]bridge.Option(nil), w.spec.Bridge...),
+		bridge.WithCancelGrace(w.spec.CancelGrace),
+		bridge.WithStuckBody(func(tool string) { system.Root.Send(self, &bodyStuck{inc: inc, tool: tool}) }),
 		bridge.WithWorkerID(w.slot),
 		bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()),
 		bridge.WithTracerProvider(w.spec.TracerProvider),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +45,12 @@ type channel struct {
 // pending is one call on the channel.
 type pending struct {
 	frames chan *workerv1.WorkerFrame // buffered: the reader never blocks on a caller
+	tool   string
+	// Set under the channel's lock once the caller has gone (abandon): the reader then
+	// calls over itself when the body is over.
+	abandoned bool
+	over      func(error)
+	stuck     *time.Timer // fires if the body outlives the cancel grace
 }
 
 func newChannel(stream workerv1.WorkerService_ChannelClient, maxBytes int) *channel {
@@ -77,11 +84,19 @@ func (ch *channel) read() error {
 		}
 		ch.mu.Lock()
 		p := ch.calls[f.GetCallId()]
+		var over func(error)
 		if p != nil && terminal(f) {
 			delete(ch.calls, f.GetCallId())
+			if p.abandoned {
+				over = p.over
+			}
 		}
 		ch.mu.Unlock()
-		if p != nil {
+		switch {
+		case over != nil: // its caller has gone; the body is over now
+			p.stopStuck()
+			over(context.Canceled)
+		case p != nil:
 			p.frames <- f
 		}
 	}
@@ -94,14 +109,61 @@ func terminal(f *workerv1.WorkerFrame) bool {
 
 func (ch *channel) fail(err error) {
 	ch.mu.Lock()
-	defer ch.mu.Unlock()
 	select {
 	case <-ch.broken:
+		ch.mu.Unlock()
 		return
 	default:
 	}
 	ch.err = err
 	close(ch.broken)
+	// Calls whose callers have gone end with the channel: their bodies go with the
+	// process, which is killed or stopping.
+	var abandoned []*pending
+	for id, p := range ch.calls {
+		if p.abandoned {
+			abandoned = append(abandoned, p)
+			delete(ch.calls, id)
+		}
+	}
+	ch.mu.Unlock()
+	for _, p := range abandoned {
+		p.stopStuck()
+		p.over(ErrWorkerCrashed)
+	}
+}
+
+// abandon hands the end of a call whose caller has gone to the reader: over is called
+// once the worker says the body is over, or the channel breaks; at once if the body is
+// over already. If the body is still running grace after this, stuck is called (once).
+func (ch *channel) abandon(id uint64, p *pending, over func(error), err error, grace time.Duration, stuck func(tool string)) {
+	ch.mu.Lock()
+	if _, running := ch.calls[id]; !running || p.abandoned {
+		ch.mu.Unlock()
+		if !running {
+			over(err) // answered meanwhile: its frame waits, unread, in p.frames
+		}
+		return
+	}
+	p.abandoned = true
+	p.over = over
+	if stuck != nil && grace > 0 {
+		p.stuck = time.AfterFunc(grace, func() {
+			ch.mu.Lock()
+			_, running := ch.calls[id]
+			ch.mu.Unlock()
+			if running {
+				stuck(p.tool)
+			}
+		})
+	}
+	ch.mu.Unlock()
+}
+
+func (p *pending) stopStuck() {
+	if p.stuck != nil {
+		p.stuck.Stop()
+	}
 }
 
 // Err is why the channel broke (nil while it serves).
@@ -114,7 +176,8 @@ func (ch *channel) Err() error {
 	}
 }
 
-// running is the number of calls whose Python body has not ended yet.
+// running is the number of calls whose Python body has not ended yet, as far as the
+// host knows (answered calls and abandoned ones the worker has not reported over).
 func (ch *channel) running() int {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -142,7 +205,7 @@ func (ch *channel) start(op string, call *workerv1.Call) (uint64, *pending, erro
 	if call.GetStream() {
 		size = int(call.GetCredit()) + 1
 	}
-	p := &pending{frames: make(chan *workerv1.WorkerFrame, size)}
+	p := &pending{frames: make(chan *workerv1.WorkerFrame, size), tool: req.GetTool()}
 	ch.mu.Lock()
 	if ch.Err() != nil {
 		ch.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -27,7 +28,9 @@ type Client struct {
 	ch              *channel
 	tracing         *callTracing // nil: calls are not traced
 	traceHeartbeats bool
-	proc            *Process // nil for a client of a worker this package did not start
+	grace           time.Duration     // WithCancelGrace
+	stuck           func(tool string) // WithStuckBody; nil: not reported
+	proc            *Process          // nil for a client of a worker this package did not start
 }
 
 // Conn is the underlying gRPC connection (for the health service, or a bare client).
@@ -43,6 +46,12 @@ type Request struct {
 	SessionID     string
 	Metadata      map[string]string
 	CorrelationID string
+	// Over, when set, is called once when the call's Python body is over: before
+	// Execute returns (or the stream yields its last) for a call the worker answered, with
+	// the call's error; later, from the channel's reader, for a call whose caller gave up
+	// (context.Canceled), or when the worker dies first (ErrWorkerCrashed). A body still
+	// running WithCancelGrace after its cancellation is reported to WithStuckBody's func.
+	Over func(error)
 }
 
 // Result is what a tool returned.
@@ -120,30 +129,45 @@ func (c *Client) Execute(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	ctx, span, carrier := c.tracing.start(ctx, "Execute", req.CorrelationID)
-	res, err := c.execute(ctx, msg, carrier)
+	res, err := c.execute(ctx, msg, carrier, overOnce(req.Over))
 	endSpan(span, statusCode(err), err)
 	return res, err
 }
 
-func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string) (Result, error) {
+func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, over func(error)) (res Result, err error) {
 	id, p, err := c.ch.start("execute", c.callFrame(ctx, msg, false, carrier))
 	if err != nil {
-		return Result{}, c.channelError(ctx, "execute", msg.Tool, err)
+		err = c.channelError(ctx, "execute", msg.Tool, err)
+		over(err)
+		return Result{}, err
 	}
 	select {
 	case f := <-p.frames:
-		return c.answer("execute", msg.Tool, f)
+		res, err = c.answer("execute", msg.Tool, f)
 	case <-ctx.Done():
 		c.ch.cancel(id, ctx.Err())
+		c.ch.abandon(id, p, over, ctx.Err(), c.grace, c.stuck)
 		return Result{}, fmt.Errorf("%s: %w", opName("execute", msg.Tool), ctx.Err())
 	case <-c.ch.broken:
 		select {
 		case f := <-p.frames: // answered just before the channel broke
-			return c.answer("execute", msg.Tool, f)
+			res, err = c.answer("execute", msg.Tool, f)
 		default:
+			err = c.channelError(ctx, "execute", msg.Tool, errChannelBroken)
 		}
-		return Result{}, c.channelError(ctx, "execute", msg.Tool, errChannelBroken)
 	}
+	over(err)
+	return res, err
+}
+
+// overOnce is req.Over made safe to call more than once (only the first call counts),
+// or a no-op without one.
+func overOnce(f func(error)) func(error) {
+	if f == nil {
+		return func(error) {}
+	}
+	var once sync.Once
+	return func(err error) { once.Do(func() { f(err) }) }
 }
 
 // callFrame is a call's frame: the request, its remaining time and its trace carrier.
@@ -184,20 +208,24 @@ func (c *Client) answer(op, tool string, f *workerv1.WorkerFrame) (Result, error
 // of chunks ahead of the consumer, so a slow consumer holds up only its own call.
 func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Result, error] {
 	return func(yield func(Result, error) bool) {
+		over := overOnce(req.Over)
 		msg, err := c.request("stream", req)
 		if err != nil {
+			over(err)
 			yield(Result{}, err)
 			return
 		}
 		ctx, span, carrier := c.tracing.start(ctx, "ExecuteStream", req.CorrelationID)
-		err = c.stream(ctx, msg, carrier, yield)
+		err = c.stream(ctx, msg, carrier, over, yield)
 		endSpan(span, statusCode(err), err)
 	}
 }
 
-// stream runs one streaming call; it returns the error it yielded, if any.
-func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, yield func(Result, error) bool) error {
+// stream runs one streaming call; it returns the error it yielded, if any. The body is
+// cancelled as soon as ctx ends, even while the consumer is busy with a chunk.
+func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, over func(error), yield func(Result, error) bool) error {
 	fail := func(err error) error {
+		over(err) // the pool hears first, as for Execute
 		yield(Result{}, err)
 		return err
 	}
@@ -205,10 +233,15 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 	if err != nil {
 		return fail(c.channelError(ctx, "stream", msg.Tool, err))
 	}
-	over := false
+	ended := false
+	giveUp := func(err error) {
+		c.ch.cancel(id, err)
+		c.ch.abandon(id, p, over, err, c.grace, c.stuck)
+	}
+	stop := context.AfterFunc(ctx, func() { giveUp(ctx.Err()) })
 	defer func() {
-		if !over {
-			c.ch.cancel(id, context.Canceled) // the consumer stopped early, or ctx ended
+		if stop() && !ended {
+			giveUp(context.Canceled) // the consumer stopped early
 		}
 	}()
 	consumed := uint32(0)
@@ -217,11 +250,14 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 		select {
 		case f = <-p.frames:
 		case <-ctx.Done():
-			return fail(fmt.Errorf("%s: %w", opName("stream", msg.Tool), ctx.Err()))
+			ended = true // AfterFunc has handed the call to the reader
+			yield(Result{}, fmt.Errorf("%s: %w", opName("stream", msg.Tool), ctx.Err()))
+			return ctx.Err()
 		case <-c.ch.broken:
 			select {
 			case f = <-p.frames:
 			default:
+				ended = true
 				return fail(c.channelError(ctx, "stream", msg.Tool, errChannelBroken))
 			}
 		}
@@ -235,10 +271,11 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 				_ = c.ch.credit(id, streamWindow/2)
 			}
 		case *workerv1.WorkerFrame_End:
-			over = true
+			ended = true
+			over(nil)
 			return nil
 		default:
-			over = true
+			ended = true
 			_, err := c.answer("stream", msg.Tool, f)
 			return fail(err)
 		}

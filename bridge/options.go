@@ -18,6 +18,7 @@ const (
 	DefaultStopTimeout      = 5 * time.Second
 	DefaultMaxMessageBytes  = 16 << 20
 	DefaultCrashGrace       = 2 * time.Second
+	DefaultCancelGrace      = 5 * time.Second
 )
 
 // Option configures Start.
@@ -40,6 +41,8 @@ type config struct {
 	propagator       propagation.TextMapPropagator
 	traceHeartbeats  bool
 	spanSink         func(PythonSpan)
+	cancelGrace      time.Duration
+	stuck            func(tool string)
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -49,6 +52,7 @@ func newConfig(opts []Option) (config, error) {
 		maxMessageBytes:  DefaultMaxMessageBytes,
 		logger:           zerolog.Nop(),
 		runtimeDir:       os.TempDir(),
+		cancelGrace:      DefaultCancelGrace,
 		workerID:         "worker",
 	}
 	for _, o := range opts {
@@ -79,6 +83,8 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("bridge: handshake timeout must be positive, got %v", c.handshakeTimeout)
 	case c.stopTimeout <= 0:
 		return c, fmt.Errorf("bridge: stop timeout must be positive, got %v", c.stopTimeout)
+	case c.cancelGrace <= 0:
+		return c, fmt.Errorf("bridge: cancel grace must be positive, got %v", c.cancelGrace)
 	case c.maxMessageBytes <= 0:
 		return c, fmt.Errorf("bridge: max message bytes must be positive, got %d", c.maxMessageBytes)
 	}
@@ -164,3 +170,13 @@ func WithSpanSink(sink func(PythonSpan)) Option {
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) { c.meterProvider = mp }
 }
+
+// WithCancelGrace is how long a call's Python body may go on after its cancellation
+// (its caller's deadline or cancellation) before it counts as stuck (default 5 s).
+func WithCancelGrace(d time.Duration) Option { return func(c *config) { c.cancelGrace = d } }
+
+// WithStuckBody is called (from a timer goroutine) when a cancelled call's Python body
+// is still running WithCancelGrace after its cancellation: a sync tool that ignores
+// ctx.cancelled, an async tool that swallows CancelledError, or a wedged event loop. The
+// worker is then unhealthy; the bridge does nothing else about it.
+func WithStuckBody(f func(tool string)) Option { return func(c *config) { c.stuck = f } }

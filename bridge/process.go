@@ -225,7 +225,8 @@ func (p *Process) openChannel(ctx context.Context) error {
 	}
 	p.closeChannel = cancel
 	ch := newChannel(stream, p.cfg.maxMessageBytes)
-	c := &Client{conn: p.conn, raw: raw, ch: ch, proc: p, traceHeartbeats: p.cfg.traceHeartbeats}
+	c := &Client{conn: p.conn, raw: raw, ch: ch, proc: p, traceHeartbeats: p.cfg.traceHeartbeats,
+		grace: p.cfg.cancelGrace, stuck: p.cfg.stuck}
 	if _, off := p.cfg.tracerProvider.(tracenoop.TracerProvider); !off {
 		c.tracing = &callTracing{tracer: p.cfg.tracerProvider.Tracer(instrumentation), prop: p.cfg.propagator}
 	}

@@ -58,13 +58,30 @@ var _ = Describe("The channel to a worker", Label("python"), func() {
 		p, _ := worker(channelTools()...)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
+		over := make(chan error, 2)
 		began := time.Now()
-		_, err := p.Client().Execute(ctx, bridge.Request{Tool: "linger", Args: map[string]float64{"seconds": 0.5}})
+		_, err := p.Client().Execute(ctx, bridge.Request{Tool: "linger", Args: map[string]float64{"seconds": 0.5}, Over: func(err error) { over <- err }})
 		Expect(err).To(MatchError(context.DeadlineExceeded))
 		Expect(time.Since(began)).To(BeNumerically("<", time.Second))
 		Expect(p.Client().Running()).To(Equal(1), "the body goes on for half a second after its cancellation")
-		Eventually(p.Client().Running).Should(BeZero())
+		Expect(over).NotTo(Receive(), "Over waits for the body")
+		Eventually(over).Should(Receive(MatchError(context.Canceled)))
+		Expect(p.Client().Running()).To(BeZero())
+		Consistently(over, 100*time.Millisecond).ShouldNot(Receive(), "Over is called once")
 		stillServes(p)
+	})
+
+	It("reports a cancelled body that outlives the cancel grace as stuck, once", func() {
+		stuck := make(chan string, 2)
+		p, _ := worker(append(channelTools(), bridge.WithCancelGrace(200*time.Millisecond),
+			bridge.WithStuckBody(func(tool string) { stuck <- tool }))...)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := p.Client().Execute(ctx, bridge.Request{Tool: "linger", Args: map[string]float64{"seconds": 1}})
+		Expect(err).To(MatchError(context.DeadlineExceeded))
+		Eventually(stuck).Should(Receive(Equal("linger")))
+		Consistently(stuck, 200*time.Millisecond).ShouldNot(Receive())
+		Eventually(p.Client().Running, 3*time.Second).Should(BeZero(), "the bridge itself does nothing more: the body ends in its own time")
 	})
 
 	It("fails an oversize argument or result alone, and keeps serving the calls beside it", func() {

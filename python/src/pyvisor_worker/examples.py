@@ -109,6 +109,25 @@ async def raise_base_stream_async(type: str) -> AsyncIterator[int]:
 
 
 @tool
+def ignore_cancel_sync(seconds: float) -> float:
+    """Block a thread ``seconds``, never looking at ``ctx.cancelled``."""
+    time.sleep(seconds)
+    return seconds
+
+
+@tool
+async def swallow_cancel(seconds: float) -> float:
+    """Sleep ``seconds`` on the event loop, swallowing every cancellation."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            await asyncio.sleep(left)
+        except asyncio.CancelledError:  # ignoring cancellation is the point
+            logger.info("cancellation swallowed")
+    return seconds
+
+
+@tool
 async def crash(after_seconds: float = 0.0, code: int = 70) -> None:
     """Sleep, then kill the worker process with ``os._exit(code)``."""
     await asyncio.sleep(after_seconds)
