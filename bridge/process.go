@@ -144,24 +144,45 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 		stdoutW.Close()
 		return nil, fmt.Errorf("bridge: stderr pipe: %w", err)
 	}
-	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
-	stderrDone := make(chan struct{})
-	err = spawn(cmd, func(waitErr error) { p.reaped(cmd, stderrDone) })
+	// The worker's own log and span records travel on a pipe of their own (its fd 3),
+	// so nothing a tool prints can pass for one.
+	recordsR, recordsW, err := os.Pipe()
+	if err != nil {
+		p.removeDir()
+		for _, f := range []*os.File{stdoutR, stdoutW, stderrR, stderrW} {
+			f.Close()
+		}
+		return nil, fmt.Errorf("bridge: log pipe: %w", err)
+	}
+	cmd.Args = append(cmd.Args, "--log-fd", "3")
+	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = stdoutW, stderrW, []*os.File{recordsW}
+	outputDone := make(chan struct{})
+	err = spawn(cmd, func(waitErr error) { p.reaped(cmd, outputDone) })
 	stdoutW.Close()
 	stderrW.Close()
+	recordsW.Close()
 	if err != nil {
 		stdoutR.Close()
 		stderrR.Close()
+		recordsR.Close()
 		p.removeDir()
 		return nil, p.startError(spawnError(err), "", "")
 	}
 	p.pid = cmd.Process.Pid
 	p.log = p.log.With().Int("pid", p.pid).Logger()
 	p.stderr = newStderrForwarder(p.log, cfg.spanSink)
-	go func() {
-		defer close(stderrDone)
+	var readers sync.WaitGroup
+	readers.Go(func() {
 		defer stderrR.Close()
 		p.stderr.run(stderrR)
+	})
+	readers.Go(func() {
+		defer recordsR.Close()
+		p.stderr.records(recordsR)
+	})
+	go func() {
+		readers.Wait()
+		close(outputDone)
 	}()
 
 	hs, err := p.handshake(ctx, stdoutR)
@@ -334,9 +355,9 @@ func spawnError(err error) error {
 }
 
 // reaped records how the process ended and closes done. It runs on the spawning thread.
-func (p *Process) reaped(cmd *exec.Cmd, stderrDone <-chan struct{}) {
+func (p *Process) reaped(cmd *exec.Cmd, outputDone <-chan struct{}) {
 	select {
-	case <-stderrDone:
+	case <-outputDone:
 	case <-time.After(stderrDrainWait):
 	}
 	exit := &ExitError{PID: cmd.Process.Pid, ExitCode: -1}
@@ -434,16 +455,18 @@ func (p *Process) Stop(ctx context.Context) error {
 
 // Kill ends the worker at once with SIGKILL to its process group (OTP's brutal kill),
 // then cleans up like Stop. It is for a worker that has failed: calls in flight fail
-// with an *ExitError (ErrWorkerCrashed), and Err reports the kill. If a Stop is under
-// way, Kill waits for it instead.
+// with an *ExitError (ErrWorkerCrashed), and Err reports the kill. A graceful Stop under
+// way is cut short: the kill is immediate whatever the process is doing, and Kill then
+// waits for that stop to finish its clean-up.
 func (p *Process) Kill(ctx context.Context) error {
+	p.killing.Store(true)
 	p.stopOnce.Do(func() {
-		p.killing.Store(true)
 		go func() {
 			p.stopErr = p.stop(context.Background(), true)
 			close(p.stopped)
 		}()
 	})
+	p.signalGroup(syscall.SIGKILL)
 	select {
 	case <-p.stopped:
 		return p.stopErr

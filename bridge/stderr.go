@@ -18,10 +18,10 @@ const (
 	tailLineBytes = 512
 )
 
-// stderrForwarder re-emits a worker's stderr through zerolog, one event per line, and
-// keeps the last lines for error reports. JSON lines (the worker's logging) keep their
-// level and fields; any other line (a traceback, a C extension's output, print) is
-// forwarded as it is.
+// stderrForwarder re-emits a worker's output through zerolog, one event per line, and
+// keeps the last lines for error reports: its stderr (what user code prints, a traceback,
+// a C extension's output) as plain text, its log pipe's JSON records with their level and
+// fields.
 type stderrForwarder struct {
 	log   zerolog.Logger
 	spans func(PythonSpan) // receives {"pyvisor_span": ...} lines; nil logs them
@@ -35,8 +35,16 @@ func newStderrForwarder(log zerolog.Logger, spans func(PythonSpan)) *stderrForwa
 	return &stderrForwarder{log: log, spans: spans, tail: make([]string, 0, tailLines)}
 }
 
-// run reads r until EOF.
-func (f *stderrForwarder) run(r io.Reader) {
+// run forwards r (the worker's stderr) until EOF: every line as plain text with
+// stream=stderr, never parsed, whatever it looks like.
+func (f *stderrForwarder) run(r io.Reader) { readLines(r, f.log, f.forward) }
+
+// records forwards r (the worker's log pipe) until EOF: its JSON log records keep their
+// level and fields, its span records go to the span sink.
+func (f *stderrForwarder) records(r io.Reader) { readLines(r, f.log, f.record) }
+
+// readLines calls each with every line of r (lines longer than maxLogLine are cut).
+func readLines(r io.Reader, log zerolog.Logger, each func([]byte)) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var line []byte
 	for {
@@ -46,17 +54,17 @@ func (f *stderrForwarder) run(r io.Reader) {
 		}
 		if err != nil {
 			if len(line) > 0 {
-				f.forward(line)
+				each(line)
 			}
 			if !errors.Is(err, io.EOF) {
-				f.log.Debug().Err(err).Msg("reading worker stderr")
+				log.Debug().Err(err).Msg("reading worker output")
 			}
 			return
 		}
 		if isPrefix {
 			continue
 		}
-		f.forward(line)
+		each(line)
 		line = line[:0]
 	}
 }
@@ -66,23 +74,38 @@ func (f *stderrForwarder) forward(line []byte) {
 	if len(line) == 0 {
 		return
 	}
-	if line[0] == '{' {
-		var fields map[string]json.RawMessage
-		if json.Unmarshal(line, &fields) == nil {
-			if raw, ok := fields["pyvisor_span"]; ok && len(fields) == 1 && f.spans != nil {
-				var span PythonSpan
-				if json.Unmarshal(raw, &span) == nil {
-					f.spans(span)
-					return
-				}
-			}
-			f.remember(line)
-			f.forwardJSON(fields)
+	f.remember(line)
+	f.log.Info().Str("source", "python").Str("stream", "stderr").Msg(string(line))
+}
+
+func (f *stderrForwarder) record(line []byte) {
+	line = bytes.TrimRight(line, "\r")
+	if len(line) == 0 {
+		return
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(line, &fields) != nil {
+		f.remember(line)
+		f.log.Warn().Str("source", "python").Msg("unreadable log record: " + string(line))
+		return
+	}
+	if raw, ok := fields["pyvisor_span"]; ok && len(fields) == 1 {
+		var span PythonSpan
+		if f.spans != nil && json.Unmarshal(raw, &span) == nil {
+			f.spans(span)
 			return
 		}
 	}
 	f.remember(line)
-	f.log.Info().Str("source", "python").Str("stream", "stderr").Msg(string(line))
+	f.forwardJSON(fields)
+}
+
+// reserved are the fields of a forwarded record that Go sets (the logger's own context:
+// pool, worker, pid) or reads itself: a record never overrides them, so no forwarded line
+// has a duplicate key.
+var reserved = map[string]bool{
+	"level": true, "message": true, "time": true, "worker_id": true,
+	"source": true, "stream": true, "pool": true, "worker": true, "pid": true,
 }
 
 func (f *stderrForwarder) forwardJSON(fields map[string]json.RawMessage) {
@@ -95,8 +118,7 @@ func (f *stderrForwarder) forwardJSON(fields map[string]json.RawMessage) {
 	}
 	ev = ev.Str("source", "python")
 	for k, v := range fields {
-		switch k {
-		case "level", "message", "time", "worker_id":
+		if reserved[k] {
 			continue
 		}
 		if string(v) == `""` || string(v) == "null" {

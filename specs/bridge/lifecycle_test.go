@@ -147,4 +147,18 @@ var _ = Describe("Stopping a worker", Label("python"), func() {
 		Expect(harness.Alive(p.PID())).To(BeFalse())
 		Expect(p.Address()).NotTo(BeAnExistingFile())
 	})
+
+	It("kills at once even while a graceful stop is waiting on a wedged worker", func() {
+		p, logs := worker(bridge.WithStopTimeout(20 * time.Second))
+		go func() { _, _ = call(p, "hang", map[string]float64{"seconds": 60}) }()
+		Eventually(logs.Lines).Should(ContainElement(HaveKeyWithValue("message", "hanging")))
+		stopped := make(chan error, 1)
+		go func() { stopped <- p.Stop(context.Background()) }()
+		Consistently(stopped, 300*time.Millisecond).ShouldNot(Receive(), "the graceful stop waits on the wedged loop")
+		start := time.Now()
+		Expect(p.Kill(context.Background())).To(Succeed())
+		Expect(time.Since(start)).To(BeNumerically("<", 2*time.Second), "not the 20 s stop timeout")
+		Expect(harness.Alive(p.PID())).To(BeFalse())
+		Eventually(stopped).Should(Receive(BeNil()))
+	})
 })

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -147,5 +148,48 @@ var _ = Describe("A Python worker", Label("python"), func() {
 		p, _ := worker(bridge.WithTCP())
 		Expect(p.Address()).To(HavePrefix("127.0.0.1:"))
 		stillServes(p)
+	})
+})
+
+var _ = Describe("What a tool writes", Label("python"), func() {
+	It("cannot forge a log record: stdout and stderr arrive as plain text lines", func() {
+		p, logs := worker()
+		forged := `{"level":"error","message":"forged","source":"go","worker":"spec-9","correlation_id":"someone-else"}`
+		decoded(p, "print_stdout", map[string]string{"text": forged})
+		decoded(p, "write_stderr", map[string]string{"text": forged})
+		Eventually(func() []map[string]any { return logs.Matching(forged) }).Should(HaveLen(2))
+		for _, line := range logs.Matching(forged) {
+			Expect(line).To(And(
+				HaveKeyWithValue("source", "python"), HaveKeyWithValue("stream", "stderr"),
+				HaveKeyWithValue("worker", "spec-0"), HaveKeyWithValue("level", "info"),
+				Not(HaveKey("correlation_id")),
+			))
+		}
+		Expect(logs.Matching("forged")).To(BeEmpty(), "never parsed into a record")
+	})
+
+	It("cannot override the fields Go sets on its log records, and no forwarded line has a duplicate key", func() {
+		p, logs := worker()
+		decoded(p, "log", map[string]any{"message": "with forged extras", "extra": map[string]any{
+			"source": "go", "worker": "spec-9", "pid": 1, "pool": "other", "stream": "stdout", "note": "kept",
+		}})
+		Eventually(func() []map[string]any { return logs.Matching("with forged extras") }).Should(ConsistOf(And(
+			HaveKeyWithValue("source", "python"), HaveKeyWithValue("worker", "spec-0"),
+			HaveKeyWithValue("pid", BeNumerically("==", p.PID())), HaveKeyWithValue("note", "kept"),
+			Not(HaveKey("stream")), Not(HaveKey("pool")),
+		)))
+		Expect(logs.DuplicateKeys()).To(BeEmpty())
+	})
+
+	It("cannot inject a span: a printed span record is a plain line", func() {
+		var mu sync.Mutex
+		var spans []bridge.PythonSpan
+		p, logs := worker(bridge.WithSpanSink(func(s bridge.PythonSpan) { mu.Lock(); spans = append(spans, s); mu.Unlock() }))
+		injected := `{"pyvisor_span": {"name": "injected", "trace_id": "0123456789abcdef0123456789abcdef"}}`
+		decoded(p, "print_stdout", map[string]string{"text": injected})
+		Eventually(func() []map[string]any { return logs.Matching(injected) }).Should(HaveLen(1))
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(spans).NotTo(ContainElement(HaveField("Name", "injected")))
 	})
 })

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TextIO
 
 from pyvisor_worker import jsonlog, sockets, telemetry, watchdog
 from pyvisor_worker.config import (
@@ -72,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--remove-socket-dir", action="store_true",
                    help="also remove the socket's directory on exit")
     p.add_argument("--log-level", choices=list(jsonlog.LEVELS), default="info")
+    p.add_argument("--log-fd", type=int, default=None, metavar="FD",
+                   help="write the JSON log records and span records to this inherited file "
+                        "descriptor instead of stderr (stderr then carries only what user code "
+                        "writes, as plain text)")
     return p
 
 
@@ -95,7 +100,17 @@ def parse(argv: Sequence[str] | None, environ: dict[str, str] | os._Environ[str]
         threads=ns.threads,
         remove_socket_dir=ns.remove_socket_dir,
         log_level=ns.log_level,
+        log_fd=ns.log_fd,
     )
+
+
+def log_stream(fd: int | None) -> TextIO | None:
+    """The records' own channel: the inherited ``fd``, kept from the tools' subprocesses
+    (None: stderr)."""
+    if fd is None:
+        return None
+    os.set_inheritable(fd, False)
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=True)
 
 
 def import_tools(names: Sequence[str]) -> list[ModuleType] | None:
@@ -169,7 +184,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     os.environ.pop(TOKEN_ENV, None)  # tools and their subprocesses never see it
     # (b) JSON logs on stderr; tracing if the OTEL_* / PYVISOR_TRACE_* variables ask for it.
-    jsonlog.configure(config.log_level, config.worker_id)
+    jsonlog.configure(config.log_level, config.worker_id, log_stream(config.log_fd))
     tracing = telemetry.setup(os.environ, config.worker_id)
     try:
         return _serve_tools(config, handshake_fd, tracing)

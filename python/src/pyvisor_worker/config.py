@@ -23,3 +23,4 @@ class WorkerConfig:
     threads: int = DEFAULT_THREADS
     remove_socket_dir: bool = False
     log_level: str = "info"
+    log_fd: int | None = None

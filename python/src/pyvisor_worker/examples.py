@@ -8,6 +8,7 @@ import builtins
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -232,9 +233,18 @@ def print_stdout(text: str) -> bool:
 
 
 @tool
-def log(message: str, level: str = "info") -> bool:
-    """Log ``message`` at ``level`` through the ``pyvisor_worker.examples`` logger."""
+def log(message: str, level: str = "info", extra: dict[str, Any] | None = None) -> bool:
+    """Log ``message`` at ``level`` through the ``pyvisor_worker.examples`` logger, with
+    ``extra`` fields on the record."""
     logging.getLogger("pyvisor_worker.examples").log(
-        logging.getLevelNamesMapping().get(level.upper(), logging.INFO), message
+        logging.getLevelNamesMapping().get(level.upper(), logging.INFO), message, extra=extra
     )
+    return True
+
+
+@tool
+def write_stderr(text: str) -> bool:
+    """Write ``text`` and a newline straight to stderr."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
     return True

@@ -49,3 +49,35 @@ func (l *Logs) Matching(message string) []map[string]any {
 	}
 	return out
 }
+
+// DuplicateKeys lists, for every line logged so far that has a top-level key more than
+// once (which parsing into a map would hide), the line and its repeated keys.
+func (l *Logs) DuplicateKeys() []string {
+	l.mu.Lock()
+	text := l.buf.String()
+	l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		dec := json.NewDecoder(strings.NewReader(line))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			continue
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				break
+			}
+			key, _ := tok.(string)
+			if seen[key] {
+				out = append(out, key+" in "+line)
+			}
+			seen[key] = true
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				break
+			}
+		}
+	}
+	return out
+}
