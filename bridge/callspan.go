@@ -77,6 +77,8 @@ func statusCode(err error) codes.Code {
 		return ce.Code
 	case errors.As(err, &te):
 		return codes.OK
+	case errors.Is(err, ErrWorkerCrashed), errors.Is(err, ErrStopped):
+		return codes.Unavailable // the stream to the worker is gone, as gRPC would say
 	}
 	return status.FromContextError(err).Code()
 }

@@ -69,8 +69,10 @@ func (s *scenario) awaitRecovery(ctx context.Context, want map[string]int, befor
 		pid   int
 	}
 	last := map[string]seen{}
+	live := map[string]int{} // a slot's last Python process (a slot that is down has pid 0)
 	for _, w := range before.Workers {
 		last[w.ID] = seen{w.State, w.PID}
+		live[w.ID] = w.PID
 	}
 	restarts := maps.Clone(before.Restarts)
 	began := time.Now()
@@ -87,13 +89,16 @@ func (s *scenario) awaitRecovery(ctx context.Context, want map[string]int, befor
 			case w.State != "ready":
 				s.log.Warn().Str("worker", w.ID).Int("old_pid", prev.pid).Msg("demo sees the worker down: the runtime detected its failure")
 			default:
-				if _, ok := s.replaced[w.ID]; !ok && prev.pid != 0 {
-					s.replaced[w.ID] = prev.pid
+				if _, ok := s.replaced[w.ID]; !ok && live[w.ID] != 0 && live[w.ID] != w.PID {
+					s.replaced[w.ID] = live[w.ID]
 				}
 				s.log.Info().Str("worker", w.ID).Int("pid", w.PID).Int("was_pid", s.replaced[w.ID]).
 					Msg("demo sees the worker replaced: a fresh Python process serves the slot")
 			}
 			last[w.ID] = seen{w.State, w.PID}
+			if w.PID != 0 {
+				live[w.ID] = w.PID
+			}
 		}
 		if !maps.Equal(restarts, st.Restarts) {
 			restarts = maps.Clone(st.Restarts)
