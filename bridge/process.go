@@ -533,10 +533,16 @@ func (p *Process) waitExit(ctx context.Context, deadline time.Time) {
 	}
 }
 
+// signalGroup signals the worker's process group. A SIGKILL first kills every
+// descendant of a worker still alive, wherever it is (see killDescendants).
 func (p *Process) signalGroup(sig syscall.Signal) {
-	if p.pid > 0 {
-		_ = syscall.Kill(-p.pid, sig)
+	if p.pid <= 0 {
+		return
 	}
+	if sig == syscall.SIGKILL && !p.exited() {
+		killDescendants(p.pid)
+	}
+	_ = syscall.Kill(-p.pid, sig)
 }
 
 func (p *Process) removeDir() {

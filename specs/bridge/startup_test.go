@@ -85,7 +85,7 @@ var _ = Describe("A worker that will not start", Label("python"), func() {
 })
 
 var _ = Describe("When the Go host dies", Label("python", "slow"), func() {
-	It("its Python worker exits within 2 seconds and removes its socket", func() {
+	It("its Python worker exits within 2 seconds, removes its socket, and takes the processes its tools started with it", func() {
 		hostBin, err := gexec.Build("github.com/pyvisor/pyvisor/specs/bridge/testdata/host")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
@@ -97,17 +97,30 @@ var _ = Describe("When the Go host dies", Label("python", "slow"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(host.Start()).To(Succeed())
 
-		var workerPID int
+		var workerPID, child, session, orphan int
 		var socket string
 		line, err := bufio.NewReader(stdout).ReadString('\n')
 		Expect(err).NotTo(HaveOccurred())
-		_, err = fmt.Sscanf(line, "%d %s", &workerPID, &socket)
+		_, err = fmt.Sscanf(line, "%d %s %d %d %d", &workerPID, &socket, &child, &session, &orphan)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(harness.Alive(workerPID)).To(BeTrue())
+		tools := []int{child, session, orphan}
+		for _, pid := range tools {
+			Expect(harness.Alive(pid)).To(BeTrue())
+		}
 
 		Expect(host.Process.Signal(syscall.SIGKILL)).To(Succeed())
 		_ = host.Wait()
 		Eventually(func() bool { return harness.Alive(workerPID) }).WithTimeout(2 * time.Second).Should(BeFalse())
 		Eventually(socket).WithTimeout(2 * time.Second).ShouldNot(BeAnExistingFile())
+		Eventually(func() []int {
+			var alive []int
+			for _, pid := range tools {
+				if harness.Alive(pid) {
+					alive = append(alive, pid)
+				}
+			}
+			return alive
+		}).WithTimeout(2*time.Second).Should(BeEmpty(), "a child, one in a session of its own, an orphaned grandchild")
 	})
 })

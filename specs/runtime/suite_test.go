@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,3 +102,6 @@ func inFlight(rt *pyvisor.Runtime) int {
 	}
 	return n
 }
+
+// killPID cleans up after a spec that documents a process outliving its worker.
+func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

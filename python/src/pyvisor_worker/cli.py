@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TextIO
 
-from pyvisor_worker import jsonlog, sockets, telemetry, watchdog
+from pyvisor_worker import jsonlog, reaper, sockets, telemetry, watchdog
 from pyvisor_worker.config import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_SHUTDOWN_GRACE,
@@ -140,6 +140,7 @@ async def serve(config: WorkerConfig, worker: Worker, handshake_fd: int) -> int:
         signals_seen.append(signum)
         if len(signals_seen) > 1:
             log.warning("second signal %s; exiting now", signal.Signals(signum).name)
+            reaper.kill_descendants()
             sockets.remove(worker.socket_path, config.remove_socket_dir)
             if worker.tracing is not None:
                 worker.tracing.shutdown(QUICK_FLUSH_TIMEOUT)
@@ -183,6 +184,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         os.close(handshake_fd)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     os.environ.pop(TOKEN_ENV, None)  # tools and their subprocesses never see it
+    reaper.become_subreaper()  # what tools start stays below the worker, to die with it
     # (b) JSON logs on stderr; tracing if the OTEL_* / PYVISOR_TRACE_* variables ask for it.
     jsonlog.configure(config.log_level, config.worker_id, log_stream(config.log_fd))
     tracing = telemetry.setup(os.environ, config.worker_id)
@@ -197,6 +199,7 @@ def _serve_tools(config: WorkerConfig, handshake_fd: int, tracing: telemetry.Tra
     if config.parent_pid is not None:
 
         def cleanup() -> None:
+            reaper.kill_descendants()
             sockets.remove(config.socket, config.remove_socket_dir)
             if tracing is not None:
                 tracing.shutdown(QUICK_FLUSH_TIMEOUT)
@@ -224,6 +227,7 @@ def _serve_tools(config: WorkerConfig, handshake_fd: int, tracing: telemetry.Tra
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: run the worker and exit with its code."""
     code = run(argv)
+    reaper.kill_descendants()  # whatever the tools started goes with the worker
     _flush()
     if _busy_threads(1.0):
         # a sync tool that ignores cancellation would keep the interpreter alive forever.

@@ -8,6 +8,7 @@ import builtins
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -126,6 +127,20 @@ async def swallow_cancel(seconds: float) -> float:
         except asyncio.CancelledError:  # ignoring cancellation is the point
             logger.info("cancellation swallowed")
     return seconds
+
+
+@tool
+def spawn_children(seconds: float = 1000.0) -> dict[str, int]:
+    """Start three ``sleep`` processes that would outlive a careless worker: a child, a
+    child in a session of its own, and an orphaned grandchild; return their pids."""
+    sleep = ["sleep", str(seconds)]
+    child = subprocess.Popen(sleep)
+    session = subprocess.Popen(sleep, start_new_session=True)
+    orphan = subprocess.run(  # the shell exits at once: its sleep loses its parent
+        ["sh", "-c", f"setsid sleep {seconds} >/dev/null 2>&1 & echo $!"],
+        capture_output=True, text=True, check=True,
+    )
+    return {"child": child.pid, "session": session.pid, "orphan": int(orphan.stdout.strip())}
 
 
 @tool

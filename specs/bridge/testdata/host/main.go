@@ -1,5 +1,7 @@
-// Command host is a Go program that embeds one worker and then waits to be killed; the
-// specs kill it with SIGKILL and watch its worker go too. It prints "<pid> <socket>".
+// Command host is a Go program that embeds one worker, has it start the example tool
+// spawn_children, and then waits to be killed; the specs kill it with SIGKILL and watch its
+// worker and the tool's processes go too. It prints "<pid> <socket> <child> <session>
+// <orphan>".
 package main
 
 import (
@@ -19,6 +21,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("%d %s\n", p.PID(), p.Address())
+	res, err := p.Client().Execute(ctx, bridge.Request{Tool: "spawn_children"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var pids struct{ Child, Session, Orphan int }
+	if err := res.Decode(&pids); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("%d %s %d %d %d\n", p.PID(), p.Address(), pids.Child, pids.Session, pids.Orphan)
 	select {}
 }

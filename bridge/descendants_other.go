@@ -1,0 +1,6 @@
+//go:build !linux
+
+package bridge
+
+// killDescendants does nothing where there is no /proc: the process group kill is all.
+func killDescendants(int) {}
