@@ -32,6 +32,9 @@ import (
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
 
+// processTagEnv names the environment variable that marks a worker's processes.
+const processTagEnv = "PYVISOR_PROCESS_TAG"
+
 // maxSocketPath is the longest Unix socket path Linux and macOS both accept.
 const maxSocketPath = 103
 
@@ -62,6 +65,7 @@ type Process struct {
 	killing  atomic.Bool   // a Kill is under way
 
 	closeChannel context.CancelFunc // ends the channel's stream; nil before it opens
+	tag          string             // processTagEnv's value for this worker and what it starts
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -100,10 +104,14 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	for _, m := range cfg.tools {
 		args = append(args, "--tools", m)
 	}
-	env := make(map[string]string, len(cfg.env)+1)
+	env := make(map[string]string, len(cfg.env)+2)
 	for k, v := range cfg.env {
 		env[k] = v
 	}
+	// Every process the worker's tools start inherits the tag, so that what survives the
+	// worker can be found and killed once it is gone (killTagged).
+	p.tag = newToken()[:32]
+	env[processTagEnv] = p.tag
 	var token string
 	if cfg.tcp {
 		token = newToken()
@@ -370,6 +378,9 @@ func (p *Process) reaped(cmd *exec.Cmd, outputDone <-chan struct{}) {
 	if p.stderr != nil {
 		exit.Stderr = p.stderr.Tail()
 	}
+	// Whatever the tools started that outlived the worker goes now: after an abrupt end
+	// (os._exit, a native crash, an outside SIGKILL) the worker could not do it itself.
+	killTagged(p.tag)
 	p.exit = exit
 	p.crashed = !p.stopping.Load()
 	if p.dir != "" && p.crashed {

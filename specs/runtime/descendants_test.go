@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -77,16 +78,18 @@ var _ = Describe("Processes a tool starts", Label("python"), func() {
 		Eventually(allGone(pids)).Should(BeEmpty())
 	})
 
-	It("in the worker's process group die with it when it crashes", func() {
+	It("die with their worker when it crashes and cannot clean up after itself", func() {
 		rt, _ := start(pool(1))
 		pids := spawn(rt)
-		_, err := execute(rt, "crash", nil)
+		_, err := execute(rt, "crash", nil) // os._exit: no clean-up in Python at all
 		Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed))
-		// The child in the worker's group goes with the group. Those that left the group
-		// (a session of their own) outlive a worker that dies abruptly: a known gap.
-		Eventually(allGone(pids[:1])).Should(BeEmpty())
-		for _, pid := range pids[1:] {
-			_ = killPID(pid)
-		}
+		Eventually(allGone(pids)).Should(BeEmpty())
+	})
+
+	It("die with their worker when it is killed from outside", func() {
+		rt, _ := start(pool(1))
+		pids := spawn(rt)
+		Expect(syscall.Kill(readyPIDs(rt)["default-0"], syscall.SIGKILL)).To(Succeed())
+		Eventually(allGone(pids)).Should(BeEmpty())
 	})
 })

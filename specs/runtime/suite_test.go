@@ -2,7 +2,6 @@ package runtime_test
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,6 +101,3 @@ func inFlight(rt *pyvisor.Runtime) int {
 	}
 	return n
 }
-
-// killPID cleans up after a spec that documents a process outliving its worker.
-func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
