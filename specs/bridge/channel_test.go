@@ -71,6 +71,21 @@ var _ = Describe("The channel to a worker", Label("python"), func() {
 		stillServes(p)
 	})
 
+	It("answers heartbeats with the bodies still running, a cancelled one that ignores its cancellation included", func() {
+		p, _ := worker()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := p.Client().Execute(ctx, bridge.Request{Tool: "ignore_cancel_sync", Args: map[string]float64{"seconds": 0.6}})
+		Expect(err).To(MatchError(context.DeadlineExceeded))
+		pong, err := p.Client().Heartbeat(context.Background(), 1, "hb-1")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pong.InFlight).To(Equal(1), "the thread still runs the tool")
+		Eventually(func() (int, error) {
+			pong, err := p.Client().Heartbeat(context.Background(), 2, "hb-2")
+			return pong.InFlight, err
+		}).Should(BeZero())
+	})
+
 	It("reports a cancelled body that outlives the cancel grace as stuck, once", func() {
 		stuck := make(chan string, 2)
 		p, _ := worker(append(channelTools(), bridge.WithCancelGrace(200*time.Millisecond),

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -44,4 +45,28 @@ var _ = Describe("A call whose caller gives up", Label("python"), func() {
 		Entry("an async tool that swallows CancelledError", "swallow_cancel"),
 		Entry("an async tool that wedges the event loop", "hang"),
 	)
+})
+
+var _ = Describe("A worker whose threads are all held by bodies that ignore cancellation", Label("python"), func() {
+	It("is replaced once the bodies outlive their grace, and serves again; meanwhile no call is sent to it", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) {
+			p.MaxConcurrent = 40 // more than the worker's 32 threads
+			p.CancelGrace = 500 * time.Millisecond
+		}))
+		before := readyPIDs(rt)["default-0"]
+		var wg sync.WaitGroup
+		for range 40 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				defer cancel()
+				_, err := rt.Execute(ctx, "default", "ignore_cancel_sync", map[string]float64{"seconds": 30})
+				Expect(err).To(MatchError(context.DeadlineExceeded))
+			})
+		}
+		wg.Wait()
+		Expect(inFlight(rt)).To(BeNumerically(">=", 32), "the bodies hold their slots past their callers")
+		Eventually(func() map[string]int { return stats(rt).Restarts }).Should(HaveKeyWithValue("stuck_body", 1))
+		Eventually(readyPIDs).WithArguments(rt).Should(HaveKeyWithValue("default-0", Not(Equal(before))))
+		Expect(execute(rt, "add", map[string]int{"a": 1, "b": 2})).To(HaveField("JSON", BeEquivalentTo("3")))
+	})
 })
