@@ -13,23 +13,14 @@ import (
 )
 
 var _ = Describe("A caller's bad input", Label("python"), func() {
-	var rt *pyvisor.Runtime
-	var pid int
-	BeforeEach(func() {
-		rt, _ = start(pool(1))
-		pid = readyPIDs(rt)["default-0"]
-	})
-	AfterEach(func() {
-		Expect(readyPIDs(rt)).To(HaveKeyWithValue("default-0", pid), "never blamed on the worker")
-		Expect(execute(rt, "add", map[string]int{"a": 1, "b": 2})).To(HaveField("JSON", BeEquivalentTo("3")))
-	})
+	runtime := survivingWorker() // never blamed on the worker
 
 	DescribeTable("is refused at once with ErrInvalidArgument naming the problem, before it leaves Go",
 		func(ctx context.Context, opts []pyvisor.CallOption, problem string) {
-			_, err := rt.Execute(ctx, "default", "echo", map[string]any{"value": 1}, opts...)
+			_, err := runtime().Execute(ctx, "default", "echo", map[string]any{"value": 1}, opts...)
 			Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
 			Expect(err.Error()).To(ContainSubstring(problem))
-			Expect(stats(rt).Completed).To(BeZero(), "it never reached the pool")
+			Expect(stats(runtime()).Completed).To(BeZero(), "it never reached the pool")
 		},
 		Entry("a correlation id with a line break", telemetry.WithCorrelationID(context.Background(), "req-1\nforged"), nil, "correlation id has byte 0x0a"),
 		Entry("a correlation id that is not ASCII", telemetry.WithCorrelationID(context.Background(), "réq-1"), nil, "only printable ASCII"),
@@ -40,7 +31,7 @@ var _ = Describe("A caller's bad input", Label("python"), func() {
 
 	DescribeTable("is refused by the worker before the tool runs, as invalid, and the worker serves on",
 		func(args string, problem string) {
-			_, err := rt.Execute(context.Background(), "default", "echo", json.RawMessage(args))
+			_, err := runtime().Execute(context.Background(), "default", "echo", json.RawMessage(args))
 			Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
 			Expect(err.Error()).To(ContainSubstring(problem))
 		},

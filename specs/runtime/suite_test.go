@@ -101,3 +101,21 @@ func inFlight(rt *pyvisor.Runtime) int {
 	}
 	return n
 }
+
+// survivingWorker starts a one-worker pool before each spec of its container and checks
+// after it that the same Python process still serves, never restarted; it returns the
+// current spec's runtime.
+func survivingWorker() func() *pyvisor.Runtime {
+	var rt *pyvisor.Runtime
+	var pid int
+	BeforeEach(func() {
+		rt, _ = start(pool(1))
+		pid = readyPIDs(rt)["default-0"]
+	})
+	AfterEach(func() {
+		Expect(readyPIDs(rt)).To(HaveKeyWithValue("default-0", pid), "the same process still serves: nothing restarted it")
+		Expect(stats(rt).Restarts).To(BeEmpty())
+		Expect(execute(rt, "add", map[string]int{"a": 1, "b": 2})).To(HaveField("JSON", BeEquivalentTo("3")))
+	})
+	return func() *pyvisor.Runtime { return rt }
+}
