@@ -107,8 +107,8 @@ func (c Caller) granted(ctx context.Context, pid *actor.PID, msg any, front bool
 }
 
 // execute runs the granted call. The pool hears the worker is free before the caller
-// hears back, so the caller's next call finds it free (session affinity relies on it);
-// it hears it even if the call panics.
+// hears back, so the caller's next call finds it free (session affinity relies on it):
+// bridge.Client calls req.Over before it returns an answer.
 //
 // The slot is freed when the Python body is over, not when the caller returns: a call
 // whose caller gave up keeps its slot until the worker reports its body over (or the

@@ -152,13 +152,15 @@ func (w *worker) Receive(ctx actor.Context) {
 func (w *worker) startProcess(ctx actor.Context) {
 	system, self, sem, inc := ctx.ActorSystem(), ctx.Self(), w.startSem, w.inc
 	opts := append(append([]bridge.Option(nil), w.spec.Bridge...),
-		bridge.WithCancelGrace(w.spec.CancelGrace),
 		bridge.WithStuckBody(func(tool string) { system.Root.Send(self, &bodyStuck{inc: inc, tool: tool}) }),
 		bridge.WithWorkerID(w.slot),
 		bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()),
 		bridge.WithTracerProvider(w.spec.TracerProvider),
 		bridge.WithPropagator(w.spec.Propagator),
 		bridge.WithTraceHeartbeats(w.spec.Heartbeat.Trace))
+	if w.spec.CancelGrace > 0 { // else the bridge's default
+		opts = append(opts, bridge.WithCancelGrace(w.spec.CancelGrace))
+	}
 	st := newStart()
 	w.starting = st
 	m, attrs := w.spec.Metrics, metric.WithAttributes(attribute.String(telemetry.LabelPool, w.spec.Name), attribute.String(telemetry.LabelWorker, w.slot))

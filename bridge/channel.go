@@ -24,6 +24,10 @@ const streamWindow = 32
 // oversize call fails alone and never breaks the channel).
 const frameSlack = 1 << 20
 
+// outQueue is how many frames may wait for the writer; callers wait (to their
+// deadline) behind a full queue.
+const outQueue = 256
+
 // channel is a worker process's Channel stream: the calls of that process, multiplexed
 // by call id. One goroutine reads; sends are serialized. Every call stays registered
 // until the worker's terminal frame for it says its body is over, even after its caller
@@ -32,7 +36,10 @@ type channel struct {
 	stream   workerv1.WorkerService_ChannelClient
 	maxBytes int
 
-	sendMu sync.Mutex
+	// out feeds the writer goroutine, the one caller of stream.Send: a Send can block on
+	// flow control for as long as the worker does not read (stopped, or its loop wedged),
+	// and a caller must still be able to leave at its own deadline.
+	out    chan *workerv1.HostFrame
 	nextID atomic.Uint64
 
 	mu     sync.Mutex
@@ -57,6 +64,7 @@ func newChannel(stream workerv1.WorkerService_ChannelClient, maxBytes int) *chan
 	return &channel{
 		stream:   stream,
 		maxBytes: maxBytes,
+		out:      make(chan *workerv1.HostFrame, outQueue),
 		calls:    map[uint64]*pending{},
 		pings:    map[uint64]chan *workerv1.HeartbeatResponse{},
 		broken:   make(chan struct{}),
@@ -138,6 +146,14 @@ func (ch *channel) fail(err error) {
 // over already. If the body is still running grace after this, stuck is called (once).
 func (ch *channel) abandon(id uint64, p *pending, over func(error), err error, grace time.Duration, stuck func(tool string)) {
 	ch.mu.Lock()
+	select {
+	case <-ch.broken: // no reader any more: the body went with the channel
+		delete(ch.calls, id)
+		ch.mu.Unlock()
+		over(ErrWorkerCrashed)
+		return
+	default:
+	}
 	if _, running := ch.calls[id]; !running || p.abandoned {
 		ch.mu.Unlock()
 		if !running {
@@ -184,14 +200,36 @@ func (ch *channel) running() int {
 	return len(ch.calls)
 }
 
-func (ch *channel) send(f *workerv1.HostFrame) error {
-	ch.sendMu.Lock()
-	defer ch.sendMu.Unlock()
-	return ch.stream.Send(f)
+// send queues one frame for the writer, unless ctx ends or the channel breaks first.
+func (ch *channel) send(ctx context.Context, f *workerv1.HostFrame) error {
+	select {
+	case ch.out <- f:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch.broken:
+		return errChannelBroken
+	}
 }
 
-// start registers a call and sends its frame. An oversize call fails here, alone.
-func (ch *channel) start(op string, call *workerv1.Call) (uint64, *pending, error) {
+// write sends the queued frames in order until the channel breaks. A failed Send means
+// the stream is gone: the reader sees it too and fails the channel.
+func (ch *channel) write() {
+	for {
+		select {
+		case f := <-ch.out:
+			if ch.stream.Send(f) != nil {
+				return
+			}
+		case <-ch.broken:
+			return
+		}
+	}
+}
+
+// start registers a call and sends its frame. An oversize call fails here, alone; so
+// does one whose ctx ends before its frame could be sent.
+func (ch *channel) start(ctx context.Context, op string, call *workerv1.Call) (uint64, *pending, error) {
 	req := call.GetRequest()
 	if n := len(req.GetArguments()) + len(req.GetPayload()); n > ch.maxBytes {
 		return 0, nil, tooLarge(op, req.GetTool(), fmt.Sprintf("arguments and payload are %d bytes, over the limit of %d bytes", n, ch.maxBytes))
@@ -213,9 +251,12 @@ func (ch *channel) start(op string, call *workerv1.Call) (uint64, *pending, erro
 	}
 	ch.calls[id] = p
 	ch.mu.Unlock()
-	if err := ch.send(f); err != nil {
+	if err := ch.send(ctx, f); err != nil {
 		ch.forget(id)
-		return 0, nil, errChannelBroken
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return 0, nil, fmt.Errorf("%s %s: %w", op, req.GetTool(), ctxErr)
+		}
+		return 0, nil, err
 	}
 	return id, p, nil
 }
@@ -226,19 +267,21 @@ func (ch *channel) forget(id uint64) {
 	ch.mu.Unlock()
 }
 
-// cancel tells the worker to cancel a call's body. The call stays registered until the
-// worker says the body is over.
+// cancel tells the worker to cancel a call's body, from a goroutine of its own: the
+// caller returns at once, even if the channel cannot take the frame yet. The call stays
+// registered until the worker says the body is over.
 func (ch *channel) cancel(id uint64, ctxErr error) {
 	reason := "cancelled"
 	if errors.Is(ctxErr, context.DeadlineExceeded) {
 		reason = "deadline_exceeded"
 	}
-	_ = ch.send(&workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Cancel{Cancel: &workerv1.Cancel{Reason: reason}}})
+	f := &workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Cancel{Cancel: &workerv1.Cancel{Reason: reason}}}
+	go func() { _ = ch.send(context.Background(), f) }() // ends when sent or the channel breaks
 }
 
 // credit lets a streaming call send n more chunks.
-func (ch *channel) credit(id uint64, n uint32) error {
-	return ch.send(&workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Credit{Credit: &workerv1.Credit{Chunks: n}}})
+func (ch *channel) credit(ctx context.Context, id uint64, n uint32) error {
+	return ch.send(ctx, &workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Credit{Credit: &workerv1.Credit{Chunks: n}}})
 }
 
 // ping sends a heartbeat and waits for its pong.
@@ -252,8 +295,8 @@ func (ch *channel) ping(ctx context.Context, req *workerv1.HeartbeatRequest) (*w
 		delete(ch.pings, req.GetSequence())
 		ch.mu.Unlock()
 	}()
-	if err := ch.send(&workerv1.HostFrame{Body: &workerv1.HostFrame_Ping{Ping: req}}); err != nil {
-		return nil, errChannelBroken
+	if err := ch.send(ctx, &workerv1.HostFrame{Body: &workerv1.HostFrame_Ping{Ping: req}}); err != nil {
+		return nil, err
 	}
 	select {
 	case pong := <-w:

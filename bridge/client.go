@@ -124,18 +124,20 @@ func (c *Client) Describe(ctx context.Context) (Info, error) {
 // *ToolError. When ctx ends first, the call returns ctx's error at once and the worker is
 // told to cancel the body (Running counts it until the body is over).
 func (c *Client) Execute(ctx context.Context, req Request) (Result, error) {
+	over := overOnce(req.Over)
 	msg, err := c.request("execute", req)
 	if err != nil {
+		over(err)
 		return Result{}, err
 	}
 	ctx, span, carrier := c.tracing.start(ctx, "Execute", req.CorrelationID)
-	res, err := c.execute(ctx, msg, carrier, overOnce(req.Over))
+	res, err := c.execute(ctx, msg, carrier, over)
 	endSpan(span, statusCode(err), err)
 	return res, err
 }
 
 func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, over func(error)) (res Result, err error) {
-	id, p, err := c.ch.start("execute", c.callFrame(ctx, msg, false, carrier))
+	id, p, err := c.ch.start(ctx, "execute", c.callFrame(ctx, msg, false, carrier))
 	if err != nil {
 		err = c.channelError(ctx, "execute", msg.Tool, err)
 		over(err)
@@ -194,6 +196,9 @@ func (c *Client) answer(op, tool string, f *workerv1.WorkerFrame) (Result, error
 		if err := contractError(op, tool, code, b.Failed.GetReason(), b.Failed.GetMessage()); err != nil {
 			return Result{}, err
 		}
+		if err := c.usable(op, tool); err != nil {
+			return Result{}, err // refused because the worker is stopping (ErrStopped) or gone
+		}
 		return Result{}, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: b.Failed.GetMessage(), Code: code}
 	case *workerv1.WorkerFrame_BodyEnded:
 		// Cancelled by the worker's own deadline timer, before the host's cancel.
@@ -229,7 +234,7 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 		yield(Result{}, err)
 		return err
 	}
-	id, p, err := c.ch.start("stream", c.callFrame(ctx, msg, true, carrier))
+	id, p, err := c.ch.start(ctx, "stream", c.callFrame(ctx, msg, true, carrier))
 	if err != nil {
 		return fail(c.channelError(ctx, "stream", msg.Tool, err))
 	}
@@ -268,7 +273,7 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 			}
 			if consumed++; consumed == streamWindow/2 {
 				consumed = 0
-				_ = c.ch.credit(id, streamWindow/2)
+				_ = c.ch.credit(ctx, id, streamWindow/2)
 			}
 		case *workerv1.WorkerFrame_End:
 			ended = true

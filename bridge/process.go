@@ -260,6 +260,7 @@ func (p *Process) openChannel(ctx context.Context) error {
 		c.tracing = &callTracing{tracer: p.cfg.tracerProvider.Tracer(instrumentation), prop: p.cfg.propagator}
 	}
 	p.client = c
+	go ch.write()
 	go func() {
 		err := ch.read()
 		if p.stopping.Load() || p.killing.Load() || p.exited() {

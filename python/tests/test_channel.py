@@ -234,3 +234,16 @@ async def test_arguments_nested_too_deeply_or_holding_nan_are_refused_as_invalid
     await f.send(9, "add", a=1, b=2)
     assert (await f.ended(9)).result.json == b"3"
     await f.close()
+
+
+async def test_a_call_the_worker_cancels_at_shutdown_is_refused_not_timed_out(
+    start_worker: Any,
+) -> None:
+    w = await start_worker()
+    f = Frames(w.stub)
+    await f.send(1, "sleep", seconds=30)
+    await wait_for(lambda: w.worker.servicer.in_flight == 1)
+    await w.worker.servicer.drain_channels(0.05)
+    failed = (await f.ended(1)).failed
+    assert (failed.code, failed.reason) == (14, "unavailable")  # UNAVAILABLE
+    assert "shutdown" in failed.message

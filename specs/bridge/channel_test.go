@@ -99,6 +99,29 @@ var _ = Describe("The channel to a worker", Label("python"), func() {
 		Eventually(p.Client().Running, 3*time.Second).Should(BeZero(), "the bridge itself does nothing more: the body ends in its own time")
 	})
 
+	It("lets every caller go at its deadline when the worker has stopped reading, a ping too", func() {
+		p, _ := worker()
+		Expect(syscall.Kill(p.PID(), syscall.SIGSTOP)).To(Succeed())
+		DeferCleanup(func() { _ = syscall.Kill(p.PID(), syscall.SIGCONT) })
+		var wg sync.WaitGroup
+		for range 3 { // 4 MiB each: more than the stream's flow-control window
+			wg.Go(func() {
+				defer GinkgoRecover()
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				defer cancel()
+				_, err := p.Client().Execute(ctx, bridge.Request{Tool: "payload_size", Payload: make([]byte, 4<<20)})
+				Expect(err).To(MatchError(context.DeadlineExceeded))
+			})
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		Eventually(done, 2*time.Second).Should(BeClosed())
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err := p.Client().Heartbeat(ctx, 1, "hb-1")
+		Expect(err).To(MatchError(context.DeadlineExceeded), "a missed ping, so the heartbeat can give up on the worker")
+	})
+
 	It("fails an oversize argument or result alone, and keeps serving the calls beside it", func() {
 		const limit = 64 << 10
 		p, _ := worker(bridge.WithMaxMessageBytes(limit))

@@ -33,6 +33,8 @@ _HEARTBEAT_SPAN = f"/{SERVICE}/Heartbeat"
 _OK = grpc.StatusCode.OK.value[0]
 _CANCELLED = grpc.StatusCode.CANCELLED.value[0]
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+# Cancellations that come from the host (a cancel frame, or the call's own deadline).
+_HOST_REASONS = frozenset({"cancelled", "deadline_exceeded"})
 
 
 class _Running:
@@ -96,6 +98,7 @@ class Channel:
         self._pong = pong
         self._calls: dict[int, _Running] = {}
         self._queue: deque[Any] = deque()
+        self._writers: set[asyncio.Task[None]] = set()
         self._writing = False
         self._closed = False
         self._draining = False
@@ -187,6 +190,15 @@ class Channel:
         ):
             self.post(pb.WorkerFrame(pong=self._pong(ping)))
 
+    @staticmethod
+    def _cancelled(call_id: int, reason: str) -> Any:
+        """The terminal frame of a cancelled call: body_ended when the host cancelled it
+        (its caller has its error already), a refusal when the worker did (shutdown)."""
+        if reason in _HOST_REASONS:
+            return pb.WorkerFrame(call_id=call_id, body_ended=pb.BodyEnded(cancelled=True))
+        return _failed(call_id, CallRejected(
+            _UNAVAILABLE, "unavailable", f"the worker cancelled the call: {reason}"))
+
     def _credit(self, call_id: int, chunks: int) -> None:
         running = self._calls.get(call_id)
         if running is None:
@@ -201,12 +213,12 @@ class Channel:
         running.started = True
         frame: Any = None
         if running.cancel_reason:  # cancelled before it began: no body ran
-            frame = pb.WorkerFrame(call_id=call_id, body_ended=pb.BodyEnded(cancelled=True))
+            frame = self._cancelled(call_id, running.cancel_reason)
         else:
             try:
                 frame = await self._call(call_id, call, running)
             except asyncio.CancelledError:
-                frame = pb.WorkerFrame(call_id=call_id, body_ended=pb.BodyEnded(cancelled=True))
+                frame = self._cancelled(call_id, running.cancel_reason)
             except Exception as exc:
                 log.exception("call %d failed in the worker", call_id)
                 frame = _failed(call_id, CallRejected(
@@ -289,7 +301,9 @@ class Channel:
         self._queue.append(frame)
         if not self._writing:
             self._writing = True
-            asyncio.get_running_loop().create_task(self._drain_queue())
+            writer = asyncio.get_running_loop().create_task(self._drain_queue())
+            self._writers.add(writer)  # asyncio keeps only a weak reference to a task
+            writer.add_done_callback(self._writers.discard)
 
     async def _send(self, frame: Any) -> None:
         """Write ``frame`` now if the stream is idle (then drain the queue), else queue it."""
