@@ -29,7 +29,7 @@ const frameSlack = 1 << 20
 const outQueue = 256
 
 // channel is a worker process's Channel stream: the calls of that process, multiplexed
-// by call id. One goroutine reads; sends are serialized. Every call stays registered
+// by call id. One goroutine reads, one writes (see out). Every call stays registered
 // until the worker's terminal frame for it says its body is over, even after its caller
 // has gone, so Running counts the Python bodies really running.
 type channel struct {
