@@ -41,11 +41,21 @@ def test_descendants_include_grandchildren_in_other_sessions() -> None:
 
 @linux
 def test_kill_descendants_kills_them_all() -> None:
-    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    assert reaper.kill_descendants() >= 1
-    child.wait(5)
-    assert child.returncode == -9
-    assert not _alive(child.pid)
+    # In a process of its own: here it would kill whatever else the test runner started.
+    script = (
+        "import subprocess\n"
+        "from pyvisor_worker import reaper\n"
+        "child = subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
+        "print(child.pid, reaper.kill_descendants(), flush=True)\n"
+        "child.wait(5)\n"
+        "print(child.returncode, flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=20, check=True).stdout.split()
+    pid, killed, returncode = int(out[0]), int(out[1]), int(out[2])
+    assert killed == 1
+    assert returncode == -9
+    assert not _alive(pid)
 
 
 @linux
