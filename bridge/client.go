@@ -255,7 +255,12 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 		select {
 		case f = <-p.frames:
 		case <-ctx.Done():
-			ended = true // AfterFunc has handed the call to the reader
+			// Done closes before the AfterFunc starts: whichever of the two gets there
+			// first hands the call to the reader.
+			if stop() {
+				giveUp(ctx.Err())
+			}
+			ended = true
 			yield(Result{}, fmt.Errorf("%s: %w", opName("stream", msg.Tool), ctx.Err()))
 			return ctx.Err()
 		case <-c.ch.broken:

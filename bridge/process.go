@@ -32,6 +32,10 @@ import (
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
 
+// channelEndGrace is how long a worker whose channel ended may take to exit on its own
+// before it is killed as failed.
+const channelEndGrace = time.Second
+
 // processTagEnv names the environment variable that marks a worker's processes.
 const processTagEnv = "PYVISOR_PROCESS_TAG"
 
@@ -63,6 +67,7 @@ type Process struct {
 	crashed  bool          // it exited before anyone asked it to; set before done closes
 	stopping atomic.Bool   // a graceful Stop (or an aborted start) is under way
 	killing  atomic.Bool   // a Kill is under way
+	gone     atomic.Bool   // reaped: its pid may belong to another process from now on
 
 	closeChannel context.CancelFunc // ends the channel's stream; nil before it opens
 	tag          string             // processTagEnv's value for this worker and what it starts
@@ -263,6 +268,14 @@ func (p *Process) openChannel(ctx context.Context) error {
 	go ch.write()
 	go func() {
 		err := ch.read()
+		// A worker stopping on its own (an outside SIGTERM, say) ends its channel first:
+		// give it a moment to exit, flushing its last records, before calling it failed.
+		t := time.NewTimer(channelEndGrace)
+		select {
+		case <-p.done:
+		case <-t.C:
+		}
+		t.Stop()
 		if p.stopping.Load() || p.killing.Load() || p.exited() {
 			return
 		}
@@ -365,6 +378,13 @@ func spawnError(err error) error {
 
 // reaped records how the process ended and closes done. It runs on the spawning thread.
 func (p *Process) reaped(cmd *exec.Cmd, outputDone <-chan struct{}) {
+	// What the worker left in its group goes with it, at once: from now on its pid (the
+	// group's id) may be reused, so nothing signals it any more after this.
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	p.gone.Store(true)
+	// Whatever the tools started that went elsewhere goes too: after an abrupt end
+	// (os._exit, a native crash, an outside SIGKILL) the worker could not do it itself.
+	killTagged(p.tag)
 	select {
 	case <-outputDone:
 	case <-time.After(stderrDrainWait):
@@ -379,9 +399,6 @@ func (p *Process) reaped(cmd *exec.Cmd, outputDone <-chan struct{}) {
 	if p.stderr != nil {
 		exit.Stderr = p.stderr.Tail()
 	}
-	// Whatever the tools started that outlived the worker goes now: after an abrupt end
-	// (os._exit, a native crash, an outside SIGKILL) the worker could not do it itself.
-	killTagged(p.tag)
 	p.exit = exit
 	p.crashed = !p.stopping.Load()
 	if p.dir != "" && p.crashed {
@@ -522,7 +539,7 @@ func (p *Process) stop(ctx context.Context, brutal bool) error {
 	case <-time.After(10 * time.Second):
 		err = fmt.Errorf("stop worker %s: process %d did not exit after SIGKILL", p.cfg.workerID, p.pid)
 	}
-	// Anything the worker left in its group goes with it.
+	// A group still there (the worker outlived its SIGKILL's wait) goes now.
 	p.signalGroup(syscall.SIGKILL)
 	if p.closeChannel != nil {
 		p.closeChannel()
@@ -548,10 +565,10 @@ func (p *Process) waitExit(ctx context.Context, deadline time.Time) {
 // signalGroup signals the worker's process group. A SIGKILL first kills every
 // descendant of a worker still alive, wherever it is (see killDescendants).
 func (p *Process) signalGroup(sig syscall.Signal) {
-	if p.pid <= 0 {
-		return
+	if p.pid <= 0 || p.gone.Load() {
+		return // reaped already killed what was left; the pid may be another's now
 	}
-	if sig == syscall.SIGKILL && !p.exited() {
+	if sig == syscall.SIGKILL {
 		killDescendants(p.pid)
 	}
 	_ = syscall.Kill(-p.pid, sig)

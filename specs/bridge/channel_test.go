@@ -158,6 +158,16 @@ var _ = Describe("The channel to a worker", Label("python"), func() {
 		Eventually(p.Client().Running).Should(BeZero(), "the abandoned stream's generator was closed")
 	})
 
+	It("is ended by a worker stopped from outside (SIGTERM), which then exits on its own, not killed", func() {
+		p, _ := worker()
+		Expect(syscall.Kill(p.PID(), syscall.SIGTERM)).To(Succeed())
+		Eventually(p.Done()).Should(BeClosed())
+		var exit *bridge.ExitError
+		Expect(errors.As(p.Err(), &exit)).To(BeTrue(), "nobody asked it to stop: the runtime replaces it")
+		Expect(exit.Signal).To(BeZero(), "it exited, flushing its records, before anyone had to kill it")
+		Expect(exit.ExitCode).To(BeZero())
+	})
+
 	It("fails the calls in flight at once when it breaks, and takes the worker down with it", func() {
 		p, logs := worker(channelTools()...)
 		inFlight := make(chan error, 1)
