@@ -329,8 +329,10 @@ func (c *Client) Heartbeat(ctx context.Context, seq uint64, correlationID string
 // worker has not yet reported over.
 func (c *Client) Running() int { return c.ch.running() }
 
-// channelError turns a failure to use the channel into the call's error: the worker's
-// exit when its process is gone (or going), else ErrUnavailable.
+// channelError turns a failure to use the channel into the call's error. A broken
+// channel is the worker failing (ErrWorkerCrashed) at once: its exit, with the status and
+// stderr, when the process is reaped within moments (it died), else a *CallError (the
+// process lives on for now, and is killed: see Process.openChannel).
 func (c *Client) channelError(ctx context.Context, op, tool string, err error) error {
 	if !errors.Is(err, errChannelBroken) {
 		return err
@@ -342,8 +344,21 @@ func (c *Client) channelError(ctx context.Context, op, tool string, err error) e
 	if cerr := c.ch.Err(); cerr != nil {
 		detail += ": " + cerr.Error()
 	}
-	return c.transportError(ctx, op, tool, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: detail, Code: codes.Unavailable})
+	t := time.NewTimer(channelCrashWait)
+	defer t.Stop()
+	select {
+	case <-c.proc.done:
+		return c.goneError(op, tool)
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", opName(op, tool), ctx.Err())
+	case <-t.C:
+		return &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: detail, Code: codes.Unavailable}
+	}
 }
+
+// channelCrashWait bounds how long a call on a broken channel waits for its process to
+// be reaped, so that it fails with the exit: moments for a process that died.
+const channelCrashWait = 200 * time.Millisecond
 
 // OpenSession opens a session in the worker; an empty id lets the worker choose one.
 // Opening an open session is not an error.
