@@ -68,6 +68,7 @@ type options struct {
 	meterProvider  metric.MeterProvider
 	propagator     propagation.TextMapPropagator
 	pythonSpans    func(PythonSpan)
+	callbacks      []callbackEntry
 }
 
 // WithMeterProvider records the runtime's metrics with mp (default: the OpenTelemetry
@@ -129,6 +130,10 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
+	callbacks, err := poolCallbacks(cfg, o.callbacks)
+	if err != nil {
+		return nil, fmt.Errorf("pyvisor: start: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 
@@ -164,6 +169,12 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		ps.TracerProvider, ps.Propagator, ps.Metrics, ps.Halt = o.tracerProvider, o.propagator, metrics, halt
 		if o.pythonSpans != nil {
 			ps.Bridge = append(ps.Bridge, bridge.WithSpanSink(o.pythonSpans))
+		}
+		if cbs := callbacks[pc.Name]; len(cbs) > 0 {
+			for name, fn := range cbs {
+				ps.Bridge = append(ps.Bridge, bridge.WithCallback(name, fn))
+			}
+			ps.Bridge = append(ps.Bridge, bridge.WithCallbackObserver(callbackObserver(metrics, pc.Name)))
 		}
 		spec.Children = append(spec.Children, actors.PoolChild(ps))
 	}

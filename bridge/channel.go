@@ -42,17 +42,28 @@ type channel struct {
 	out    chan *workerv1.HostFrame
 	nextID atomic.Uint64
 
-	mu     sync.Mutex
-	calls  map[uint64]*pending
-	pings  map[uint64]chan *workerv1.HeartbeatResponse
-	broken chan struct{} // closed once the stream has failed
-	err    error         // why; set before broken closes
+	server *callbackServer // runs the tools' callbacks into Go
+
+	mu        sync.Mutex
+	calls     map[uint64]*pending
+	callbacks map[uint64]*runningCallback // by callback id
+	pings     map[uint64]chan *workerv1.HeartbeatResponse
+	broken    chan struct{} // closed once the stream has failed
+	err       error         // why; set before broken closes
+}
+
+// runningCallback is a Go callback running for a call's tool.
+type runningCallback struct {
+	call   uint64
+	cancel context.CancelCauseFunc
 }
 
 // pending is one call on the channel.
 type pending struct {
 	frames chan *workerv1.WorkerFrame // buffered: the reader never blocks on a caller
 	tool   string
+	ctx    context.Context // the call's: its callbacks run under it
+	cid    string          // the call's correlation id
 	// Set under the channel's lock once the caller has gone (abandon): the reader then
 	// calls over itself when the body is over.
 	abandoned bool
@@ -60,14 +71,16 @@ type pending struct {
 	stuck     *time.Timer // fires if the body outlives the cancel grace
 }
 
-func newChannel(stream workerv1.WorkerService_ChannelClient, maxBytes int) *channel {
+func newChannel(stream workerv1.WorkerService_ChannelClient, maxBytes int, server *callbackServer) *channel {
 	return &channel{
-		stream:   stream,
-		maxBytes: maxBytes,
-		out:      make(chan *workerv1.HostFrame, outQueue),
-		calls:    map[uint64]*pending{},
-		pings:    map[uint64]chan *workerv1.HeartbeatResponse{},
-		broken:   make(chan struct{}),
+		stream:    stream,
+		maxBytes:  maxBytes,
+		server:    server,
+		out:       make(chan *workerv1.HostFrame, outQueue),
+		calls:     map[uint64]*pending{},
+		callbacks: map[uint64]*runningCallback{},
+		pings:     map[uint64]chan *workerv1.HeartbeatResponse{},
+		broken:    make(chan struct{}),
 	}
 }
 
@@ -90,11 +103,24 @@ func (ch *channel) read() error {
 			}
 			continue
 		}
+		switch b := f.GetBody().(type) {
+		case *workerv1.WorkerFrame_Callback:
+			ch.startCallback(f.GetCallId(), b.Callback)
+			continue
+		case *workerv1.WorkerFrame_CallbackCancel:
+			ch.mu.Lock()
+			if cb := ch.callbacks[b.CallbackCancel.GetCallbackId()]; cb != nil {
+				cb.cancel(errCallbackWithdrawn)
+			}
+			ch.mu.Unlock()
+			continue
+		}
 		ch.mu.Lock()
 		p := ch.calls[f.GetCallId()]
 		var over func(error)
 		if p != nil && terminal(f) {
 			delete(ch.calls, f.GetCallId())
+			ch.endCallbacks(f.GetCallId(), errCallOver)
 			if p.abandoned {
 				over = p.over
 			}
@@ -125,6 +151,9 @@ func (ch *channel) fail(err error) {
 	}
 	ch.err = err
 	close(ch.broken)
+	for _, cb := range ch.callbacks {
+		cb.cancel(errChannelBroken)
+	}
 	// Calls whose callers have gone end with the channel: their bodies go with the
 	// process, which is killed or stopping.
 	var abandoned []*pending
@@ -243,7 +272,7 @@ func (ch *channel) start(ctx context.Context, op string, call *workerv1.Call) (u
 	if call.GetStream() {
 		size = int(call.GetCredit()) + 1
 	}
-	p := &pending{frames: make(chan *workerv1.WorkerFrame, size), tool: req.GetTool()}
+	p := &pending{frames: make(chan *workerv1.WorkerFrame, size), tool: req.GetTool(), ctx: ctx, cid: req.GetCorrelationId()}
 	ch.mu.Lock()
 	if ch.Err() != nil {
 		ch.mu.Unlock()
@@ -277,7 +306,65 @@ func (ch *channel) cancel(id uint64, ctxErr error) {
 	}
 	f := &workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Cancel{Cancel: &workerv1.Cancel{Reason: reason}}}
 	go func() { _ = ch.send(context.Background(), f) }() // ends when sent or the channel breaks
+	ch.mu.Lock()
+	ch.endCallbacks(id, context.Canceled)
+	ch.mu.Unlock()
 }
+
+// startCallback runs a callback the call's tool made, on a goroutine of its own, and
+// sends its reply. A callback of a call that is over, or whose caller has gone, is
+// answered at once without running.
+func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
+	id := msg.GetCallbackId()
+	ch.mu.Lock()
+	p := ch.calls[callID]
+	var refused *workerv1.CallbackReply
+	switch {
+	case p == nil:
+		refused = callbackFailed(msg, CallbackUnavailable, "the tool call that made the callback is over")
+	case p.abandoned:
+		refused = callbackFailed(msg, CallbackCancelled, "the tool call that made the callback was cancelled")
+	case ch.callbacks[id] != nil:
+		refused = callbackFailed(msg, CallbackInvalidArgument, fmt.Sprintf("callback id %d is in use", id))
+	}
+	if refused != nil {
+		ch.mu.Unlock()
+		go ch.reply(callID, refused)
+		return
+	}
+	ctx, cancel := context.WithCancelCause(p.ctx)
+	ch.callbacks[id] = &runningCallback{call: callID, cancel: cancel}
+	ch.mu.Unlock()
+	go func() {
+		reply := ch.server.serve(ctx, p.cid, msg)
+		ch.mu.Lock()
+		delete(ch.callbacks, id)
+		ch.mu.Unlock()
+		cancel(nil)
+		ch.reply(callID, reply)
+	}()
+}
+
+// reply sends a callback's reply, unless the channel breaks first.
+func (ch *channel) reply(callID uint64, r *workerv1.CallbackReply) {
+	_ = ch.send(context.Background(), &workerv1.HostFrame{CallId: callID, Body: &workerv1.HostFrame_CallbackReply{CallbackReply: r}})
+}
+
+// endCallbacks cancels the callbacks still running for a call, with cause. Called with
+// the lock held.
+func (ch *channel) endCallbacks(callID uint64, cause error) {
+	for _, cb := range ch.callbacks {
+		if cb.call == callID {
+			cb.cancel(cause)
+		}
+	}
+}
+
+// Why a callback's context was cancelled (context.Cause), besides the call's own end.
+var (
+	errCallbackWithdrawn = errors.New("the python caller withdrew the callback")
+	errCallOver          = errors.New("the tool call that made the callback is over")
+)
 
 // credit lets a streaming call send n more chunks.
 func (ch *channel) credit(ctx context.Context, id uint64, n uint32) error {

@@ -71,6 +71,7 @@ type Info struct {
 	ProtocolVersion int
 	WorkerID        string
 	Tools           []Tool
+	Callbacks       []string // the Go callbacks its tools can call (WithCallback)
 }
 
 // Tool describes one registered tool.
@@ -107,6 +108,9 @@ func (c *Client) Describe(ctx context.Context) (Info, error) {
 		PackageVersion:  resp.GetPackageVersion(),
 		ProtocolVersion: int(resp.GetProtocolVersion()),
 		WorkerID:        resp.GetWorkerId(),
+	}
+	for _, cb := range resp.GetCallbacks() {
+		info.Callbacks = append(info.Callbacks, cb.GetName())
 	}
 	for _, t := range resp.GetTools() {
 		info.Tools = append(info.Tools, Tool{

@@ -43,6 +43,8 @@ type config struct {
 	spanSink         func(PythonSpan)
 	cancelGrace      time.Duration
 	stuck            func(tool string)
+	callbacks        map[string]CallbackFunc
+	observeCallback  CallbackObserver
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -72,6 +74,14 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.traceHeartbeats {
 		c.env = withEnv(c.env, "PYVISOR_TRACE_HEARTBEATS", "1")
+	}
+	for name := range c.callbacks {
+		if err := CheckCallbackName(name); err != nil {
+			return c, fmt.Errorf("bridge: %w", err)
+		}
+	}
+	if len(c.callbacks) > 0 {
+		c.env = withEnv(c.env, callbacksEnv, callbacksJSON(c.callbacks))
 	}
 	if c.python == "" {
 		c.python = Interpreter()

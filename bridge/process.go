@@ -258,11 +258,15 @@ func (p *Process) openChannel(ctx context.Context) error {
 		return fmt.Errorf("open channel: %w", err)
 	}
 	p.closeChannel = cancel
-	ch := newChannel(stream, p.cfg.maxMessageBytes)
+	var tracer trace.Tracer
+	if _, off := p.cfg.tracerProvider.(tracenoop.TracerProvider); !off {
+		tracer = p.cfg.tracerProvider.Tracer(instrumentation)
+	}
+	ch := newChannel(stream, p.cfg.maxMessageBytes, newCallbackServer(p.cfg, tracer))
 	c := &Client{conn: p.conn, raw: raw, ch: ch, proc: p, traceHeartbeats: p.cfg.traceHeartbeats,
 		grace: p.cfg.cancelGrace, stuck: p.cfg.stuck}
-	if _, off := p.cfg.tracerProvider.(tracenoop.TracerProvider); !off {
-		c.tracing = &callTracing{tracer: p.cfg.tracerProvider.Tracer(instrumentation), prop: p.cfg.propagator}
+	if tracer != nil {
+		c.tracing = &callTracing{tracer: tracer, prop: p.cfg.propagator}
 	}
 	p.client = c
 	go ch.write()

@@ -19,6 +19,8 @@ const (
 	LabelOutcome = "outcome"
 	LabelReason  = "reason"
 	LabelState   = "state"
+	// LabelCallback names a Go callback, as registered (pyvisor.WithCallback).
+	LabelCallback = "callback"
 )
 
 // Metrics is pyvisor's metric catalog: every instrument, created in one place. The
@@ -43,6 +45,8 @@ type Metrics struct {
 	Rejections          metric.Int64Counter     // pool, reason
 	SupervisorRestarts  metric.Int64Counter     // pool: restarts its workers' supervisor made
 	SupervisorEscalated metric.Int64Counter     // pool: times it gave up (intensity exceeded)
+	Callbacks           metric.Int64Counter     // pool, callback, outcome
+	CallbackDuration    metric.Float64Histogram // pool, callback, outcome
 
 	meter metric.Meter
 }
@@ -92,6 +96,8 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.Rejections = counter("pyvisor.queue.rejections", "{call}", "Calls refused without running, by reason.")
 	m.SupervisorRestarts = counter("pyvisor.supervisor.restarts", "{restart}", "Restarts made by a pool's worker supervisor.")
 	m.SupervisorEscalated = counter("pyvisor.supervisor.escalations", "{escalation}", "Times a pool's worker supervisor exceeded its restart intensity and gave up.")
+	m.Callbacks = counter("pyvisor.callbacks", "{callback}", "Go callbacks called by Python tools, by callback and outcome.")
+	m.CallbackDuration = histogram("pyvisor.callback.duration", "How long Go callbacks ran.", callBuckets)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
 	}

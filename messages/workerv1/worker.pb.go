@@ -75,8 +75,11 @@ type DescribeResponse struct {
 	ProtocolVersion uint32      `protobuf:"varint,4,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	WorkerId        string      `protobuf:"bytes,5,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Tools           []*ToolSpec `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// callbacks are the Go functions the worker's tools can call (ctx.call_go), as the host
+	// announced them when it started the worker.
+	Callbacks     []*CallbackSpec `protobuf:"bytes,7,rep,name=callbacks,proto3" json:"callbacks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -151,6 +154,58 @@ func (x *DescribeResponse) GetTools() []*ToolSpec {
 	return nil
 }
 
+func (x *DescribeResponse) GetCallbacks() []*CallbackSpec {
+	if x != nil {
+		return x.Callbacks
+	}
+	return nil
+}
+
+// CallbackSpec names one Go callback a worker's tools can reach.
+type CallbackSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallbackSpec) Reset() {
+	*x = CallbackSpec{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallbackSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallbackSpec) ProtoMessage() {}
+
+func (x *CallbackSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallbackSpec.ProtoReflect.Descriptor instead.
+func (*CallbackSpec) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CallbackSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // ToolSpec describes one registered tool.
 type ToolSpec struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -168,7 +223,7 @@ type ToolSpec struct {
 
 func (x *ToolSpec) Reset() {
 	*x = ToolSpec{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[2]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +235,7 @@ func (x *ToolSpec) String() string {
 func (*ToolSpec) ProtoMessage() {}
 
 func (x *ToolSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[2]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +248,7 @@ func (x *ToolSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolSpec.ProtoReflect.Descriptor instead.
 func (*ToolSpec) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{2}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ToolSpec) GetName() string {
@@ -249,7 +304,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[3]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +316,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[3]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +329,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{3}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExecuteRequest) GetTool() string {
@@ -332,7 +387,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[4]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +399,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[4]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +412,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{4}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecuteResponse) GetOutcome() isExecuteResponse_Outcome {
@@ -413,7 +468,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +480,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +493,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{5}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Result) GetJson() []byte {
@@ -470,7 +525,7 @@ type ToolError struct {
 
 func (x *ToolError) Reset() {
 	*x = ToolError{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +537,7 @@ func (x *ToolError) String() string {
 func (*ToolError) ProtoMessage() {}
 
 func (x *ToolError) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +550,7 @@ func (x *ToolError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolError.ProtoReflect.Descriptor instead.
 func (*ToolError) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{6}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ToolError) GetTool() string {
@@ -547,7 +602,7 @@ type ExecuteStreamResponse struct {
 
 func (x *ExecuteStreamResponse) Reset() {
 	*x = ExecuteStreamResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +614,7 @@ func (x *ExecuteStreamResponse) String() string {
 func (*ExecuteStreamResponse) ProtoMessage() {}
 
 func (x *ExecuteStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +627,7 @@ func (x *ExecuteStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteStreamResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteStreamResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{7}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecuteStreamResponse) GetEvent() isExecuteStreamResponse_Event {
@@ -641,7 +696,7 @@ type StreamDone struct {
 
 func (x *StreamDone) Reset() {
 	*x = StreamDone{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +708,7 @@ func (x *StreamDone) String() string {
 func (*StreamDone) ProtoMessage() {}
 
 func (x *StreamDone) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +721,7 @@ func (x *StreamDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamDone.ProtoReflect.Descriptor instead.
 func (*StreamDone) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{8}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamDone) GetChunks() uint64 {
@@ -690,7 +745,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +757,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +770,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeartbeatRequest) GetSequence() uint64 {
@@ -758,7 +813,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +825,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +838,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatResponse) GetSequence() uint64 {
@@ -825,7 +880,7 @@ type OpenSessionRequest struct {
 
 func (x *OpenSessionRequest) Reset() {
 	*x = OpenSessionRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +892,7 @@ func (x *OpenSessionRequest) String() string {
 func (*OpenSessionRequest) ProtoMessage() {}
 
 func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +905,7 @@ func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionRequest.ProtoReflect.Descriptor instead.
 func (*OpenSessionRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OpenSessionRequest) GetSessionId() string {
@@ -876,7 +931,7 @@ type OpenSessionResponse struct {
 
 func (x *OpenSessionResponse) Reset() {
 	*x = OpenSessionResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +943,7 @@ func (x *OpenSessionResponse) String() string {
 func (*OpenSessionResponse) ProtoMessage() {}
 
 func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +956,7 @@ func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionResponse.ProtoReflect.Descriptor instead.
 func (*OpenSessionResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OpenSessionResponse) GetSessionId() string {
@@ -920,7 +975,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +987,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1000,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CloseSessionRequest) GetSessionId() string {
@@ -965,7 +1020,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1032,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1045,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CloseSessionResponse) GetExisted() bool {
@@ -1011,7 +1066,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1078,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1091,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ShutdownRequest) GetGraceMillis() uint32 {
@@ -1055,7 +1110,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1122,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1135,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ShutdownResponse) GetInFlight() uint32 {
@@ -1102,6 +1157,7 @@ type HostFrame struct {
 	//	*HostFrame_Cancel
 	//	*HostFrame_Ping
 	//	*HostFrame_Credit
+	//	*HostFrame_CallbackReply
 	Body          isHostFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1109,7 +1165,7 @@ type HostFrame struct {
 
 func (x *HostFrame) Reset() {
 	*x = HostFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1177,7 @@ func (x *HostFrame) String() string {
 func (*HostFrame) ProtoMessage() {}
 
 func (x *HostFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1190,7 @@ func (x *HostFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostFrame.ProtoReflect.Descriptor instead.
 func (*HostFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HostFrame) GetCallId() uint64 {
@@ -1187,6 +1243,15 @@ func (x *HostFrame) GetCredit() *Credit {
 	return nil
 }
 
+func (x *HostFrame) GetCallbackReply() *CallbackReply {
+	if x != nil {
+		if x, ok := x.Body.(*HostFrame_CallbackReply); ok {
+			return x.CallbackReply
+		}
+	}
+	return nil
+}
+
 type isHostFrame_Body interface {
 	isHostFrame_Body()
 }
@@ -1213,6 +1278,11 @@ type HostFrame_Credit struct {
 	Credit *Credit `protobuf:"bytes,5,opt,name=credit,proto3,oneof"`
 }
 
+type HostFrame_CallbackReply struct {
+	// callback_reply answers a callback the call's tool made (call_id names the call).
+	CallbackReply *CallbackReply `protobuf:"bytes,16,opt,name=callback_reply,json=callbackReply,proto3,oneof"`
+}
+
 func (*HostFrame_Call) isHostFrame_Body() {}
 
 func (*HostFrame_Cancel) isHostFrame_Body() {}
@@ -1220,6 +1290,8 @@ func (*HostFrame_Cancel) isHostFrame_Body() {}
 func (*HostFrame_Ping) isHostFrame_Body() {}
 
 func (*HostFrame_Credit) isHostFrame_Body() {}
+
+func (*HostFrame_CallbackReply) isHostFrame_Body() {}
 
 // Call is one tool call on the Channel.
 type Call struct {
@@ -1241,7 +1313,7 @@ type Call struct {
 
 func (x *Call) Reset() {
 	*x = Call{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1325,7 @@ func (x *Call) String() string {
 func (*Call) ProtoMessage() {}
 
 func (x *Call) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1338,7 @@ func (x *Call) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Call.ProtoReflect.Descriptor instead.
 func (*Call) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Call) GetRequest() *ExecuteRequest {
@@ -1315,7 +1387,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1399,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1412,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Cancel) GetReason() string {
@@ -1360,7 +1432,7 @@ type Credit struct {
 
 func (x *Credit) Reset() {
 	*x = Credit{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1444,7 @@ func (x *Credit) String() string {
 func (*Credit) ProtoMessage() {}
 
 func (x *Credit) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1457,7 @@ func (x *Credit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credit.ProtoReflect.Descriptor instead.
 func (*Credit) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Credit) GetChunks() uint32 {
@@ -1412,6 +1484,8 @@ type WorkerFrame struct {
 	//	*WorkerFrame_Failed
 	//	*WorkerFrame_BodyEnded
 	//	*WorkerFrame_Pong
+	//	*WorkerFrame_Callback
+	//	*WorkerFrame_CallbackCancel
 	Body          isWorkerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1419,7 +1493,7 @@ type WorkerFrame struct {
 
 func (x *WorkerFrame) Reset() {
 	*x = WorkerFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1505,7 @@ func (x *WorkerFrame) String() string {
 func (*WorkerFrame) ProtoMessage() {}
 
 func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1518,7 @@ func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFrame.ProtoReflect.Descriptor instead.
 func (*WorkerFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WorkerFrame) GetCallId() uint64 {
@@ -1524,6 +1598,24 @@ func (x *WorkerFrame) GetPong() *HeartbeatResponse {
 	return nil
 }
 
+func (x *WorkerFrame) GetCallback() *Callback {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_Callback); ok {
+			return x.Callback
+		}
+	}
+	return nil
+}
+
+func (x *WorkerFrame) GetCallbackCancel() *CallbackCancel {
+	if x != nil {
+		if x, ok := x.Body.(*WorkerFrame_CallbackCancel); ok {
+			return x.CallbackCancel
+		}
+	}
+	return nil
+}
+
 type isWorkerFrame_Body interface {
 	isWorkerFrame_Body()
 }
@@ -1565,6 +1657,18 @@ type WorkerFrame_Pong struct {
 	Pong *HeartbeatResponse `protobuf:"bytes,8,opt,name=pong,proto3,oneof"`
 }
 
+type WorkerFrame_Callback struct {
+	// callback asks the host to run a Go callback for the call's tool: answered by one
+	// callback_reply. Not a terminal frame.
+	Callback *Callback `protobuf:"bytes,16,opt,name=callback,proto3,oneof"`
+}
+
+type WorkerFrame_CallbackCancel struct {
+	// callback_cancel tells the host that a callback's Python caller has gone (its call
+	// was cancelled or ended): the Go function's context is cancelled. Not terminal.
+	CallbackCancel *CallbackCancel `protobuf:"bytes,17,opt,name=callback_cancel,json=callbackCancel,proto3,oneof"`
+}
+
 func (*WorkerFrame_Result) isWorkerFrame_Body() {}
 
 func (*WorkerFrame_Chunk) isWorkerFrame_Body() {}
@@ -1578,6 +1682,10 @@ func (*WorkerFrame_Failed) isWorkerFrame_Body() {}
 func (*WorkerFrame_BodyEnded) isWorkerFrame_Body() {}
 
 func (*WorkerFrame_Pong) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_Callback) isWorkerFrame_Body() {}
+
+func (*WorkerFrame_CallbackCancel) isWorkerFrame_Body() {}
 
 // CallFailed is a contract error of one call on the Channel.
 type CallFailed struct {
@@ -1593,7 +1701,7 @@ type CallFailed struct {
 
 func (x *CallFailed) Reset() {
 	*x = CallFailed{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1713,7 @@ func (x *CallFailed) String() string {
 func (*CallFailed) ProtoMessage() {}
 
 func (x *CallFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1726,7 @@ func (x *CallFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallFailed.ProtoReflect.Descriptor instead.
 func (*CallFailed) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CallFailed) GetCode() int32 {
@@ -1653,7 +1761,7 @@ type BodyEnded struct {
 
 func (x *BodyEnded) Reset() {
 	*x = BodyEnded{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1773,7 @@ func (x *BodyEnded) String() string {
 func (*BodyEnded) ProtoMessage() {}
 
 func (x *BodyEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1786,7 @@ func (x *BodyEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyEnded.ProtoReflect.Descriptor instead.
 func (*BodyEnded) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BodyEnded) GetCancelled() bool {
@@ -1688,19 +1796,307 @@ func (x *BodyEnded) GetCancelled() bool {
 	return false
 }
 
+// Callback is a tool's call of a Go function, made on the Channel while the tool's call
+// (the frame's call_id) runs. The Go function runs with that call's correlation id, no
+// later than its deadline, under the span in trace_context.
+type Callback struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// callback_id is chosen by the worker, unique for the life of the channel, never 0.
+	CallbackId uint64 `protobuf:"varint,1,opt,name=callback_id,json=callbackId,proto3" json:"callback_id,omitempty"`
+	// name is the callback's registered name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// arguments is a JSON object of keyword arguments; empty means {}.
+	Arguments []byte `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	// trace_context is the W3C carrier of the callback's Python CLIENT span; empty when
+	// the worker traces nothing (the Go side then parents on the call's own span).
+	TraceContext map[string]string `protobuf:"bytes,4,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// timeout_micros is the time the tool's call has left; 0 means no deadline.
+	TimeoutMicros int64 `protobuf:"varint,5,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Callback) Reset() {
+	*x = Callback{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Callback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Callback) ProtoMessage() {}
+
+func (x *Callback) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Callback.ProtoReflect.Descriptor instead.
+func (*Callback) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Callback) GetCallbackId() uint64 {
+	if x != nil {
+		return x.CallbackId
+	}
+	return 0
+}
+
+func (x *Callback) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Callback) GetArguments() []byte {
+	if x != nil {
+		return x.Arguments
+	}
+	return nil
+}
+
+func (x *Callback) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
+}
+
+func (x *Callback) GetTimeoutMicros() int64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return 0
+}
+
+// CallbackCancel withdraws a callback.
+type CallbackCancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CallbackId    uint64                 `protobuf:"varint,1,opt,name=callback_id,json=callbackId,proto3" json:"callback_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallbackCancel) Reset() {
+	*x = CallbackCancel{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallbackCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallbackCancel) ProtoMessage() {}
+
+func (x *CallbackCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallbackCancel.ProtoReflect.Descriptor instead.
+func (*CallbackCancel) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CallbackCancel) GetCallbackId() uint64 {
+	if x != nil {
+		return x.CallbackId
+	}
+	return 0
+}
+
+// CallbackReply is the outcome of one callback: the Go function's result as JSON, or
+// its error.
+type CallbackReply struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CallbackId uint64                 `protobuf:"varint,1,opt,name=callback_id,json=callbackId,proto3" json:"callback_id,omitempty"`
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*CallbackReply_Json
+	//	*CallbackReply_Error
+	Outcome       isCallbackReply_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallbackReply) Reset() {
+	*x = CallbackReply{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallbackReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallbackReply) ProtoMessage() {}
+
+func (x *CallbackReply) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallbackReply.ProtoReflect.Descriptor instead.
+func (*CallbackReply) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CallbackReply) GetCallbackId() uint64 {
+	if x != nil {
+		return x.CallbackId
+	}
+	return 0
+}
+
+func (x *CallbackReply) GetOutcome() isCallbackReply_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *CallbackReply) GetJson() []byte {
+	if x != nil {
+		if x, ok := x.Outcome.(*CallbackReply_Json); ok {
+			return x.Json
+		}
+	}
+	return nil
+}
+
+func (x *CallbackReply) GetError() *GoError {
+	if x != nil {
+		if x, ok := x.Outcome.(*CallbackReply_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isCallbackReply_Outcome interface {
+	isCallbackReply_Outcome()
+}
+
+type CallbackReply_Json struct {
+	Json []byte `protobuf:"bytes,2,opt,name=json,proto3,oneof"`
+}
+
+type CallbackReply_Error struct {
+	Error *GoError `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
+}
+
+func (*CallbackReply_Json) isCallbackReply_Outcome() {}
+
+func (*CallbackReply_Error) isCallbackReply_Outcome() {}
+
+// GoError is a callback's failure, raised in Python as pyvisor_worker.GoError.
+type GoError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is one of: unknown_callback, invalid_argument, deadline_exceeded, cancelled,
+	// message_too_large, unavailable, panic, error (the function's own error).
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Callback      string `protobuf:"bytes,3,opt,name=callback,proto3" json:"callback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GoError) Reset() {
+	*x = GoError{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GoError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GoError) ProtoMessage() {}
+
+func (x *GoError) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GoError.ProtoReflect.Descriptor instead.
+func (*GoError) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GoError) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *GoError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *GoError) GetCallback() string {
+	if x != nil {
+		return x.Callback
+	}
+	return ""
+}
+
 var File_pyvisor_worker_v1_worker_proto protoreflect.FileDescriptor
 
 const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
 	"\x1epyvisor/worker/v1/worker.proto\x12\x11pyvisor.worker.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xef\x01\n" +
+	"\x0fDescribeRequest\"\xae\x02\n" +
 	"\x10DescribeResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12%\n" +
 	"\x0epython_version\x18\x02 \x01(\tR\rpythonVersion\x12'\n" +
 	"\x0fpackage_version\x18\x03 \x01(\tR\x0epackageVersion\x12)\n" +
 	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tworker_id\x18\x05 \x01(\tR\bworkerId\x121\n" +
-	"\x05tools\x18\x06 \x03(\v2\x1b.pyvisor.worker.v1.ToolSpecR\x05tools\"\xa6\x01\n" +
+	"\x05tools\x18\x06 \x03(\v2\x1b.pyvisor.worker.v1.ToolSpecR\x05tools\x12=\n" +
+	"\tcallbacks\x18\a \x03(\v2\x1f.pyvisor.worker.v1.CallbackSpecR\tcallbacks\"\"\n" +
+	"\fCallbackSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xa6\x01\n" +
 	"\bToolSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12+\n" +
@@ -1770,14 +2166,15 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x0fShutdownRequest\x12!\n" +
 	"\fgrace_millis\x18\x01 \x01(\rR\vgraceMillis\"/\n" +
 	"\x10ShutdownResponse\x12\x1b\n" +
-	"\tin_flight\x18\x01 \x01(\rR\binFlight\"\x86\x02\n" +
+	"\tin_flight\x18\x01 \x01(\rR\binFlight\"\xd1\x02\n" +
 	"\tHostFrame\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12-\n" +
 	"\x04call\x18\x02 \x01(\v2\x17.pyvisor.worker.v1.CallH\x00R\x04call\x123\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x19.pyvisor.worker.v1.CancelH\x00R\x06cancel\x129\n" +
 	"\x04ping\x18\x04 \x01(\v2#.pyvisor.worker.v1.HeartbeatRequestH\x00R\x04ping\x123\n" +
-	"\x06credit\x18\x05 \x01(\v2\x19.pyvisor.worker.v1.CreditH\x00R\x06creditB\x06\n" +
-	"\x04bodyJ\x04\b\x10\x10 \"\xab\x02\n" +
+	"\x06credit\x18\x05 \x01(\v2\x19.pyvisor.worker.v1.CreditH\x00R\x06credit\x12I\n" +
+	"\x0ecallback_reply\x18\x10 \x01(\v2 .pyvisor.worker.v1.CallbackReplyH\x00R\rcallbackReplyB\x06\n" +
+	"\x04bodyJ\x04\b\x11\x10 \"\xab\x02\n" +
 	"\x04Call\x12;\n" +
 	"\arequest\x18\x01 \x01(\v2!.pyvisor.worker.v1.ExecuteRequestR\arequest\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\bR\x06stream\x12N\n" +
@@ -1790,7 +2187,7 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x06Cancel\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\" \n" +
 	"\x06Credit\x12\x16\n" +
-	"\x06chunks\x18\x01 \x01(\rR\x06chunks\"\xc2\x03\n" +
+	"\x06chunks\x18\x01 \x01(\rR\x06chunks\"\xcb\x04\n" +
 	"\vWorkerFrame\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x123\n" +
 	"\x06result\x18\x02 \x01(\v2\x19.pyvisor.worker.v1.ResultH\x00R\x06result\x121\n" +
@@ -1801,15 +2198,40 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x06failed\x18\x06 \x01(\v2\x1d.pyvisor.worker.v1.CallFailedH\x00R\x06failed\x12=\n" +
 	"\n" +
 	"body_ended\x18\a \x01(\v2\x1c.pyvisor.worker.v1.BodyEndedH\x00R\tbodyEnded\x12:\n" +
-	"\x04pong\x18\b \x01(\v2$.pyvisor.worker.v1.HeartbeatResponseH\x00R\x04pongB\x06\n" +
-	"\x04bodyJ\x04\b\x10\x10 \"R\n" +
+	"\x04pong\x18\b \x01(\v2$.pyvisor.worker.v1.HeartbeatResponseH\x00R\x04pong\x129\n" +
+	"\bcallback\x18\x10 \x01(\v2\x1b.pyvisor.worker.v1.CallbackH\x00R\bcallback\x12L\n" +
+	"\x0fcallback_cancel\x18\x11 \x01(\v2!.pyvisor.worker.v1.CallbackCancelH\x00R\x0ecallbackCancelB\x06\n" +
+	"\x04bodyJ\x04\b\x12\x10 \"R\n" +
 	"\n" +
 	"CallFailed\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\")\n" +
 	"\tBodyEnded\x12\x1c\n" +
-	"\tcancelled\x18\x01 \x01(\bR\tcancelled2\xcf\x05\n" +
+	"\tcancelled\x18\x01 \x01(\bR\tcancelled\"\x99\x02\n" +
+	"\bCallback\x12\x1f\n" +
+	"\vcallback_id\x18\x01 \x01(\x04R\n" +
+	"callbackId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x03 \x01(\fR\targuments\x12R\n" +
+	"\rtrace_context\x18\x04 \x03(\v2-.pyvisor.worker.v1.Callback.TraceContextEntryR\ftraceContext\x12%\n" +
+	"\x0etimeout_micros\x18\x05 \x01(\x03R\rtimeoutMicros\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
+	"\x0eCallbackCancel\x12\x1f\n" +
+	"\vcallback_id\x18\x01 \x01(\x04R\n" +
+	"callbackId\"\x85\x01\n" +
+	"\rCallbackReply\x12\x1f\n" +
+	"\vcallback_id\x18\x01 \x01(\x04R\n" +
+	"callbackId\x12\x14\n" +
+	"\x04json\x18\x02 \x01(\fH\x00R\x04json\x122\n" +
+	"\x05error\x18\x03 \x01(\v2\x1a.pyvisor.worker.v1.GoErrorH\x00R\x05errorB\t\n" +
+	"\aoutcome\"S\n" +
+	"\aGoError\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
+	"\bcallback\x18\x03 \x01(\tR\bcallback2\xcf\x05\n" +
 	"\rWorkerService\x12S\n" +
 	"\bDescribe\x12\".pyvisor.worker.v1.DescribeRequest\x1a#.pyvisor.worker.v1.DescribeResponse\x12P\n" +
 	"\aExecute\x12!.pyvisor.worker.v1.ExecuteRequest\x1a\".pyvisor.worker.v1.ExecuteResponse\x12^\n" +
@@ -1832,81 +2254,93 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_pyvisor_worker_v1_worker_proto_rawDescData
 }
 
-var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(*DescribeRequest)(nil),       // 0: pyvisor.worker.v1.DescribeRequest
 	(*DescribeResponse)(nil),      // 1: pyvisor.worker.v1.DescribeResponse
-	(*ToolSpec)(nil),              // 2: pyvisor.worker.v1.ToolSpec
-	(*ExecuteRequest)(nil),        // 3: pyvisor.worker.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),       // 4: pyvisor.worker.v1.ExecuteResponse
-	(*Result)(nil),                // 5: pyvisor.worker.v1.Result
-	(*ToolError)(nil),             // 6: pyvisor.worker.v1.ToolError
-	(*ExecuteStreamResponse)(nil), // 7: pyvisor.worker.v1.ExecuteStreamResponse
-	(*StreamDone)(nil),            // 8: pyvisor.worker.v1.StreamDone
-	(*HeartbeatRequest)(nil),      // 9: pyvisor.worker.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 10: pyvisor.worker.v1.HeartbeatResponse
-	(*OpenSessionRequest)(nil),    // 11: pyvisor.worker.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),   // 12: pyvisor.worker.v1.OpenSessionResponse
-	(*CloseSessionRequest)(nil),   // 13: pyvisor.worker.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),  // 14: pyvisor.worker.v1.CloseSessionResponse
-	(*ShutdownRequest)(nil),       // 15: pyvisor.worker.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),      // 16: pyvisor.worker.v1.ShutdownResponse
-	(*HostFrame)(nil),             // 17: pyvisor.worker.v1.HostFrame
-	(*Call)(nil),                  // 18: pyvisor.worker.v1.Call
-	(*Cancel)(nil),                // 19: pyvisor.worker.v1.Cancel
-	(*Credit)(nil),                // 20: pyvisor.worker.v1.Credit
-	(*WorkerFrame)(nil),           // 21: pyvisor.worker.v1.WorkerFrame
-	(*CallFailed)(nil),            // 22: pyvisor.worker.v1.CallFailed
-	(*BodyEnded)(nil),             // 23: pyvisor.worker.v1.BodyEnded
-	nil,                           // 24: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                           // 25: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	nil,                           // 26: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	nil,                           // 27: pyvisor.worker.v1.Call.TraceContextEntry
+	(*CallbackSpec)(nil),          // 2: pyvisor.worker.v1.CallbackSpec
+	(*ToolSpec)(nil),              // 3: pyvisor.worker.v1.ToolSpec
+	(*ExecuteRequest)(nil),        // 4: pyvisor.worker.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),       // 5: pyvisor.worker.v1.ExecuteResponse
+	(*Result)(nil),                // 6: pyvisor.worker.v1.Result
+	(*ToolError)(nil),             // 7: pyvisor.worker.v1.ToolError
+	(*ExecuteStreamResponse)(nil), // 8: pyvisor.worker.v1.ExecuteStreamResponse
+	(*StreamDone)(nil),            // 9: pyvisor.worker.v1.StreamDone
+	(*HeartbeatRequest)(nil),      // 10: pyvisor.worker.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 11: pyvisor.worker.v1.HeartbeatResponse
+	(*OpenSessionRequest)(nil),    // 12: pyvisor.worker.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),   // 13: pyvisor.worker.v1.OpenSessionResponse
+	(*CloseSessionRequest)(nil),   // 14: pyvisor.worker.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),  // 15: pyvisor.worker.v1.CloseSessionResponse
+	(*ShutdownRequest)(nil),       // 16: pyvisor.worker.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),      // 17: pyvisor.worker.v1.ShutdownResponse
+	(*HostFrame)(nil),             // 18: pyvisor.worker.v1.HostFrame
+	(*Call)(nil),                  // 19: pyvisor.worker.v1.Call
+	(*Cancel)(nil),                // 20: pyvisor.worker.v1.Cancel
+	(*Credit)(nil),                // 21: pyvisor.worker.v1.Credit
+	(*WorkerFrame)(nil),           // 22: pyvisor.worker.v1.WorkerFrame
+	(*CallFailed)(nil),            // 23: pyvisor.worker.v1.CallFailed
+	(*BodyEnded)(nil),             // 24: pyvisor.worker.v1.BodyEnded
+	(*Callback)(nil),              // 25: pyvisor.worker.v1.Callback
+	(*CallbackCancel)(nil),        // 26: pyvisor.worker.v1.CallbackCancel
+	(*CallbackReply)(nil),         // 27: pyvisor.worker.v1.CallbackReply
+	(*GoError)(nil),               // 28: pyvisor.worker.v1.GoError
+	nil,                           // 29: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	nil,                           // 30: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	nil,                           // 31: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                           // 32: pyvisor.worker.v1.Call.TraceContextEntry
+	nil,                           // 33: pyvisor.worker.v1.Callback.TraceContextEntry
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
-	2,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
-	24, // 1: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	5,  // 2: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
-	6,  // 3: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	5,  // 4: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
-	8,  // 5: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
-	6,  // 6: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	25, // 7: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	26, // 8: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	18, // 9: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
-	19, // 10: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
-	9,  // 11: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
-	20, // 12: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
-	3,  // 13: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
-	27, // 14: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
-	5,  // 15: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
-	5,  // 16: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
-	8,  // 17: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
-	6,  // 18: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
-	22, // 19: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
-	23, // 20: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
-	10, // 21: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
-	0,  // 22: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
-	3,  // 23: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
-	3,  // 24: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
-	9,  // 25: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
-	11, // 26: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
-	13, // 27: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	15, // 28: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	17, // 29: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
-	1,  // 30: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	4,  // 31: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	7,  // 32: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	10, // 33: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	12, // 34: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	14, // 35: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	16, // 36: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	21, // 37: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
-	30, // [30:38] is the sub-list for method output_type
-	22, // [22:30] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	3,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
+	2,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
+	29, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	6,  // 3: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
+	7,  // 4: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	6,  // 5: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
+	9,  // 6: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
+	7,  // 7: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	30, // 8: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	31, // 9: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	19, // 10: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	20, // 11: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	10, // 12: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
+	21, // 13: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	27, // 14: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
+	4,  // 15: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
+	32, // 16: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	6,  // 17: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
+	6,  // 18: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
+	9,  // 19: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
+	7,  // 20: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
+	23, // 21: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	24, // 22: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	11, // 23: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
+	25, // 24: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
+	26, // 25: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
+	33, // 26: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
+	28, // 27: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
+	0,  // 28: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
+	4,  // 29: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
+	4,  // 30: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
+	10, // 31: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
+	12, // 32: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
+	14, // 33: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
+	16, // 34: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	18, // 35: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	1,  // 36: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	5,  // 37: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	8,  // 38: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	11, // 39: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	13, // 40: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	15, // 41: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	17, // 42: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	22, // 43: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	36, // [36:44] is the sub-list for method output_type
+	28, // [28:36] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_pyvisor_worker_v1_worker_proto_init() }
@@ -1914,22 +2348,23 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 	if File_pyvisor_worker_v1_worker_proto != nil {
 		return
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[4].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[5].OneofWrappers = []any{
 		(*ExecuteResponse_Result)(nil),
 		(*ExecuteResponse_Error)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[7].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[8].OneofWrappers = []any{
 		(*ExecuteStreamResponse_Chunk)(nil),
 		(*ExecuteStreamResponse_Done)(nil),
 		(*ExecuteStreamResponse_Error)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[17].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[18].OneofWrappers = []any{
 		(*HostFrame_Call)(nil),
 		(*HostFrame_Cancel)(nil),
 		(*HostFrame_Ping)(nil),
 		(*HostFrame_Credit)(nil),
+		(*HostFrame_CallbackReply)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[21].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[22].OneofWrappers = []any{
 		(*WorkerFrame_Result)(nil),
 		(*WorkerFrame_Chunk)(nil),
 		(*WorkerFrame_End)(nil),
@@ -1937,6 +2372,12 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*WorkerFrame_Failed)(nil),
 		(*WorkerFrame_BodyEnded)(nil),
 		(*WorkerFrame_Pong)(nil),
+		(*WorkerFrame_Callback)(nil),
+		(*WorkerFrame_CallbackCancel)(nil),
+	}
+	file_pyvisor_worker_v1_worker_proto_msgTypes[27].OneofWrappers = []any{
+		(*CallbackReply_Json)(nil),
+		(*CallbackReply_Error)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1944,7 +2385,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

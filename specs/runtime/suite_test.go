@@ -38,12 +38,12 @@ func pool(workers int, tweak ...func(*pyvisor.PoolConfig)) pyvisor.Config {
 
 // start starts a runtime for one spec and stops it after; it returns the runtime and
 // its captured log lines.
-func start(cfg pyvisor.Config) (*pyvisor.Runtime, *harness.Logs) {
+func start(cfg pyvisor.Config, opts ...pyvisor.Option) (*pyvisor.Runtime, *harness.Logs) {
 	GinkgoHelper()
 	logs := &harness.Logs{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rt, err := pyvisor.Start(ctx, cfg, pyvisor.WithLogger(zerolog.New(logs)))
+	rt, err := pyvisor.Start(ctx, cfg, append(opts, pyvisor.WithLogger(zerolog.New(logs)))...)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

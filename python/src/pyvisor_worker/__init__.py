@@ -2,7 +2,8 @@
 
 from pyvisor_worker.context import ToolContext
 from pyvisor_worker.decorator import tool
+from pyvisor_worker.gocall import GoError
 
 __version__ = "0.1.0"
 
-__all__ = ["ToolContext", "__version__", "tool"]
+__all__ = ["GoError", "ToolContext", "__version__", "tool"]

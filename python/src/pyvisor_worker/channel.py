@@ -24,6 +24,7 @@ from pyvisor_worker._proto import worker_pb2 as pb
 from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected
+from pyvisor_worker.gocall import GoCaller, GoError
 
 log = logging.getLogger("pyvisor_worker.channel")
 
@@ -38,9 +39,11 @@ _HOST_REASONS = frozenset({"cancelled", "deadline_exceeded"})
 
 
 class _Running:
-    """One call on the channel: its task, whether it has begun, and its stream credit."""
+    """One call on the channel: its task, whether it has begun, its stream credit, its
+    deadline (loop time, 0 for none) and the callbacks it is waiting on."""
 
-    __slots__ = ("cancel_reason", "credit", "more", "started", "task", "timer")
+    __slots__ = ("callbacks", "cancel_reason", "cid", "credit", "deadline", "more", "started",
+                 "task", "timer")
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
@@ -49,6 +52,15 @@ class _Running:
         self.cancel_reason = ""
         self.credit = 0
         self.more: asyncio.Event | None = None
+        self.deadline = 0.0
+        self.cid = ""
+        self.callbacks: dict[int, asyncio.Future[Any]] | None = None
+
+    def withdraw_callbacks(self) -> None:
+        """Cancel the callbacks the call is waiting on (each tells the host)."""
+        if self.callbacks:
+            for reply in list(self.callbacks.values()):
+                reply.cancel()
 
 
 class _FrameStream:
@@ -91,12 +103,17 @@ class Channel:
         *,
         tracer: trace.Tracer | None,
         pong: Callable[[Any], Any],
+        callbacks: frozenset[str] = frozenset(),
     ) -> None:
         self._dispatcher = dispatcher
         self._context = context
         self._tracer = tracer
         self._pong = pong
+        self.callbacks = callbacks
+        """The Go callbacks the host serves."""
         self._calls: dict[int, _Running] = {}
+        self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._next_callback = 0
         self._queue: deque[Any] = deque()
         self._writers: set[asyncio.Task[None]] = set()
         self._writing = False
@@ -142,6 +159,10 @@ class Channel:
                     self._ping(frame.ping)
                 elif which == "credit":
                     self._credit(frame.call_id, frame.credit.chunks)
+                elif which == "callback_reply":
+                    reply = self._replies.get(frame.callback_reply.callback_id)
+                    if reply is not None and not reply.done():
+                        reply.set_result(frame.callback_reply)
             await self._wait_idle()
         except Exception as exc:  # noqa: BLE001 - the RPC failed: the channel ends
             log.debug("channel read failed: %s", exc)
@@ -160,12 +181,14 @@ class Channel:
             return
         running = _Running()
         running.credit = call.credit
+        running.cid = call.request.correlation_id
         self._calls[call_id] = running
-        running.task = asyncio.get_running_loop().create_task(self._run(call_id, call, running))
+        loop = asyncio.get_running_loop()
+        running.task = loop.create_task(self._run(call_id, call, running))
         if call.timeout_micros > 0:
-            running.timer = asyncio.get_running_loop().call_later(
-                call.timeout_micros / 1e6, self.cancel, call_id, "deadline_exceeded"
-            )
+            timeout = call.timeout_micros / 1e6
+            running.deadline = loop.time() + timeout
+            running.timer = loop.call_later(timeout, self.cancel, call_id, "deadline_exceeded")
 
     def cancel(self, call_id: int, reason: str) -> None:
         """Cancel a call's body; its task answers body_ended once the body is over."""
@@ -175,6 +198,7 @@ class Channel:
         running.cancel_reason = reason
         if running.started and running.task is not None:
             running.task.cancel()
+        running.withdraw_callbacks()  # a sync tool's thread waits on them
 
     def _ping(self, ping: Any) -> None:
         """Answer at once, on the loop that runs the calls: a wedged loop misses pings."""
@@ -225,6 +249,7 @@ class Channel:
                     grpc.StatusCode.INTERNAL, "internal", f"worker error: {exc!r}"))
         # Over: from here on nothing cancels this task, so its write is never cut short.
         del self._calls[call_id]
+        running.withdraw_callbacks()  # made by tasks the tool left behind
         if running.timer is not None:
             running.timer.cancel()
         await self._send(frame)
@@ -275,6 +300,8 @@ class Channel:
             tool, args, tctx = d.prepare(request, streaming, cid)
         except CallRejected as exc:
             return _failed(call_id, exc)
+        if tctx is not None:
+            tctx.bind_go(GoCaller(self, call_id))
         with d.running_body(tool, cid, request.session_id):
             if streaming:
                 sink = _FrameStream(self, call_id, running, tool.name)
@@ -293,6 +320,53 @@ class Channel:
 
     def oversize(self, tool: str, result: Any) -> CallRejected | None:
         return self._dispatcher.oversize(tool, result)
+
+    # --- callbacks into Go ------------------------------------------------------------------
+
+    @property
+    def tracer(self) -> trace.Tracer | None:
+        return self._tracer
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._dispatcher.max_message_bytes
+
+    def correlation_id(self, call_id: int) -> str:
+        running = self._calls.get(call_id)
+        return running.cid if running is not None else ""
+
+    async def callback(self, call_id: int, name: str, args: bytes, carrier: dict[str, str]) -> Any:
+        """Ask the host to run Go callback ``name`` for call ``call_id``; return its reply
+        frame. Cancelled with the call; when cancelled, the host is told to cancel it too."""
+        running = self._calls.get(call_id)
+        if running is None or running.cancel_reason or self._closed:
+            raise GoError(GoError.UNAVAILABLE, "the tool call is over", name)
+        self._next_callback += 1
+        callback_id = self._next_callback
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        self._replies[callback_id] = reply
+        if running.callbacks is None:
+            running.callbacks = {}
+        running.callbacks[callback_id] = reply
+        timeout = 0
+        if running.deadline:
+            timeout = max(int((running.deadline - loop.time()) * 1e6), 1)
+        self.post(pb.WorkerFrame(call_id=call_id, callback=pb.Callback(
+            callback_id=callback_id, name=name, arguments=args, trace_context=carrier,
+            timeout_micros=timeout,
+        )))
+        try:
+            return await reply
+        except asyncio.CancelledError:
+            if not self._closed:
+                self.post(pb.WorkerFrame(
+                    call_id=call_id, callback_cancel=pb.CallbackCancel(callback_id=callback_id)))
+            raise
+        finally:
+            del self._replies[callback_id]
+            if running.callbacks is not None:
+                running.callbacks.pop(callback_id, None)
 
     # --- writing ----------------------------------------------------------------------------
 

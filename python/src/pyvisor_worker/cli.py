@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from pyvisor_worker.tools import discover
 log = logging.getLogger("pyvisor_worker")
 
 TOKEN_ENV = "PYVISOR_WORKER_TOKEN"
+CALLBACKS_ENV = "PYVISOR_CALLBACKS"
 EXIT_OK, EXIT_USAGE, EXIT_IMPORT, EXIT_BIND = 0, 2, 3, 4
 # How long exit paths wait for pending spans: a normal stop, and an exit that must be quick.
 FLUSH_TIMEOUT, QUICK_FLUSH_TIMEOUT = 5.0, 0.5
@@ -89,6 +91,15 @@ def parse(argv: Sequence[str] | None, environ: dict[str, str] | os._Environ[str]
         token = environ.get(TOKEN_ENV, "")
         if not token:
             p.error(f"--tcp needs a non-empty token in ${TOKEN_ENV}")
+    callbacks: tuple[str, ...] = ()
+    if environ.get(CALLBACKS_ENV):
+        try:
+            names = json.loads(environ[CALLBACKS_ENV])
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            p.error(f"${CALLBACKS_ENV} must be a JSON array of callback names")
+        callbacks = tuple(names)
     return WorkerConfig(
         tools=tuple(ns.tools),
         socket=os.path.abspath(ns.socket) if ns.socket else None,
@@ -101,6 +112,7 @@ def parse(argv: Sequence[str] | None, environ: dict[str, str] | os._Environ[str]
         remove_socket_dir=ns.remove_socket_dir,
         log_level=ns.log_level,
         log_fd=ns.log_fd,
+        callbacks=callbacks,
     )
 
 

@@ -24,3 +24,5 @@ class WorkerConfig:
     remove_socket_dir: bool = False
     log_level: str = "info"
     log_fd: int | None = None
+    callbacks: tuple[str, ...] = ()
+    """Names of the Go callbacks the host serves (``$PYVISOR_CALLBACKS``, a JSON array)."""

@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pyvisor_worker.gocall import GoError
+
+if TYPE_CHECKING:
+    from pyvisor_worker.gocall import GoCaller
 
 correlation_id_var: ContextVar[str] = ContextVar("pyvisor_correlation_id", default="")
 """Correlation id of the call being served ("" outside a call); set once per RPC task."""
@@ -25,6 +30,7 @@ class ToolContext:
 
     __slots__ = (
         "_cancel",
+        "_go",
         "correlation_id",
         "logger",
         "metadata",
@@ -56,6 +62,7 @@ class ToolContext:
         self.payload = payload
         self.logger = logger if logger is not None else logging.getLogger(f"pyvisor_worker.tool.{tool}")
         self._cancel = threading.Event()
+        self._go: GoCaller | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -65,6 +72,30 @@ class ToolContext:
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block up to ``timeout`` seconds for cancellation; return True if cancelled."""
         return self._cancel.wait(timeout)
+
+    def call_go(self, name: str, /, **kwargs: Any) -> Any:
+        """Call the Go callback ``name`` with ``kwargs`` (JSON-encoded) and return its result.
+
+        In an async tool (or async generator), await it: ``await ctx.call_go(...)``. In a
+        sync tool (which runs in a worker thread) it blocks until the result is back. The Go
+        function runs in this call's trace, with its correlation id and no more than its
+        remaining time; when this call is cancelled, so is the callback (an async tool gets
+        ``CancelledError``, a sync tool ``GoError`` of kind ``cancelled``).
+
+        Raises ``pyvisor_worker.GoError``: at once for a name the host did not register
+        (kind ``unknown_callback``) or arguments that are not JSON; with the Go side's kind
+        (``invalid_argument``, ``deadline_exceeded``, ``panic``, ``error``, ...) otherwise.
+        """
+        go = self._go
+        if go is None:
+            raise GoError(GoError.UNAVAILABLE,
+                          "callbacks travel on the runtime's channel; this call did not come on "
+                          "it (a unary Execute RPC, or a ToolContext made by hand)", name)
+        return go.call(name, kwargs)
+
+    def bind_go(self, go: GoCaller) -> None:
+        """Let this call make callbacks through ``go`` (called by the worker)."""
+        self._go = go
 
     def cancel(self) -> None:
         """Set the cancellation flag (called by the worker; idempotent)."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from pyvisor_worker import ToolContext, tool
+from pyvisor_worker import GoError, ToolContext, tool
 
 logger = logging.getLogger("pyvisor_worker.examples")
 
@@ -263,3 +263,79 @@ def write_stderr(text: str) -> bool:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
     return True
+
+
+# --- callbacks into Go: these call the Go functions the host registered -------------------
+
+
+@tool
+def greet(user_id: int, ctx: ToolContext) -> str:
+    """Greet a user whose name the Go callback ``lookup_user`` knows (sync: blocks)."""
+    user = ctx.call_go("lookup_user", id=user_id)
+    return f"Hello, {user['name']}!"
+
+
+@tool
+async def greet_async(user_id: int, ctx: ToolContext) -> str:
+    """Greet a user through the Go callback ``lookup_user`` (async: awaits)."""
+    user = await ctx.call_go("lookup_user", id=user_id)
+    return f"Hello, {user['name']}!"
+
+
+@tool
+def greet_each(user_ids: list[int], ctx: ToolContext) -> Iterator[str]:
+    """Yield one greeting per user, each looked up with the Go callback ``lookup_user``."""
+    for user_id in user_ids:
+        user = ctx.call_go("lookup_user", id=user_id)
+        yield f"Hello, {user['name']}!"
+
+
+@tool
+async def greet_each_async(user_ids: list[int], ctx: ToolContext) -> AsyncIterator[str]:
+    """``greet_each`` as an async generator."""
+    for user_id in user_ids:
+        user = await ctx.call_go("lookup_user", id=user_id)
+        yield f"Hello, {user['name']}!"
+
+
+def _go_error(exc: GoError) -> dict[str, Any]:
+    return {"error": {"kind": exc.kind, "message": exc.message, "callback": exc.callback}}
+
+
+@tool
+async def call_go(name: str, ctx: ToolContext, args: dict[str, Any] | None = None) -> Any:
+    """Call Go callback ``name`` with ``args``: ``{"result": ...}``, or ``{"error": {kind,
+    message, callback}}`` when it raised GoError. A cancellation is logged, then goes on."""
+    try:
+        return {"result": await ctx.call_go(name, **(args or {}))}
+    except GoError as exc:
+        return _go_error(exc)
+    except asyncio.CancelledError:
+        logger.warning("call_go %s: the tool call was cancelled while the callback ran", name)
+        raise
+
+
+@tool
+def call_go_sync(name: str, ctx: ToolContext, args: dict[str, Any] | None = None) -> Any:
+    """``call_go`` from a sync tool (blocking, in a worker thread)."""
+    try:
+        return {"result": ctx.call_go(name, **(args or {}))}
+    except GoError as exc:
+        if exc.kind == GoError.CANCELLED:
+            logger.warning("call_go_sync %s: the tool call was cancelled while the callback ran",
+                           name)
+        return _go_error(exc)
+
+
+@tool
+async def call_go_unguarded(name: str, ctx: ToolContext, args: dict[str, Any] | None = None) -> Any:
+    """Call Go callback ``name`` and let a GoError propagate (a ToolError to the caller)."""
+    return await ctx.call_go(name, **(args or {}))
+
+
+@tool
+async def call_go_many(name: str, n: int, ctx: ToolContext) -> int:
+    """Call no-op-like Go callback ``name`` n times in a row (the callback benchmark)."""
+    for _ in range(n):
+        await ctx.call_go(name)
+    return n

@@ -67,6 +67,7 @@ class Worker:
                 if tracing is not None else None
             ),
             max_message_bytes=config.max_message_bytes,
+            callbacks=config.callbacks,
         )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None

@@ -15,7 +15,7 @@ import os
 import platform
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -89,7 +89,9 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         request_stop: Callable[[float], None] | None = None,
         tracer: trace.Tracer | None = None,
         max_message_bytes: int = 16 * 1024 * 1024,
+        callbacks: Sequence[str] = (),
     ) -> None:
+        self.callbacks = frozenset(callbacks)
         self.dispatcher = Dispatcher(
             tools, executor=executor, worker_id=worker_id, tracer=tracer,
             max_message_bytes=max_message_bytes,
@@ -163,7 +165,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
     async def Channel(self, request_iterator: Any, context: Any) -> None:
         channel = Channel(
-            self.dispatcher, context, tracer=self._tracer, pong=self._pong
+            self.dispatcher, context, tracer=self._tracer, pong=self._pong,
+            callbacks=self.callbacks,
         )
         self._channels.add(channel)
         try:
@@ -195,6 +198,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 )
                 for t in self.dispatcher.tools.values()
             ],
+            callbacks=[pb.CallbackSpec(name=n) for n in sorted(self.callbacks)],
         )
 
     def _pong(self, request: Any) -> Any:

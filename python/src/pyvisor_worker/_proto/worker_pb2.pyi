@@ -11,20 +11,28 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("pid", "python_version", "package_version", "protocol_version", "worker_id", "tools")
+    __slots__ = ("pid", "python_version", "package_version", "protocol_version", "worker_id", "tools", "callbacks")
     PID_FIELD_NUMBER: _ClassVar[int]
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
     PACKAGE_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACKS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     python_version: str
     package_version: str
     protocol_version: int
     worker_id: str
     tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
-    def __init__(self, pid: _Optional[int] = ..., python_version: _Optional[str] = ..., package_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ...) -> None: ...
+    callbacks: _containers.RepeatedCompositeFieldContainer[CallbackSpec]
+    def __init__(self, pid: _Optional[int] = ..., python_version: _Optional[str] = ..., package_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., callbacks: _Optional[_Iterable[_Union[CallbackSpec, _Mapping]]] = ...) -> None: ...
+
+class CallbackSpec(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ToolSpec(_message.Message):
     __slots__ = ("name", "description", "parameters_schema", "streaming", "is_async")
@@ -186,18 +194,20 @@ class ShutdownResponse(_message.Message):
     def __init__(self, in_flight: _Optional[int] = ...) -> None: ...
 
 class HostFrame(_message.Message):
-    __slots__ = ("call_id", "call", "cancel", "ping", "credit")
+    __slots__ = ("call_id", "call", "cancel", "ping", "credit", "callback_reply")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_REPLY_FIELD_NUMBER: _ClassVar[int]
     call_id: int
     call: Call
     cancel: Cancel
     ping: HeartbeatRequest
     credit: Credit
-    def __init__(self, call_id: _Optional[int] = ..., call: _Optional[_Union[Call, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., ping: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
+    callback_reply: CallbackReply
+    def __init__(self, call_id: _Optional[int] = ..., call: _Optional[_Union[Call, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., ping: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., callback_reply: _Optional[_Union[CallbackReply, _Mapping]] = ...) -> None: ...
 
 class Call(_message.Message):
     __slots__ = ("request", "stream", "trace_context", "timeout_micros", "credit")
@@ -233,7 +243,7 @@ class Credit(_message.Message):
     def __init__(self, chunks: _Optional[int] = ...) -> None: ...
 
 class WorkerFrame(_message.Message):
-    __slots__ = ("call_id", "result", "chunk", "end", "tool_error", "failed", "body_ended", "pong")
+    __slots__ = ("call_id", "result", "chunk", "end", "tool_error", "failed", "body_ended", "pong", "callback", "callback_cancel")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +252,8 @@ class WorkerFrame(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     BODY_ENDED_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_CANCEL_FIELD_NUMBER: _ClassVar[int]
     call_id: int
     result: Result
     chunk: Result
@@ -250,7 +262,9 @@ class WorkerFrame(_message.Message):
     failed: CallFailed
     body_ended: BodyEnded
     pong: HeartbeatResponse
-    def __init__(self, call_id: _Optional[int] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., chunk: _Optional[_Union[Result, _Mapping]] = ..., end: _Optional[_Union[StreamDone, _Mapping]] = ..., tool_error: _Optional[_Union[ToolError, _Mapping]] = ..., failed: _Optional[_Union[CallFailed, _Mapping]] = ..., body_ended: _Optional[_Union[BodyEnded, _Mapping]] = ..., pong: _Optional[_Union[HeartbeatResponse, _Mapping]] = ...) -> None: ...
+    callback: Callback
+    callback_cancel: CallbackCancel
+    def __init__(self, call_id: _Optional[int] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., chunk: _Optional[_Union[Result, _Mapping]] = ..., end: _Optional[_Union[StreamDone, _Mapping]] = ..., tool_error: _Optional[_Union[ToolError, _Mapping]] = ..., failed: _Optional[_Union[CallFailed, _Mapping]] = ..., body_ended: _Optional[_Union[BodyEnded, _Mapping]] = ..., pong: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ..., callback_cancel: _Optional[_Union[CallbackCancel, _Mapping]] = ...) -> None: ...
 
 class CallFailed(_message.Message):
     __slots__ = ("code", "reason", "message")
@@ -267,3 +281,50 @@ class BodyEnded(_message.Message):
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     cancelled: bool
     def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
+
+class Callback(_message.Message):
+    __slots__ = ("callback_id", "name", "arguments", "trace_context", "timeout_micros")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CALLBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    callback_id: int
+    name: str
+    arguments: bytes
+    trace_context: _containers.ScalarMap[str, str]
+    timeout_micros: int
+    def __init__(self, callback_id: _Optional[int] = ..., name: _Optional[str] = ..., arguments: _Optional[bytes] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., timeout_micros: _Optional[int] = ...) -> None: ...
+
+class CallbackCancel(_message.Message):
+    __slots__ = ("callback_id",)
+    CALLBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    callback_id: int
+    def __init__(self, callback_id: _Optional[int] = ...) -> None: ...
+
+class CallbackReply(_message.Message):
+    __slots__ = ("callback_id", "json", "error")
+    CALLBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    callback_id: int
+    json: bytes
+    error: GoError
+    def __init__(self, callback_id: _Optional[int] = ..., json: _Optional[bytes] = ..., error: _Optional[_Union[GoError, _Mapping]] = ...) -> None: ...
+
+class GoError(_message.Message):
+    __slots__ = ("kind", "message", "callback")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    message: str
+    callback: str
+    def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., callback: _Optional[str] = ...) -> None: ...

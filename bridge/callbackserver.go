@@ -1,0 +1,150 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+// callbackServer runs the Go callbacks a worker's tools call on its channel.
+type callbackServer struct {
+	funcs    map[string]CallbackFunc
+	names    string       // the registered names, for an unknown name's error
+	tracer   trace.Tracer // nil: no spans
+	prop     propagation.TextMapPropagator
+	log      zerolog.Logger
+	observe  CallbackObserver // nil: nobody listens
+	maxBytes int
+}
+
+func newCallbackServer(cfg config, tracer trace.Tracer) *callbackServer {
+	names := strings.Join(callbackNames(cfg.callbacks), ", ")
+	if names == "" {
+		names = "none"
+	}
+	return &callbackServer{
+		funcs:    cfg.callbacks,
+		names:    names,
+		tracer:   tracer,
+		prop:     cfg.propagator,
+		log:      cfg.logger.With().Str("worker", cfg.workerID).Logger(),
+		observe:  cfg.observeCallback,
+		maxBytes: cfg.maxMessageBytes,
+	}
+}
+
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
+// serve runs one callback of the call whose correlation id is cid, under ctx (the call's
+// context, cancelled when the Python caller goes), and returns its reply.
+func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Callback) *workerv1.CallbackReply {
+	name := msg.GetName()
+	fn := s.funcs[name]
+	if fn == nil {
+		return callbackFailed(msg, CallbackUnknown, fmt.Sprintf("no Go callback %q (registered: %s)", name, s.names))
+	}
+	if t := msg.GetTimeoutMicros(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)
+		defer cancel()
+	}
+	if carrier := msg.GetTraceContext(); len(carrier) > 0 {
+		ctx = s.prop.Extract(ctx, propagation.MapCarrier(carrier))
+	}
+	if cid != "" && telemetry.CorrelationID(ctx) != cid {
+		ctx = telemetry.WithCorrelationID(ctx, cid)
+	}
+	var span trace.Span
+	if s.tracer != nil {
+		ctx, span = s.tracer.Start(ctx, "callback "+name, serverKind)
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("pyvisor.callback", name))
+			if cid != "" {
+				span.SetAttributes(attribute.String("pyvisor.correlation_id", cid))
+			}
+		}
+	}
+	log := telemetry.CallLogger(ctx, s.log).With().Str("callback", name).Logger()
+	ctx = log.WithContext(ctx)
+	args := json.RawMessage(msg.GetArguments())
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+
+	began := time.Now()
+	v, err := s.call(ctx, log, name, fn, args)
+	took := time.Since(began)
+	reply, outcome := s.reply(msg, v, err)
+	if span != nil {
+		if outcome != CallbackOK && span.IsRecording() {
+			gerr := reply.GetError()
+			span.SetStatus(otelcodes.Error, gerr.GetKind()+": "+gerr.GetMessage())
+			span.SetAttributes(attribute.String("pyvisor.callback.error_kind", outcome))
+		}
+	}
+	if s.observe != nil {
+		s.observe(ctx, name, outcome, took)
+	}
+	if span != nil {
+		span.End()
+	}
+	return reply
+}
+
+// errPanicked marks a callback that panicked.
+var errPanicked = errors.New("panicked")
+
+// call runs fn; a panic becomes an error wrapping errPanicked (logged with its stack).
+func (s *callbackServer) call(ctx context.Context, log zerolog.Logger, name string, fn CallbackFunc, args json.RawMessage) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).
+				Msg("go callback panicked; python gets the error")
+			v, err = nil, fmt.Errorf("callback %q %w: %v", name, errPanicked, r)
+		}
+	}()
+	return fn(ctx, args)
+}
+
+// reply is the CallbackReply of a callback's result or error, and its outcome.
+func (s *callbackServer) reply(msg *workerv1.Callback, v any, err error) (*workerv1.CallbackReply, string) {
+	if errors.Is(err, errPanicked) {
+		return callbackFailed(msg, CallbackPanic, err.Error()), CallbackPanic
+	}
+	if err != nil {
+		kind := callbackKind(err)
+		return callbackFailed(msg, kind, err.Error()), kind
+	}
+	var b []byte
+	if raw, ok := v.(json.RawMessage); ok {
+		if !json.Valid(raw) {
+			return callbackFailed(msg, CallbackError, "callback returned a json.RawMessage that is not valid JSON"), CallbackError
+		}
+		b = raw
+	} else if b, err = json.Marshal(v); err != nil {
+		return callbackFailed(msg, CallbackError, "callback result is not JSON-encodable: "+err.Error()), CallbackError
+	}
+	if len(b) > s.maxBytes {
+		return callbackFailed(msg, CallbackTooLarge, fmt.Sprintf("callback result is %d bytes, over the limit of %d bytes", len(b), s.maxBytes)), CallbackTooLarge
+	}
+	return &workerv1.CallbackReply{CallbackId: msg.GetCallbackId(), Outcome: &workerv1.CallbackReply_Json{Json: b}}, CallbackOK
+}
+
+func callbackFailed(msg *workerv1.Callback, kind, message string) *workerv1.CallbackReply {
+	return &workerv1.CallbackReply{CallbackId: msg.GetCallbackId(), Outcome: &workerv1.CallbackReply_Error{
+		Error: &workerv1.GoError{Kind: kind, Message: message, Callback: msg.GetName()},
+	}}
+}

@@ -1,0 +1,160 @@
+"""Python tools call Go: ``ctx.call_go(name, **kwargs)``, over the worker's channel.
+
+A callback is a frame on the channel tagged with the tool call's id; the Go function runs
+with the call's correlation id, under this side's ``callback <name>`` CLIENT span, with no
+more than the call's remaining time, and its result (JSON) or error comes back as a reply
+frame. Cancelling the tool call (the host's cancel, its deadline, shutdown) withdraws its
+callbacks, which cancels the Go function's context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Status, StatusCode
+
+if TYPE_CHECKING:
+    from pyvisor_worker.channel import Channel
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_CLIENT = trace.SpanKind.CLIENT
+
+
+class GoError(Exception):
+    """A Go callback failed. ``kind`` says how (one of the ``KINDS``), ``message`` is the Go
+    error's text and ``callback`` the callback's name.
+
+    Raised by ``ctx.call_go``; a tool that lets it propagate fails with a ToolError of type
+    ``pyvisor_worker.GoError``.
+    """
+
+    UNKNOWN_CALLBACK: ClassVar[str] = "unknown_callback"
+    INVALID_ARGUMENT: ClassVar[str] = "invalid_argument"
+    DEADLINE_EXCEEDED: ClassVar[str] = "deadline_exceeded"
+    CANCELLED: ClassVar[str] = "cancelled"
+    MESSAGE_TOO_LARGE: ClassVar[str] = "message_too_large"
+    UNAVAILABLE: ClassVar[str] = "unavailable"
+    PANIC: ClassVar[str] = "panic"
+    ERROR: ClassVar[str] = "error"
+    KINDS: ClassVar[frozenset[str]] = frozenset({
+        "unknown_callback", "invalid_argument", "deadline_exceeded", "cancelled",
+        "message_too_large", "unavailable", "panic", "error",
+    })
+
+    def __init__(self, kind: str, message: str, callback: str = "") -> None:
+        super().__init__(f"go callback '{callback}' failed ({kind}): {message}")
+        self.kind = kind
+        self.message = message
+        self.callback = callback
+
+
+GoError.__module__ = "pyvisor_worker"  # its ToolError type reads pyvisor_worker.GoError
+
+
+class GoCaller:
+    """Makes the callbacks of one tool call on its channel. Created on the event loop; used
+    from the loop (async tools: ``call`` returns an awaitable) or from a tool thread (sync
+    tools: ``call`` blocks)."""
+
+    __slots__ = ("_call_id", "_channel", "_loop", "_loop_thread")
+
+    def __init__(self, channel: Channel, call_id: int) -> None:
+        self._channel = channel
+        self._call_id = call_id
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def call(self, name: str, kwargs: dict[str, Any]) -> Any:
+        if threading.get_ident() == self._loop_thread:
+            return self._call_async(name, kwargs)
+        return self._call_blocking(name, kwargs)
+
+    def _arguments(self, name: str, kwargs: dict[str, Any]) -> bytes:
+        """The JSON arguments of a callback the worker can make; GoError otherwise."""
+        names = self._channel.callbacks
+        if name not in names:
+            registered = ", ".join(sorted(names)) or "none"
+            raise GoError(GoError.UNKNOWN_CALLBACK,
+                          f"no Go callback '{name}' (registered: {registered})", name)
+        try:
+            args = _ENCODER.encode(kwargs).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise GoError(GoError.INVALID_ARGUMENT,
+                          f"arguments are not JSON-encodable: {exc}", name) from None
+        limit = self._channel.max_message_bytes
+        if len(args) > limit:
+            raise GoError(GoError.MESSAGE_TOO_LARGE,
+                          f"arguments are {len(args)} bytes, over the limit of {limit} bytes", name)
+        return args
+
+    def _span(self, name: str) -> tuple[Any, dict[str, str]]:
+        """The callback's CLIENT span (None untraced) and the carrier that hands it to Go."""
+        tracer = self._channel.tracer
+        if tracer is None:
+            return None, {}
+        span = tracer.start_span(f"callback {name}", kind=_CLIENT, attributes={
+            "pyvisor.callback": name,
+            "pyvisor.correlation_id": self._channel.correlation_id(self._call_id),
+        })
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        return span, carrier
+
+    async def _call_async(self, name: str, kwargs: dict[str, Any]) -> Any:
+        args = self._arguments(name, kwargs)
+        span, carrier = self._span(name)
+        try:
+            reply = await self._channel.callback(self._call_id, name, args, carrier)
+            return _outcome(name, reply)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
+
+    def _call_blocking(self, name: str, kwargs: dict[str, Any]) -> Any:
+        args = self._arguments(name, kwargs)
+        span, carrier = self._span(name)
+        try:
+            try:
+                future = asyncio.run_coroutine_threadsafe(
+                    self._channel.callback(self._call_id, name, args, carrier), self._loop)
+            except RuntimeError:  # the loop is closed: the worker is stopping
+                raise GoError(GoError.UNAVAILABLE, "the worker is stopping", name) from None
+            try:
+                reply = future.result()
+            except concurrent.futures.CancelledError:
+                raise GoError(GoError.CANCELLED, "the tool call was cancelled", name) from None
+            return _outcome(name, reply)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
+
+
+def _outcome(name: str, reply: Any) -> Any:
+    """The callback's result, decoded; GoError when it failed."""
+    if reply.WhichOneof("outcome") == "error":
+        e = reply.error
+        raise GoError(e.kind or GoError.ERROR, e.message, e.callback or name)
+    return json.loads(reply.json)
+
+
+def _failed(span: Any, exc: BaseException) -> None:
+    if span is None or not span.is_recording():
+        return
+    if isinstance(exc, GoError):
+        span.set_attribute("pyvisor.callback.error_kind", exc.kind)
+        span.set_status(Status(StatusCode.ERROR, f"{exc.kind}: {exc.message}"))
+    elif isinstance(exc, asyncio.CancelledError):
+        span.set_status(Status(StatusCode.ERROR, "cancelled"))
+    else:
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,156 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/rs/zerolog"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/specs/internal/harness"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+// user is what the lookup_user callback takes and returns.
+type user struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+}
+
+var users = map[int]string{1: "Ada", 2: "Grace", 3: "Barbara"}
+
+func lookupUser(_ context.Context, args struct {
+	ID int `json:"id"`
+}) (user, error) {
+	name, ok := users[args.ID]
+	if !ok {
+		return user{}, fmt.Errorf("no user %d", args.ID)
+	}
+	return user{ID: args.ID, Name: name}, nil
+}
+
+// callbackOutcome is what the call_go example tools return.
+type callbackOutcome struct {
+	Result json.RawMessage
+	Error  *struct{ Kind, Message, Callback string }
+}
+
+func callGo(rt *pyvisor.Runtime, tool, name string, args any) callbackOutcome {
+	GinkgoHelper()
+	res, err := execute(rt, tool, map[string]any{"name": name, "args": args})
+	Expect(err).NotTo(HaveOccurred())
+	var out callbackOutcome
+	Expect(res.Decode(&out)).To(Succeed())
+	return out
+}
+
+var _ = Describe("A Python tool calling a Go callback", Label("python"), func() {
+	It("uses its result, from a sync, an async and a generator tool alike", func() {
+		rt, _ := start(pool(1), pyvisor.WithCallback("lookup_user", pyvisor.Typed(lookupUser)))
+		for _, tool := range []string{"greet", "greet_async"} {
+			res, err := execute(rt, tool, map[string]int{"user_id": 1})
+			Expect(err).NotTo(HaveOccurred(), tool)
+			Expect(res.JSON).To(MatchJSON(`"Hello, Ada!"`), tool)
+		}
+		for _, tool := range []string{"greet_each", "greet_each_async"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			var got []string
+			for res, err := range rt.Stream(ctx, "default", tool, map[string]any{"user_ids": []int{1, 2, 3}}) {
+				Expect(err).NotTo(HaveOccurred(), tool)
+				var s string
+				Expect(res.Decode(&s)).To(Succeed())
+				got = append(got, s)
+			}
+			cancel()
+			Expect(got).To(Equal([]string{"Hello, Ada!", "Hello, Grace!", "Hello, Barbara!"}), tool)
+		}
+	})
+
+	It("runs it with the call's correlation id, a deadline no later than the call's, and a logger carrying the id", func() {
+		rt, logs := start(pool(1), pyvisor.WithCallback("whoami_go", func(ctx context.Context, _ json.RawMessage) (any, error) {
+			zerolog.Ctx(ctx).Info().Msg("inside the callback")
+			deadline, ok := ctx.Deadline()
+			return map[string]any{"correlation_id": telemetry.CorrelationID(ctx), "deadline": deadline, "has_deadline": ok}, nil
+		}))
+		ctx, cancel := context.WithTimeout(telemetry.WithCorrelationID(context.Background(), "cb-spec-1"), 10*time.Second)
+		defer cancel()
+		callDeadline, _ := ctx.Deadline()
+		res, err := rt.Execute(ctx, "default", "call_go", map[string]any{"name": "whoami_go"})
+		Expect(err).NotTo(HaveOccurred())
+		var out struct {
+			Result struct {
+				CorrelationID string    `json:"correlation_id"`
+				Deadline      time.Time `json:"deadline"`
+				HasDeadline   bool      `json:"has_deadline"`
+			}
+		}
+		Expect(res.Decode(&out)).To(Succeed())
+		Expect(out.Result.CorrelationID).To(Equal("cb-spec-1"))
+		Expect(out.Result.HasDeadline).To(BeTrue())
+		Expect(out.Result.Deadline).NotTo(BeTemporally(">", callDeadline))
+		Expect(logs.Matching("inside the callback")).To(ContainElement(SatisfyAll(
+			HaveKeyWithValue("correlation_id", "cb-spec-1"),
+			HaveKeyWithValue("callback", "whoami_go"),
+		)))
+	})
+
+	Describe("errors, both ways", func() {
+		var rt *pyvisor.Runtime
+		var logs *harness.Logs
+		BeforeEach(func() {
+			rt, logs = start(pool(1),
+				pyvisor.WithCallback("lookup_user", pyvisor.Typed(lookupUser)),
+				pyvisor.WithCallback("refuse", func(context.Context, json.RawMessage) (any, error) {
+					return nil, fmt.Errorf("checking the order: %w", pyvisor.ErrInvalidArgument)
+				}),
+				pyvisor.WithCallback("explode", func(context.Context, json.RawMessage) (any, error) {
+					var m map[string]int
+					m["boom"]++ // a nil map: panics
+					return nil, nil
+				}),
+			)
+		})
+
+		DescribeTable("a Go error reaches Python as GoError with its kind and message",
+			func(name string, args any, kind, message string) {
+				for _, tool := range []string{"call_go", "call_go_sync"} {
+					out := callGo(rt, tool, name, args)
+					Expect(out.Error).NotTo(BeNil(), tool)
+					Expect(out.Error.Kind).To(Equal(kind), tool)
+					Expect(out.Error.Message).To(ContainSubstring(message), tool)
+					Expect(out.Error.Callback).To(Equal(name), tool)
+				}
+			},
+			Entry("an unknown callback, at once, naming the registered ones", "nope", nil, "unknown_callback", "registered: explode, lookup_user, refuse"),
+			Entry("arguments the typed callback cannot decode", "lookup_user", map[string]any{"id": "one"}, "invalid_argument", "cannot unmarshal"),
+			Entry("an argument the typed callback does not know", "lookup_user", map[string]any{"id": 1, "extra": true}, "invalid_argument", `unknown field "extra"`),
+			Entry("the function's own error", "lookup_user", map[string]any{"id": 99}, "error", "no user 99"),
+			Entry("an error wrapping ErrInvalidArgument", "refuse", nil, "invalid_argument", "checking the order: invalid argument"),
+			Entry("a panic, which the runtime survives", "explode", nil, "panic", "assignment to entry in nil map"),
+		)
+
+		It("hands a GoError the tool lets through to the Go caller as a *ToolError of type pyvisor_worker.GoError", func() {
+			_, err := execute(rt, "call_go_unguarded", map[string]any{"name": "lookup_user", "args": map[string]int{"id": 42}})
+			var te *pyvisor.ToolError
+			Expect(errors.As(err, &te)).To(BeTrue(), "got %v", err)
+			Expect(te.Type).To(Equal("pyvisor_worker.GoError"))
+			Expect(te.Message).To(Equal("go callback 'lookup_user' failed (error): no user 42"))
+			Expect(te.Traceback).To(ContainSubstring("call_go_unguarded"))
+		})
+
+		It("logs a panicking callback with its stack, and goes on serving", func() {
+			Expect(callGo(rt, "call_go", "explode", nil).Error.Kind).To(Equal("panic"))
+			Expect(logs.Matching("go callback panicked; python gets the error")).To(ContainElement(SatisfyAll(
+				HaveKeyWithValue("callback", "explode"),
+				HaveKeyWithValue("stack", ContainSubstring("callbacks_test.go")),
+			)))
+			Expect(callGo(rt, "call_go", "lookup_user", map[string]int{"id": 2}).Result).To(MatchJSON(`{"id":2,"name":"Grace"}`))
+			Expect(stats(rt).Restarts).To(BeEmpty())
+		})
+	})
+})
