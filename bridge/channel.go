@@ -341,6 +341,12 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 		delete(ch.callbacks, id)
 		ch.mu.Unlock()
 		cancel(nil)
+		if p.ctx.Err() != nil {
+			// The call itself has ended on this side (its deadline, its caller gone): the
+			// worker is told to cancel it, which withdraws the callback there. No reply, so
+			// the tool sees its call's cancellation, not a callback error racing ahead of it.
+			return
+		}
 		ch.reply(callID, reply)
 	}()
 }

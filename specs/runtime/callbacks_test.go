@@ -154,3 +154,125 @@ var _ = Describe("A Python tool calling a Go callback", Label("python"), func() 
 		})
 	})
 })
+
+// blocking is a callback that waits for its context to end and reports how it ended.
+func blocking(ended chan<- error) pyvisor.Callback {
+	return func(ctx context.Context, _ json.RawMessage) (any, error) {
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	}
+}
+
+var _ = Describe("A Go callback whose Python call ends", Label("python"), func() {
+	DescribeTable("has its context cancelled when the call's deadline passes; Python gets its cancellation and the caller DeadlineExceeded on time",
+		func(tool string) {
+			ended := make(chan error, 1)
+			rt, logs := start(pool(1), pyvisor.WithCallback("block", blocking(ended)))
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			began := time.Now()
+			_, err := rt.Execute(ctx, "default", tool, map[string]any{"name": "block"})
+			Expect(err).To(MatchError(context.DeadlineExceeded))
+			Expect(time.Since(began)).To(BeNumerically("<", 800*time.Millisecond), "the caller did not wait past its deadline")
+			Eventually(ended).Should(Receive(MatchError(context.DeadlineExceeded)), "the Go function's ctx ended")
+			Eventually(func() []map[string]any {
+				return logs.Matching(tool + " block: the tool call was cancelled while the callback ran")
+			}).ShouldNot(BeEmpty(), "Python saw the cancellation")
+			Eventually(inFlight).WithArguments(rt).Should(BeZero())
+			Expect(stats(rt).Restarts).To(BeEmpty())
+		},
+		Entry("from an async tool", "call_go"),
+		Entry("from a sync tool", "call_go_sync"),
+	)
+
+	It("has its context cancelled when the caller cancels the call", func() {
+		ended := make(chan error, 1)
+		rt, _ := start(pool(1), pyvisor.WithCallback("block", blocking(ended)))
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			cancel()
+		}()
+		_, err := rt.Execute(ctx, "default", "call_go", map[string]any{"name": "block"})
+		Expect(err).To(MatchError(context.Canceled))
+		Eventually(ended).Should(Receive(MatchError(context.Canceled)))
+	})
+
+	It("has its context cancelled when Python withdraws the callback, though the call goes on", func() {
+		ended := make(chan error, 1)
+		rt, _ := start(pool(1), pyvisor.WithCallback("block", blocking(ended)))
+		res, err := execute(rt, "call_go_timeout", map[string]any{"name": "block", "seconds": 0.2})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.JSON).To(MatchJSON(`"timed out"`))
+		Eventually(ended).Should(Receive(MatchError(context.Canceled)))
+	})
+})
+
+var _ = Describe("A Go callback calling the runtime", Label("python"), func() {
+	It("can call another pool, in the same correlation id", func() {
+		var rt *pyvisor.Runtime
+		cfg := pool(1)
+		cfg.Pools = append(cfg.Pools, pyvisor.PoolConfig{Name: "other", Tools: []string{"pyvisor_worker.examples"}, Workers: 1})
+		rt, _ = start(cfg, pyvisor.WithPoolCallback("default", "ask_other", func(ctx context.Context, _ json.RawMessage) (any, error) {
+			res, err := rt.Execute(ctx, "other", "whoami", nil)
+			return res.JSON, err
+		}))
+		ctx, cancel := context.WithTimeout(telemetry.WithCorrelationID(context.Background(), "cb-spec-2"), 10*time.Second)
+		defer cancel()
+		res, err := rt.Execute(ctx, "default", "call_go", map[string]any{"name": "ask_other"})
+		Expect(err).NotTo(HaveOccurred())
+		var out struct {
+			Result struct {
+				WorkerID      string `json:"worker_id"`
+				CorrelationID string `json:"correlation_id"`
+			}
+		}
+		Expect(res.Decode(&out)).To(Succeed())
+		Expect(out.Result.WorkerID).To(Equal("other-0"))
+		Expect(out.Result.CorrelationID).To(Equal("cb-spec-2"))
+	})
+
+	It("cannot deadlock a pool by calling back into it while it has no free slot: the call's deadline ends it, and the pool serves on", func() {
+		var rt *pyvisor.Runtime
+		rt, _ = start(pool(1), pyvisor.WithCallback("ask_self", func(ctx context.Context, _ json.RawMessage) (any, error) {
+			res, err := rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 2})
+			return res.JSON, err
+		}))
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		began := time.Now()
+		_, err := rt.Execute(ctx, "default", "call_go", map[string]any{"name": "ask_self"})
+		Expect(err).To(MatchError(context.DeadlineExceeded))
+		Expect(time.Since(began)).To(BeNumerically("<", time.Second))
+		Eventually(inFlight).WithArguments(rt).Should(BeZero())
+		Expect(execute(rt, "add", map[string]int{"a": 1, "b": 2})).To(HaveField("JSON", BeEquivalentTo("3")))
+	})
+
+	It("is served by a pool with a free slot for the inner call", func() {
+		var rt *pyvisor.Runtime
+		rt, _ = start(pool(1, func(p *pyvisor.PoolConfig) { p.MaxConcurrent = 2 }),
+			pyvisor.WithCallback("ask_self", func(ctx context.Context, _ json.RawMessage) (any, error) {
+				res, err := rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 2})
+				return res.JSON, err
+			}))
+		Expect(callGo(rt, "call_go", "ask_self", nil).Result).To(MatchJSON("3"))
+	})
+})
+
+var _ = Describe("Registering callbacks", func() {
+	DescribeTable("Start refuses a registration it cannot serve, naming the problem",
+		func(problem string, opts ...pyvisor.Option) {
+			_, err := pyvisor.Start(context.Background(), pool(1), opts...)
+			Expect(err).To(MatchError(pyvisor.ErrInvalidConfig))
+			Expect(err).To(MatchError(ContainSubstring(problem)))
+		},
+		Entry("an empty name", "callback name is empty", pyvisor.WithCallback("", pyvisor.Typed(lookupUser))),
+		Entry("a name with a space", "has spaces or control characters", pyvisor.WithCallback("look up", pyvisor.Typed(lookupUser))),
+		Entry("a nil function", "its function is nil", pyvisor.WithCallback("lookup_user", nil)),
+		Entry("a pool the config does not have", `no pool "nope"`, pyvisor.WithPoolCallback("nope", "lookup_user", pyvisor.Typed(lookupUser))),
+		Entry("a name twice for one pool", `registered twice for pool "default"`,
+			pyvisor.WithCallback("lookup_user", pyvisor.Typed(lookupUser)),
+			pyvisor.WithPoolCallback("default", "lookup_user", pyvisor.Typed(lookupUser))),
+	)
+})

@@ -339,3 +339,14 @@ async def call_go_many(name: str, n: int, ctx: ToolContext) -> int:
     for _ in range(n):
         await ctx.call_go(name)
     return n
+
+
+@tool
+async def call_go_timeout(name: str, seconds: float, ctx: ToolContext) -> str:
+    """Call Go callback ``name`` but give up after ``seconds`` (the call itself goes on)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await ctx.call_go(name)
+    except TimeoutError:
+        return "timed out"
+    return "answered"
