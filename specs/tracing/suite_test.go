@@ -50,6 +50,12 @@ func startTraced(workers int, tweak ...func(*pyvisor.PoolConfig)) *traced {
 // startSampled is startTraced with the Go side's sampler.
 func startSampled(sampler sdktrace.Sampler, workers int, tweak ...func(*pyvisor.PoolConfig)) *traced {
 	GinkgoHelper()
+	return startTracedWith(sampler, nil, workers, tweak...)
+}
+
+// startTracedWith is startSampled with more options for Start.
+func startTracedWith(sampler sdktrace.Sampler, opts []pyvisor.Option, workers int, tweak ...func(*pyvisor.PoolConfig)) *traced {
+	GinkgoHelper()
 	t := &traced{recorder: tracetest.NewSpanRecorder(), logs: &harness.Logs{}}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(t.recorder), sdktrace.WithSampler(sampler))
 	pc := pyvisor.PoolConfig{Name: "default", Tools: []string{"pyvisor_worker.examples"}, Workers: workers}
@@ -58,7 +64,7 @@ func startSampled(sampler sdktrace.Sampler, workers int, tweak ...func(*pyvisor.
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rt, err := pyvisor.Start(ctx, pyvisor.Config{Python: python, Pools: []pyvisor.PoolConfig{pc}},
+	rt, err := pyvisor.Start(ctx, pyvisor.Config{Python: python, Pools: []pyvisor.PoolConfig{pc}}, append(opts,
 		pyvisor.WithLogger(zerolog.New(t.logs)),
 		pyvisor.WithTracerProvider(tp),
 		pyvisor.WithPropagator(telemetry.Propagator()),
@@ -66,7 +72,7 @@ func startSampled(sampler sdktrace.Sampler, workers int, tweak ...func(*pyvisor.
 			t.mu.Lock()
 			t.py = append(t.py, s)
 			t.mu.Unlock()
-		}))
+		}))...)
 	Expect(err).NotTo(HaveOccurred())
 	t.rt = rt
 	DeferCleanup(func() {

@@ -2,10 +2,14 @@ package tracing_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -202,5 +206,73 @@ var _ = Describe("Heartbeat pings", Label("python"), func() {
 		Expect(hb.Parent().IsValid()).To(BeFalse(), "a trace of its own")
 		Eventually(func() []pyvisor.PythonSpan { return t.pySpans(hb.SpanContext().TraceID().String()) }).Should(
 			ContainElement(HaveField("Name", HaveSuffix("WorkerService/Heartbeat"))))
+	})
+})
+
+var _ = Describe("A tool calling back into Go", Label("python"), func() {
+	It("stays in the call's trace: tool span, Python CLIENT span, Go SERVER span of the callback, and on into what the callback calls", func() {
+		var rt *pyvisor.Runtime
+		t := startTracedWith(sdktrace.ParentBased(sdktrace.AlwaysSample()), []pyvisor.Option{
+			pyvisor.WithCallback("add_in_go", func(ctx context.Context, _ json.RawMessage) (any, error) {
+				zerolog.Ctx(ctx).Info().Msg("adding in go")
+				res, err := rt.Execute(ctx, "default", "add", map[string]int{"a": 1, "b": 2})
+				return res.JSON, err
+			}),
+		}, 1, func(p *pyvisor.PoolConfig) { p.MaxConcurrent = 2 })
+		rt = t.rt
+		ctx := telemetry.WithCorrelationID(context.Background(), "cb-trace-1")
+		res, err := rt.Execute(ctx, "default", "call_go", map[string]any{"name": "add_in_go"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.JSON).To(MatchJSON(`{"result": 3}`))
+
+		traceID := t.goSpan("execute call_go").SpanContext().TraceID().String()
+		Eventually(func() []string { return t.chain(traceID, "tool add") }).Should(Equal([]string{
+			"execute call_go",
+			"receive Execute",
+			"pyvisor.worker.v1.WorkerService/Execute",
+			"/pyvisor.worker.v1.WorkerService/Execute",
+			"tool call_go",
+			"callback add_in_go", // Python: CLIENT
+			"callback add_in_go", // Go: SERVER, running the function
+			"execute add",        // what the function called, in the same trace
+			"receive Execute",
+			"pyvisor.worker.v1.WorkerService/Execute",
+			"/pyvisor.worker.v1.WorkerService/Execute",
+			"tool add",
+		}))
+		server := t.goSpan("callback add_in_go")
+		Expect(server.SpanKind()).To(Equal(trace.SpanKindServer))
+		Expect(attr(server, "pyvisor.callback")).To(Equal("add_in_go"))
+		Expect(attr(server, "pyvisor.correlation_id")).To(Equal("cb-trace-1"))
+		Expect(t.pySpans(traceID)).To(ContainElement(And(
+			HaveField("Name", "callback add_in_go"),
+			HaveField("Kind", "CLIENT"),
+			HaveField("SpanID", server.Parent().SpanID().String()),
+			HaveField("Attributes", HaveKeyWithValue("pyvisor.correlation_id", "cb-trace-1")),
+		)))
+		Expect(t.logs.Matching("adding in go")).To(ContainElement(And(
+			HaveKeyWithValue("correlation_id", "cb-trace-1"),
+			HaveKeyWithValue("trace_id", traceID),
+			HaveKeyWithValue("span_id", server.SpanContext().SpanID().String()),
+		)))
+	})
+
+	It("marks the callback's spans on both sides as errors when it fails", func() {
+		t := startTracedWith(sdktrace.ParentBased(sdktrace.AlwaysSample()), []pyvisor.Option{
+			pyvisor.WithCallback("fail", func(context.Context, json.RawMessage) (any, error) {
+				return nil, errors.New("out of stock")
+			}),
+		}, 1)
+		_, err := t.rt.Execute(context.Background(), "default", "call_go", map[string]any{"name": "fail"})
+		Expect(err).NotTo(HaveOccurred())
+		server := t.goSpan("callback fail")
+		Expect(server.Status().Code).To(Equal(codes.Error))
+		Expect(server.Status().Description).To(Equal("error: out of stock"))
+		traceID := server.SpanContext().TraceID().String()
+		Eventually(func() []pyvisor.PythonSpan { return t.pySpans(traceID) }).Should(ContainElement(And(
+			HaveField("Name", "callback fail"),
+			HaveField("Status", "ERROR"),
+			HaveField("Attributes", HaveKeyWithValue("pyvisor.callback.error_kind", "error")),
+		)))
 	})
 })
