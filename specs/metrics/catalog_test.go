@@ -79,11 +79,16 @@ func family(fams Families, name string) string {
 
 var _ = Describe("The dashboard, the alert rules and docs/metrics.md", Label("python"), func() {
 	It("name only metrics that a real scrape has, and the docs name every family it has", func() {
-		rt := start(pool(1, heartbeats, func(p *pyvisor.PoolConfig) { p.QueueSize = 1 }))
+		rt := start(pool(1, heartbeats, func(p *pyvisor.PoolConfig) { p.QueueSize = 1 }),
+			pyvisor.WithCallback("ping", func(context.Context, json.RawMessage) (any, error) { return "pong", nil }))
 		worker := L{"pool": poolName, "worker": "default-0"}
 
+		By("a tool calling back into Go")
+		_, err := execute(rt, "call_go", map[string]string{"name": "ping"})
+		Expect(err).NotTo(HaveOccurred())
+
 		By("calls of each outcome")
-		_, err := execute(rt, "add", map[string]int{"a": 1, "b": 2})
+		_, err = execute(rt, "add", map[string]int{"a": 1, "b": 2})
 		Expect(err).NotTo(HaveOccurred())
 		_, err = execute(rt, "raise", nil)
 		Expect(err).To(HaveOccurred())
@@ -124,7 +129,7 @@ var _ = Describe("The dashboard, the alert rules and docs/metrics.md", Label("py
 		}
 		sort.Strings(scraped)
 		GinkgoWriter.Printf("scraped families: %v\n", scraped)
-		Expect(scraped).To(HaveLen(18), "the catalog of docs/metrics.md")
+		Expect(scraped).To(HaveLen(20), "the catalog of docs/metrics.md")
 
 		alerts, err := os.ReadFile(filepath.Join(monitoring, "alerts.yml"))
 		Expect(err).NotTo(HaveOccurred())

@@ -2,6 +2,8 @@ package metrics_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"regexp"
 	"syscall"
 	"time"
@@ -255,5 +257,34 @@ var _ = Describe("Call metrics", Label("python"), func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(plain).NotTo(ContainSubstring("trace_id"), "the text format has no exemplars")
 		})
+	})
+})
+
+var _ = Describe("Callback metrics", Label("python"), func() {
+	It("count Go callbacks by pool, callback and outcome, and record how long they ran", func() {
+		rt := start(pool(1),
+			pyvisor.WithCallback("ping", func(context.Context, json.RawMessage) (any, error) {
+				time.Sleep(20 * time.Millisecond)
+				return "pong", nil
+			}),
+			pyvisor.WithCallback("fail", func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("no") }),
+			pyvisor.WithCallback("explode", func(context.Context, json.RawMessage) (any, error) { panic("boom") }),
+		)
+		for range 2 {
+			_, err := execute(rt, "call_go", map[string]string{"name": "ping"})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		for _, name := range []string{"fail", "explode", "not_registered"} {
+			_, err := execute(rt, "call_go", map[string]string{"name": name})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		fams := mustScrape(rt)
+		ok := L{"pool": poolName, "callback": "ping", "outcome": "ok"}
+		Expect(fams.Value("pyvisor_callbacks_total", ok)).To(Equal(2.0))
+		Expect(fams.Value("pyvisor_callbacks_total", L{"pool": poolName, "callback": "fail", "outcome": "error"})).To(Equal(1.0))
+		Expect(fams.Value("pyvisor_callbacks_total", L{"pool": poolName, "callback": "explode", "outcome": "panic"})).To(Equal(1.0))
+		Expect(fams.Series("pyvisor_callbacks_total", L{"callback": "not_registered"})).To(BeZero(),
+			"an unknown name is refused in Python, and never becomes a label")
+		Expect(fams.Value("pyvisor_callback_duration_seconds", ok)).To(Equal(2.0), "both runs are in the histogram")
 	})
 })
