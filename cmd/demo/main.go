@@ -92,7 +92,7 @@ func run() int {
 	log.Info().Str("pool", pc.Name).Int("workers", pc.Workers).Bool("heartbeat", pc.Heartbeat.Enabled).
 		Stringer("heartbeat_interval", pc.Heartbeat.Interval).Stringer("heartbeat_timeout", pc.Heartbeat.Timeout).
 		Int("max_missed", pc.Heartbeat.MaxMissed).Msg("starting the runtime")
-	rt, err := pyvisor.Start(ctx, cfg, append(tr.options(), pyvisor.WithLogger(log))...)
+	rt, err := pyvisor.Start(ctx, cfg, append(tr.options(), pyvisor.WithLogger(log), callbackOption())...)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Warn().Msg("interrupted while starting")

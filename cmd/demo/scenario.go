@@ -17,8 +17,8 @@ import (
 // callTimeout bounds every ordinary call of the scenario: none may hang the demo.
 const callTimeout = 5 * time.Second
 
-// scenario is what the demo does with a running pool: ordinary calls, a stream, typed
-// errors, a session, then a crash and a hang that the runtime must detect and recover
+// scenario is what the demo does with a running pool: ordinary calls, a stream, a tool
+// calling back into Go, typed errors, a session, then a crash and a hang that the runtime must detect and recover
 // from, then calls served by the replacement workers.
 type scenario struct {
 	rt        *pyvisor.Runtime
@@ -54,6 +54,7 @@ func (s *scenario) run(ctx context.Context) error {
 	}{
 		{"calls", s.addCalls},
 		{"stream", s.stream},
+		{"callback into go", s.callback},
 		{"typed errors", s.typedErrors},
 		{"session", s.session},
 		{"crash and hang", s.faults},

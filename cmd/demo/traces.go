@@ -28,14 +28,15 @@ import (
 
 // The calls whose traces the demo prints, by the correlation id the scenario gives them.
 const (
-	cidAdd    = "demo-add"
-	cidStream = "demo-stream"
-	cidCrash  = "demo-crash"
-	cidHang   = "demo-hang"
+	cidAdd      = "demo-add"
+	cidStream   = "demo-stream"
+	cidCallback = "demo-callback"
+	cidCrash    = "demo-crash"
+	cidHang     = "demo-hang"
 )
 
 // shownCalls are the calls whose whole trace is printed, in scenario order.
-var shownCalls = []string{cidAdd, cidStream, cidCrash}
+var shownCalls = []string{cidAdd, cidStream, cidCallback, cidCrash}
 
 // tracing is the demo's OpenTelemetry set-up: a tracer provider built from the OTEL_*
 // environment (so OTEL_TRACES_EXPORTER=otlp|console still works), plus, for the console
