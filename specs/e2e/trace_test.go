@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -23,7 +24,7 @@ const (
 // through the OTEL_* variables. The returned stop ends the runtime and shuts the tracer provider down
 // (flushing it); the spec calls it before asking Jaeger, and it runs again harmlessly at
 // cleanup if the spec failed earlier.
-func exportingRuntime(j *jaeger, protocol string) (*pyvisor.Runtime, func()) {
+func exportingRuntime(j *jaeger, protocol string, opts ...pyvisor.Option) (*pyvisor.Runtime, func()) {
 	GinkgoHelper()
 	endpoint := j.OTLPHTTP
 	if protocol == "grpc" {
@@ -50,9 +51,10 @@ func exportingRuntime(j *jaeger, protocol string) (*pyvisor.Runtime, func()) {
 	rt, err := pyvisor.Start(ctx, pyvisor.Config{Python: python, Pools: []pyvisor.PoolConfig{
 		{Name: "default", Tools: []string{"pyvisor_worker.examples"}, Workers: 1},
 	}},
-		pyvisor.WithLogger(zerolog.New(&harness.Logs{})),
-		pyvisor.WithTracerProvider(tp),
-		pyvisor.WithPropagator(telemetry.Propagator()))
+		append(opts,
+			pyvisor.WithLogger(zerolog.New(&harness.Logs{})),
+			pyvisor.WithTracerProvider(tp),
+			pyvisor.WithPropagator(telemetry.Propagator()))...)
 	if err != nil {
 		_ = tp.Shutdown(ctx)
 	}
@@ -74,12 +76,15 @@ func exportingRuntime(j *jaeger, protocol string) (*pyvisor.Runtime, func()) {
 
 // chain follows parent references from the span named leaf up to the root and returns
 // the names root first, each with its service.
-func chain(spans []otlpSpan, leaf string) []string {
+func chain(spans []otlpSpan, leaf string) []string { return chainFrom(spans, "", leaf) }
+
+// chainFrom is chain from the span named leaf of service (any service for "").
+func chainFrom(spans []otlpSpan, service, leaf string) []string {
 	byID := map[string]otlpSpan{}
 	var start string
 	for _, s := range spans {
 		byID[s.SpanID] = s
-		if s.Name == leaf {
+		if s.Name == leaf && (service == "" || s.Service == service) {
 			start = s.SpanID
 		}
 	}
@@ -163,6 +168,31 @@ var _ = Describe("Tracing into a real Jaeger v2", Label("e2e", "python"), func()
 			}))
 			g.Expect(spans).To(ContainElement(And(
 				HaveField("Name", "stream count"), HaveField("Events", HaveLen(3)))), "one event per chunk on the API span")
+		}).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	})
+})
+
+var _ = Describe("A tool calling back into Go, traced into a real Jaeger v2", Label("e2e", "python"), func() {
+	It("stores the callback inside the call's trace: the Python CLIENT span under the tool span, the Go SERVER span under it", func() {
+		j := startJaeger()
+		rt, stop := exportingRuntime(j, "http/protobuf", pyvisor.WithCallback("lookup_user",
+			func(context.Context, json.RawMessage) (any, error) { return map[string]string{"name": "Ada"}, nil }))
+		res, err := rt.Execute(context.Background(), "default", "greet", map[string]int{"user_id": 1})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.JSON).To(MatchJSON(`"Hello, Ada!"`))
+		stop()
+
+		Eventually(func(g Gomega) {
+			spans := traceOf(j, "execute greet")(g)
+			g.Expect(chainFrom(spans, goService, "callback lookup_user")).To(Equal([]string{
+				goService + ": execute greet",
+				goService + ": receive Execute",
+				goService + ": pyvisor.worker.v1.WorkerService/Execute",
+				pyService + ": /pyvisor.worker.v1.WorkerService/Execute",
+				pyService + ": tool greet",
+				pyService + ": callback lookup_user", // CLIENT
+				goService + ": callback lookup_user", // SERVER
+			}))
 		}).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 	})
 })
