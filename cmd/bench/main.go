@@ -11,6 +11,8 @@
 //     bidi echo p50 <= 1.25, pool sequential calls/s / unary echo calls/s >= 2.5;
 //   - what tracing (sampled, and not sampled) adds to a pool call's p50 on the Go side,
 //     in µs and as a percentage of the untraced pool's p50 (goals <= 10 % and <= 2 %);
+//   - callbacks: the round trip of a no-op Go callback made from inside a running tool,
+//     as a ratio to a plain Runtime.Execute of the no-op echo tool;
 //   - throughput of -callers concurrent callers through pools of 1 and of 2 workers
 //     (one call in flight per worker), with a bare gRPC client to one worker for
 //     reference (goal: pool 2 / pool 1 >= 1.6);
@@ -94,7 +96,7 @@ func run(ctx context.Context, s settings) error {
 	}
 	began := time.Now()
 	printHeader(s)
-	steps := []func(context.Context, settings) error{latency, tracingCost, throughput, concurrency, startup, recovery}
+	steps := []func(context.Context, settings) error{latency, tracingCost, callbacks, throughput, concurrency, startup, recovery}
 	for _, step := range steps {
 		if err := step(ctx, s); err != nil {
 			return err
