@@ -149,3 +149,45 @@ func ExampleRuntime_Execute_correlationID() {
 	fmt.Println(who.CorrelationID, who.WorkerID)
 	// Output: order-1234 default-0
 }
+
+// A Python tool calls a Go function back by name: greet (pyvisor_worker.examples) runs
+// user = ctx.call_go("lookup_user", id=user_id) and greets whoever Go returns. Typed
+// decodes the keyword arguments into the callback's argument struct.
+func ExampleWithCallback() {
+	type user struct {
+		Name string `json:"name"`
+	}
+	lookupUser := func(ctx context.Context, args struct {
+		ID int `json:"id"`
+	}) (user, error) {
+		// ctx carries the Python call's correlation id, trace and deadline.
+		if args.ID != 1 {
+			return user{}, fmt.Errorf("no user %d", args.ID) // a GoError in Python
+		}
+		return user{Name: "Ada"}, nil
+	}
+	ctx := context.Background()
+	rt, err := pyvisor.Start(ctx, examples(1), pyvisor.WithCallback("lookup_user", pyvisor.Typed(lookupUser)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer rt.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // bounds the callback too
+	defer cancel()
+	res, err := rt.Execute(ctx, "default", "greet", map[string]int{"user_id": 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(res.JSON))
+	_, err = rt.Execute(ctx, "default", "greet", map[string]int{"user_id": 2})
+	var toolErr *pyvisor.ToolError
+	if errors.As(err, &toolErr) {
+		fmt.Println(toolErr.Type+":", toolErr.Message)
+	}
+	// Output:
+	// "Hello, Ada!"
+	// pyvisor_worker.GoError: go callback 'lookup_user' failed (error): no user 2
+}
