@@ -14,8 +14,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/pyvisor/pyvisor/actors"
-	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
@@ -83,9 +81,6 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	defer span.End()
 	began := time.Now()
 	res, err := r.caller.Execute(ctx, pid, &messages.Execute{Ctx: ctx, Call: call})
-	if errors.Is(err, actors.ErrNoActor) {
-		err = fmt.Errorf("%w: %w", ErrStopped, err) // its pool is gone: the runtime stopped
-	}
 	defer func() { r.recordCall(ctx, pool, tool, began, err) }()
 	if err == nil {
 		if res.Worker != "" && span.IsRecording() {
@@ -190,9 +185,6 @@ func (r *Runtime) callFailed(ctx context.Context, span trace.Span, op, tool stri
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		err = ctxErr
 	}
-	if errors.Is(err, bridge.ErrStopped) && !errors.Is(err, ErrStopped) {
-		err = fmt.Errorf("%w: %w", ErrStopped, err)
-	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
 	log := telemetry.CallLogger(ctx, r.log)
@@ -220,9 +212,6 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		n := 0
 		for res, err := range r.caller.Stream(ctx, pid, &messages.ExecuteStream{Ctx: ctx, Call: call}) {
 			if err != nil {
-				if errors.Is(err, actors.ErrNoActor) {
-					err = fmt.Errorf("%w: %w", ErrStopped, err) // its pool is gone: the runtime stopped
-				}
 				failed = r.callFailed(ctx, span, "stream", tool, err)
 				yield(Result{}, failed)
 				return

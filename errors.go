@@ -5,6 +5,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/internal/lifecycle"
 )
 
 // Result is what a tool returned.
@@ -13,16 +14,41 @@ type Result = bridge.Result
 // ToolError is a Python exception raised by a tool, with its traceback.
 type ToolError = bridge.ToolError
 
-// Errors a call can end with, besides *ToolError and the context's errors. Match them
-// with errors.Is.
+// CallError is a call the worker refused or could not answer; it matches (errors.Is) one
+// of the sentinels below, its Reason.
+type CallError = bridge.CallError
+
+// ExitError is a worker process that exited without being asked to; it matches
+// ErrWorkerCrashed.
+type ExitError = bridge.ExitError
+
+// StartError is a worker that could not start: why (one of the start sentinels below, or
+// an *ExitError), the tail of its stderr and a hint that says how to fix it.
+type StartError = bridge.StartError
+
+// Errors a call can end with, besides *ToolError and the context's errors: one sentinel
+// each, matched with errors.Is, whichever layer returned it.
 var (
 	ErrUnknownPool     = errors.New("unknown pool")
 	ErrPoolSaturated   = actors.ErrPoolSaturated
 	ErrQueueTimeout    = actors.ErrQueueTimeout
-	ErrStopped         = actors.ErrStopped // the runtime stopped, or the call's worker was stopped under it (see docs/embedding.md)
+	ErrStopped         = lifecycle.ErrStopped // the runtime stopped, or the call's worker was stopped under it (see docs/embedding.md); the one ErrStopped of the module
 	ErrPoolFailed      = actors.ErrPoolFailed
 	ErrUnknownTool     = bridge.ErrUnknownTool
 	ErrInvalidArgument = bridge.ErrInvalidArgument
-	ErrWorkerCrashed   = bridge.ErrWorkerCrashed
-	ErrMessageTooLarge = bridge.ErrMessageTooLarge
+	ErrUnknownSession  = bridge.ErrUnknownSession  // WithSession names a session the worker does not hold
+	ErrWrongCallKind   = bridge.ErrWrongCallKind   // Execute of a streaming tool, or Stream of a plain one
+	ErrWorkerCrashed   = bridge.ErrWorkerCrashed   // the worker's process died during the call (*ExitError)
+	ErrMessageTooLarge = bridge.ErrMessageTooLarge // over PoolConfig.MaxMessageBytes
+	ErrUnavailable     = bridge.ErrUnavailable     // the worker could not be reached though its process lives
+	ErrUnauthenticated = bridge.ErrUnauthenticated // a TCP worker refused the call's token
+)
+
+// Errors Start can end with (inside a *StartError, wrapped in ErrPoolFailed when a pool
+// gives up), besides ErrInvalidConfig.
+var (
+	ErrInterpreterNotFound   = bridge.ErrInterpreterNotFound   // the Python interpreter cannot be run
+	ErrHandshakeTimeout      = bridge.ErrHandshakeTimeout      // no handshake within the handshake timeout
+	ErrHandshake             = bridge.ErrHandshake             // the worker's first stdout line is not a handshake
+	ErrExitedBeforeHandshake = bridge.ErrExitedBeforeHandshake // the worker exited before it was ready
 )

@@ -14,7 +14,6 @@ package pyvisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -72,10 +71,14 @@ type options struct {
 }
 
 // WithMeterProvider records the runtime's metrics with mp (default: the OpenTelemetry
-// global, a no-op unless installed). With Config.Metrics.Enabled the runtime serves
-// its own Prometheus endpoint instead, and mp is not used.
+// global, a no-op unless installed; nil keeps the default). With Config.Metrics.Enabled
+// the runtime serves its own Prometheus endpoint instead, and mp is not used.
 func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(o *options) { o.meterProvider = mp }
+	return func(o *options) {
+		if mp != nil {
+			o.meterProvider = mp
+		}
+	}
 }
 
 // tracing reports whether tp makes spans that carry a trace (an SDK provider, sampled
@@ -87,20 +90,28 @@ func tracing(tp trace.TracerProvider) bool {
 }
 
 // WithLogger receives the runtime's log lines, the Python workers' forwarded ones and
-// protoactor's (default zerolog.Nop()).
+// protoactor's (default zerolog.Nop(); a zero zerolog.Logger writes nothing either).
 func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithTracerProvider sets where the runtime's spans go (default: the OpenTelemetry
-// global, a no-op unless the program installed one).
+// global, a no-op unless the program installed one; nil keeps the default).
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(o *options) { o.tracerProvider = tp }
+	return func(o *options) {
+		if tp != nil {
+			o.tracerProvider = tp
+		}
+	}
 }
 
 // WithPropagator sets how trace context and baggage travel between actors and into
-// Python (default: the OpenTelemetry global; install W3C trace context and baggage,
-// as telemetry.Setup does).
+// Python (default: the OpenTelemetry global; nil keeps it. telemetry.Propagator() is W3C
+// trace context and baggage).
 func WithPropagator(p propagation.TextMapPropagator) Option {
-	return func(o *options) { o.propagator = p }
+	return func(o *options) {
+		if p != nil {
+			o.propagator = p
+		}
+	}
 }
 
 // PythonSpan is a span a Python worker ended, as WithPythonSpans hands it over.
@@ -108,7 +119,7 @@ type PythonSpan = bridge.PythonSpan
 
 // WithPythonSpans has every worker write the spans it ends as JSON lines on stderr and
 // hands each, decoded, to sink (the demo prints Go and Python spans as one tree from
-// them). sink is called from the workers' stderr readers, concurrently.
+// them). sink is called from the workers' stderr readers, concurrently; nil hands none.
 func WithPythonSpans(sink func(PythonSpan)) Option {
 	return func(o *options) { o.pythonSpans = sink }
 }
@@ -321,13 +332,9 @@ func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 }
 
 // request asks a pool something; one that is gone, or stops before it answers, is
-// ErrStopped.
+// ErrStopped (actors.ErrNoActor matches it).
 func (r *Runtime) request(ctx context.Context, pid *actor.PID, msg any) (any, error) {
-	reply, err := actors.Request(ctx, r.system, r.prop, r.done, pid, msg)
-	if errors.Is(err, actors.ErrNoActor) {
-		err = fmt.Errorf("%w: %w", ErrStopped, err)
-	}
-	return reply, err
+	return actors.Request(ctx, r.system, r.prop, r.done, pid, msg)
 }
 
 // MetricsAddress is where the metrics endpoint listens (host:port, path /metrics), or

@@ -1,6 +1,10 @@
 package actors
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/pyvisor/pyvisor/internal/lifecycle"
+)
 
 // Sentinel errors of the pool. Match them with errors.Is.
 var (
@@ -8,8 +12,9 @@ var (
 	ErrPoolSaturated = errors.New("pool saturated")
 	// ErrQueueTimeout: the call waited in the queue longer than the queue timeout.
 	ErrQueueTimeout = errors.New("queue timeout")
-	// ErrStopped: the pool is stopping or stopped; it takes no more calls.
-	ErrStopped = errors.New("pool stopped")
+	// ErrStopped: the pool is stopping or stopped; it takes no more calls (the module's
+	// one ErrStopped).
+	ErrStopped = lifecycle.ErrStopped
 	// ErrPoolFailed: the pool's workers kept failing past the restart intensity.
 	ErrPoolFailed = errors.New("pool failed")
 )

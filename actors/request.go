@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -12,8 +11,9 @@ import (
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
 
-// ErrNoActor: a request went to an actor that does not exist (any more).
-var ErrNoActor = errors.New("no such actor")
+// ErrNoActor: a request went to an actor that does not exist (any more): the runtime
+// has stopped it. It matches ErrStopped.
+var ErrNoActor = fmt.Errorf("%w: no such actor", ErrStopped)
 
 // Request is the one way pyvisor asks an actor something: msg goes inside a
 // MessageEnvelope whose headers carry ctx's correlation id, trace context and baggage

@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"github.com/pyvisor/pyvisor/internal/lifecycle"
 	"strings"
 	"syscall"
 
@@ -28,8 +29,9 @@ var (
 	ErrUnavailable = errors.New("worker unavailable")
 	// ErrWorkerCrashed: the worker process exited without being asked to stop.
 	ErrWorkerCrashed = errors.New("worker crashed")
-	// ErrStopped: the worker was stopped; no more calls are taken.
-	ErrStopped = errors.New("worker stopped")
+	// ErrStopped: the worker was stopped; no more calls are taken. It is the one
+	// ErrStopped of the whole module (pyvisor.ErrStopped, actors and supervision too).
+	ErrStopped = lifecycle.ErrStopped
 	// ErrHandshakeTimeout: the worker did not print its handshake line in time.
 	ErrHandshakeTimeout = errors.New("handshake timeout")
 	// ErrHandshake: the worker's first stdout line is not a handshake pyvisor understands.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -37,7 +36,6 @@ type config struct {
 	tcp              bool
 	logger           zerolog.Logger
 	tracerProvider   trace.TracerProvider
-	meterProvider    metric.MeterProvider
 	propagator       propagation.TextMapPropagator
 	traceHeartbeats  bool
 	spanSink         func(PythonSpan)
@@ -62,9 +60,6 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.tracerProvider == nil {
 		c.tracerProvider = otel.GetTracerProvider()
-	}
-	if c.meterProvider == nil {
-		c.meterProvider = otel.GetMeterProvider()
 	}
 	if c.propagator == nil {
 		c.propagator = otel.GetTextMapPropagator()
@@ -154,12 +149,14 @@ func WithLogger(l zerolog.Logger) Option { return func(c *config) { c.logger = l
 
 // WithTracerProvider sets the tracer provider (default: the OpenTelemetry global). A
 // noop.TracerProvider turns the gRPC client instrumentation off altogether.
+// nil keeps the default.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) { c.tracerProvider = tp }
 }
 
 // WithPropagator sets how trace context and baggage travel in gRPC metadata (default:
 // the OpenTelemetry global).
+// nil keeps the default.
 func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(c *config) { c.propagator = p }
 }
@@ -176,10 +173,6 @@ func WithSpanSink(sink func(PythonSpan)) Option {
 	return func(c *config) { c.spanSink = sink }
 }
 
-// WithMeterProvider sets the meter provider (default: the OpenTelemetry global).
-func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(c *config) { c.meterProvider = mp }
-}
 
 // WithCancelGrace is how long a call's Python body may go on after its cancellation
 // (its caller's deadline or cancellation) before it counts as stuck (default 5 s).

@@ -1,6 +1,10 @@
 package supervision
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/pyvisor/pyvisor/internal/lifecycle"
+)
 
 var (
 	// ErrIntensityExceeded: more than MaxRestarts restarts happened within Within.
@@ -15,8 +19,9 @@ var (
 	ErrChildExists = errors.New("supervision: child already exists")
 	// ErrInvalidSpec: a Spec or Child is not valid; the message names the field.
 	ErrInvalidSpec = errors.New("supervision: invalid spec")
-	// ErrStopped: the supervisor is stopping or has stopped.
-	ErrStopped = errors.New("supervision: supervisor stopped")
+	// ErrStopped: the supervisor is stopping or has stopped (the module's one
+	// ErrStopped: pyvisor.ErrStopped matches it).
+	ErrStopped = lifecycle.ErrStopped
 )
 
 // ErrShutdown is the Reason of an ordered stop (Elixir's :shutdown).

@@ -1,4 +1,5 @@
-// Package telemetry holds what makes a call observable: for now the correlation id that
-// travels with a call from the Go caller into Python (tracing and metrics join it in
-// later issues).
+// Package telemetry holds what makes a call observable: the correlation id that travels
+// with a call from the Go caller into Python (and its log fields, CallLogger), the
+// OpenTelemetry set-up from OTEL_* variables (TracerProvider, Propagator), and the
+// metric catalog (Metrics) with its Prometheus endpoint (MetricsEndpoint).
 package telemetry

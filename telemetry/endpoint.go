@@ -15,10 +15,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
-// DefaultMetricsAddress is where the metrics endpoint listens unless told otherwise:
-// loopback only.
-const DefaultMetricsAddress = "127.0.0.1:9568"
-
 // MetricsEndpoint serves the runtime's metrics for Prometheus at /metrics, from a meter
 // provider and registry of its own (nothing global). OpenMetrics is negotiated, so
 // exemplars (trace ids on the call-duration histogram) are served to scrapers that ask.
