@@ -28,6 +28,6 @@
 // [Handle.Err] returns the *EscalationError.
 //
 // Every decision is reported as a typed [Event] to the hook given with
-// [WithEventHook]; time comes from a [Clock] ([WithClock], [NewFakeClock] in
+// [WithEventHook]; time comes from a [Clock] ([WithClock]; supervisiontest.FakeClock in
 // tests).
 package supervision

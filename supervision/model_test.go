@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/supervision/supervisiontest"
 )
 
 // model is the reference of the intensity rules, written independently of
@@ -117,7 +118,7 @@ func TestIntensityMatchesModel(t *testing.T) {
 func runSequence(t *testing.T, system *actor.ActorSystem, r *rand.Rand, seq int) (escalated bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	clock := supervision.NewFakeClock(time.Unix(0, 0))
+	clock := supervisiontest.NewFakeClock(time.Unix(0, 0))
 	m := &model{max: r.IntN(6), within: time.Duration(1+r.IntN(5)) * time.Second}
 	strategy := supervision.Strategy(r.IntN(3))
 	var ids []string

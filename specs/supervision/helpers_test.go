@@ -15,6 +15,7 @@ import (
 	"github.com/onsi/gomega/gleak"
 
 	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/supervision/supervisiontest"
 )
 
 var errBoom = errors.New("boom")
@@ -161,7 +162,7 @@ func ids[T supervision.Event](r *recorder) []string {
 // harness is one actor system, one fake clock and one event recorder per spec.
 type harness struct {
 	system *actor.ActorSystem
-	clock  *supervision.FakeClock
+	clock  *supervisiontest.FakeClock
 	events *recorder
 	j      *journal
 	ctx    context.Context
@@ -171,7 +172,7 @@ func newHarness() *harness {
 	snapshot := gleak.Goroutines()
 	h := &harness{
 		system: actor.NewActorSystem(actor.WithLoggerFactory(quietLogger)),
-		clock:  supervision.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		clock:  supervisiontest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		events: &recorder{},
 		j:      &journal{},
 	}

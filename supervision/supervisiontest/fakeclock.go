@@ -1,12 +1,17 @@
-package supervision
+// Package supervisiontest holds test doubles for the supervision package: a FakeClock
+// that moves only when told to, for tests of restart windows, shutdown timeouts and
+// backoff without sleeping.
+package supervisiontest
 
 import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/pyvisor/pyvisor/supervision"
 )
 
-// FakeClock is a Clock that moves only when told to (Advance), for tests of
+// FakeClock is a supervision.Clock that moves only when told to (Advance), for tests of
 // restart windows, shutdown timeouts and backoff without sleeping. It is safe
 // for concurrent use.
 type FakeClock struct {
@@ -35,7 +40,7 @@ func (c *FakeClock) Now() time.Time {
 
 // AfterFunc registers f to run when the clock is advanced d or more; f runs on
 // the goroutine calling Advance.
-func (c *FakeClock) AfterFunc(d time.Duration, f func()) Timer {
+func (c *FakeClock) AfterFunc(d time.Duration, f func()) supervision.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
