@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/pyvisor/pyvisor/internal/spantree"
 )
 
 // summary is what the demo prints at the end, on stdout.
@@ -96,13 +98,5 @@ func counts(m map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// round keeps three significant-ish digits of a latency.
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
-}
+// round rounds a duration for display.
+func round(d time.Duration) time.Duration { return spantree.Round(d) }

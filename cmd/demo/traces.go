@@ -5,24 +5,22 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/internal/spantree"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
@@ -241,151 +239,22 @@ func (t *tracing) rootName(traceID string) string {
 	return "not recorded"
 }
 
-// node is one span of the tree, from either side.
-type node struct {
-	id, parent    string
-	name, service string
-	start, end    time.Time
-	attrs         map[string]string
-	status        string
-	events        map[string]int
-	children      []*node
-}
-
 // tree renders one trace: a head line, then every span under its parent.
 func (t *tracing) tree(traceID, head string) []string {
-	nodes := map[string]*node{}
+	var spans []spantree.Span
 	for _, s := range t.recorder.Ended() {
-		if s.SpanContext().TraceID().String() != traceID {
-			continue
+		if s.SpanContext().TraceID().String() == traceID {
+			spans = append(spans, spantree.FromGo(s, serviceName()))
 		}
-		n := &node{
-			id: s.SpanContext().SpanID().String(), name: s.Name(),
-			service: serviceName(), start: s.StartTime(), end: s.EndTime(),
-			attrs: map[string]string{}, events: map[string]int{},
-		}
-		if s.Parent().IsValid() {
-			n.parent = s.Parent().SpanID().String()
-		}
-		for _, kv := range s.Attributes() {
-			n.attrs[string(kv.Key)] = kv.Value.String()
-		}
-		for _, e := range s.Events() {
-			n.events[e.Name]++
-		}
-		n.status = goStatus(s.Status())
-		nodes[n.id] = n
 	}
 	t.mu.Lock()
 	for _, s := range t.py {
-		if s.TraceID != traceID {
-			continue
+		if s.TraceID == traceID {
+			spans = append(spans, spantree.FromPython(s))
 		}
-		n := &node{
-			id: s.SpanID, parent: s.ParentSpanID, name: s.Name, service: s.Service,
-			start: time.Unix(0, s.StartUnixNano), end: time.Unix(0, s.EndUnixNano), attrs: map[string]string{},
-			status: s.Status,
-		}
-		if s.StatusMessage != "" {
-			n.status += ": " + truncate(s.StatusMessage, 70)
-		}
-		for k, v := range s.Attributes {
-			n.attrs[k] = fmt.Sprint(v)
-		}
-		nodes[n.id] = n
 	}
 	t.mu.Unlock()
-	var roots []*node
-	for _, n := range nodes {
-		if p, ok := nodes[n.parent]; ok {
-			p.children = append(p.children, n)
-		} else {
-			roots = append(roots, n)
-		}
-	}
-	type row struct {
-		indent string
-		n      *node
-	}
-	var rows []row
-	var walk func(n *node, prefix, branch string)
-	walk = func(n *node, prefix, branch string) {
-		rows = append(rows, row{prefix + branch, n})
-		slices.SortFunc(n.children, func(a, b *node) int { return a.start.Compare(b.start) })
-		for i, c := range n.children {
-			next, more := prefix, i < len(n.children)-1
-			switch branch {
-			case "├─ ":
-				next += "│  "
-			case "└─ ":
-				next += "   "
-			}
-			walk(c, next, map[bool]string{true: "├─ ", false: "└─ "}[more])
-		}
-	}
-	slices.SortFunc(roots, func(a, b *node) int { return a.start.Compare(b.start) })
-	for _, r := range roots {
-		walk(r, "  ", "")
-	}
-	width := 0
-	for _, r := range rows {
-		width = max(width, utf8.RuneCountInString(r.indent+r.n.name))
-	}
-	lines := []string{head}
-	for _, r := range rows {
-		lines = append(lines, r.n.line(r.indent, width))
-	}
-	return lines
-}
-
-// keyAttrs are the attributes a tree line shows, as short names.
-var keyAttrs = []struct{ key, short string }{
-	{"pyvisor.tool", "tool"},
-	{"pyvisor.worker", "worker"},
-	{"messaging.destination.name", "mailbox"},
-	{"process.pid", "pid"},
-	{"pyvisor.restart.reason", "reason"},
-	{"pyvisor.stream.chunks", "chunks"},
-	{"pyvisor.queue.depth", "queue_depth"},
-	{"rpc.grpc.status_code", "grpc_code"},
-	{"pyvisor.correlation_id", "correlation_id"},
-}
-
-func (n *node) line(indent string, width int) string {
-	var b strings.Builder
-	name := indent + n.name
-	pad := strings.Repeat(" ", max(width-utf8.RuneCountInString(name), 0))
-	fmt.Fprintf(&b, "%s%s  %-15s %9v", name, pad, n.service, round(n.end.Sub(n.start)))
-	for _, k := range keyAttrs {
-		if v, ok := n.attrs[k.key]; ok && v != "" {
-			fmt.Fprintf(&b, "  %s=%s", k.short, v)
-		}
-	}
-	for _, e := range slices.Sorted(maps.Keys(n.events)) {
-		fmt.Fprintf(&b, "  %s×%d", e, n.events[e])
-	}
-	fmt.Fprintf(&b, "  [%s]", n.status)
-	return b.String()
-}
-
-func goStatus(s sdktrace.Status) string {
-	switch s.Code {
-	case codes.Error:
-		if s.Description != "" {
-			return "ERROR: " + truncate(s.Description, 70)
-		}
-		return "ERROR"
-	case codes.Ok:
-		return "OK"
-	}
-	return "UNSET"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+	return spantree.Render(spans, head)
 }
 
 // attr is the value of the attribute key, "" if absent.
