@@ -13,8 +13,9 @@ var passedThrough = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE
 // passedThroughPrefixes: OpenTelemetry's own variables mean the same on both sides.
 var passedThroughPrefixes = []string{"OTEL_"}
 
-// workerEnv builds the worker's environment: the pass-through variables, then extra.
-func workerEnv(extra map[string]string) []string {
+// WorkerEnv is the environment a worker process gets: the pass-through variables, then
+// extra (what WithEnv adds). Nothing else of the host's environment reaches it.
+func WorkerEnv(extra map[string]string) []string {
 	env := map[string]string{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 	for _, k := range passedThrough {
 		if v, ok := os.LookupEnv(k); ok {

@@ -13,17 +13,22 @@ const (
 	exitBind        = 4
 )
 
+// SetupCommand is the command that installs the worker package into .venv: run in a Go
+// module that requires pyvisor, it is the pyvisor command of that very version, whose
+// embedded worker package is the one this runtime speaks.
+const SetupCommand = "go run github.com/pyvisor/pyvisor/cmd/pyvisor setup"
+
 // startHint says how to fix the common causes of a worker that will not start.
 func startHint(cause error, exit *ExitError, stderr string, cfg config) string {
 	switch {
 	case errors.Is(cause, ErrInterpreterNotFound):
-		return fmt.Sprintf("cannot run %q: set PYVISOR_PYTHON (or bridge.WithPython) to a Python 3.10+ interpreter with pyvisor-worker installed, or run `go tool task setup` to create the project's .venv", cfg.python)
+		return fmt.Sprintf("cannot run %q: run `%s` in your Go module to create .venv with the worker package, or set PYVISOR_PYTHON (or bridge.WithPython) to a Python 3.10+ interpreter that has it", cfg.python, SetupCommand)
 	case strings.Contains(stderr, "No module named pyvisor_worker"):
-		return fmt.Sprintf("the interpreter %q does not have the worker package: install it with `%s -m pip install -e python` from the pyvisor checkout (or `pip install pyvisor-worker`)", cfg.python, cfg.python)
+		return fmt.Sprintf("the interpreter %q does not have the worker package: run `%s` in your Go module (it creates .venv with the worker package of the pyvisor version you require; `... setup DIR` and PYVISOR_PYTHON=DIR/bin/python for another place)", cfg.python, SetupCommand)
 	case exit != nil && exit.ExitCode == exitToolsImport:
 		return fmt.Sprintf("a tools module (%s) could not be imported: check its name, that it imports cleanly with %s, and that its directory is on PYTHONPATH (bridge.WithEnv(\"PYTHONPATH\", dir) or WithDir); the traceback is below", strings.Join(cfg.tools, ", "), cfg.python)
 	case exit != nil && exit.ExitCode == exitUsage:
-		return "the worker rejected its command line: the Go module and the pyvisor-worker package are probably different versions; reinstall the package from the same checkout"
+		return fmt.Sprintf("the worker rejected its command line: the Go module and the pyvisor-worker package are probably different versions; `go run github.com/pyvisor/pyvisor/cmd/pyvisor doctor` says which, and `%s` reinstalls the matching one", SetupCommand)
 	case exit != nil && exit.ExitCode == exitBind:
 		return "the worker could not listen on its socket: check that the runtime directory (WithRuntimeDir, default $TMPDIR) is writable and the path is short enough"
 	case errors.Is(cause, ErrHandshakeTimeout):

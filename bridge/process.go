@@ -143,7 +143,7 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	)
 
 	cmd := exec.Command(cfg.python, args...)
-	cmd.Env = workerEnv(env)
+	cmd.Env = WorkerEnv(env)
 	cmd.Dir = cfg.dir
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/python"
+)
+
+// runCmd runs the command in-process and returns its exit status and output.
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// workerPython is the project's worker interpreter, or skips t without one.
+func workerPython(t *testing.T) string {
+	t.Helper()
+	py := bridge.Interpreter()
+	if err := exec.Command(py, "-c", "import pyvisor_worker").Run(); err != nil {
+		t.Skipf("needs %s with pyvisor-worker (go tool task setup, or PYVISOR_PYTHON): %v", py, err)
+	}
+	return py
+}
+
+func TestUsageErrorsExitWithTwo(t *testing.T) {
+	for _, args := range [][]string{nil, {"nope"}, {"call", "only-one-arg"}, {"setup", "a", "b"}, {"tools"}, {"doctor", "-bogus"}} {
+		if code, _, errOut := runCmd(t, args...); code != exitUsage || errOut == "" {
+			t.Errorf("pyvisor %v: exit %d (want %d), stderr %q", args, code, exitUsage, errOut)
+		}
+	}
+}
+
+func TestVersionIsTheEmbeddedPackages(t *testing.T) {
+	code, out, _ := runCmd(t, "version")
+	if code != 0 || !strings.Contains(out, python.Version()) {
+		t.Fatalf("exit %d, %q", code, out)
+	}
+}
+
+func TestDoctorSaysHowToFixAMissingInterpreter(t *testing.T) {
+	code, out, _ := runCmd(t, "doctor", "-python", "/nonexistent/python3")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	for _, want := range []string{"FAIL interpreter /nonexistent/python3", "fix: install Python 3.10+ and run `pyvisor setup`", "checks failed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestDoctorPassesWithTheProjectsVenvAndNamesAToolsModuleThatDoesNotImport(t *testing.T) {
+	py := workerPython(t)
+	code, out, _ := runCmd(t, "doctor", "-python", py, "-tools", "pyvisor_worker.examples")
+	if code != 0 || !strings.Contains(out, "ok   worker package pyvisor-worker: "+python.Version()+", the Go module's own") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	code, out, _ = runCmd(t, "doctor", "-python", py, "-tools", "no_such_tools_module")
+	if code != 1 || !strings.Contains(out, "FAIL tools module no_such_tools_module (pool -tools): does not import: ModuleNotFoundError") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestToolsListsToolsWithTheirSchemas(t *testing.T) {
+	py := workerPython(t)
+	code, out, errOut := runCmd(t, "tools", "-python", py, "-tools", "pyvisor_worker.examples")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"add  (sync)", "Add two integers.", `"a": {`, "count  (async stream)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the listing", want)
+		}
+	}
+}
+
+func TestCallPrintsTheResultTheChunksTheErrorAndTheTrace(t *testing.T) {
+	py := workerPython(t)
+	code, out, errOut := runCmd(t, "call", "-python", py, "-trace", "pyvisor_worker.examples", "add", `{"a": 1, "b": 2}`)
+	if code != 0 || !strings.HasPrefix(out, "3\ntrace ") || !strings.Contains(out, "└─ tool add") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	code, out, _ = runCmd(t, "call", "-python", py, "pyvisor_worker.examples", "count", `{"n": 2}`)
+	if code != 0 || out != "{\"i\":0}\n{\"i\":1}\n" {
+		t.Fatalf("stream: exit %d, %q", code, out)
+	}
+	code, _, errOut = runCmd(t, "call", "-python", py, "pyvisor_worker.examples", "raise", `{"message": "boom"}`)
+	if code != 1 || !strings.Contains(errOut, `raised ValueError: boom`) || !strings.Contains(errOut, "Traceback (most recent call last)") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	code, _, errOut = runCmd(t, "call", "-python", py, "pyvisor_worker.examples", "add", `{"a": `)
+	if code != 1 || !strings.Contains(errOut, "the arguments are not JSON") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
