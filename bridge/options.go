@@ -173,7 +173,6 @@ func WithSpanSink(sink func(PythonSpan)) Option {
 	return func(c *config) { c.spanSink = sink }
 }
 
-
 // WithCancelGrace is how long a call's Python body may go on after its cancellation
 // (its caller's deadline or cancellation) before it counts as stuck (default 5 s).
 func WithCancelGrace(d time.Duration) Option { return func(c *config) { c.cancelGrace = d } }

@@ -76,4 +76,3 @@ func TestWindowCountsRestartsStrictlyWithin(t *testing.T) {
 		t.Fatal("a restart exactly Within old no longer counts")
 	}
 }
-

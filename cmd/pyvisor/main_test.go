@@ -100,4 +100,3 @@ func TestCallPrintsTheResultTheChunksTheErrorAndTheTrace(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 	}
 }
-
