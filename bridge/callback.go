@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // CallbackFunc is a Go function that a worker's tools call by name (ctx.call_go in
@@ -78,6 +79,8 @@ func CheckCallbackName(name string) error {
 		return errors.New("callback name is empty")
 	case len(name) > 128:
 		return fmt.Errorf("callback name %.20q... is over 128 bytes", name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("callback name %q is not UTF-8", name)
 	case strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		return fmt.Errorf("callback name %q has spaces or control characters", name)
 	}

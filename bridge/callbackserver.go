@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -85,9 +84,8 @@ func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Ca
 	}
 
 	began := time.Now()
-	v, err := s.call(ctx, log, name, fn, args)
+	reply, outcome := s.run(ctx, log, fn, args, msg)
 	took := time.Since(began)
-	reply, outcome := s.reply(msg, v, err)
 	if span != nil {
 		if outcome != CallbackOK && span.IsRecording() {
 			gerr := reply.GetError()
@@ -104,26 +102,22 @@ func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Ca
 	return reply
 }
 
-// errPanicked marks a callback that panicked.
-var errPanicked = errors.New("panicked")
-
-// call runs fn; a panic becomes an error wrapping errPanicked (logged with its stack).
-func (s *callbackServer) call(ctx context.Context, log zerolog.Logger, name string, fn CallbackFunc, args json.RawMessage) (v any, err error) {
+// run runs fn and makes its reply. A panic, in fn or in what encodes its outcome (a
+// MarshalJSON, an Error method), is logged with its stack and becomes kind panic.
+func (s *callbackServer) run(ctx context.Context, log zerolog.Logger, fn CallbackFunc, args json.RawMessage, msg *workerv1.Callback) (reply *workerv1.CallbackReply, outcome string) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).
 				Msg("go callback panicked; python gets the error")
-			v, err = nil, fmt.Errorf("callback %q %w: %v", name, errPanicked, r)
+			reply, outcome = callbackFailed(msg, CallbackPanic, fmt.Sprintf("callback %q panicked: %v", msg.GetName(), r)), CallbackPanic
 		}
 	}()
-	return fn(ctx, args)
+	v, err := fn(ctx, args)
+	return s.reply(msg, v, err)
 }
 
 // reply is the CallbackReply of a callback's result or error, and its outcome.
 func (s *callbackServer) reply(msg *workerv1.Callback, v any, err error) (*workerv1.CallbackReply, string) {
-	if errors.Is(err, errPanicked) {
-		return callbackFailed(msg, CallbackPanic, err.Error()), CallbackPanic
-	}
 	if err != nil {
 		kind := callbackKind(err)
 		return callbackFailed(msg, kind, err.Error()), kind
@@ -143,7 +137,17 @@ func (s *callbackServer) reply(msg *workerv1.Callback, v any, err error) (*worke
 	return &workerv1.CallbackReply{CallbackId: msg.GetCallbackId(), Outcome: &workerv1.CallbackReply_Json{Json: b}}, CallbackOK
 }
 
+// maxErrorMessage bounds a GoError's message: an error's text is not the place for bulk
+// data, and a frame the channel cannot send would break it for every call.
+const maxErrorMessage = 64 << 10
+
 func callbackFailed(msg *workerv1.Callback, kind, message string) *workerv1.CallbackReply {
+	// A proto string must be UTF-8, or the frame cannot be encoded (and its Send ends
+	// the stream): an error's text may hold anything.
+	message = strings.ToValidUTF8(message, "\uFFFD")
+	if len(message) > maxErrorMessage {
+		message = strings.ToValidUTF8(message[:maxErrorMessage], "") + "... (cut at 64 KiB)"
+	}
 	return &workerv1.CallbackReply{CallbackId: msg.GetCallbackId(), Outcome: &workerv1.CallbackReply_Error{
 		Error: &workerv1.GoError{Kind: kind, Message: message, Callback: msg.GetName()},
 	}}

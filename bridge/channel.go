@@ -64,6 +64,9 @@ type pending struct {
 	tool   string
 	ctx    context.Context // the call's: its callbacks run under it
 	cid    string          // the call's correlation id
+	// Set under the channel's lock once the host has told the worker to cancel the call:
+	// its callbacks' replies are moot from then on.
+	cancelled bool
 	// Set under the channel's lock once the caller has gone (abandon): the reader then
 	// calls over itself when the body is over.
 	abandoned bool
@@ -152,7 +155,7 @@ func (ch *channel) fail(err error) {
 	ch.err = err
 	close(ch.broken)
 	for _, cb := range ch.callbacks {
-		cb.cancel(errChannelBroken)
+		cb.cancel(errCallbackChannelBroken)
 	}
 	// Calls whose callers have gone end with the channel: their bodies go with the
 	// process, which is killed or stopping.
@@ -305,10 +308,13 @@ func (ch *channel) cancel(id uint64, ctxErr error) {
 		reason = "deadline_exceeded"
 	}
 	f := &workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Cancel{Cancel: &workerv1.Cancel{Reason: reason}}}
-	go func() { _ = ch.send(context.Background(), f) }() // ends when sent or the channel breaks
 	ch.mu.Lock()
-	ch.endCallbacks(id, context.Canceled)
+	if p := ch.calls[id]; p != nil {
+		p.cancelled = true
+	}
+	ch.endCallbacks(id, errCallCancelled)
 	ch.mu.Unlock()
+	go func() { _ = ch.send(context.Background(), f) }() // ends when sent or the channel breaks
 }
 
 // startCallback runs a callback the call's tool made, on a goroutine of its own, and
@@ -322,7 +328,7 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 	switch {
 	case p == nil:
 		refused = callbackFailed(msg, CallbackUnavailable, "the tool call that made the callback is over")
-	case p.abandoned:
+	case p.abandoned || p.cancelled:
 		refused = callbackFailed(msg, CallbackCancelled, "the tool call that made the callback was cancelled")
 	case ch.callbacks[id] != nil:
 		refused = callbackFailed(msg, CallbackInvalidArgument, fmt.Sprintf("callback id %d is in use", id))
@@ -339,12 +345,14 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 		reply := ch.server.serve(ctx, p.cid, msg)
 		ch.mu.Lock()
 		delete(ch.callbacks, id)
+		moot := p.cancelled || p.ctx.Err() != nil
 		ch.mu.Unlock()
 		cancel(nil)
-		if p.ctx.Err() != nil {
-			// The call itself has ended on this side (its deadline, its caller gone): the
-			// worker is told to cancel it, which withdraws the callback there. No reply, so
-			// the tool sees its call's cancellation, not a callback error racing ahead of it.
+		if moot {
+			// The call itself has ended on this side (its deadline, its caller gone, a
+			// stream's consumer stopped): the worker is told to cancel it, which withdraws
+			// the callback there. No reply, so the tool sees its call's cancellation, not a
+			// callback error racing ahead of it.
 			return
 		}
 		ch.reply(callID, reply)
@@ -366,10 +374,14 @@ func (ch *channel) endCallbacks(callID uint64, cause error) {
 	}
 }
 
-// Why a callback's context was cancelled (context.Cause), besides the call's own end.
+// Why a callback's context was cancelled (context.Cause), besides the call's own
+// context ending. Each is a context.Canceled, so a function that returns its context's
+// cause still reaches Python as kind cancelled.
 var (
-	errCallbackWithdrawn = errors.New("the python caller withdrew the callback")
-	errCallOver          = errors.New("the tool call that made the callback is over")
+	errCallbackWithdrawn     = fmt.Errorf("%w: the python caller withdrew the callback", context.Canceled)
+	errCallOver              = fmt.Errorf("%w: the tool call that made the callback is over", context.Canceled)
+	errCallCancelled         = fmt.Errorf("%w: the tool call that made the callback was cancelled", context.Canceled)
+	errCallbackChannelBroken = fmt.Errorf("%w: the channel to the worker broke", context.Canceled)
 )
 
 // credit lets a streaming call send n more chunks.

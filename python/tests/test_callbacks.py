@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import args, pb, tools_with
+from conftest import args, pb, tools_with, wait_for
 
 from pyvisor_worker import GoError, ToolContext
 from pyvisor_worker.cli import parse
@@ -109,7 +109,18 @@ async def set_argument(ctx: ToolContext) -> Any:
     return await guarded(ctx, "lookup_user", {"id": {1, 2}})
 
 
-TOOLS = tools_with(greet_async, greet_sync, guarded, guarded_sync, set_argument)
+late_saw: list[str] = []
+
+
+def late_call(seconds: float, ctx: ToolContext) -> None:
+    ctx.wait_cancelled(seconds)  # a sync tool that goes on after its cancellation
+    try:
+        ctx.call_go("lookup_user", id=1)
+    except GoError as exc:
+        late_saw.append(exc.kind)
+
+
+TOOLS = tools_with(greet_async, greet_sync, guarded, guarded_sync, set_argument, late_call)
 CALLBACKS = ("lookup_user", "slow")
 
 
@@ -209,3 +220,45 @@ def test_the_callbacks_come_from_the_environment_as_a_json_array() -> None:
     with pytest.raises(SystemExit) as exit_:
         parse(["--tools", "m", "--socket", "/tmp/x.sock"], {"PYVISOR_CALLBACKS": "lookup_user"})
     assert exit_.value.code == 2
+
+
+cleanup_saw: list[Any] = []
+
+
+def gen_cleanup(ctx: ToolContext) -> Any:
+    try:
+        yield 1
+        ctx.wait_cancelled(5)
+        yield 2
+    finally:
+        try:
+            cleanup_saw.append(ctx.call_go("lookup_user", id=1))
+        except GoError as exc:
+            cleanup_saw.append(exc)
+
+
+async def test_a_sync_generators_cleanup_runs_in_a_thread_and_its_call_go_fails_cleanly(
+    start_worker: Any,
+) -> None:
+    w = await start_worker(tools_with(gen_cleanup), callbacks=CALLBACKS)
+    h = Host(w.stub, lookup)
+    request = pb.ExecuteRequest(tool="gen_cleanup", arguments=args(), correlation_id="c1")
+    await h.call.write(pb.HostFrame(call_id=1, call=pb.Call(request=request, stream=True, credit=8)))
+    await h.until(lambda: len(h.got.get(1, [])) >= 1)
+    await h.cancel(1)
+    await h.until(lambda: any(f.WhichOneof("body") != "chunk" for f in h.got.get(1, [])))
+    await wait_for(lambda: bool(cleanup_saw))
+    [outcome] = cleanup_saw
+    assert isinstance(outcome, GoError), f"cleanup's call_go returned {outcome!r}"
+    assert outcome.kind in {GoError.CANCELLED, GoError.UNAVAILABLE}
+    await h.close()
+
+
+async def test_call_go_after_the_call_was_cancelled_is_cancelled(host: Any) -> None:
+    h = await host()
+    await h.send(1, "late_call", seconds=0.3)
+    await asyncio.sleep(0.05)
+    await h.cancel(1)
+    assert (await h.ended(1)).WhichOneof("body") == "body_ended"
+    await wait_for(lambda: bool(late_saw))
+    assert late_saw == [GoError.CANCELLED]

@@ -3,10 +3,13 @@ package bridge_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
 
 	"github.com/pyvisor/pyvisor/bridge"
 )
@@ -68,5 +71,53 @@ var _ = Describe("A worker's Go callbacks", Label("python"), func() {
 		_, err := bridge.Start(context.Background(), bridge.WithPython(python), bridge.WithTools("pyvisor_worker.examples"),
 			bridge.WithCallback("two words", double))
 		Expect(err).To(MatchError(ContainSubstring(`callback name "two words" has spaces or control characters`)))
+		_, err = bridge.Start(context.Background(), bridge.WithPython(python), bridge.WithTools("pyvisor_worker.examples"),
+			bridge.WithCallback("bad\xffname", double))
+		Expect(err).To(MatchError(ContainSubstring(`is not UTF-8`)))
+	})
+
+	It("turn a panic in encoding the result (a MarshalJSON) into kind panic, and go on serving", func() {
+		p, _ := worker(bridge.WithCallback("bad_json", func(context.Context, json.RawMessage) (any, error) {
+			return panickyJSON{}, nil
+		}))
+		Expect(decoded(p, "call_go", map[string]any{"name": "bad_json"})).To(HaveKeyWithValue("error", And(
+			HaveKeyWithValue("kind", "panic"),
+			HaveKeyWithValue("message", ContainSubstring("MarshalJSON blew up")),
+		)))
+		stillServes(p)
+	})
+
+	DescribeTable("keep an error's text from breaking the channel for the other calls",
+		func(text string, want types.GomegaMatcher) {
+			p, _ := worker(bridge.WithCallback("fail", func(context.Context, json.RawMessage) (any, error) {
+				return nil, errors.New(text)
+			}))
+			sibling := make(chan error, 1)
+			go func() { _, err := call(p, "sleep", map[string]float64{"seconds": 0.5}); sibling <- err }()
+			Expect(decoded(p, "call_go", map[string]any{"name": "fail"})).To(HaveKeyWithValue("error", And(
+				HaveKeyWithValue("kind", "error"),
+				HaveKeyWithValue("message", want),
+			)))
+			Eventually(sibling).WithTimeout(5 * time.Second).Should(Receive(BeNil()), "the call beside it is untouched")
+			stillServes(p)
+		},
+		Entry("text that is not UTF-8", "bad \xff byte", Equal("bad \uFFFD byte")),
+		Entry("text of 2 MiB", strings.Repeat("x", 2<<20), And(HaveLen(64<<10+len("... (cut at 64 KiB)")), HaveSuffix("... (cut at 64 KiB)"))),
+	)
+
+	It("report a function that returns its context's cause after Python withdrew it as cancelled", func() {
+		outcomes := make(chan string, 1)
+		p, _ := worker(bridge.WithCallback("block", func(ctx context.Context, _ json.RawMessage) (any, error) {
+			<-ctx.Done()
+			return nil, context.Cause(ctx)
+		}), bridge.WithCallbackObserver(func(_ context.Context, _, outcome string, _ time.Duration) { outcomes <- outcome }))
+		Expect(decoded(p, "call_go_timeout", map[string]any{"name": "block", "seconds": 0.1})).To(Equal("timed out"))
+		Eventually(outcomes).Should(Receive(Equal("cancelled")))
 	})
 })
+
+// panickyJSON is a result whose encoding panics.
+type panickyJSON struct{}
+
+func (panickyJSON) MarshalJSON() ([]byte, error) { panic("MarshalJSON blew up") }
+

@@ -339,7 +339,9 @@ class Channel:
         """Ask the host to run Go callback ``name`` for call ``call_id``; return its reply
         frame. Cancelled with the call; when cancelled, the host is told to cancel it too."""
         running = self._calls.get(call_id)
-        if running is None or running.cancel_reason or self._closed:
+        if running is not None and running.cancel_reason:
+            raise GoError(GoError.CANCELLED, "the tool call was cancelled", name)
+        if running is None or self._closed:
             raise GoError(GoError.UNAVAILABLE, "the tool call is over", name)
         self._next_callback += 1
         callback_id = self._next_callback

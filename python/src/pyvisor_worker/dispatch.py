@@ -428,20 +428,27 @@ class Dispatcher:
         finally:
             self._close_when_idle(future, gen, ctx)
 
-    @staticmethod
-    def _close_when_idle(future: Any, gen: Iterator[Any], ctx: contextvars.Context) -> None:
-        """Close ``gen`` once its current step (``future``) is no longer running."""
+    def _close_when_idle(self, future: Any, gen: Iterator[Any], ctx: contextvars.Context) -> None:
+        """Close ``gen`` once its current step (``future``) is no longer running, in a tool
+        thread as its steps ran: its ``finally`` is sync tool code (it may block, or make a
+        blocking ``ctx.call_go``), never run on the event loop."""
         close = getattr(gen, "close", None)
         if close is None:
             return
         if future is None:
-            close()
+            close()  # never started: no tool code runs
             return
 
-        def closer(_: Any) -> None:
+        def run_close() -> None:
             try:
                 ctx.run(close)
             except Exception:
                 log.exception("closing the generator of a streaming tool failed")
+
+        def closer(_: Any) -> None:
+            try:
+                self.executor.submit(run_close)
+            except RuntimeError:  # the executor is shut down: the worker is exiting
+                run_close()
 
         future.add_done_callback(closer)
