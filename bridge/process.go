@@ -170,7 +170,13 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	cmd.Args = append(cmd.Args, "--log-fd", "3")
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = stdoutW, stderrW, []*os.File{recordsW}
 	outputDone := make(chan struct{})
-	err = spawn(cmd, func(waitErr error) { p.reaped(cmd, outputDone) })
+	// A worker that dies at once is reaped only after the fields below are set: reaped
+	// reads them (and kill(-0) would signal this very process group).
+	spawned := make(chan struct{})
+	err = spawn(cmd, func(waitErr error) {
+		<-spawned
+		p.reaped(cmd, outputDone)
+	})
 	stdoutW.Close()
 	stderrW.Close()
 	recordsW.Close()
@@ -184,6 +190,7 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	p.pid = cmd.Process.Pid
 	p.log = p.log.With().Int("pid", p.pid).Logger()
 	p.stderr = newStderrForwarder(p.log, cfg.spanSink)
+	close(spawned)
 	var readers sync.WaitGroup
 	readers.Go(func() {
 		defer stderrR.Close()

@@ -61,7 +61,7 @@ var _ = Describe("A worker that will not start", Label("python"), func() {
 		err := startFailing(bridge.WithPython(wrapper(`exec python3 -I "$@"`)))
 		Expect(err).To(MatchError(bridge.ErrExitedBeforeHandshake))
 		Expect(err.Stderr).To(ContainSubstring("No module named"))
-		Expect(err.Hint).To(ContainSubstring("pip install"))
+		Expect(err.Hint).To(ContainSubstring("`go run github.com/pyvisor/pyvisor/cmd/pyvisor setup`"), "the hint names the command that fixes it")
 	})
 
 	It("rejects a garbled handshake line, quoting it, with stderr attached", func() {
