@@ -98,7 +98,7 @@ var _ = Describe("A worker's Go callbacks", Label("python"), func() {
 				HaveKeyWithValue("kind", "error"),
 				HaveKeyWithValue("message", want),
 			)))
-			Eventually(sibling).WithTimeout(5 * time.Second).Should(Receive(BeNil()), "the call beside it is untouched")
+			Eventually(sibling).WithTimeout(5*time.Second).Should(Receive(BeNil()), "the call beside it is untouched")
 			stillServes(p)
 		},
 		Entry("text that is not UTF-8", "bad \xff byte", Equal("bad \uFFFD byte")),
@@ -120,4 +120,3 @@ var _ = Describe("A worker's Go callbacks", Label("python"), func() {
 type panickyJSON struct{}
 
 func (panickyJSON) MarshalJSON() ([]byte, error) { panic("MarshalJSON blew up") }
-
