@@ -191,3 +191,37 @@ func ExampleWithCallback() {
 	// "Hello, Ada!"
 	// pyvisor_worker.GoError: go callback 'lookup_user' failed (error): no user 2
 }
+
+// Call and CallStream decode results into Go types.
+func ExampleCall() {
+	ctx := context.Background()
+	rt, err := pyvisor.Start(ctx, examples(1))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer rt.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	sum, err := pyvisor.Call[int](ctx, rt, "default", "add", map[string]int{"a": 1, "b": 2})
+	fmt.Println(sum, err)
+
+	type tick struct{ I int }
+	var ticks []int
+	for t, err := range pyvisor.CallStream[tick](ctx, rt, "default", "count", map[string]int{"n": 3}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		ticks = append(ticks, t.I)
+	}
+	fmt.Println(ticks)
+
+	_, err = pyvisor.Call[int](ctx, rt, "default", "echo", map[string]string{"value": "three"})
+	fmt.Println(errors.Is(err, pyvisor.ErrDecode))
+	// Output:
+	// 3 <nil>
+	// [0 1 2]
+	// true
+}
