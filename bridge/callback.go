@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
 
 // CallbackFunc is a Go function that a worker's tools call by name (ctx.call_go in
@@ -30,24 +32,13 @@ import (
 // error. A panic is recovered and reaches Python as kind panic; the runtime goes on.
 type CallbackFunc func(ctx context.Context, args json.RawMessage) (any, error)
 
-// The kinds of a callback's failure, as Python's GoError.kind names them.
-const (
-	CallbackUnknown          = "unknown_callback"
-	CallbackInvalidArgument  = "invalid_argument"
-	CallbackDeadlineExceeded = "deadline_exceeded"
-	CallbackCancelled        = "cancelled"
-	CallbackTooLarge         = "message_too_large"
-	CallbackUnavailable      = "unavailable"
-	CallbackPanic            = "panic"
-	CallbackError            = "error"
-)
-
 // CallbackOK is the outcome of a callback that returned a result.
 const CallbackOK = "ok"
 
 // CallbackObserver hears of every callback once it is over: its name, its outcome
-// (CallbackOK or one of the kinds above) and how long its Go function ran. ctx is the
-// callback's (its span is still open).
+// (CallbackOK, or the wire string of the workerv1.GoErrorKind Python gets: "error",
+// "panic", "cancelled", ...) and how long its Go function ran. ctx is the callback's
+// (its span is still open).
 type CallbackObserver func(ctx context.Context, name, outcome string, took time.Duration)
 
 // WithCallback lets the worker's tools call fn as name. A later registration of the
@@ -102,16 +93,16 @@ func callbacksJSON(fns map[string]CallbackFunc) string {
 }
 
 // callbackKind is the kind an error of a Go callback reaches Python with.
-func callbackKind(err error) string {
+func callbackKind(err error) workerv1.GoErrorKind {
 	switch {
 	case errors.Is(err, ErrInvalidArgument):
-		return CallbackInvalidArgument
+		return workerv1.GoErrorKind_GO_ERROR_KIND_INVALID_ARGUMENT
 	case errors.Is(err, context.DeadlineExceeded):
-		return CallbackDeadlineExceeded
+		return workerv1.GoErrorKind_GO_ERROR_KIND_DEADLINE_EXCEEDED
 	case errors.Is(err, context.Canceled):
-		return CallbackCancelled
+		return workerv1.GoErrorKind_GO_ERROR_KIND_CANCELLED
 	case errors.Is(err, ErrMessageTooLarge):
-		return CallbackTooLarge
+		return workerv1.GoErrorKind_GO_ERROR_KIND_MESSAGE_TOO_LARGE
 	}
-	return CallbackError
+	return workerv1.GoErrorKind_GO_ERROR_KIND_ERROR
 }

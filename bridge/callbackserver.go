@@ -53,7 +53,7 @@ func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Ca
 	name := msg.GetName()
 	fn := s.funcs[name]
 	if fn == nil {
-		return callbackFailed(msg, CallbackUnknown, fmt.Sprintf("no Go callback %q (registered: %s)", name, s.names))
+		return callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_UNKNOWN_CALLBACK, fmt.Sprintf("no Go callback %q (registered: %s)", name, s.names))
 	}
 	if t := msg.GetTimeoutMicros(); t > 0 {
 		var cancel context.CancelFunc
@@ -84,8 +84,12 @@ func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Ca
 	}
 
 	began := time.Now()
-	reply, outcome := s.run(ctx, log, fn, args, msg)
+	reply := s.run(ctx, log, fn, args, msg)
 	took := time.Since(began)
+	outcome := CallbackOK
+	if gerr := reply.GetError(); gerr != nil {
+		outcome = gerr.GetKind()
+	}
 	if span != nil {
 		if outcome != CallbackOK && span.IsRecording() {
 			gerr := reply.GetError()
@@ -104,44 +108,43 @@ func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Ca
 
 // run runs fn and makes its reply. A panic, in fn or in what encodes its outcome (a
 // MarshalJSON, an Error method), is logged with its stack and becomes kind panic.
-func (s *callbackServer) run(ctx context.Context, log zerolog.Logger, fn CallbackFunc, args json.RawMessage, msg *workerv1.Callback) (reply *workerv1.CallbackReply, outcome string) {
+func (s *callbackServer) run(ctx context.Context, log zerolog.Logger, fn CallbackFunc, args json.RawMessage, msg *workerv1.Callback) (reply *workerv1.CallbackReply) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).
 				Msg("go callback panicked; python gets the error")
-			reply, outcome = callbackFailed(msg, CallbackPanic, fmt.Sprintf("callback %q panicked: %v", msg.GetName(), r)), CallbackPanic
+			reply = callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_PANIC, fmt.Sprintf("callback %q panicked: %v", msg.GetName(), r))
 		}
 	}()
 	v, err := fn(ctx, args)
 	return s.reply(msg, v, err)
 }
 
-// reply is the CallbackReply of a callback's result or error, and its outcome.
-func (s *callbackServer) reply(msg *workerv1.Callback, v any, err error) (*workerv1.CallbackReply, string) {
+// reply is the CallbackReply of a callback's result or error.
+func (s *callbackServer) reply(msg *workerv1.Callback, v any, err error) *workerv1.CallbackReply {
 	if err != nil {
-		kind := callbackKind(err)
-		return callbackFailed(msg, kind, err.Error()), kind
+		return callbackFailed(msg, callbackKind(err), err.Error())
 	}
 	var b []byte
 	if raw, ok := v.(json.RawMessage); ok {
 		if !json.Valid(raw) {
-			return callbackFailed(msg, CallbackError, "callback returned a json.RawMessage that is not valid JSON"), CallbackError
+			return callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_ERROR, "callback returned a json.RawMessage that is not valid JSON")
 		}
 		b = raw
 	} else if b, err = json.Marshal(v); err != nil {
-		return callbackFailed(msg, CallbackError, "callback result is not JSON-encodable: "+err.Error()), CallbackError
+		return callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_ERROR, "callback result is not JSON-encodable: "+err.Error())
 	}
 	if len(b) > s.maxBytes {
-		return callbackFailed(msg, CallbackTooLarge, fmt.Sprintf("callback result is %d bytes, over the limit of %d bytes", len(b), s.maxBytes)), CallbackTooLarge
+		return callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_MESSAGE_TOO_LARGE, fmt.Sprintf("callback result is %d bytes, over the limit of %d bytes", len(b), s.maxBytes))
 	}
-	return &workerv1.CallbackReply{CallbackId: msg.GetCallbackId(), Outcome: &workerv1.CallbackReply_Json{Json: b}}, CallbackOK
+	return &workerv1.CallbackReply{CallbackId: msg.GetCallbackId(), Outcome: &workerv1.CallbackReply_Json{Json: b}}
 }
 
 // maxErrorMessage bounds a GoError's message: an error's text is not the place for bulk
 // data, and a frame the channel cannot send would break it for every call.
 const maxErrorMessage = 64 << 10
 
-func callbackFailed(msg *workerv1.Callback, kind, message string) *workerv1.CallbackReply {
+func callbackFailed(msg *workerv1.Callback, kind workerv1.GoErrorKind, message string) *workerv1.CallbackReply {
 	// A proto string must be UTF-8, or the frame cannot be encoded (and its Send ends
 	// the stream): an error's text may hold anything.
 	message = strings.ToValidUTF8(message, "\uFFFD")
@@ -149,6 +152,6 @@ func callbackFailed(msg *workerv1.Callback, kind, message string) *workerv1.Call
 		message = strings.ToValidUTF8(message[:maxErrorMessage], "") + "... (cut at 64 KiB)"
 	}
 	return &workerv1.CallbackReply{CallbackId: msg.GetCallbackId(), Outcome: &workerv1.CallbackReply_Error{
-		Error: &workerv1.GoError{Kind: kind, Message: message, Callback: msg.GetName()},
+		Error: &workerv1.GoError{Kind: workerv1.Wire(kind), Message: message, Callback: msg.GetName()},
 	}}
 }

@@ -327,11 +327,11 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 	var refused *workerv1.CallbackReply
 	switch {
 	case p == nil:
-		refused = callbackFailed(msg, CallbackUnavailable, "the tool call that made the callback is over")
+		refused = callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_UNAVAILABLE, "the tool call that made the callback is over")
 	case p.abandoned || p.cancelled:
-		refused = callbackFailed(msg, CallbackCancelled, "the tool call that made the callback was cancelled")
+		refused = callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_CANCELLED, "the tool call that made the callback was cancelled")
 	case ch.callbacks[id] != nil:
-		refused = callbackFailed(msg, CallbackInvalidArgument, fmt.Sprintf("callback id %d is in use", id))
+		refused = callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_INVALID_ARGUMENT, fmt.Sprintf("callback id %d is in use", id))
 	}
 	if refused != nil {
 		ch.mu.Unlock()

@@ -451,7 +451,7 @@ func (c *Client) callError(ctx context.Context, op, tool string, err error, trai
 	}
 	st := status.Convert(err)
 	reason := ""
-	if v := trailer.Get("pyvisor-error"); len(v) > 0 {
+	if v := trailer.Get(workerv1.Wire(workerv1.MetadataKey_METADATA_KEY_ERROR_REASON)); len(v) > 0 {
 		reason = v[0]
 	}
 	if err := contractError(op, tool, st.Code(), reason, st.Message()); err != nil {
@@ -469,18 +469,19 @@ func contractError(op, tool string, code codes.Code, reason, detail string) erro
 	mk := func(sentinel error) error {
 		return &CallError{Op: op, Tool: tool, Reason: sentinel, Detail: detail, Code: code}
 	}
+	r := workerv1.ReasonOf(reason)
 	switch {
-	case reason == "unknown_tool":
+	case r == workerv1.Reason_REASON_UNKNOWN_TOOL:
 		return mk(ErrUnknownTool)
-	case reason == "unknown_session":
+	case r == workerv1.Reason_REASON_UNKNOWN_SESSION:
 		return mk(ErrUnknownSession)
-	case reason == "invalid_argument" || code == codes.InvalidArgument:
+	case r == workerv1.Reason_REASON_INVALID_ARGUMENT || code == codes.InvalidArgument:
 		return mk(ErrInvalidArgument)
-	case reason == "wrong_call_kind" || code == codes.FailedPrecondition:
+	case r == workerv1.Reason_REASON_WRONG_CALL_KIND || code == codes.FailedPrecondition:
 		return mk(ErrWrongCallKind)
-	case reason == "unauthenticated" || code == codes.Unauthenticated:
+	case r == workerv1.Reason_REASON_UNAUTHENTICATED || code == codes.Unauthenticated:
 		return mk(ErrUnauthenticated)
-	case reason == "message_too_large" || code == codes.ResourceExhausted:
+	case r == workerv1.Reason_REASON_MESSAGE_TOO_LARGE || code == codes.ResourceExhausted:
 		return mk(ErrMessageTooLarge)
 	case code == codes.NotFound:
 		return mk(ErrUnknownTool)

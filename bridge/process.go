@@ -602,7 +602,7 @@ func newToken() string {
 type tokenCredentials string
 
 func (t tokenCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+	return map[string]string{workerv1.Wire(workerv1.MetadataKey_METADATA_KEY_AUTHORIZATION): "Bearer " + string(t)}, nil
 }
 
 func (tokenCredentials) RequireTransportSecurity() bool { return false }

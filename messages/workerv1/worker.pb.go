@@ -18,6 +18,7 @@ package workerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	descriptorpb "google.golang.org/protobuf/types/descriptorpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -29,6 +30,202 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Reason is why a worker refused a call: CallFailed.reason on the Channel, and the
+// pyvisor-error trailer of the unary RPCs, carry its wire string.
+type Reason int32
+
+const (
+	Reason_REASON_UNSPECIFIED       Reason = 0
+	Reason_REASON_UNKNOWN_TOOL      Reason = 1
+	Reason_REASON_INVALID_ARGUMENT  Reason = 2
+	Reason_REASON_WRONG_CALL_KIND   Reason = 3
+	Reason_REASON_UNKNOWN_SESSION   Reason = 4
+	Reason_REASON_UNAUTHENTICATED   Reason = 5
+	Reason_REASON_MESSAGE_TOO_LARGE Reason = 6
+	// The worker is shutting down, or cancelled the call itself.
+	Reason_REASON_UNAVAILABLE Reason = 7
+	// The worker's own failure (a bug): the message says what.
+	Reason_REASON_INTERNAL Reason = 8
+)
+
+// Enum value maps for Reason.
+var (
+	Reason_name = map[int32]string{
+		0: "REASON_UNSPECIFIED",
+		1: "REASON_UNKNOWN_TOOL",
+		2: "REASON_INVALID_ARGUMENT",
+		3: "REASON_WRONG_CALL_KIND",
+		4: "REASON_UNKNOWN_SESSION",
+		5: "REASON_UNAUTHENTICATED",
+		6: "REASON_MESSAGE_TOO_LARGE",
+		7: "REASON_UNAVAILABLE",
+		8: "REASON_INTERNAL",
+	}
+	Reason_value = map[string]int32{
+		"REASON_UNSPECIFIED":       0,
+		"REASON_UNKNOWN_TOOL":      1,
+		"REASON_INVALID_ARGUMENT":  2,
+		"REASON_WRONG_CALL_KIND":   3,
+		"REASON_UNKNOWN_SESSION":   4,
+		"REASON_UNAUTHENTICATED":   5,
+		"REASON_MESSAGE_TOO_LARGE": 6,
+		"REASON_UNAVAILABLE":       7,
+		"REASON_INTERNAL":          8,
+	}
+)
+
+func (x Reason) Enum() *Reason {
+	p := new(Reason)
+	*p = x
+	return p
+}
+
+func (x Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_pyvisor_worker_v1_worker_proto_enumTypes[0].Descriptor()
+}
+
+func (Reason) Type() protoreflect.EnumType {
+	return &file_pyvisor_worker_v1_worker_proto_enumTypes[0]
+}
+
+func (x Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Reason.Descriptor instead.
+func (Reason) EnumDescriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{0}
+}
+
+// GoErrorKind is how a Go callback failed: GoError.kind carries its wire string.
+type GoErrorKind int32
+
+const (
+	GoErrorKind_GO_ERROR_KIND_UNSPECIFIED       GoErrorKind = 0
+	GoErrorKind_GO_ERROR_KIND_UNKNOWN_CALLBACK  GoErrorKind = 1
+	GoErrorKind_GO_ERROR_KIND_INVALID_ARGUMENT  GoErrorKind = 2
+	GoErrorKind_GO_ERROR_KIND_DEADLINE_EXCEEDED GoErrorKind = 3
+	GoErrorKind_GO_ERROR_KIND_CANCELLED         GoErrorKind = 4
+	GoErrorKind_GO_ERROR_KIND_MESSAGE_TOO_LARGE GoErrorKind = 5
+	GoErrorKind_GO_ERROR_KIND_UNAVAILABLE       GoErrorKind = 6
+	GoErrorKind_GO_ERROR_KIND_PANIC             GoErrorKind = 7
+	// The function's own error.
+	GoErrorKind_GO_ERROR_KIND_ERROR GoErrorKind = 8
+)
+
+// Enum value maps for GoErrorKind.
+var (
+	GoErrorKind_name = map[int32]string{
+		0: "GO_ERROR_KIND_UNSPECIFIED",
+		1: "GO_ERROR_KIND_UNKNOWN_CALLBACK",
+		2: "GO_ERROR_KIND_INVALID_ARGUMENT",
+		3: "GO_ERROR_KIND_DEADLINE_EXCEEDED",
+		4: "GO_ERROR_KIND_CANCELLED",
+		5: "GO_ERROR_KIND_MESSAGE_TOO_LARGE",
+		6: "GO_ERROR_KIND_UNAVAILABLE",
+		7: "GO_ERROR_KIND_PANIC",
+		8: "GO_ERROR_KIND_ERROR",
+	}
+	GoErrorKind_value = map[string]int32{
+		"GO_ERROR_KIND_UNSPECIFIED":       0,
+		"GO_ERROR_KIND_UNKNOWN_CALLBACK":  1,
+		"GO_ERROR_KIND_INVALID_ARGUMENT":  2,
+		"GO_ERROR_KIND_DEADLINE_EXCEEDED": 3,
+		"GO_ERROR_KIND_CANCELLED":         4,
+		"GO_ERROR_KIND_MESSAGE_TOO_LARGE": 5,
+		"GO_ERROR_KIND_UNAVAILABLE":       6,
+		"GO_ERROR_KIND_PANIC":             7,
+		"GO_ERROR_KIND_ERROR":             8,
+	}
+)
+
+func (x GoErrorKind) Enum() *GoErrorKind {
+	p := new(GoErrorKind)
+	*p = x
+	return p
+}
+
+func (x GoErrorKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GoErrorKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_pyvisor_worker_v1_worker_proto_enumTypes[1].Descriptor()
+}
+
+func (GoErrorKind) Type() protoreflect.EnumType {
+	return &file_pyvisor_worker_v1_worker_proto_enumTypes[1]
+}
+
+func (x GoErrorKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GoErrorKind.Descriptor instead.
+func (GoErrorKind) EnumDescriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{1}
+}
+
+// MetadataKey names the gRPC metadata keys of the unary RPCs, as their wire strings.
+type MetadataKey int32
+
+const (
+	MetadataKey_METADATA_KEY_UNSPECIFIED MetadataKey = 0
+	// The trailer naming the Reason of a refused unary call.
+	MetadataKey_METADATA_KEY_ERROR_REASON MetadataKey = 1
+	// A call's correlation id, for clients that do not set ExecuteRequest.correlation_id.
+	MetadataKey_METADATA_KEY_CORRELATION_ID MetadataKey = 2
+	// "Bearer <token>": every call to a TCP worker carries its secret token.
+	MetadataKey_METADATA_KEY_AUTHORIZATION MetadataKey = 3
+)
+
+// Enum value maps for MetadataKey.
+var (
+	MetadataKey_name = map[int32]string{
+		0: "METADATA_KEY_UNSPECIFIED",
+		1: "METADATA_KEY_ERROR_REASON",
+		2: "METADATA_KEY_CORRELATION_ID",
+		3: "METADATA_KEY_AUTHORIZATION",
+	}
+	MetadataKey_value = map[string]int32{
+		"METADATA_KEY_UNSPECIFIED":    0,
+		"METADATA_KEY_ERROR_REASON":   1,
+		"METADATA_KEY_CORRELATION_ID": 2,
+		"METADATA_KEY_AUTHORIZATION":  3,
+	}
+)
+
+func (x MetadataKey) Enum() *MetadataKey {
+	p := new(MetadataKey)
+	*p = x
+	return p
+}
+
+func (x MetadataKey) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MetadataKey) Descriptor() protoreflect.EnumDescriptor {
+	return file_pyvisor_worker_v1_worker_proto_enumTypes[2].Descriptor()
+}
+
+func (MetadataKey) Type() protoreflect.EnumType {
+	return &file_pyvisor_worker_v1_worker_proto_enumTypes[2]
+}
+
+func (x MetadataKey) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MetadataKey.Descriptor instead.
+func (MetadataKey) EnumDescriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{2}
+}
 
 type DescribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1692,7 +1889,7 @@ type CallFailed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// code is the gRPC status code the unary RPC would have ended with.
 	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	// reason is the pyvisor-error reason (unknown_tool, invalid_argument, ...).
+	// reason is a Reason's wire string (unknown_tool, invalid_argument, ...).
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2021,8 +2218,9 @@ func (*CallbackReply_Error) isCallbackReply_Outcome() {}
 // GoError is a callback's failure, raised in Python as pyvisor_worker.GoError.
 type GoError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// kind is one of: unknown_callback, invalid_argument, deadline_exceeded, cancelled,
-	// message_too_large, unavailable, panic, error (the function's own error).
+	// kind is a GoErrorKind's wire string: unknown_callback, invalid_argument,
+	// deadline_exceeded, cancelled, message_too_large, unavailable, panic, or error (the
+	// function's own error).
 	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	Callback      string `protobuf:"bytes,3,opt,name=callback,proto3" json:"callback,omitempty"`
@@ -2081,11 +2279,28 @@ func (x *GoError) GetCallback() string {
 	return ""
 }
 
+var file_pyvisor_worker_v1_worker_proto_extTypes = []protoimpl.ExtensionInfo{
+	{
+		ExtendedType:  (*descriptorpb.EnumValueOptions)(nil),
+		ExtensionType: (*string)(nil),
+		Field:         50601,
+		Name:          "pyvisor.worker.v1.wire",
+		Tag:           "bytes,50601,opt,name=wire",
+		Filename:      "pyvisor/worker/v1/worker.proto",
+	},
+}
+
+// Extension fields to descriptorpb.EnumValueOptions.
+var (
+	// optional string wire = 50601;
+	E_Wire = &file_pyvisor_worker_v1_worker_proto_extTypes[0]
+)
+
 var File_pyvisor_worker_v1_worker_proto protoreflect.FileDescriptor
 
 const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1epyvisor/worker/v1/worker.proto\x12\x11pyvisor.worker.v1\"\x11\n" +
+	"\x1epyvisor/worker/v1/worker.proto\x12\x11pyvisor.worker.v1\x1a google/protobuf/descriptor.proto\"\x11\n" +
 	"\x0fDescribeRequest\"\xae\x02\n" +
 	"\x10DescribeResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12%\n" +
@@ -2231,7 +2446,32 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\aGoError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
-	"\bcallback\x18\x03 \x01(\tR\bcallback2\xcf\x05\n" +
+	"\bcallback\x18\x03 \x01(\tR\bcallback*\x92\x03\n" +
+	"\x06Reason\x12\x16\n" +
+	"\x12REASON_UNSPECIFIED\x10\x00\x12)\n" +
+	"\x13REASON_UNKNOWN_TOOL\x10\x01\x1a\x10\xca\xda\x18\funknown_tool\x121\n" +
+	"\x17REASON_INVALID_ARGUMENT\x10\x02\x1a\x14\xca\xda\x18\x10invalid_argument\x12/\n" +
+	"\x16REASON_WRONG_CALL_KIND\x10\x03\x1a\x13\xca\xda\x18\x0fwrong_call_kind\x12/\n" +
+	"\x16REASON_UNKNOWN_SESSION\x10\x04\x1a\x13\xca\xda\x18\x0funknown_session\x12/\n" +
+	"\x16REASON_UNAUTHENTICATED\x10\x05\x1a\x13\xca\xda\x18\x0funauthenticated\x123\n" +
+	"\x18REASON_MESSAGE_TOO_LARGE\x10\x06\x1a\x15\xca\xda\x18\x11message_too_large\x12'\n" +
+	"\x12REASON_UNAVAILABLE\x10\a\x1a\x0f\xca\xda\x18\vunavailable\x12!\n" +
+	"\x0fREASON_INTERNAL\x10\b\x1a\f\xca\xda\x18\binternal*\xbc\x03\n" +
+	"\vGoErrorKind\x12\x1d\n" +
+	"\x19GO_ERROR_KIND_UNSPECIFIED\x10\x00\x128\n" +
+	"\x1eGO_ERROR_KIND_UNKNOWN_CALLBACK\x10\x01\x1a\x14\xca\xda\x18\x10unknown_callback\x128\n" +
+	"\x1eGO_ERROR_KIND_INVALID_ARGUMENT\x10\x02\x1a\x14\xca\xda\x18\x10invalid_argument\x12:\n" +
+	"\x1fGO_ERROR_KIND_DEADLINE_EXCEEDED\x10\x03\x1a\x15\xca\xda\x18\x11deadline_exceeded\x12*\n" +
+	"\x17GO_ERROR_KIND_CANCELLED\x10\x04\x1a\r\xca\xda\x18\tcancelled\x12:\n" +
+	"\x1fGO_ERROR_KIND_MESSAGE_TOO_LARGE\x10\x05\x1a\x15\xca\xda\x18\x11message_too_large\x12.\n" +
+	"\x19GO_ERROR_KIND_UNAVAILABLE\x10\x06\x1a\x0f\xca\xda\x18\vunavailable\x12\"\n" +
+	"\x13GO_ERROR_KIND_PANIC\x10\a\x1a\t\xca\xda\x18\x05panic\x12\"\n" +
+	"\x13GO_ERROR_KIND_ERROR\x10\b\x1a\t\xca\xda\x18\x05error*\xc7\x01\n" +
+	"\vMetadataKey\x12\x1c\n" +
+	"\x18METADATA_KEY_UNSPECIFIED\x10\x00\x120\n" +
+	"\x19METADATA_KEY_ERROR_REASON\x10\x01\x1a\x11\xca\xda\x18\rpyvisor-error\x125\n" +
+	"\x1bMETADATA_KEY_CORRELATION_ID\x10\x02\x1a\x14\xca\xda\x18\x10x-correlation-id\x121\n" +
+	"\x1aMETADATA_KEY_AUTHORIZATION\x10\x03\x1a\x11\xca\xda\x18\rauthorization2\xcf\x05\n" +
 	"\rWorkerService\x12S\n" +
 	"\bDescribe\x12\".pyvisor.worker.v1.DescribeRequest\x1a#.pyvisor.worker.v1.DescribeResponse\x12P\n" +
 	"\aExecute\x12!.pyvisor.worker.v1.ExecuteRequest\x1a\".pyvisor.worker.v1.ExecuteResponse\x12^\n" +
@@ -2240,7 +2480,8 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\vOpenSession\x12%.pyvisor.worker.v1.OpenSessionRequest\x1a&.pyvisor.worker.v1.OpenSessionResponse\x12_\n" +
 	"\fCloseSession\x12&.pyvisor.worker.v1.CloseSessionRequest\x1a'.pyvisor.worker.v1.CloseSessionResponse\x12S\n" +
 	"\bShutdown\x12\".pyvisor.worker.v1.ShutdownRequest\x1a#.pyvisor.worker.v1.ShutdownResponse\x12K\n" +
-	"\aChannel\x12\x1c.pyvisor.worker.v1.HostFrame\x1a\x1e.pyvisor.worker.v1.WorkerFrame(\x010\x01B7Z5github.com/pyvisor/pyvisor/messages/workerv1;workerv1b\x06proto3"
+	"\aChannel\x12\x1c.pyvisor.worker.v1.HostFrame\x1a\x1e.pyvisor.worker.v1.WorkerFrame(\x010\x01:7\n" +
+	"\x04wire\x12!.google.protobuf.EnumValueOptions\x18\xa9\x8b\x03 \x01(\tR\x04wireB7Z5github.com/pyvisor/pyvisor/messages/workerv1;workerv1b\x06proto3"
 
 var (
 	file_pyvisor_worker_v1_worker_proto_rawDescOnce sync.Once
@@ -2254,92 +2495,98 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_pyvisor_worker_v1_worker_proto_rawDescData
 }
 
+var file_pyvisor_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
-	(*DescribeRequest)(nil),       // 0: pyvisor.worker.v1.DescribeRequest
-	(*DescribeResponse)(nil),      // 1: pyvisor.worker.v1.DescribeResponse
-	(*CallbackSpec)(nil),          // 2: pyvisor.worker.v1.CallbackSpec
-	(*ToolSpec)(nil),              // 3: pyvisor.worker.v1.ToolSpec
-	(*ExecuteRequest)(nil),        // 4: pyvisor.worker.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),       // 5: pyvisor.worker.v1.ExecuteResponse
-	(*Result)(nil),                // 6: pyvisor.worker.v1.Result
-	(*ToolError)(nil),             // 7: pyvisor.worker.v1.ToolError
-	(*ExecuteStreamResponse)(nil), // 8: pyvisor.worker.v1.ExecuteStreamResponse
-	(*StreamDone)(nil),            // 9: pyvisor.worker.v1.StreamDone
-	(*HeartbeatRequest)(nil),      // 10: pyvisor.worker.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 11: pyvisor.worker.v1.HeartbeatResponse
-	(*OpenSessionRequest)(nil),    // 12: pyvisor.worker.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),   // 13: pyvisor.worker.v1.OpenSessionResponse
-	(*CloseSessionRequest)(nil),   // 14: pyvisor.worker.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),  // 15: pyvisor.worker.v1.CloseSessionResponse
-	(*ShutdownRequest)(nil),       // 16: pyvisor.worker.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),      // 17: pyvisor.worker.v1.ShutdownResponse
-	(*HostFrame)(nil),             // 18: pyvisor.worker.v1.HostFrame
-	(*Call)(nil),                  // 19: pyvisor.worker.v1.Call
-	(*Cancel)(nil),                // 20: pyvisor.worker.v1.Cancel
-	(*Credit)(nil),                // 21: pyvisor.worker.v1.Credit
-	(*WorkerFrame)(nil),           // 22: pyvisor.worker.v1.WorkerFrame
-	(*CallFailed)(nil),            // 23: pyvisor.worker.v1.CallFailed
-	(*BodyEnded)(nil),             // 24: pyvisor.worker.v1.BodyEnded
-	(*Callback)(nil),              // 25: pyvisor.worker.v1.Callback
-	(*CallbackCancel)(nil),        // 26: pyvisor.worker.v1.CallbackCancel
-	(*CallbackReply)(nil),         // 27: pyvisor.worker.v1.CallbackReply
-	(*GoError)(nil),               // 28: pyvisor.worker.v1.GoError
-	nil,                           // 29: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                           // 30: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	nil,                           // 31: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	nil,                           // 32: pyvisor.worker.v1.Call.TraceContextEntry
-	nil,                           // 33: pyvisor.worker.v1.Callback.TraceContextEntry
+	(Reason)(0),                           // 0: pyvisor.worker.v1.Reason
+	(GoErrorKind)(0),                      // 1: pyvisor.worker.v1.GoErrorKind
+	(MetadataKey)(0),                      // 2: pyvisor.worker.v1.MetadataKey
+	(*DescribeRequest)(nil),               // 3: pyvisor.worker.v1.DescribeRequest
+	(*DescribeResponse)(nil),              // 4: pyvisor.worker.v1.DescribeResponse
+	(*CallbackSpec)(nil),                  // 5: pyvisor.worker.v1.CallbackSpec
+	(*ToolSpec)(nil),                      // 6: pyvisor.worker.v1.ToolSpec
+	(*ExecuteRequest)(nil),                // 7: pyvisor.worker.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),               // 8: pyvisor.worker.v1.ExecuteResponse
+	(*Result)(nil),                        // 9: pyvisor.worker.v1.Result
+	(*ToolError)(nil),                     // 10: pyvisor.worker.v1.ToolError
+	(*ExecuteStreamResponse)(nil),         // 11: pyvisor.worker.v1.ExecuteStreamResponse
+	(*StreamDone)(nil),                    // 12: pyvisor.worker.v1.StreamDone
+	(*HeartbeatRequest)(nil),              // 13: pyvisor.worker.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 14: pyvisor.worker.v1.HeartbeatResponse
+	(*OpenSessionRequest)(nil),            // 15: pyvisor.worker.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 16: pyvisor.worker.v1.OpenSessionResponse
+	(*CloseSessionRequest)(nil),           // 17: pyvisor.worker.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),          // 18: pyvisor.worker.v1.CloseSessionResponse
+	(*ShutdownRequest)(nil),               // 19: pyvisor.worker.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),              // 20: pyvisor.worker.v1.ShutdownResponse
+	(*HostFrame)(nil),                     // 21: pyvisor.worker.v1.HostFrame
+	(*Call)(nil),                          // 22: pyvisor.worker.v1.Call
+	(*Cancel)(nil),                        // 23: pyvisor.worker.v1.Cancel
+	(*Credit)(nil),                        // 24: pyvisor.worker.v1.Credit
+	(*WorkerFrame)(nil),                   // 25: pyvisor.worker.v1.WorkerFrame
+	(*CallFailed)(nil),                    // 26: pyvisor.worker.v1.CallFailed
+	(*BodyEnded)(nil),                     // 27: pyvisor.worker.v1.BodyEnded
+	(*Callback)(nil),                      // 28: pyvisor.worker.v1.Callback
+	(*CallbackCancel)(nil),                // 29: pyvisor.worker.v1.CallbackCancel
+	(*CallbackReply)(nil),                 // 30: pyvisor.worker.v1.CallbackReply
+	(*GoError)(nil),                       // 31: pyvisor.worker.v1.GoError
+	nil,                                   // 32: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	nil,                                   // 33: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	nil,                                   // 34: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                                   // 35: pyvisor.worker.v1.Call.TraceContextEntry
+	nil,                                   // 36: pyvisor.worker.v1.Callback.TraceContextEntry
+	(*descriptorpb.EnumValueOptions)(nil), // 37: google.protobuf.EnumValueOptions
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
-	3,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
-	2,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
-	29, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	6,  // 3: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
-	7,  // 4: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	6,  // 5: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
-	9,  // 6: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
-	7,  // 7: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	30, // 8: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	31, // 9: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	19, // 10: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
-	20, // 11: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
-	10, // 12: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
-	21, // 13: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
-	27, // 14: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
-	4,  // 15: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
-	32, // 16: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
-	6,  // 17: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
-	6,  // 18: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
-	9,  // 19: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
-	7,  // 20: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
-	23, // 21: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
-	24, // 22: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
-	11, // 23: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
-	25, // 24: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
-	26, // 25: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
-	33, // 26: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
-	28, // 27: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
-	0,  // 28: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
-	4,  // 29: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
-	4,  // 30: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
-	10, // 31: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
-	12, // 32: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
-	14, // 33: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	16, // 34: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	18, // 35: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
-	1,  // 36: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	5,  // 37: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	8,  // 38: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	11, // 39: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	13, // 40: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	15, // 41: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	17, // 42: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	22, // 43: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
-	36, // [36:44] is the sub-list for method output_type
-	28, // [28:36] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
+	6,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
+	5,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
+	32, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	9,  // 3: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
+	10, // 4: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	9,  // 5: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
+	12, // 6: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
+	10, // 7: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	33, // 8: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	34, // 9: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	22, // 10: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	23, // 11: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	13, // 12: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
+	24, // 13: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	30, // 14: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
+	7,  // 15: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
+	35, // 16: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	9,  // 17: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
+	9,  // 18: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
+	12, // 19: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
+	10, // 20: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
+	26, // 21: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	27, // 22: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	14, // 23: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
+	28, // 24: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
+	29, // 25: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
+	36, // 26: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
+	31, // 27: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
+	37, // 28: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
+	3,  // 29: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
+	7,  // 30: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
+	7,  // 31: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
+	13, // 32: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
+	15, // 33: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
+	17, // 34: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
+	19, // 35: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	21, // 36: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	4,  // 37: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	8,  // 38: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	11, // 39: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	14, // 40: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	16, // 41: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	18, // 42: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	20, // 43: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	25, // 44: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	28, // [28:29] is the sub-list for extension extendee
 	0,  // [0:28] is the sub-list for field type_name
 }
 
@@ -2384,14 +2631,16 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      3,
 			NumMessages:   34,
-			NumExtensions: 0,
+			NumExtensions: 1,
 			NumServices:   1,
 		},
 		GoTypes:           file_pyvisor_worker_v1_worker_proto_goTypes,
 		DependencyIndexes: file_pyvisor_worker_v1_worker_proto_depIdxs,
+		EnumInfos:         file_pyvisor_worker_v1_worker_proto_enumTypes,
 		MessageInfos:      file_pyvisor_worker_v1_worker_proto_msgTypes,
+		ExtensionInfos:    file_pyvisor_worker_v1_worker_proto_extTypes,
 	}.Build()
 	File_pyvisor_worker_v1_worker_proto = out.File
 	file_pyvisor_worker_v1_worker_proto_goTypes = nil

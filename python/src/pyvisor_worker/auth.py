@@ -8,7 +8,8 @@ from typing import Any
 
 import grpc
 
-from pyvisor_worker.errors import UNAUTHENTICATED, abort
+from pyvisor_worker.errors import abort
+from pyvisor_worker.wire import AUTHORIZATION_KEY, UNAUTHENTICATED
 
 
 def _denied(handler: Any, message: str) -> Any:
@@ -50,7 +51,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         for key, value in handler_call_details.invocation_metadata or ():
-            if key == "authorization":
+            if key == AUTHORIZATION_KEY:
                 got = value.encode() if isinstance(value, str) else bytes(value)
                 if hmac.compare_digest(got, self._expected):
                     return handler

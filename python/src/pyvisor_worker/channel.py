@@ -25,6 +25,7 @@ from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected
 from pyvisor_worker.gocall import GoCaller, GoError
+from pyvisor_worker.wire import INTERNAL, UNAVAILABLE
 
 log = logging.getLogger("pyvisor_worker.channel")
 
@@ -176,7 +177,7 @@ class Channel:
     def _start(self, call_id: int, call: Any) -> None:
         if self._draining:
             self.post(pb.WorkerFrame(call_id=call_id, failed=pb.CallFailed(
-                code=_UNAVAILABLE.value[0], reason="unavailable", message="worker is shutting down",
+                code=_UNAVAILABLE.value[0], reason=UNAVAILABLE, message="worker is shutting down",
             )))
             return
         running = _Running()
@@ -221,7 +222,7 @@ class Channel:
         if reason in _HOST_REASONS:
             return pb.WorkerFrame(call_id=call_id, body_ended=pb.BodyEnded(cancelled=True))
         return _failed(call_id, CallRejected(
-            _UNAVAILABLE, "unavailable", f"the worker cancelled the call: {reason}"))
+            _UNAVAILABLE, UNAVAILABLE, f"the worker cancelled the call: {reason}"))
 
     def _credit(self, call_id: int, chunks: int) -> None:
         running = self._calls.get(call_id)
@@ -246,7 +247,7 @@ class Channel:
             except Exception as exc:
                 log.exception("call %d failed in the worker", call_id)
                 frame = _failed(call_id, CallRejected(
-                    grpc.StatusCode.INTERNAL, "internal", f"worker error: {exc!r}"))
+                    grpc.StatusCode.INTERNAL, INTERNAL, f"worker error: {exc!r}"))
         # Over: from here on nothing cancels this task, so its write is never cut short.
         del self._calls[call_id]
         running.withdraw_callbacks()  # made by tasks the tool left behind

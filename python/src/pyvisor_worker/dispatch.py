@@ -28,15 +28,15 @@ from opentelemetry.trace import Status, StatusCode
 
 from pyvisor_worker._proto import worker_pb2 as pb
 from pyvisor_worker.context import ToolContext
-from pyvisor_worker.errors import (
+from pyvisor_worker.errors import CallRejected
+from pyvisor_worker.tools import Kind, Tool
+from pyvisor_worker.wire import (
     INVALID_ARGUMENT,
     MESSAGE_TOO_LARGE,
     UNKNOWN_SESSION,
     UNKNOWN_TOOL,
     WRONG_CALL_KIND,
-    CallRejected,
 )
-from pyvisor_worker.tools import Kind, Tool
 
 log = logging.getLogger("pyvisor_worker.service")
 

@@ -6,14 +6,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-ERROR_KEY = "pyvisor-error"
-
-UNKNOWN_TOOL = "unknown_tool"
-INVALID_ARGUMENT = "invalid_argument"
-WRONG_CALL_KIND = "wrong_call_kind"
-UNKNOWN_SESSION = "unknown_session"
-UNAUTHENTICATED = "unauthenticated"
-MESSAGE_TOO_LARGE = "message_too_large"
+from pyvisor_worker.wire import ERROR_KEY  # the reasons live in worker.proto: see wire.py
 
 
 class CallRejected(Exception):

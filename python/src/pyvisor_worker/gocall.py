@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
+from pyvisor_worker._proto import worker_pb2 as pb
+from pyvisor_worker.wire import go_error_kind
+
 if TYPE_CHECKING:
     from pyvisor_worker.channel import Channel
 
@@ -33,18 +36,18 @@ class GoError(Exception):
     ``pyvisor_worker.GoError``.
     """
 
-    UNKNOWN_CALLBACK: ClassVar[str] = "unknown_callback"
-    INVALID_ARGUMENT: ClassVar[str] = "invalid_argument"
-    DEADLINE_EXCEEDED: ClassVar[str] = "deadline_exceeded"
-    CANCELLED: ClassVar[str] = "cancelled"
-    MESSAGE_TOO_LARGE: ClassVar[str] = "message_too_large"
-    UNAVAILABLE: ClassVar[str] = "unavailable"
-    PANIC: ClassVar[str] = "panic"
-    ERROR: ClassVar[str] = "error"
-    KINDS: ClassVar[frozenset[str]] = frozenset({
-        "unknown_callback", "invalid_argument", "deadline_exceeded", "cancelled",
-        "message_too_large", "unavailable", "panic", "error",
-    })
+    # The kinds, as worker.proto's GoErrorKind defines their strings.
+    UNKNOWN_CALLBACK: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_UNKNOWN_CALLBACK)
+    INVALID_ARGUMENT: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_INVALID_ARGUMENT)
+    DEADLINE_EXCEEDED: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_DEADLINE_EXCEEDED)
+    CANCELLED: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_CANCELLED)
+    MESSAGE_TOO_LARGE: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_MESSAGE_TOO_LARGE)
+    UNAVAILABLE: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_UNAVAILABLE)
+    PANIC: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_PANIC)
+    ERROR: ClassVar[str] = go_error_kind(pb.GO_ERROR_KIND_ERROR)
+    KINDS: ClassVar[frozenset[str]] = frozenset(
+        go_error_kind(v) for v in pb.GoErrorKind.values() if v != pb.GO_ERROR_KIND_UNSPECIFIED
+    )
 
     def __init__(self, kind: str, message: str, callback: str = "") -> None:
         super().__init__(f"go callback '{callback}' failed ({kind}): {message}")

@@ -30,6 +30,7 @@ from pyvisor_worker.context import correlation_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected, abort
 from pyvisor_worker.tools import Tool
+from pyvisor_worker.wire import CORRELATION_ID_KEY
 
 PROTOCOL_VERSION = 1
 
@@ -123,7 +124,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         if not cid:
             metadata = context.invocation_metadata() or ()
             for key, value in metadata:
-                if key == "x-correlation-id":
+                if key == CORRELATION_ID_KEY:
                     cid = value if isinstance(value, str) else bytes(value).decode()
                     break
             else:

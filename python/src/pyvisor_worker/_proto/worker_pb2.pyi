@@ -1,10 +1,67 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REASON_UNSPECIFIED: _ClassVar[Reason]
+    REASON_UNKNOWN_TOOL: _ClassVar[Reason]
+    REASON_INVALID_ARGUMENT: _ClassVar[Reason]
+    REASON_WRONG_CALL_KIND: _ClassVar[Reason]
+    REASON_UNKNOWN_SESSION: _ClassVar[Reason]
+    REASON_UNAUTHENTICATED: _ClassVar[Reason]
+    REASON_MESSAGE_TOO_LARGE: _ClassVar[Reason]
+    REASON_UNAVAILABLE: _ClassVar[Reason]
+    REASON_INTERNAL: _ClassVar[Reason]
+
+class GoErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GO_ERROR_KIND_UNSPECIFIED: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_UNKNOWN_CALLBACK: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_INVALID_ARGUMENT: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_DEADLINE_EXCEEDED: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_CANCELLED: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_MESSAGE_TOO_LARGE: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_UNAVAILABLE: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_PANIC: _ClassVar[GoErrorKind]
+    GO_ERROR_KIND_ERROR: _ClassVar[GoErrorKind]
+
+class MetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METADATA_KEY_UNSPECIFIED: _ClassVar[MetadataKey]
+    METADATA_KEY_ERROR_REASON: _ClassVar[MetadataKey]
+    METADATA_KEY_CORRELATION_ID: _ClassVar[MetadataKey]
+    METADATA_KEY_AUTHORIZATION: _ClassVar[MetadataKey]
+REASON_UNSPECIFIED: Reason
+REASON_UNKNOWN_TOOL: Reason
+REASON_INVALID_ARGUMENT: Reason
+REASON_WRONG_CALL_KIND: Reason
+REASON_UNKNOWN_SESSION: Reason
+REASON_UNAUTHENTICATED: Reason
+REASON_MESSAGE_TOO_LARGE: Reason
+REASON_UNAVAILABLE: Reason
+REASON_INTERNAL: Reason
+GO_ERROR_KIND_UNSPECIFIED: GoErrorKind
+GO_ERROR_KIND_UNKNOWN_CALLBACK: GoErrorKind
+GO_ERROR_KIND_INVALID_ARGUMENT: GoErrorKind
+GO_ERROR_KIND_DEADLINE_EXCEEDED: GoErrorKind
+GO_ERROR_KIND_CANCELLED: GoErrorKind
+GO_ERROR_KIND_MESSAGE_TOO_LARGE: GoErrorKind
+GO_ERROR_KIND_UNAVAILABLE: GoErrorKind
+GO_ERROR_KIND_PANIC: GoErrorKind
+GO_ERROR_KIND_ERROR: GoErrorKind
+METADATA_KEY_UNSPECIFIED: MetadataKey
+METADATA_KEY_ERROR_REASON: MetadataKey
+METADATA_KEY_CORRELATION_ID: MetadataKey
+METADATA_KEY_AUTHORIZATION: MetadataKey
+WIRE_FIELD_NUMBER: _ClassVar[int]
+wire: _descriptor.FieldDescriptor
 
 class DescribeRequest(_message.Message):
     __slots__ = ()
