@@ -36,7 +36,7 @@ var (
 	ErrPoolFailed      = actors.ErrPoolFailed
 	ErrUnknownTool     = bridge.ErrUnknownTool
 	ErrInvalidArgument = bridge.ErrInvalidArgument
-	ErrUnknownSession  = bridge.ErrUnknownSession  // WithSession names a session the worker does not hold
+	ErrUnknownSession  = bridge.ErrUnknownSession  // a session the worker does not hold (bridge.Client; a pool opens its sessions itself)
 	ErrWrongCallKind   = bridge.ErrWrongCallKind   // Execute of a streaming tool, or Stream of a plain one
 	ErrWorkerCrashed   = bridge.ErrWorkerCrashed   // the worker's process died during the call (*ExitError)
 	ErrMessageTooLarge = bridge.ErrMessageTooLarge // over PoolConfig.MaxMessageBytes
