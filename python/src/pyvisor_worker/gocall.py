@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opentelemetry import propagate, trace
@@ -95,36 +97,37 @@ class GoCaller:
                           f"arguments are {len(args)} bytes, over the limit of {limit} bytes", name)
         return args
 
-    def _span(self, name: str) -> tuple[Any, dict[str, str]]:
-        """The callback's CLIENT span (None untraced) and the carrier that hands it to Go."""
+    @contextlib.contextmanager
+    def _span(self, name: str) -> Iterator[dict[str, str]]:
+        """The callback's CLIENT span around the block (none untraced), marked as failed when
+        the block raises; yields the carrier that hands the span to Go."""
         tracer = self._channel.tracer
         if tracer is None:
-            return None, {}
+            yield {}
+            return
         span = tracer.start_span(f"callback {name}", kind=_CLIENT, attributes={
             "pyvisor.callback": name,
             "pyvisor.correlation_id": self._channel.correlation_id(self._call_id),
         })
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
-        return span, carrier
-
-    async def _call_async(self, name: str, kwargs: dict[str, Any]) -> Any:
-        args = self._arguments(name, kwargs)
-        span, carrier = self._span(name)
         try:
-            reply = await self._channel.callback(self._call_id, name, args, carrier)
-            return _outcome(name, reply)
+            yield carrier
         except BaseException as exc:
             _failed(span, exc)
             raise
         finally:
-            if span is not None:
-                span.end()
+            span.end()
+
+    async def _call_async(self, name: str, kwargs: dict[str, Any]) -> Any:
+        args = self._arguments(name, kwargs)
+        with self._span(name) as carrier:
+            reply = await self._channel.callback(self._call_id, name, args, carrier)
+            return _outcome(name, reply)
 
     def _call_blocking(self, name: str, kwargs: dict[str, Any]) -> Any:
         args = self._arguments(name, kwargs)
-        span, carrier = self._span(name)
-        try:
+        with self._span(name) as carrier:
             try:
                 future = asyncio.run_coroutine_threadsafe(
                     self._channel.callback(self._call_id, name, args, carrier), self._loop)
@@ -135,12 +138,6 @@ class GoCaller:
             except concurrent.futures.CancelledError:
                 raise GoError(GoError.CANCELLED, "the tool call was cancelled", name) from None
             return _outcome(name, reply)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            if span is not None:
-                span.end()
 
 
 def _outcome(name: str, reply: Any) -> Any:
@@ -152,7 +149,7 @@ def _outcome(name: str, reply: Any) -> Any:
 
 
 def _failed(span: Any, exc: BaseException) -> None:
-    if span is None or not span.is_recording():
+    if not span.is_recording():
         return
     if isinstance(exc, GoError):
         span.set_attribute("pyvisor.callback.error_kind", exc.kind)
