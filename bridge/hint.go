@@ -11,6 +11,7 @@ const (
 	exitUsage       = 2
 	exitToolsImport = 3
 	exitBind        = 4
+	exitVersion     = 5
 )
 
 // SetupCommand is the command that installs the worker package into .venv: run in a Go
@@ -29,6 +30,8 @@ func startHint(cause error, exit *ExitError, stderr string, cfg config) string {
 		return fmt.Sprintf("a tools module (%s) could not be imported: check its name, that it imports cleanly with %s, and that its directory is on PYTHONPATH (bridge.WithEnv(\"PYTHONPATH\", dir) or WithDir); the traceback is below", strings.Join(cfg.tools, ", "), cfg.python)
 	case exit != nil && exit.ExitCode == exitUsage:
 		return fmt.Sprintf("the worker rejected its command line: the Go module and the pyvisor-worker package are probably different versions; `go run github.com/pyvisor/pyvisor/cmd/pyvisor doctor` says which, and `%s` reinstalls the matching one", SetupCommand)
+	case exit != nil && exit.ExitCode == exitVersion:
+		return fmt.Sprintf("the worker package in %q was installed by another pyvisor version than this program's (a `go get -u` without a new setup?): run `%s` in your Go module to install this one's", cfg.python, SetupCommand)
 	case exit != nil && exit.ExitCode == exitBind:
 		return "the worker could not listen on its socket: check that the runtime directory (WithRuntimeDir, default $TMPDIR) is writable and the path is short enough"
 	case errors.Is(cause, ErrHandshakeTimeout):

@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor/python"
 )
 
 // Defaults of the options below.
@@ -19,6 +21,10 @@ const (
 	DefaultCrashGrace       = 2 * time.Second
 	DefaultCancelGrace      = 5 * time.Second
 )
+
+// sourceDigestEnv passes python.Digest to the worker, which compares it with the digest
+// stamped into its package by setup.
+const sourceDigestEnv = "PYVISOR_SOURCE_DIGEST"
 
 // Option configures Start.
 type Option func(*config)
@@ -75,9 +81,16 @@ func newConfig(opts []Option) (config, error) {
 			return c, fmt.Errorf("bridge: %w", err)
 		}
 	}
+	for name, fn := range c.callbacks {
+		if fn == nil {
+			return c, fmt.Errorf("bridge: callback %q: its function is nil", name)
+		}
+	}
 	if len(c.callbacks) > 0 {
 		c.env = withEnv(c.env, callbacksEnv, callbacksJSON(c.callbacks))
 	}
+	// A worker package stamped by another pyvisor's setup refuses to serve (exit 5).
+	c.env = withEnv(c.env, sourceDigestEnv, python.Digest())
 	if c.python == "" {
 		c.python = Interpreter()
 	}

@@ -4,7 +4,9 @@
 package python
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -36,9 +38,47 @@ func Version() string {
 	return string(m[1])
 }
 
-// Unpack writes the worker package's source tree into dir (created if need be), ready
-// for `pip install dir`.
+// Digest names the embedded source: 16 hex digits of a SHA-256 over every file's path
+// and content. Unpack stamps it into the package (pyvisor_worker/source_digest), and a
+// worker started with it in $PYVISOR_SOURCE_DIGEST refuses to serve from a package
+// stamped with another: the two sides are one version, even when the version number did
+// not change.
+func Digest() string {
+	h := sha256.New()
+	err := fs.WalkDir(source, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := source.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", path, len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		panic(fmt.Sprintf("python: read the embedded package: %v", err)) // a build defect
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// stampPath is where Unpack writes the digest, inside the package.
+const stampPath = "src/pyvisor_worker/source_digest"
+
+// Unpack writes the worker package's source tree into dir (created if need be), stamped
+// with its Digest, ready for `pip install dir`.
 func Unpack(dir string) error {
+	if err := unpack(dir); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(stampPath)), []byte(Digest()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("python: stamp the worker package: %w", err)
+	}
+	return nil
+}
+
+func unpack(dir string) error {
 	return fs.WalkDir(source, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

@@ -73,3 +73,18 @@ func TestUnpackWritesATreePipCanInstall(t *testing.T) {
 		}
 	}
 }
+
+func TestUnpackStampsTheDigestWhichNamesTheSource(t *testing.T) {
+	d := python.Digest()
+	if len(d) != 16 || d != python.Digest() {
+		t.Fatalf("digest %q", d)
+	}
+	dir := t.TempDir()
+	if err := python.Unpack(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "src", "pyvisor_worker", "source_digest"))
+	if err != nil || string(b) != d+"\n" {
+		t.Fatalf("stamp %q, %v; want %s", b, err, d)
+	}
+}

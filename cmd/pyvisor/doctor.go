@@ -18,10 +18,11 @@ import (
 // worker's own socket file name).
 const maxSocketPath = 100
 
-// check is one finding of doctor: ok, or what is wrong and how to fix it.
+// check is one finding of doctor: ok, or what is wrong and how to fix it; a warning is
+// ok but says what doctor could not tell.
 type check struct {
 	what, detail, fix string
-	ok                bool
+	ok, warn          bool
 }
 
 // doctor checks what a runtime needs of the Python side and says how to fix each
@@ -73,11 +74,14 @@ func doctor(ctx context.Context, args []string, out, errOut io.Writer) error {
 	failed := 0
 	for _, c := range checks {
 		mark := "ok  "
-		if !c.ok {
+		switch {
+		case !c.ok:
 			mark, failed = "FAIL", failed+1
+		case c.warn:
+			mark = "warn"
 		}
 		fmt.Fprintf(out, "%s %s: %s\n", mark, c.what, c.detail)
-		if !c.ok && c.fix != "" {
+		if (!c.ok || c.warn) && c.fix != "" {
 			fmt.Fprintf(out, "     fix: %s\n", c.fix)
 		}
 	}
@@ -95,31 +99,58 @@ func interpreterCheck(ctx context.Context, py string) check {
 	switch {
 	case err != nil && len(b) == 0:
 		c.detail = err.Error()
-		c.fix = "install Python 3.10+ and run `pyvisor setup`, or point PYVISOR_PYTHON (or -python) at a Python 3.10+ interpreter"
+		c.fix = "install Python 3.10+ and run `" + setupCmd + "` in your Go module, or point PYVISOR_PYTHON (or -python) at a Python 3.10+ interpreter"
 	case err != nil:
 		c.detail = "Python " + strings.TrimSpace(string(b)) + " is older than 3.10"
-		c.fix = "create the venv with a newer Python: `pyvisor setup -python python3.12`"
+		c.fix = "create the venv with a newer Python: `" + setupCmd + " -python python3.12`"
 	default:
 		c.ok, c.detail = true, "Python "+strings.TrimSpace(string(b))
 	}
 	return c
 }
 
+// setupCmd is how the fixes name the setup command: run in the user's module, it is the
+// pyvisor version that module requires.
+const setupCmd = bridge.SetupCommand
+
 func packageCheck(ctx context.Context, py string) check {
-	want := python.Version()
+	want, digest := python.Version(), python.Digest()
 	c := check{what: "worker package pyvisor-worker"}
 	got, err := workerVersion(ctx, py)
-	switch {
-	case err != nil:
+	if err != nil {
 		c.detail = "not installed in " + py
-		c.fix = "run `pyvisor setup` (it creates .venv with pyvisor-worker " + want + "), or `pyvisor setup DIR` and set PYVISOR_PYTHON=DIR/bin/python"
-	case got != want:
-		c.detail = fmt.Sprintf("%s installed, but this Go module embeds %s", got, want)
-		c.fix = "reinstall the matching version: `pyvisor setup " + venvOf(py) + "`"
+		c.fix = "run `" + setupCmd + "` in your Go module (it creates .venv with pyvisor-worker " + want + "), or `... setup DIR` and set PYVISOR_PYTHON=DIR/bin/python"
+		return c
+	}
+	stamp := sourceDigest(ctx, py)
+	switch {
+	case got != want || (stamp != "" && stamp != digest):
+		c.detail = fmt.Sprintf("%s (source %s) installed, but this Go module embeds %s (source %s)", got, orNone(stamp), want, digest)
+		c.fix = "install the matching one: `" + setupCmd + " " + venvOf(py) + "`"
+	case stamp == "":
+		c.ok, c.warn = true, true
+		c.detail = got + ", not installed by setup (an editable or hand-made install): its source cannot be compared with the Go module's"
+		c.fix = "`" + setupCmd + " " + venvOf(py) + "` installs the Go module's own, which workers check at start"
 	default:
-		c.ok, c.detail = true, got+", the Go module's own"
+		c.ok, c.detail = true, fmt.Sprintf("%s (source %s), the Go module's own", got, stamp)
 	}
 	return c
+}
+
+// sourceDigest is the digest setup stamped into py's worker package ("" for none).
+func sourceDigest(ctx context.Context, py string) string {
+	b, err := exec.CommandContext(ctx, py, "-c", "from pyvisor_worker import source; print(source.digest())").Output()
+	if err != nil {
+		return "" // a package from before the stamp
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unstamped"
+	}
+	return s
 }
 
 // venvOf is the venv directory of a venv's interpreter (.venv when py is not in one).
@@ -139,7 +170,7 @@ func importCheck(ctx context.Context, py string, p pyvisor.PoolConfig, module st
 	if err != nil {
 		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 		c.detail = "does not import: " + lines[len(lines)-1]
-		c.fix = "check its name; put its directory on the pool's PYTHONPATH (env: {PYTHONPATH: DIR}) or set the pool's dir; install its packages with `pyvisor setup -r requirements.txt`"
+		c.fix = "check its name; put its directory on the pool's PYTHONPATH (env: {PYTHONPATH: DIR}) or set the pool's dir; install its packages with `" + setupCmd + " -r requirements.txt`"
 		return c
 	}
 	c.ok, c.detail = true, "imports"

@@ -49,7 +49,7 @@ func TestDoctorSaysHowToFixAMissingInterpreter(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
-	for _, want := range []string{"FAIL interpreter /nonexistent/python3", "fix: install Python 3.10+ and run `pyvisor setup`", "checks failed"} {
+	for _, want := range []string{"FAIL interpreter /nonexistent/python3", "fix: install Python 3.10+ and run `go run github.com/pyvisor/pyvisor/cmd/pyvisor setup` in your Go module", "checks failed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
 		}
@@ -59,7 +59,8 @@ func TestDoctorSaysHowToFixAMissingInterpreter(t *testing.T) {
 func TestDoctorPassesWithTheProjectsVenvAndNamesAToolsModuleThatDoesNotImport(t *testing.T) {
 	py := workerPython(t)
 	code, out, _ := runCmd(t, "doctor", "-python", py, "-tools", "pyvisor_worker.examples")
-	if code != 0 || !strings.Contains(out, "ok   worker package pyvisor-worker: "+python.Version()+", the Go module's own") {
+	// The project's .venv holds an editable install: doctor cannot compare its source.
+	if code != 0 || !strings.Contains(out, "warn worker package pyvisor-worker: "+python.Version()+", not installed by setup") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	code, out, _ = runCmd(t, "doctor", "-python", py, "-tools", "no_such_tools_module")

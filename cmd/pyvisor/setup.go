@@ -73,7 +73,10 @@ func setup(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if got != python.Version() {
 		return fmt.Errorf("the venv reports pyvisor-worker %s after installing %s", got, python.Version())
 	}
-	fmt.Fprintf(out, "ok: pyvisor-worker %s in %s\n", got, dir)
+	if stamp := sourceDigest(ctx, py); stamp != python.Digest() {
+		return fmt.Errorf("the venv's worker package is stamped %q after installing source %s", stamp, python.Digest())
+	}
+	fmt.Fprintf(out, "ok: pyvisor-worker %s (source %s) in %s\n", got, python.Digest(), dir)
 	fmt.Fprintf(out, "the runtime finds it as the nearest .venv above its working directory, or set PYVISOR_PYTHON=%s\n", py)
 	return nil
 }

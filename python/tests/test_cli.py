@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import args, worker_env
+from conftest import SRC_DIR, TESTS_DIR, args, worker_env
 
 from pyvisor_worker._proto import worker_pb2 as pb
 
@@ -231,3 +232,21 @@ async def test_hang_and_ignore_sigterm(cli_worker: Any, cli_stub: Any, short_dir
     w.proc.send_signal(signal.SIGKILL)
     assert wait_exit(w.proc) == -signal.SIGKILL
     hang.cancel()
+
+
+def test_a_package_stamped_from_another_source_refuses_to_serve_exit_5(
+    cli_worker: Any, short_dir: Path
+) -> None:
+    stamped = short_dir / "site"
+    shutil.copytree(SRC_DIR / "pyvisor_worker", stamped / "pyvisor_worker",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (stamped / "pyvisor_worker" / "source_digest").write_text("aaaaaaaaaaaaaaaa\n")
+    path = os.pathsep.join([str(stamped), str(TESTS_DIR)])
+    args = ("--tools", "sample_tools", "--socket", str(short_dir / "w.sock"))
+    w = cli_worker(*args, env=worker_env(PYTHONPATH=path, PYVISOR_SOURCE_DIGEST="bbbbbbbbbbbbbbbb"),
+                   handshake=False)
+    assert wait_exit(w.proc) == 5
+    assert w.proc.stdout.read() == b""
+    assert "is not the one the Go runtime embeds" in w.stderr()
+    ok = cli_worker(*args, env=worker_env(PYTHONPATH=path, PYVISOR_SOURCE_DIGEST="aaaaaaaaaaaaaaaa"))
+    assert ok.handshake.startswith("PYVISOR|1|unix|"), "the same digest serves"

@@ -1,7 +1,8 @@
 """Command line: parse arguments, set up stdio and logging, import tools, serve, exit.
 
 Exit codes: 0 normal stop, 2 usage error, 3 a tools module failed to import (or define its
-tools), 4 cannot bind/listen. A second SIGTERM/SIGINT during a stop exits at once (128+signal).
+tools), 4 cannot bind/listen, 5 the package is not the one the Go runtime embeds (its stamped
+source digest differs from $PYVISOR_SOURCE_DIGEST). A second SIGTERM/SIGINT during a stop exits at once (128+signal).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TextIO
 
-from pyvisor_worker import jsonlog, reaper, sockets, telemetry, watchdog
+from pyvisor_worker import jsonlog, reaper, sockets, source, telemetry, watchdog
 from pyvisor_worker.config import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_SHUTDOWN_GRACE,
@@ -33,7 +34,7 @@ log = logging.getLogger("pyvisor_worker")
 
 TOKEN_ENV = "PYVISOR_WORKER_TOKEN"
 CALLBACKS_ENV = "PYVISOR_CALLBACKS"
-EXIT_OK, EXIT_USAGE, EXIT_IMPORT, EXIT_BIND = 0, 2, 3, 4
+EXIT_OK, EXIT_USAGE, EXIT_IMPORT, EXIT_BIND, EXIT_VERSION = 0, 2, 3, 4, 5
 # How long exit paths wait for pending spans: a normal stop, and an exit that must be quick.
 FLUSH_TIMEOUT, QUICK_FLUSH_TIMEOUT = 5.0, 0.5
 
@@ -199,6 +200,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     reaper.become_subreaper()  # what tools start stays below the worker, to die with it
     # (b) JSON logs on stderr; tracing if the OTEL_* / PYVISOR_TRACE_* variables ask for it.
     jsonlog.configure(config.log_level, config.worker_id, log_stream(config.log_fd))
+    expected, mine = os.environ.get(source.DIGEST_ENV, ""), source.digest()
+    if expected and mine and expected != mine:
+        log.error("this pyvisor-worker package (source %s) is not the one the Go runtime embeds "
+                  "(source %s): install the runtime's own with its pyvisor setup command",
+                  mine, expected)
+        os.close(handshake_fd)
+        return EXIT_VERSION
     tracing = telemetry.setup(os.environ, config.worker_id)
     try:
         return _serve_tools(config, handshake_fd, tracing)
