@@ -40,8 +40,8 @@ var (
 	ErrWrongCallKind   = bridge.ErrWrongCallKind   // Execute of a streaming tool, or Stream of a plain one
 	ErrWorkerCrashed   = bridge.ErrWorkerCrashed   // the worker's process died during the call (*ExitError)
 	ErrMessageTooLarge = bridge.ErrMessageTooLarge // over PoolConfig.MaxMessageBytes
-	ErrUnavailable     = bridge.ErrUnavailable     // the worker could not be reached though its process lives
-	ErrUnauthenticated = bridge.ErrUnauthenticated // a TCP worker refused the call's token
+	ErrUnavailable     = bridge.ErrUnavailable     // the worker could not answer: its own failure (a bug, in the message), or it cancelled the call itself
+	ErrUnauthenticated = bridge.ErrUnauthenticated // bridge.Client only (TCP workers, bridge.WithTCP): the worker refused the call's token
 )
 
 // Errors Start can end with (inside a *StartError, wrapped in ErrPoolFailed when a pool

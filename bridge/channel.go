@@ -303,11 +303,11 @@ func (ch *channel) forget(id uint64) {
 // caller returns at once, even if the channel cannot take the frame yet. The call stays
 // registered until the worker says the body is over.
 func (ch *channel) cancel(id uint64, ctxErr error) {
-	reason := "cancelled"
+	reason := workerv1.CancelReason_CANCEL_REASON_CANCELLED
 	if errors.Is(ctxErr, context.DeadlineExceeded) {
-		reason = "deadline_exceeded"
+		reason = workerv1.CancelReason_CANCEL_REASON_DEADLINE_EXCEEDED
 	}
-	f := &workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Cancel{Cancel: &workerv1.Cancel{Reason: reason}}}
+	f := &workerv1.HostFrame{CallId: id, Body: &workerv1.HostFrame_Cancel{Cancel: &workerv1.Cancel{Reason: workerv1.Wire(reason)}}}
 	ch.mu.Lock()
 	if p := ch.calls[id]; p != nil {
 		p.cancelled = true

@@ -320,7 +320,7 @@ func (s *supervisor) onTerminated(pid *actor.PID) {
 		case stepStart:
 			if st.onFail != nil {
 				s.emit(&ChildExited{EventHeader: s.header(), ID: c.spec.ID, PID: pid})
-				st.onFail(errors.New("stopped while starting"))
+				st.onFail(fmt.Errorf("%w while starting", ErrStopped))
 				s.pump()
 				return
 			}

@@ -9,7 +9,7 @@ import (
 )
 
 func TestEveryValueButUnspecifiedHasAWireStringAndReasonsRoundTrip(t *testing.T) {
-	for _, e := range []protoreflect.Enum{workerv1.Reason(0), workerv1.GoErrorKind(0), workerv1.MetadataKey(0)} {
+	for _, e := range []protoreflect.Enum{workerv1.Reason(0), workerv1.GoErrorKind(0), workerv1.MetadataKey(0), workerv1.CancelReason(0)} {
 		values := e.Descriptor().Values()
 		for i := range values.Len() {
 			v := values.Get(i)
@@ -29,5 +29,12 @@ func TestEveryValueButUnspecifiedHasAWireStringAndReasonsRoundTrip(t *testing.T)
 	}
 	if workerv1.ReasonOf("no such reason") != workerv1.Reason_REASON_UNSPECIFIED || workerv1.ReasonOf("") != workerv1.Reason_REASON_UNSPECIFIED {
 		t.Error("an unknown string is no Reason")
+	}
+}
+
+func BenchmarkWire(b *testing.B) {
+	for b.Loop() {
+		_ = workerv1.Wire(workerv1.MetadataKey_METADATA_KEY_AUTHORIZATION)
+		_ = workerv1.ReasonOf("unknown_tool")
 	}
 }

@@ -171,6 +171,58 @@ func (GoErrorKind) EnumDescriptor() ([]byte, []int) {
 	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{1}
 }
 
+// CancelReason is why the host cancels a call: Cancel.reason carries its wire string.
+type CancelReason int32
+
+const (
+	CancelReason_CANCEL_REASON_UNSPECIFIED CancelReason = 0
+	// The call's caller cancelled it (or stopped reading its stream).
+	CancelReason_CANCEL_REASON_CANCELLED CancelReason = 1
+	// The call's deadline passed.
+	CancelReason_CANCEL_REASON_DEADLINE_EXCEEDED CancelReason = 2
+)
+
+// Enum value maps for CancelReason.
+var (
+	CancelReason_name = map[int32]string{
+		0: "CANCEL_REASON_UNSPECIFIED",
+		1: "CANCEL_REASON_CANCELLED",
+		2: "CANCEL_REASON_DEADLINE_EXCEEDED",
+	}
+	CancelReason_value = map[string]int32{
+		"CANCEL_REASON_UNSPECIFIED":       0,
+		"CANCEL_REASON_CANCELLED":         1,
+		"CANCEL_REASON_DEADLINE_EXCEEDED": 2,
+	}
+)
+
+func (x CancelReason) Enum() *CancelReason {
+	p := new(CancelReason)
+	*p = x
+	return p
+}
+
+func (x CancelReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CancelReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_pyvisor_worker_v1_worker_proto_enumTypes[2].Descriptor()
+}
+
+func (CancelReason) Type() protoreflect.EnumType {
+	return &file_pyvisor_worker_v1_worker_proto_enumTypes[2]
+}
+
+func (x CancelReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CancelReason.Descriptor instead.
+func (CancelReason) EnumDescriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{2}
+}
+
 // MetadataKey names the gRPC metadata keys of the unary RPCs, as their wire strings.
 type MetadataKey int32
 
@@ -211,11 +263,11 @@ func (x MetadataKey) String() string {
 }
 
 func (MetadataKey) Descriptor() protoreflect.EnumDescriptor {
-	return file_pyvisor_worker_v1_worker_proto_enumTypes[2].Descriptor()
+	return file_pyvisor_worker_v1_worker_proto_enumTypes[3].Descriptor()
 }
 
 func (MetadataKey) Type() protoreflect.EnumType {
-	return &file_pyvisor_worker_v1_worker_proto_enumTypes[2]
+	return &file_pyvisor_worker_v1_worker_proto_enumTypes[3]
 }
 
 func (x MetadataKey) Number() protoreflect.EnumNumber {
@@ -224,7 +276,7 @@ func (x MetadataKey) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MetadataKey.Descriptor instead.
 func (MetadataKey) EnumDescriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{2}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{3}
 }
 
 type DescribeRequest struct {
@@ -1576,7 +1628,9 @@ func (x *Call) GetCredit() uint32 {
 // Cancel asks the worker to cancel a call's body.
 type Cancel struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// reason is "cancelled" or "deadline_exceeded", for the worker's logs and span.
+	// reason is a CancelReason's wire string ("cancelled" or "deadline_exceeded"), for the
+	// worker's logs and span. The worker also cancels a call itself (its own deadline timer,
+	// shutdown): only a CancelReason says the host has given the call up.
 	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2466,7 +2520,11 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x1fGO_ERROR_KIND_MESSAGE_TOO_LARGE\x10\x05\x1a\x15\xca\xda\x18\x11message_too_large\x12.\n" +
 	"\x19GO_ERROR_KIND_UNAVAILABLE\x10\x06\x1a\x0f\xca\xda\x18\vunavailable\x12\"\n" +
 	"\x13GO_ERROR_KIND_PANIC\x10\a\x1a\t\xca\xda\x18\x05panic\x12\"\n" +
-	"\x13GO_ERROR_KIND_ERROR\x10\b\x1a\t\xca\xda\x18\x05error*\xc7\x01\n" +
+	"\x13GO_ERROR_KIND_ERROR\x10\b\x1a\t\xca\xda\x18\x05error*\x95\x01\n" +
+	"\fCancelReason\x12\x1d\n" +
+	"\x19CANCEL_REASON_UNSPECIFIED\x10\x00\x12*\n" +
+	"\x17CANCEL_REASON_CANCELLED\x10\x01\x1a\r\xca\xda\x18\tcancelled\x12:\n" +
+	"\x1fCANCEL_REASON_DEADLINE_EXCEEDED\x10\x02\x1a\x15\xca\xda\x18\x11deadline_exceeded*\xc7\x01\n" +
 	"\vMetadataKey\x12\x1c\n" +
 	"\x18METADATA_KEY_UNSPECIFIED\x10\x00\x120\n" +
 	"\x19METADATA_KEY_ERROR_REASON\x10\x01\x1a\x11\xca\xda\x18\rpyvisor-error\x125\n" +
@@ -2495,94 +2553,95 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_pyvisor_worker_v1_worker_proto_rawDescData
 }
 
-var file_pyvisor_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_pyvisor_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(Reason)(0),                           // 0: pyvisor.worker.v1.Reason
 	(GoErrorKind)(0),                      // 1: pyvisor.worker.v1.GoErrorKind
-	(MetadataKey)(0),                      // 2: pyvisor.worker.v1.MetadataKey
-	(*DescribeRequest)(nil),               // 3: pyvisor.worker.v1.DescribeRequest
-	(*DescribeResponse)(nil),              // 4: pyvisor.worker.v1.DescribeResponse
-	(*CallbackSpec)(nil),                  // 5: pyvisor.worker.v1.CallbackSpec
-	(*ToolSpec)(nil),                      // 6: pyvisor.worker.v1.ToolSpec
-	(*ExecuteRequest)(nil),                // 7: pyvisor.worker.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),               // 8: pyvisor.worker.v1.ExecuteResponse
-	(*Result)(nil),                        // 9: pyvisor.worker.v1.Result
-	(*ToolError)(nil),                     // 10: pyvisor.worker.v1.ToolError
-	(*ExecuteStreamResponse)(nil),         // 11: pyvisor.worker.v1.ExecuteStreamResponse
-	(*StreamDone)(nil),                    // 12: pyvisor.worker.v1.StreamDone
-	(*HeartbeatRequest)(nil),              // 13: pyvisor.worker.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 14: pyvisor.worker.v1.HeartbeatResponse
-	(*OpenSessionRequest)(nil),            // 15: pyvisor.worker.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 16: pyvisor.worker.v1.OpenSessionResponse
-	(*CloseSessionRequest)(nil),           // 17: pyvisor.worker.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),          // 18: pyvisor.worker.v1.CloseSessionResponse
-	(*ShutdownRequest)(nil),               // 19: pyvisor.worker.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),              // 20: pyvisor.worker.v1.ShutdownResponse
-	(*HostFrame)(nil),                     // 21: pyvisor.worker.v1.HostFrame
-	(*Call)(nil),                          // 22: pyvisor.worker.v1.Call
-	(*Cancel)(nil),                        // 23: pyvisor.worker.v1.Cancel
-	(*Credit)(nil),                        // 24: pyvisor.worker.v1.Credit
-	(*WorkerFrame)(nil),                   // 25: pyvisor.worker.v1.WorkerFrame
-	(*CallFailed)(nil),                    // 26: pyvisor.worker.v1.CallFailed
-	(*BodyEnded)(nil),                     // 27: pyvisor.worker.v1.BodyEnded
-	(*Callback)(nil),                      // 28: pyvisor.worker.v1.Callback
-	(*CallbackCancel)(nil),                // 29: pyvisor.worker.v1.CallbackCancel
-	(*CallbackReply)(nil),                 // 30: pyvisor.worker.v1.CallbackReply
-	(*GoError)(nil),                       // 31: pyvisor.worker.v1.GoError
-	nil,                                   // 32: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                                   // 33: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	nil,                                   // 34: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	nil,                                   // 35: pyvisor.worker.v1.Call.TraceContextEntry
-	nil,                                   // 36: pyvisor.worker.v1.Callback.TraceContextEntry
-	(*descriptorpb.EnumValueOptions)(nil), // 37: google.protobuf.EnumValueOptions
+	(CancelReason)(0),                     // 2: pyvisor.worker.v1.CancelReason
+	(MetadataKey)(0),                      // 3: pyvisor.worker.v1.MetadataKey
+	(*DescribeRequest)(nil),               // 4: pyvisor.worker.v1.DescribeRequest
+	(*DescribeResponse)(nil),              // 5: pyvisor.worker.v1.DescribeResponse
+	(*CallbackSpec)(nil),                  // 6: pyvisor.worker.v1.CallbackSpec
+	(*ToolSpec)(nil),                      // 7: pyvisor.worker.v1.ToolSpec
+	(*ExecuteRequest)(nil),                // 8: pyvisor.worker.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),               // 9: pyvisor.worker.v1.ExecuteResponse
+	(*Result)(nil),                        // 10: pyvisor.worker.v1.Result
+	(*ToolError)(nil),                     // 11: pyvisor.worker.v1.ToolError
+	(*ExecuteStreamResponse)(nil),         // 12: pyvisor.worker.v1.ExecuteStreamResponse
+	(*StreamDone)(nil),                    // 13: pyvisor.worker.v1.StreamDone
+	(*HeartbeatRequest)(nil),              // 14: pyvisor.worker.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 15: pyvisor.worker.v1.HeartbeatResponse
+	(*OpenSessionRequest)(nil),            // 16: pyvisor.worker.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 17: pyvisor.worker.v1.OpenSessionResponse
+	(*CloseSessionRequest)(nil),           // 18: pyvisor.worker.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),          // 19: pyvisor.worker.v1.CloseSessionResponse
+	(*ShutdownRequest)(nil),               // 20: pyvisor.worker.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),              // 21: pyvisor.worker.v1.ShutdownResponse
+	(*HostFrame)(nil),                     // 22: pyvisor.worker.v1.HostFrame
+	(*Call)(nil),                          // 23: pyvisor.worker.v1.Call
+	(*Cancel)(nil),                        // 24: pyvisor.worker.v1.Cancel
+	(*Credit)(nil),                        // 25: pyvisor.worker.v1.Credit
+	(*WorkerFrame)(nil),                   // 26: pyvisor.worker.v1.WorkerFrame
+	(*CallFailed)(nil),                    // 27: pyvisor.worker.v1.CallFailed
+	(*BodyEnded)(nil),                     // 28: pyvisor.worker.v1.BodyEnded
+	(*Callback)(nil),                      // 29: pyvisor.worker.v1.Callback
+	(*CallbackCancel)(nil),                // 30: pyvisor.worker.v1.CallbackCancel
+	(*CallbackReply)(nil),                 // 31: pyvisor.worker.v1.CallbackReply
+	(*GoError)(nil),                       // 32: pyvisor.worker.v1.GoError
+	nil,                                   // 33: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	nil,                                   // 34: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	nil,                                   // 35: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                                   // 36: pyvisor.worker.v1.Call.TraceContextEntry
+	nil,                                   // 37: pyvisor.worker.v1.Callback.TraceContextEntry
+	(*descriptorpb.EnumValueOptions)(nil), // 38: google.protobuf.EnumValueOptions
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
-	6,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
-	5,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
-	32, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	9,  // 3: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
-	10, // 4: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	9,  // 5: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
-	12, // 6: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
-	10, // 7: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	33, // 8: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	34, // 9: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	22, // 10: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
-	23, // 11: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
-	13, // 12: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
-	24, // 13: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
-	30, // 14: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
-	7,  // 15: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
-	35, // 16: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
-	9,  // 17: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
-	9,  // 18: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
-	12, // 19: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
-	10, // 20: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
-	26, // 21: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
-	27, // 22: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
-	14, // 23: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
-	28, // 24: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
-	29, // 25: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
-	36, // 26: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
-	31, // 27: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
-	37, // 28: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
-	3,  // 29: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
-	7,  // 30: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
-	7,  // 31: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
-	13, // 32: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
-	15, // 33: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
-	17, // 34: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	19, // 35: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	21, // 36: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
-	4,  // 37: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	8,  // 38: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	11, // 39: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	14, // 40: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	16, // 41: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	18, // 42: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	20, // 43: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	25, // 44: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	7,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
+	6,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
+	33, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	10, // 3: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
+	11, // 4: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	10, // 5: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
+	13, // 6: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
+	11, // 7: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	34, // 8: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	35, // 9: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	23, // 10: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	24, // 11: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	14, // 12: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
+	25, // 13: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	31, // 14: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
+	8,  // 15: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
+	36, // 16: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	10, // 17: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
+	10, // 18: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
+	13, // 19: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
+	11, // 20: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
+	27, // 21: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	28, // 22: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	15, // 23: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
+	29, // 24: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
+	30, // 25: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
+	37, // 26: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
+	32, // 27: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
+	38, // 28: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
+	4,  // 29: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
+	8,  // 30: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
+	8,  // 31: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
+	14, // 32: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
+	16, // 33: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
+	18, // 34: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
+	20, // 35: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	22, // 36: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	5,  // 37: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	9,  // 38: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	12, // 39: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	15, // 40: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	17, // 41: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	19, // 42: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	21, // 43: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	26, // 44: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
 	37, // [37:45] is the sub-list for method output_type
 	29, // [29:37] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
@@ -2631,7 +2690,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   34,
 			NumExtensions: 1,
 			NumServices:   1,

@@ -8,7 +8,7 @@ from pyvisor_worker.gocall import GoError
 
 
 def test_every_value_but_unspecified_has_a_wire_string() -> None:
-    for enum in (pb.Reason, pb.GoErrorKind, pb.MetadataKey):
+    for enum in (pb.Reason, pb.GoErrorKind, pb.MetadataKey, pb.CancelReason):
         for name, number in enum.items():
             assert (number == 0) == (wire.wire(enum, number) == ""), name
 

@@ -25,7 +25,7 @@ from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected
 from pyvisor_worker.gocall import GoCaller, GoError
-from pyvisor_worker.wire import INTERNAL, UNAVAILABLE
+from pyvisor_worker.wire import CANCELLED, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
 
 log = logging.getLogger("pyvisor_worker.channel")
 
@@ -36,7 +36,7 @@ _OK = grpc.StatusCode.OK.value[0]
 _CANCELLED = grpc.StatusCode.CANCELLED.value[0]
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 # Cancellations that come from the host (a cancel frame, or the call's own deadline).
-_HOST_REASONS = frozenset({"cancelled", "deadline_exceeded"})
+_HOST_REASONS = frozenset({CANCELLED, DEADLINE_EXCEEDED})
 
 
 class _Running:
@@ -155,7 +155,7 @@ class Channel:
                 if which == "call":
                     self._start(frame.call_id, frame.call)
                 elif which == "cancel":
-                    self.cancel(frame.call_id, frame.cancel.reason or "cancelled")
+                    self.cancel(frame.call_id, frame.cancel.reason or CANCELLED)
                 elif which == "ping":
                     self._ping(frame.ping)
                 elif which == "credit":
@@ -189,7 +189,7 @@ class Channel:
         if call.timeout_micros > 0:
             timeout = call.timeout_micros / 1e6
             running.deadline = loop.time() + timeout
-            running.timer = loop.call_later(timeout, self.cancel, call_id, "deadline_exceeded")
+            running.timer = loop.call_later(timeout, self.cancel, call_id, DEADLINE_EXCEEDED)
 
     def cancel(self, call_id: int, reason: str) -> None:
         """Cancel a call's body; its task answers body_ended once the body is over."""

@@ -30,6 +30,11 @@ UNAVAILABLE = wire(pb.Reason, pb.REASON_UNAVAILABLE)
 INTERNAL = wire(pb.Reason, pb.REASON_INTERNAL)
 
 
+# Why the host cancels a call (Cancel.reason); the worker's own deadline timer says the same.
+CANCELLED = wire(pb.CancelReason, pb.CANCEL_REASON_CANCELLED)
+DEADLINE_EXCEEDED = wire(pb.CancelReason, pb.CANCEL_REASON_DEADLINE_EXCEEDED)
+
+
 def go_error_kind(value: int) -> str:
     """The wire string of a GoErrorKind (GoError.kind)."""
     return wire(pb.GoErrorKind, value)

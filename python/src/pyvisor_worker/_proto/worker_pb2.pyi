@@ -32,6 +32,12 @@ class GoErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GO_ERROR_KIND_PANIC: _ClassVar[GoErrorKind]
     GO_ERROR_KIND_ERROR: _ClassVar[GoErrorKind]
 
+class CancelReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANCEL_REASON_UNSPECIFIED: _ClassVar[CancelReason]
+    CANCEL_REASON_CANCELLED: _ClassVar[CancelReason]
+    CANCEL_REASON_DEADLINE_EXCEEDED: _ClassVar[CancelReason]
+
 class MetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     METADATA_KEY_UNSPECIFIED: _ClassVar[MetadataKey]
@@ -56,6 +62,9 @@ GO_ERROR_KIND_MESSAGE_TOO_LARGE: GoErrorKind
 GO_ERROR_KIND_UNAVAILABLE: GoErrorKind
 GO_ERROR_KIND_PANIC: GoErrorKind
 GO_ERROR_KIND_ERROR: GoErrorKind
+CANCEL_REASON_UNSPECIFIED: CancelReason
+CANCEL_REASON_CANCELLED: CancelReason
+CANCEL_REASON_DEADLINE_EXCEEDED: CancelReason
 METADATA_KEY_UNSPECIFIED: MetadataKey
 METADATA_KEY_ERROR_REASON: MetadataKey
 METADATA_KEY_CORRELATION_ID: MetadataKey
