@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/bridge"
 )
 
@@ -105,6 +106,7 @@ var _ = Describe("A Python worker", Label("python"), func() {
 		Expect(existed).To(BeTrue())
 		_, err = p.Client().Execute(ctx, bridge.Request{Tool: "session_get", SessionID: id, Args: map[string]any{"key": "k"}})
 		Expect(err).To(MatchError(bridge.ErrUnknownSession))
+		Expect(err).To(MatchError(pyvisor.ErrUnknownSession), "the facade exports the same sentinel")
 	})
 
 	It("answers heartbeats with its clock and how many calls are in flight", func() {
