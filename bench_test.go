@@ -35,7 +35,7 @@ const (
 var benchArgs = reference.EchoArgs
 
 // benchPython returns the worker's interpreter, or skips b when it cannot import
-// pyvisor_worker (no venv: go tool -modfile=tools.mod task setup).
+// pyvisor_worker (no venv: go tool task setup).
 func benchPython(b *testing.B) string {
 	b.Helper()
 	if len(benchArgs) != 100 {
@@ -43,7 +43,7 @@ func benchPython(b *testing.B) string {
 	}
 	python := bridge.Interpreter()
 	if err := exec.Command(python, "-c", "import pyvisor_worker").Run(); err != nil {
-		b.Skipf("needs %s with pyvisor-worker installed (go tool -modfile=tools.mod task setup, or set PYVISOR_PYTHON): %v", python, err)
+		b.Skipf("needs %s with pyvisor-worker installed (go tool task setup, or set PYVISOR_PYTHON): %v", python, err)
 	}
 	return python
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // examples is a configuration of one pool serving pyvisor's example tools. The
-// interpreter is $PYVISOR_PYTHON, else the nearest .venv (go tool -modfile=tools.mod task setup makes one).
+// interpreter is $PYVISOR_PYTHON, else the nearest .venv (go tool task setup makes one).
 func examples(workers int) pyvisor.Config {
 	return pyvisor.Config{Pools: []pyvisor.PoolConfig{{
 		Name:    "default",

@@ -20,7 +20,7 @@ func startBenchWorker(b *testing.B, id string) *bridge.Process {
 	b.Helper()
 	python := bridge.Interpreter()
 	if err := exec.Command(python, "-c", "import pyvisor_worker").Run(); err != nil {
-		b.Skipf("needs %s with pyvisor-worker installed (go tool -modfile=tools.mod task setup): %v", python, err)
+		b.Skipf("needs %s with pyvisor-worker installed (go tool task setup): %v", python, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -73,7 +73,7 @@ func BenchmarkExecute(b *testing.B) {
 func BenchmarkStart(b *testing.B) {
 	python := bridge.Interpreter()
 	if err := exec.Command(python, "-c", "import pyvisor_worker").Run(); err != nil {
-		b.Skipf("needs %s with pyvisor-worker installed (go tool -modfile=tools.mod task setup): %v", python, err)
+		b.Skipf("needs %s with pyvisor-worker installed (go tool task setup): %v", python, err)
 	}
 	for _, n := range []int{1, 8} {
 		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {

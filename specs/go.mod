@@ -1,7 +1,7 @@
 // The Ginkgo spec suites, in a module of their own so that a program requiring
 // github.com/pyvisor/pyvisor inherits neither Ginkgo nor the specs' other dependencies.
 // They test the working tree (the replace below). Run them with `go tool ginkgo` from this
-// directory, or through `go tool -modfile=tools.mod task test:specs` from the root.
+// directory, or through `go tool task test:specs` from the root.
 module github.com/pyvisor/pyvisor/specs
 
 go 1.26.8

@@ -28,7 +28,7 @@
 // Figures are medians and percentiles of per-call (per-run) durations. Nothing is
 // asserted: the exit status is non-zero only when something fails. Every Python
 // process is stopped before it exits, Ctrl-C included. Run it with
-// `go tool -modfile=tools.mod task bench` (after the go test benchmarks) or `go run ./cmd/bench -h`.
+// `go tool task bench` (after the go test benchmarks) or `go run ./cmd/bench -h`.
 package main
 
 import (
@@ -92,7 +92,7 @@ func main() {
 
 func run(ctx context.Context, s settings) error {
 	if err := exec.CommandContext(ctx, s.python, "-c", "import pyvisor_worker").Run(); err != nil {
-		return fmt.Errorf("%s cannot import pyvisor_worker (run go tool -modfile=tools.mod task setup, or set PYVISOR_PYTHON): %w", s.python, err)
+		return fmt.Errorf("%s cannot import pyvisor_worker (run go tool task setup, or set PYVISOR_PYTHON): %w", s.python, err)
 	}
 	began := time.Now()
 	printHeader(s)

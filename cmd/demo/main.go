@@ -5,7 +5,7 @@
 //
 // With no flags it runs an embedded default configuration (default.yaml: a pool of 2
 // workers of pyvisor_worker.examples, heartbeats every 500ms). Run it with
-// `go tool -modfile=tools.mod task demo`, flags after `--`:
+// `go tool task demo`, flags after `--`:
 //
 //	-workers N                 workers in the pool (default: the configuration's)
 //	-calls N                   add calls to make (default 20)

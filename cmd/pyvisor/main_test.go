@@ -24,7 +24,7 @@ func workerPython(t *testing.T) string {
 	t.Helper()
 	py := bridge.Interpreter()
 	if err := exec.Command(py, "-c", "import pyvisor_worker").Run(); err != nil {
-		t.Skipf("needs %s with pyvisor-worker (go tool -modfile=tools.mod task setup, or PYVISOR_PYTHON): %v", py, err)
+		t.Skipf("needs %s with pyvisor-worker (go tool task setup, or PYVISOR_PYTHON): %v", py, err)
 	}
 	return py
 }

@@ -17,7 +17,7 @@ func TestE2E(t *testing.T) {
 	RunSpecs(t, "End to end: one call, one trace in a real Jaeger")
 }
 
-// envJaeger names the Jaeger v2 binary these specs run (`go tool -modfile=tools.mod task e2e:test` builds
+// envJaeger names the Jaeger v2 binary these specs run (`go tool task e2e:test` builds
 // it into .tools/jaeger/bin/jaeger and sets this variable).
 const envJaeger = "PYVISOR_JAEGER"
 
@@ -31,7 +31,7 @@ var (
 var _ = BeforeSuite(func() {
 	jaegerBin = os.Getenv(envJaeger)
 	if jaegerBin == "" {
-		Skip(envJaeger + " is not set: the e2e specs need a Jaeger v2 binary; run `go tool -modfile=tools.mod task e2e:test`, which builds one")
+		Skip(envJaeger + " is not set: the e2e specs need a Jaeger v2 binary; run `go tool task e2e:test`, which builds one")
 	}
 	info, err := os.Stat(jaegerBin)
 	Expect(err).NotTo(HaveOccurred(), "%s=%s", envJaeger, jaegerBin)

@@ -48,7 +48,7 @@ func startPrometheus(target string) *prometheusServer {
 	GinkgoHelper()
 	bin := os.Getenv("PYVISOR_PROMETHEUS")
 	if bin == "" {
-		Skip("PYVISOR_PROMETHEUS is not set: run `go tool -modfile=tools.mod task metrics:e2e` (it installs Debian's prometheus)")
+		Skip("PYVISOR_PROMETHEUS is not set: run `go tool task metrics:e2e` (it installs Debian's prometheus)")
 	}
 	dir := GinkgoT().TempDir()
 	config := map[string]any{

@@ -11,13 +11,13 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-// promtool is $PYVISOR_PROMTOOL (`go tool -modfile=tools.mod task metrics:check` sets it), or the spec is
+// promtool is $PYVISOR_PROMTOOL (`go tool task metrics:check` sets it), or the spec is
 // skipped.
 func promtool() string {
 	GinkgoHelper()
 	path := os.Getenv("PYVISOR_PROMTOOL")
 	if path == "" {
-		Skip("PYVISOR_PROMTOOL is not set: run `go tool -modfile=tools.mod task metrics:check` (it installs promtool)")
+		Skip("PYVISOR_PROMTOOL is not set: run `go tool task metrics:check` (it installs promtool)")
 	}
 	return path
 }

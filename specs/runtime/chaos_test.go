@@ -19,7 +19,7 @@ import (
 )
 
 // chaosSeconds is how long the chaos spec runs: short in CI, longer with
-// PYVISOR_CHAOS_SECONDS (go tool -modfile=tools.mod task chaos -- 60).
+// PYVISOR_CHAOS_SECONDS (go tool task chaos -- 60).
 func chaosSeconds() time.Duration {
 	if s, err := strconv.Atoi(os.Getenv("PYVISOR_CHAOS_SECONDS")); err == nil && s > 0 {
 		return time.Duration(s) * time.Second

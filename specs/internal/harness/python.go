@@ -14,7 +14,7 @@ import (
 func Python() string {
 	python := bridge.Interpreter()
 	out, err := exec.Command(python, "-c", "import pyvisor_worker").CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "the specs need %s with pyvisor-worker installed: run `go tool -modfile=tools.mod task setup`\n%s", python, out)
+	Expect(err).NotTo(HaveOccurred(), "the specs need %s with pyvisor-worker installed: run `go tool task setup`\n%s", python, out)
 	return python
 }
 

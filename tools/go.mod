@@ -1,6 +1,7 @@
 // The project's development tools (task, the protoc plugins), in a module of their own so
 // that a program requiring github.com/pyvisor/pyvisor inherits none of them. Run them
-// from the repository root with `go tool -modfile=tools.mod <tool>` (go.sum: tools.sum).
+// from anywhere in the repository with `go tool <tool>`: go.work puts this module, the
+// runtime's and the specs' in one workspace (go.work is not part of what a consumer gets).
 module github.com/pyvisor/pyvisor/tools
 
 go 1.26.8
