@@ -348,16 +348,8 @@ func (c *Client) channelError(ctx context.Context, op, tool string, err error) e
 	if cerr := c.ch.Err(); cerr != nil {
 		detail += ": " + cerr.Error()
 	}
-	t := time.NewTimer(channelCrashWait)
-	defer t.Stop()
-	select {
-	case <-c.proc.done:
-		return c.goneError(op, tool)
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", opName(op, tool), ctx.Err())
-	case <-t.C:
-		return &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: detail, Code: codes.Unavailable}
-	}
+	return c.exitOr(ctx, op, tool, channelCrashWait,
+		&CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: detail, Code: codes.Unavailable})
 }
 
 // channelCrashWait bounds how long a call on a broken channel waits for its process to
@@ -497,7 +489,13 @@ func (c *Client) transportError(ctx context.Context, op, tool string, unavailabl
 	if c.proc == nil {
 		return unavailable
 	}
-	t := time.NewTimer(DefaultCrashGrace)
+	return c.exitOr(ctx, op, tool, DefaultCrashGrace, unavailable)
+}
+
+// exitOr waits up to wait for the worker process to be reaped: the call's error is then
+// the exit (ErrWorkerCrashed, or ErrStopped), else fallback; ctx's error if ctx ends first.
+func (c *Client) exitOr(ctx context.Context, op, tool string, wait time.Duration, fallback error) error {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-c.proc.done:
@@ -505,7 +503,7 @@ func (c *Client) transportError(ctx context.Context, op, tool string, unavailabl
 	case <-ctx.Done():
 		return fmt.Errorf("%s: %w", opName(op, tool), ctx.Err())
 	case <-t.C:
-		return unavailable
+		return fallback
 	}
 }
 
