@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 )
 
 // The package's source tree, as pip installs it: pyproject.toml, its README and src/.
@@ -43,7 +44,10 @@ func Version() string {
 // worker started with it in $PYVISOR_SOURCE_DIGEST refuses to serve from a package
 // stamped with another: the two sides are one version, even when the version number did
 // not change.
-func Digest() string {
+func Digest() string { return digest() }
+
+// digest hashes the embedded files once: every worker start passes the digest on.
+var digest = sync.OnceValue(func() string {
 	h := sha256.New()
 	err := fs.WalkDir(source, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -61,7 +65,7 @@ func Digest() string {
 		panic(fmt.Sprintf("python: read the embedded package: %v", err)) // a build defect
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
-}
+})
 
 // stampPath is where Unpack writes the digest, inside the package.
 const stampPath = "src/pyvisor_worker/source_digest"
