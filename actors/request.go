@@ -26,7 +26,7 @@ var ErrNoActor = fmt.Errorf("%w: no such actor", ErrStopped)
 // ErrNoActor, since a stopped mailbox drops what it had not handled.
 func Request(ctx context.Context, system *actor.ActorSystem, prop propagation.TextMapPropagator, stopped <-chan struct{}, pid *actor.PID, msg any) (any, error) {
 	r := &reply{ch: make(chan any, 1)}
-	self, _ := system.ProcessRegistry.Add(r, "reply"+system.ProcessRegistry.NextId())
+	self, _ := system.ProcessRegistry.Add(r, "reply"+system.ProcessRegistry.NextID())
 	defer system.ProcessRegistry.Remove(self)
 	system.Root.Send(pid, &actor.MessageEnvelope{
 		Header:  otelactor.Inject(ctx, prop, telemetry.CorrelationID(ctx), true),
