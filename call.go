@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,36 +15,59 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 // CallOption adds to one call.
-type CallOption func(*messages.Call)
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	call *messages.Call
+	ran  *Ran
+}
 
 // WithSession runs the call in a session: it goes to the worker holding the session's
-// state (see PoolConfig.Affinity).
-func WithSession(id string) CallOption { return func(c *messages.Call) { c.SessionID = id } }
+// state (see PoolConfig.Affinity); in a cluster, to the node holding it.
+func WithSession(id string) CallOption { return func(c *callOptions) { c.call.SessionID = id } }
 
 // WithPayload sends raw bytes along, the tool's ctx.payload.
-func WithPayload(b []byte) CallOption { return func(c *messages.Call) { c.Payload = b } }
+func WithPayload(b []byte) CallOption { return func(c *callOptions) { c.call.Payload = b } }
 
 // WithMetadata adds string metadata, the tool's ctx.metadata.
 func WithMetadata(md map[string]string) CallOption {
-	return func(c *messages.Call) { c.Metadata = md }
+	return func(c *callOptions) { c.call.Metadata = md }
 }
 
 // Idempotent marks a call safe to run twice: if its worker dies mid-call, it is retried
-// once on another worker.
-func Idempotent() CallOption { return func(c *messages.Call) { c.Idempotent = true } }
+// once on another worker; in a cluster, if its node is lost mid-call, once on another
+// node.
+func Idempotent() CallOption { return func(c *callOptions) { c.call.Idempotent = true } }
+
+// Ran is where an Execute ran, as WithRan reports it.
+type Ran struct {
+	Node   string // the cluster node ("" without a cluster)
+	Worker string // the worker slot, e.g. "default-1"
+}
+
+// WithRan has Execute fill in *ran with where the call ran, once it has (left zero
+// when no worker ran it).
+func WithRan(ran *Ran) CallOption { return func(c *callOptions) { c.ran = ran } }
 
 func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []CallOption) (context.Context, *actor.PID, messages.Call, error) {
+	ctx, pid, call, _, err := r.prepare(ctx, pool, tool, args, opts)
+	return ctx, pid, call, err
+}
+
+// prepare checks and builds a call, and says where to report where it ran.
+func (r *Runtime) prepare(ctx context.Context, pool, tool string, args any, opts []CallOption) (context.Context, *actor.PID, messages.Call, *Ran, error) {
 	if r.stopped.Load() {
-		return ctx, nil, messages.Call{}, fmt.Errorf("pyvisor: %s: %w", tool, ErrStopped)
+		return ctx, nil, messages.Call{}, nil, fmt.Errorf("pyvisor: %s: %w", tool, ErrStopped)
 	}
 	pid, ok := r.pools[pool]
-	if !ok {
-		return ctx, nil, messages.Call{}, fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
+	if !ok && r.node == nil {
+		return ctx, nil, messages.Call{}, nil, fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
 	}
 	if telemetry.CorrelationID(ctx) == "" {
 		ctx = telemetry.WithCorrelationID(ctx, telemetry.NewCorrelationID())
@@ -56,35 +80,50 @@ func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []
 	default:
 		b, err := json.Marshal(a)
 		if err != nil {
-			return ctx, nil, call, fmt.Errorf("pyvisor: execute %s: %w: %w", tool, ErrInvalidArgument, err)
+			return ctx, nil, call, nil, fmt.Errorf("pyvisor: execute %s: %w: %w", tool, ErrInvalidArgument, err)
 		}
 		call.Args = b
 	}
+	co := callOptions{call: &call}
 	for _, o := range opts {
-		o(&call)
+		o(&co)
 	}
 	if err := validate(telemetry.CorrelationID(ctx), call); err != nil {
-		return ctx, nil, call, fmt.Errorf("pyvisor: execute %s: %w", tool, err)
+		return ctx, nil, call, nil, fmt.Errorf("pyvisor: execute %s: %w", tool, err)
 	}
-	return ctx, pid, call, nil
+	return ctx, pid, call, co.ran, nil
 }
 
 // Execute runs tool in pool with args (JSON-encoded; a json.RawMessage is sent as it
 // is). ctx's deadline and cancellation reach the Python call. The call's correlation id
 // is ctx's (telemetry.WithCorrelationID), or a new one.
 func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts ...CallOption) (Result, error) {
-	ctx, pid, call, err := r.call(ctx, pool, tool, args, opts)
+	ctx, pid, call, ran, err := r.prepare(ctx, pool, tool, args, opts)
 	if err != nil {
 		return Result{}, err
 	}
 	ctx, span := r.startCall(ctx, "execute", pool, call)
 	defer span.End()
 	began := time.Now()
-	res, err := r.caller.Execute(ctx, pid, &messages.Execute{Ctx: ctx, Call: call})
+	var res *messages.ExecuteResult
+	if r.remoteCall(pool) {
+		res = &messages.ExecuteResult{}
+		var out bridge.Result
+		out, res.Worker, res.Err = r.node.Execute(ctx, pool, call)
+		res.JSON, res.Payload = out.JSON, out.Payload
+	} else {
+		res, err = r.caller.Execute(ctx, pid, &messages.Execute{Ctx: ctx, Call: call})
+	}
 	defer func() { r.recordCall(ctx, pool, tool, began, err) }()
 	if err == nil {
 		if res.Worker != "" && span.IsRecording() {
 			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
+		}
+		if ran != nil && res.Worker != "" {
+			*ran = Ran{Worker: res.Worker}
+			if node, worker, remote := strings.Cut(res.Worker, "/"); remote {
+				*ran = Ran{Node: node, Worker: worker}
+			}
 		}
 		if res.Err == nil {
 			return Result{JSON: res.JSON, Payload: res.Payload}, nil
@@ -210,7 +249,11 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		n := 0
-		for res, err := range r.caller.Stream(ctx, pid, &messages.ExecuteStream{Ctx: ctx, Call: call}) {
+		chunks := r.caller.Stream(ctx, pid, &messages.ExecuteStream{Ctx: ctx, Call: call})
+		if r.remoteCall(pool) {
+			chunks = r.node.Stream(ctx, pool, call)
+		}
+		for res, err := range chunks {
 			if err != nil {
 				failed = r.callFailed(ctx, span, "stream", tool, err)
 				yield(Result{}, failed)

@@ -3,6 +3,8 @@ package pyvisor
 import (
 	"slices"
 	"time"
+
+	"github.com/pyvisor/pyvisor/cluster"
 )
 
 // Defaults of the configuration. A zero field means its default; WithDefaults
@@ -74,7 +76,16 @@ type Config struct {
 	// Metrics configures the Prometheus endpoint (off by default: nothing
 	// listens).
 	Metrics MetricsConfig `json:"metrics" yaml:"metrics"`
+
+	// Cluster makes this runtime a node of a cluster, whose pools are called
+	// by name from any node (docs/cluster.md). Default: no cluster, this
+	// process alone.
+	Cluster ClusterConfig `json:"cluster" yaml:"cluster"`
 }
+
+// ClusterConfig makes a runtime a node of a cluster: see cluster.Config and
+// docs/cluster.md.
+type ClusterConfig = cluster.Config
 
 // MetricsConfig configures the runtime's Prometheus metrics endpoint.
 type MetricsConfig struct {
@@ -227,6 +238,7 @@ func (c Config) WithDefaults() Config {
 	if c.Metrics.Address == "" {
 		c.Metrics.Address = DefaultMetricsAddress
 	}
+	c.Cluster = c.Cluster.WithDefaults()
 	c.Pools = slices.Clone(c.Pools)
 	for i := range c.Pools {
 		c.Pools[i] = c.Pools[i].withDefaults()

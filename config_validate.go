@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pyvisor/pyvisor/cluster"
 )
 
 // ErrInvalidConfig is matched (errors.Is) by every error about a
@@ -64,8 +66,8 @@ func (c Config) Validate() error {
 			v.fail("metrics.address", fmt.Sprintf("must be host:port, got %q", c.Metrics.Address))
 		}
 	}
-	if len(c.Pools) == 0 {
-		v.fail("pools", "at least one pool is required")
+	if len(c.Pools) == 0 && !c.Cluster.Enabled() {
+		v.fail("pools", "at least one pool is required (or a cluster whose nodes host them)")
 	}
 	names := make(map[string]int, len(c.Pools))
 	for i, p := range c.Pools {
@@ -84,7 +86,65 @@ func (c Config) Validate() error {
 		}
 		p.validate(v, path)
 	}
+	validateCluster(v, c.Cluster, names)
 	return errors.Join(v.errs...)
+}
+
+// validateCluster checks the cluster section (nothing when it makes no cluster).
+func validateCluster(v *validator, c ClusterConfig, pools map[string]int) {
+	if !c.Enabled() {
+		return
+	}
+	switch c.Provider {
+	case cluster.Automanaged:
+		if c.Automanaged.Port < 1 || c.Automanaged.Port > 65535 {
+			v.fail("cluster.automanaged.port", fmt.Sprintf("must be a TCP port, got %d", c.Automanaged.Port))
+		}
+		if len(c.Automanaged.Peers) == 0 {
+			v.fail("cluster.automanaged.peers", "at least one peer (host:port of a node's automanaged port) is required")
+		}
+		for i, p := range c.Automanaged.Peers {
+			hostPort(v, fmt.Sprintf("cluster.automanaged.peers[%d]", i), p, false)
+		}
+		v.positive("cluster.automanaged.refresh", c.Automanaged.Refresh)
+	case cluster.Etcd:
+		if len(c.Etcd.Endpoints) == 0 {
+			v.fail("cluster.etcd.endpoints", "at least one etcd endpoint is required")
+		}
+		v.positive("cluster.etcd.dial_timeout", c.Etcd.DialTimeout)
+		if c.Etcd.TTL < time.Second {
+			v.fail("cluster.etcd.ttl", fmt.Sprintf("must be at least 1s (etcd leases count seconds), got %s", c.Etcd.TTL))
+		}
+	default:
+		v.fail("cluster.provider", fmt.Sprintf("must be %q or %q, got %q", cluster.Automanaged, cluster.Etcd, c.Provider))
+	}
+	if !simpleKeyRE.MatchString(c.Name) {
+		v.fail("cluster.name", fmt.Sprintf("must match [A-Za-z0-9_-]+, got %q", c.Name))
+	}
+	if c.Node != "" && strings.ContainsAny(c.Node, " \t\n/") {
+		v.fail("cluster.node", fmt.Sprintf("must have no spaces or slashes, got %q", c.Node))
+	}
+	hostPort(v, "cluster.bind", c.Bind, true)
+	if c.Advertise != "" {
+		hostPort(v, "cluster.advertise", c.Advertise, false)
+	}
+	for i, p := range c.Host {
+		if _, ok := pools[p]; !ok {
+			v.fail(fmt.Sprintf("cluster.host[%d]", i), fmt.Sprintf("%q is not one of this node's pools", p))
+		}
+	}
+	if c.StreamWindow < 1 {
+		v.fail("cluster.stream_window", fmt.Sprintf("must be at least 1, got %d", c.StreamWindow))
+	}
+}
+
+// hostPort checks that s is host:port (port 0 only when zero is allowed).
+func hostPort(v *validator, field, s string, zero bool) {
+	_, p, err := net.SplitHostPort(s)
+	n, perr := strconv.Atoi(p)
+	if err != nil || perr != nil || n < 0 || n > 65535 || (n == 0 && !zero) {
+		v.fail(field, fmt.Sprintf("must be host:port, got %q", s))
+	}
 }
 
 func (p PoolConfig) validate(v *validator, path string) {

@@ -1,8 +1,6 @@
 package pyvisor
 
 import (
-	"errors"
-
 	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/internal/lifecycle"
@@ -29,7 +27,7 @@ type StartError = bridge.StartError
 // Errors a call can end with, besides *ToolError and the context's errors: one sentinel
 // each, matched with errors.Is, whichever layer returned it.
 var (
-	ErrUnknownPool     = errors.New("unknown pool")
+	ErrUnknownPool     = actors.ErrUnknownPool // no pool of that name here, nor on any node of the cluster
 	ErrPoolSaturated   = actors.ErrPoolSaturated
 	ErrQueueTimeout    = actors.ErrQueueTimeout
 	ErrStopped         = lifecycle.ErrStopped // the runtime stopped, or the call's worker was stopped under it (see docs/embedding.md); the one ErrStopped of the module

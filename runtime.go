@@ -14,6 +14,7 @@ package pyvisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -21,8 +22,10 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -30,6 +33,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/cluster"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
 	"github.com/pyvisor/pyvisor/telemetry"
@@ -54,6 +58,7 @@ type Runtime struct {
 	guardian *supervision.Handle
 	pools    map[string]*actor.PID
 	order    []string
+	node     *cluster.Node // nil without a cluster
 	cfg      Config
 	log      zerolog.Logger
 }
@@ -68,6 +73,7 @@ type options struct {
 	propagator     propagation.TextMapPropagator
 	pythonSpans    func(PythonSpan)
 	callbacks      []callbackEntry
+	remote         []remote.ConfigOption
 }
 
 // WithMeterProvider records the runtime's metrics with mp (default: the OpenTelemetry
@@ -158,7 +164,11 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	var endpoint *telemetry.MetricsEndpoint
 	spec := supervision.Spec{Strategy: supervision.OneForOne}
 	if cfg.Metrics.Enabled {
-		ep, err := telemetry.NewMetricsEndpoint(cfg.Metrics.Address)
+		var labels []attribute.KeyValue
+		if cfg.Cluster.Enabled() && cfg.Cluster.Node != "" {
+			labels = append(labels, attribute.String(telemetry.LabelNode, cfg.Cluster.Node))
+		}
+		ep, err := telemetry.NewMetricsEndpoint(cfg.Metrics.Address, labels...)
 		if err == nil {
 			err = ep.Listen() // now, so a taken port is Start's error
 		}
@@ -224,6 +234,9 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		case <-ctx.Done():
 			err = fmt.Errorf("waiting for workers: %w", ctx.Err())
 		}
+	}
+	if err == nil && cfg.Cluster.Enabled() {
+		err = rt.startNode(ctx, o)
 	}
 	if err != nil {
 		stopCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
@@ -393,6 +406,10 @@ func (r *Runtime) stop(ctx context.Context) error {
 		budget = max(budget, pc.StopTimeout+2*time.Second)
 	}
 	drain := deadline.Add(-budget)
+	var leaveErr error
+	if r.node != nil { // first: the other nodes stop sending calls here, and get them elsewhere
+		leaveErr = r.node.Stop(ctx, drain)
+	}
 	for i := len(r.order) - 1; i >= 0; i-- {
 		_, _ = actors.Request(ctx, r.system, r.prop, r.done, r.pools[r.order[i]], &messages.Drain{Deadline: drain})
 	}
@@ -401,7 +418,7 @@ func (r *Runtime) stop(ctx context.Context) error {
 	r.system.Shutdown()
 	r.unwatch()
 	closeEndpoint(r.endpoint)
-	if err != nil {
+	if err = errors.Join(leaveErr, err); err != nil {
 		return fmt.Errorf("pyvisor: stop: %w", err)
 	}
 	return nil

@@ -17,4 +17,6 @@ var (
 	ErrStopped = lifecycle.ErrStopped
 	// ErrPoolFailed: the pool's workers kept failing past the restart intensity.
 	ErrPoolFailed = errors.New("pool failed")
+	// ErrUnknownPool: no pool of that name runs here (or, in a cluster, on any node).
+	ErrUnknownPool = errors.New("unknown pool")
 )

@@ -11,8 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 )
 
 // MetricsEndpoint serves the runtime's metrics for Prometheus at /metrics, from a meter
@@ -30,17 +32,27 @@ type MetricsEndpoint struct {
 }
 
 // NewMetricsEndpoint prepares an endpoint for addr (host:port); nothing listens until
-// Listen.
-func NewMetricsEndpoint(addr string) (*MetricsEndpoint, error) {
+// Listen. Each label given is on every metric served (a cluster node's node="name").
+func NewMetricsEndpoint(addr string, labels ...attribute.KeyValue) (*MetricsEndpoint, error) {
 	reg := prometheus.NewRegistry()
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	opts := []otelprom.Option{otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo()}
+	var provider []sdkmetric.Option
+	if len(labels) > 0 {
+		keys := make([]attribute.Key, len(labels))
+		for i, l := range labels {
+			keys[i] = l.Key
+		}
+		opts = append(opts, otelprom.WithResourceAsConstantLabels(attribute.NewAllowKeysFilter(keys...)))
+		provider = append(provider, sdkmetric.WithResource(resource.NewSchemaless(labels...)))
+	}
+	exporter, err := otelprom.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	return &MetricsEndpoint{
-		Provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)),
+		Provider: sdkmetric.NewMeterProvider(append(provider, sdkmetric.WithReader(exporter))...),
 		handler:  mux,
 		addr:     addr,
 	}, nil

@@ -21,6 +21,12 @@ const (
 	LabelState   = "state"
 	// LabelCallback names a Go callback, as registered (pyvisor.WithCallback).
 	LabelCallback = "callback"
+	// LabelNode names a cluster node (Config.Cluster.Node): on every metric a node
+	// serves; LabelPeer is the other node of a remote call, LabelDirection "out" (this
+	// node sent it) or "in" (it ran it for the peer).
+	LabelNode      = "node"
+	LabelPeer      = "peer"
+	LabelDirection = "direction"
 )
 
 // Metrics is pyvisor's metric catalog: every instrument, created in one place. The
@@ -47,6 +53,10 @@ type Metrics struct {
 	SupervisorEscalated metric.Int64Counter     // pool: times it gave up (intensity exceeded)
 	Callbacks           metric.Int64Counter     // pool, callback, outcome
 	CallbackDuration    metric.Float64Histogram // pool, callback, outcome
+	ClusterMembers      metric.Int64Gauge       // nodes in the cluster, as this node sees it
+	NodeLosses          metric.Int64Counter     // nodes this node saw lost (left or connection broken)
+	RemoteCalls         metric.Int64Counter     // pool, peer, direction, outcome
+	RemoteCallDuration  metric.Float64Histogram // pool, peer, direction, outcome
 
 	meter metric.Meter
 }
@@ -98,6 +108,10 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.SupervisorEscalated = counter("pyvisor.supervisor.escalations", "{escalation}", "Times a pool's worker supervisor exceeded its restart intensity and gave up.")
 	m.Callbacks = counter("pyvisor.callbacks", "{callback}", "Go callbacks called by Python tools, by callback and outcome.")
 	m.CallbackDuration = histogram("pyvisor.callback.duration", "How long Go callbacks ran.", callBuckets)
+	m.ClusterMembers = gauge("pyvisor.cluster.members", "{node}", "Nodes in the cluster, as this node's provider sees it.")
+	m.NodeLosses = counter("pyvisor.cluster.node_losses", "{node}", "Nodes this node saw lost: left the cluster or their connection broke.")
+	m.RemoteCalls = counter("pyvisor.remote.calls", "{call}", "Calls across nodes, by pool, peer node, direction (out: sent by this node; in: run for another) and outcome.")
+	m.RemoteCallDuration = histogram("pyvisor.remote.call.duration", "Duration of calls across nodes, as each side sees it.", callBuckets)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
 	}

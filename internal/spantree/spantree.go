@@ -18,6 +18,7 @@ import (
 
 // Span is one span of a trace, from either side.
 type Span struct {
+	Trace         string // the trace id
 	ID, Parent    string // span ids; Parent "" for a root
 	Name, Service string
 	Start, End    time.Time
@@ -30,7 +31,7 @@ type Span struct {
 // FromGo is a Go SDK span, of service.
 func FromGo(s sdktrace.ReadOnlySpan, service string) Span {
 	n := Span{
-		ID: s.SpanContext().SpanID().String(), Name: s.Name(), Service: service,
+		Trace: s.SpanContext().TraceID().String(), ID: s.SpanContext().SpanID().String(), Name: s.Name(), Service: service,
 		Start: s.StartTime(), End: s.EndTime(), Attrs: map[string]string{}, Events: map[string]int{},
 	}
 	if s.Parent().IsValid() {
@@ -59,7 +60,7 @@ func FromGo(s sdktrace.ReadOnlySpan, service string) Span {
 // FromPython is a span a Python worker ended.
 func FromPython(s bridge.PythonSpan) Span {
 	n := Span{
-		ID: s.SpanID, Parent: s.ParentSpanID, Name: s.Name, Service: s.Service,
+		Trace: s.TraceID, ID: s.SpanID, Parent: s.ParentSpanID, Name: s.Name, Service: s.Service,
 		Start: time.Unix(0, s.StartUnixNano), End: time.Unix(0, s.EndUnixNano),
 		Attrs: map[string]string{}, Status: s.Status,
 	}

@@ -1,0 +1,296 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/messages/clusterv1"
+	"github.com/pyvisor/pyvisor/telemetry"
+	"github.com/pyvisor/pyvisor/telemetry/otelactor"
+)
+
+// Execute runs call in pool on the node route picks: this one (through local) or
+// another, and says where it ran: "node/worker". A node lost mid-call is ErrNodeLost, after one retry on another node for an
+// idempotent call; a node that was draining is skipped for another.
+func (n *Node) Execute(ctx context.Context, pool string, call messages.Call) (bridge.Result, string, error) {
+	avoid := map[string]bool{}
+	retried := false
+	for {
+		t, err := n.route(pool, call.SessionID, avoid)
+		if err != nil {
+			return bridge.Result{}, "", err
+		}
+		if t.self {
+			res, worker, err := n.local.Execute(ctx, pool, call)
+			if worker != "" {
+				worker = n.name + "/" + worker
+			}
+			return res, worker, err
+		}
+		res, worker, err := n.executeOn(ctx, t, pool, call)
+		switch {
+		case errors.Is(err, ErrDraining):
+		case errors.Is(err, ErrNodeLost) && call.Idempotent && !retried && ctx.Err() == nil:
+			retried = true
+		default:
+			return res, worker, err
+		}
+		avoid[t.addr] = true
+	}
+}
+
+// Stream runs a streaming call in pool like Execute. A node lost before the first chunk
+// is retried as Execute does; after it, the stream ends with ErrNodeLost.
+func (n *Node) Stream(ctx context.Context, pool string, call messages.Call) iter.Seq2[bridge.Result, error] {
+	return func(yield func(bridge.Result, error) bool) {
+		avoid := map[string]bool{}
+		retried := false
+		for {
+			t, err := n.route(pool, call.SessionID, avoid)
+			if err != nil {
+				yield(bridge.Result{}, err)
+				return
+			}
+			if t.self {
+				for res, err := range n.local.Stream(ctx, pool, call) {
+					if !yield(res, err) {
+						return
+					}
+				}
+				return
+			}
+			chunks := 0
+			var failed error
+			for res, err := range n.streamOn(ctx, t, pool, call) {
+				if err != nil {
+					failed = err
+					break
+				}
+				chunks++
+				if !yield(res, nil) {
+					return
+				}
+			}
+			switch {
+			case failed == nil:
+				return
+			case chunks == 0 && errors.Is(failed, ErrDraining):
+			case chunks == 0 && errors.Is(failed, ErrNodeLost) && call.Idempotent && !retried && ctx.Err() == nil:
+				retried = true
+			default:
+				yield(bridge.Result{}, failed)
+				return
+			}
+			avoid[t.addr] = true
+		}
+	}
+}
+
+// executeOn sends a call to the gateway of node t and waits for its result, the node's
+// loss, or ctx (then it cancels the call there).
+func (n *Node) executeOn(ctx context.Context, t target, pool string, call messages.Call) (res bridge.Result, worker string, err error) {
+	ctx, p, done := n.send(ctx, t, pool, call, false)
+	defer func() { done(err) }()
+	select {
+	case v := <-p.ch:
+		r, ok := v.(*clusterv1.Result)
+		if !ok {
+			return bridge.Result{}, "", fmt.Errorf("node %s: unexpected reply %T", t.name, v)
+		}
+		if err := decodeError(t.name, telemetry.CorrelationID(ctx), r.GetError()); err != nil {
+			return bridge.Result{}, "", err
+		}
+		return bridge.Result{JSON: r.GetJson(), Payload: r.GetPayload()}, t.name + "/" + r.GetWorker(), nil
+	case <-p.lost:
+		return bridge.Result{}, "", p.lostErr(t)
+	case <-ctx.Done():
+		n.cancel(t, p)
+		return bridge.Result{}, "", ctx.Err()
+	}
+}
+
+// streamOn sends a streaming call to node t and yields its chunks; every half window
+// consumed, it grants the node that many more.
+func (n *Node) streamOn(ctx context.Context, t target, pool string, call messages.Call) iter.Seq2[bridge.Result, error] {
+	return func(yield func(bridge.Result, error) bool) {
+		var err error
+		ctx, p, done := n.send(ctx, t, pool, call, true)
+		defer func() { done(err) }()
+		half := uint32(max(n.cfg.StreamWindow/2, 1))
+		var taken uint32
+		for {
+			select {
+			case v := <-p.ch:
+				switch r := v.(type) {
+				case *clusterv1.Chunk:
+					if !yield(bridge.Result{JSON: r.GetJson(), Payload: r.GetPayload()}, nil) {
+						n.cancel(t, p)
+						return
+					}
+					if taken++; taken == half {
+						n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{Message: &clusterv1.Credit{Id: p.id, Chunks: taken}, Sender: p.pid})
+						taken = 0
+					}
+				case *clusterv1.Result:
+					if err = decodeError(t.name, telemetry.CorrelationID(ctx), r.GetError()); err != nil {
+						yield(bridge.Result{}, err)
+					}
+					return
+				}
+			case <-p.lost:
+				err = p.lostErr(t)
+				yield(bridge.Result{}, err)
+				return
+			case <-ctx.Done():
+				n.cancel(t, p)
+				err = ctx.Err()
+				yield(bridge.Result{}, err)
+				return
+			}
+		}
+	}
+}
+
+// send opens a pending call and sends it to t's gateway, in an envelope carrying ctx's
+// correlation id and trace context under a CLIENT span "remote <tool>". done closes the
+// call and its span, and reports it to the observer.
+func (n *Node) send(ctx context.Context, t target, pool string, call messages.Call, stream bool) (context.Context, *pending, func(error)) {
+	began := time.Now()
+	ctx, span := n.tracer.Start(ctx, "remote "+call.Tool, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("pyvisor.pool", pool), attribute.String("pyvisor.tool", call.Tool),
+			attribute.String("pyvisor.node", n.name), attribute.String("pyvisor.peer", t.name),
+			attribute.String("server.address", t.addr), attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)))
+	}
+	p := n.out.open(n, t.addr, n.cfg.StreamWindow)
+	msg := &clusterv1.Call{Id: p.id, Pool: pool, Tool: call.Tool, Args: call.Args, Payload: call.Payload, Metadata: call.Metadata,
+		SessionId: call.SessionID, Idempotent: call.Idempotent, Stream: stream, Caller: n.name, Window: uint32(n.cfg.StreamWindow)}
+	if d, ok := ctx.Deadline(); ok {
+		msg.DeadlineUnixNano = d.UnixNano()
+	}
+	n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{
+		Header:  otelactor.Inject(ctx, n.o.prop, telemetry.CorrelationID(ctx), true),
+		Message: msg,
+		Sender:  p.pid,
+	})
+	return ctx, p, func(err error) {
+		n.out.close(n, p)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		took := time.Since(began)
+		log := telemetry.CallLogger(ctx, n.o.log)
+		log.Debug().Err(err).Str("pool", pool).Str("tool", call.Tool).Str("peer", t.name).Dur("took", took).Msg("remote call sent")
+		n.o.observe(pool, t.name, "out", took, err)
+	}
+}
+
+// cancel tells t's gateway the caller gave up on p.
+func (n *Node) cancel(t target, p *pending) {
+	n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{Message: &clusterv1.Cancel{Id: p.id}, Sender: p.pid})
+}
+
+func gatewayPID(addr string) *actor.PID { return actor.NewPID(addr, gatewayName) }
+
+// pending is a call this node sent, waiting for what comes back: its reply process
+// (the envelope's sender) puts the node's Chunks and Result on ch; lost is closed if the
+// node is lost first.
+type pending struct {
+	id   string
+	addr string
+	pid  *actor.PID
+	ch   chan any
+	lost chan struct{}
+	why  error
+}
+
+func (p *pending) lostErr(t target) error {
+	if errors.Is(p.why, errStopping) {
+		return fmt.Errorf("call to node %s: %w", t.name, errStopping)
+	}
+	return fmt.Errorf("node %s (%s): %w", t.name, t.addr, ErrNodeLost)
+}
+
+// SendUserMessage takes what the hosting node sends back.
+func (p *pending) SendUserMessage(_ *actor.PID, message any) {
+	_, msg, _ := actor.UnwrapEnvelope(message)
+	select {
+	case p.ch <- msg:
+	default: // over the window: the host broke the protocol; the call ends on its result or deadline
+	}
+}
+
+func (p *pending) SendSystemMessage(*actor.PID, any) {}
+func (p *pending) Stop(*actor.PID)                   {}
+
+// outgoing are the calls this node sent and waits for, by id.
+type outgoing struct {
+	mu     sync.Mutex
+	calls  map[string]*pending
+	byAddr map[string]int
+}
+
+func (o *outgoing) open(n *Node, addr string, window int) *pending {
+	p := &pending{id: strconv.FormatUint(n.seq.Add(1), 36), addr: addr, ch: make(chan any, window+2), lost: make(chan struct{})}
+	p.pid, _ = n.system.ProcessRegistry.Add(p, "pyvisor-call-"+p.id)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.byAddr == nil {
+		o.byAddr = map[string]int{}
+	}
+	o.calls[p.id] = p
+	o.byAddr[addr]++
+	return p
+}
+
+func (o *outgoing) close(n *Node, p *pending) {
+	n.system.ProcessRegistry.Remove(p.pid)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.calls[p.id]; ok {
+		delete(o.calls, p.id)
+		o.byAddr[p.addr]--
+	}
+}
+
+// inflight is how many calls sent to addr are waiting.
+func (o *outgoing) inflight(addr string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.byAddr[addr]
+}
+
+// lose ends the calls waiting on addr ("": all, as this node leaves) and says how many.
+func (o *outgoing) lose(addr string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for id, p := range o.calls {
+		if addr != "" && p.addr != addr {
+			continue
+		}
+		p.why = ErrNodeLost
+		if addr == "" {
+			p.why = errStopping
+		}
+		close(p.lost)
+		delete(o.calls, id)
+		o.byAddr[p.addr]--
+		n++
+	}
+	return n
+}

@@ -1,0 +1,221 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/messages/clusterv1"
+	"github.com/pyvisor/pyvisor/telemetry"
+	"github.com/pyvisor/pyvisor/telemetry/otelactor"
+)
+
+// gateway is the actor other nodes send their calls to. It runs each call on a
+// goroutine of its own (in the node's local pools) and only routes Cancel and Credit to
+// the calls it runs, so its mailbox never waits on a call.
+type gateway struct{ node *Node }
+
+func (g *gateway) Receive(c actor.Context) {
+	sender := c.Sender()
+	if sender == nil {
+		return
+	}
+	switch m := c.Message().(type) {
+	case *clusterv1.Call:
+		g.node.serve(sender, c.MessageHeader(), m)
+	case *clusterv1.Cancel:
+		g.node.in.cancel(key(sender))
+	case *clusterv1.Credit:
+		g.node.in.credit(key(sender), m.GetChunks())
+	}
+}
+
+// key names a call this node runs: its caller's reply process.
+func key(sender *actor.PID) string { return sender.GetAddress() + "/" + sender.GetId() }
+
+// serve runs a call another node sent, under a SERVER span "remote <tool>" whose parent
+// is the caller's span (from the envelope's headers), with the caller's correlation id
+// and deadline, and sends what comes of it back to the caller's reply process.
+func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *clusterv1.Call) {
+	reply := func(msg any) { n.system.Root.Send(sender, msg) }
+	if n.draining.Load() {
+		reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(ErrDraining)})
+		return
+	}
+	carrier := otelactor.Carrier{}
+	if header != nil {
+		carrier = otelactor.Carrier(header.ToMap())
+	}
+	ctx := context.Background()
+	if n.o.prop != nil {
+		ctx = n.o.prop.Extract(ctx, carrier)
+	}
+	cid := carrier.Get(messages.HeaderCorrelationID)
+	ctx = telemetry.WithCorrelationID(ctx, cid)
+	cancel := context.CancelFunc(func() {})
+	if d := m.GetDeadlineUnixNano(); d != 0 {
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, d))
+	}
+	ctx, cancelAll := context.WithCancel(ctx)
+	s := n.in.add(key(sender), sender.GetAddress(), cancelAll, int(m.GetWindow()))
+	call := messages.Call{Tool: m.GetTool(), Args: m.GetArgs(), Payload: m.GetPayload(), Metadata: m.GetMetadata(),
+		SessionID: m.GetSessionId(), Idempotent: m.GetIdempotent()}
+	go func() {
+		began := time.Now()
+		defer cancel()
+		defer n.in.remove(s)
+		ctx, span := n.tracer.Start(ctx, "remote "+call.Tool, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("pyvisor.pool", m.GetPool()), attribute.String("pyvisor.tool", call.Tool),
+				attribute.String("pyvisor.node", n.name), attribute.String("pyvisor.peer", m.GetCaller()),
+				attribute.String("pyvisor.correlation_id", cid))
+		}
+		log := telemetry.CallLogger(ctx, n.o.log)
+		log.Debug().Str("pool", m.GetPool()).Str("tool", call.Tool).Str("peer", m.GetCaller()).Msg("remote call received")
+		var err error
+		if m.GetStream() {
+			err = n.serveStream(ctx, s, m, call, reply)
+		} else {
+			var res bridge.Result
+			var worker string
+			res, worker, err = n.local.Execute(ctx, m.GetPool(), call)
+			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Json: res.JSON, Payload: res.Payload, Worker: worker, Error: encodeError(err)})
+		}
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		n.o.observe(m.GetPool(), m.GetCaller(), "in", time.Since(began), err)
+	}()
+}
+
+// serveStream sends a stream's chunks as the caller's credits allow, then its end.
+func (n *Node) serveStream(ctx context.Context, s *served, m *clusterv1.Call, call messages.Call, reply func(any)) error {
+	var failed error
+	for res, err := range n.local.Stream(ctx, m.GetPool(), call) {
+		if err != nil {
+			failed = err
+			break
+		}
+		select {
+		case <-s.credits:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			failed = ctx.Err()
+			break
+		}
+		reply(&clusterv1.Chunk{Id: m.GetId(), Json: res.JSON, Payload: res.Payload})
+	}
+	reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(failed)})
+	return failed
+}
+
+// served is a call this node runs for another.
+type served struct {
+	key     string
+	caller  string // the calling node's address
+	cancel  context.CancelFunc
+	credits chan struct{}
+}
+
+// incoming are the calls this node runs for others, by key.
+type incoming struct {
+	mu    sync.Mutex
+	calls map[string]*served
+	idle  chan struct{} // closed when calls empties, while someone waits
+}
+
+func (in *incoming) add(key, caller string, cancel context.CancelFunc, window int) *served {
+	s := &served{key: key, caller: caller, cancel: cancel, credits: make(chan struct{}, max(window, 1))}
+	for range max(window, 1) {
+		s.credits <- struct{}{}
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.calls[key] = s
+	return s
+}
+
+func (in *incoming) remove(s *served) {
+	s.cancel()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	delete(in.calls, s.key)
+	if len(in.calls) == 0 && in.idle != nil {
+		close(in.idle)
+		in.idle = nil
+	}
+}
+
+func (in *incoming) cancel(key string) {
+	in.mu.Lock()
+	s := in.calls[key]
+	in.mu.Unlock()
+	if s != nil {
+		s.cancel()
+	}
+}
+
+func (in *incoming) credit(key string, chunks uint32) {
+	in.mu.Lock()
+	s := in.calls[key]
+	in.mu.Unlock()
+	if s == nil {
+		return
+	}
+	for range chunks {
+		select {
+		case s.credits <- struct{}{}:
+		default: // more than the window: ignore the excess
+		}
+	}
+}
+
+// lose cancels the calls run for the node at addr, gone, and says how many.
+func (in *incoming) lose(addr string) int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := 0
+	for _, s := range in.calls {
+		if s.caller == addr {
+			s.cancel()
+			n++
+		}
+	}
+	return n
+}
+
+func (in *incoming) cancelAll() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, s := range in.calls {
+		s.cancel()
+	}
+}
+
+// wait returns once no call runs, or ctx ends.
+func (in *incoming) wait(ctx context.Context) {
+	in.mu.Lock()
+	if len(in.calls) == 0 {
+		in.mu.Unlock()
+		return
+	}
+	if in.idle == nil {
+		in.idle = make(chan struct{})
+	}
+	idle := in.idle
+	in.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,369 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/messages/clusterv1"
+	"github.com/pyvisor/pyvisor/telemetry"
+)
+
+// Local is the node's own runtime, where the gateway runs the calls other nodes send.
+type Local interface {
+	// Execute runs call in the local pool, as any call of this node (its queue, its
+	// workers), and says which worker ran it.
+	Execute(ctx context.Context, pool string, call messages.Call) (res bridge.Result, worker string, err error)
+	// Stream runs a streaming call in the local pool.
+	Stream(ctx context.Context, pool string, call messages.Call) iter.Seq2[bridge.Result, error]
+	// Load is the load of each local pool, by name.
+	Load(ctx context.Context) map[string]*clusterv1.PoolLoad
+}
+
+// Node is this runtime as a member of the cluster: it runs the calls other nodes send
+// to the pools it hosts, and sends calls for pools it does not run to the nodes that do.
+// It is safe for concurrent use.
+type Node struct {
+	cfg     Config
+	name    string
+	addr    string // the advertised address of this node's remote endpoint
+	local   Local
+	hosted  map[string]bool
+	system  *actor.ActorSystem
+	cluster *pcluster.Cluster
+	o       options
+	tracer  trace.Tracer
+
+	members  atomic.Pointer[[]*pcluster.Member] // the provider's last topology
+	loads    atomic.Pointer[map[string]*clusterv1.Load]
+	lost     sync.Map // address -> struct{}: nodes lost, never chosen again
+	pins     sync.Map // pool/session -> address
+	out      outgoing
+	in       incoming
+	draining atomic.Bool
+	seq      atomic.Uint64
+	stop     chan struct{}
+	stopped  sync.WaitGroup
+	unsub    func()
+}
+
+// gatewayName is the gateway actor's name on every node.
+const gatewayName = "pyvisor-gateway"
+
+// loadKey is the gossip key each node's Load is under.
+const loadKey = "pyvisor.load"
+
+// loadEvery is how often a node gossips its load and reads the others'.
+const loadEvery = 250 * time.Millisecond
+
+// Kind is the cluster kind a node hosting pool registers: the member list says which
+// nodes host which pools by their kinds.
+func Kind(pool string) string { return "pyvisor.pool/" + pool }
+
+// Start joins the cluster cfg names, offering the pools in hosted (served by local),
+// and returns once this node is a member. A provider that cannot start (etcd not
+// reachable, a port taken) is Start's error.
+func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts ...Option) (n *Node, err error) {
+	cfg = cfg.WithDefaults()
+	o := defaults()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	host, port, err := splitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind %q: %w", cfg.Bind, err)
+	}
+	var member atomic.Pointer[pcluster.Cluster]
+	provider, err := newProvider(cfg, host, &member)
+	if err != nil {
+		return nil, err
+	}
+	log := o.log
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return telemetry.Slog(log.With().Str("component", "protoactor").Logger().Level(max(log.GetLevel(), zerolog.ErrorLevel)))
+	}))
+	n = &Node{cfg: cfg, local: local, hosted: map[string]bool{}, system: system, o: o,
+		tracer: o.tp.Tracer("github.com/pyvisor/pyvisor/cluster"), stop: make(chan struct{})}
+	n.out.calls = map[string]*pending{}
+	n.in.calls = map[string]*served{}
+	kinds := make([]*pcluster.Kind, 0, len(hosted))
+	for _, p := range hosted {
+		n.hosted[p] = true
+		kinds = append(kinds, pcluster.NewKind(Kind(p), actor.PropsFromFunc(func(actor.Context) {})))
+	}
+	ropts := []remote.ConfigOption{
+		// Calls and results up to the pools' own limits cross in one message, and the
+		// endpoint batches many: the pools bound sizes, not the hop.
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(math.MaxInt32)),
+		remote.WithCallOptions(grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+	}
+	if cfg.Advertise != "" {
+		ropts = append(ropts, remote.WithAdvertisedHost(cfg.Advertise))
+	}
+	ropts = append(ropts, o.remote...)
+	n.cluster = pcluster.New(system, pcluster.Configure(cfg.Name, provider, disthash.New(), remote.Configure(host, port, ropts...),
+		pcluster.WithKinds(kinds...)))
+	member.Store(n.cluster)
+	n.unsub = n.watch()
+	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &gateway{node: n} }), gatewayName); err != nil {
+		n.unsub()
+		return nil, fmt.Errorf("cluster: spawn gateway: %w", err)
+	}
+	if err := join(n.cluster); err != nil {
+		n.unsub()
+		system.Shutdown()
+		_ = quietly(func() error { return provider.Shutdown(false) })
+		return nil, fmt.Errorf("cluster: join %s with %s: %w", cfg.Name, cfg.Provider, err)
+	}
+	n.addr = system.Address()
+	n.name = cfg.Node
+	if n.name == "" {
+		n.name = n.addr
+	}
+	n.publish(ctx)
+	n.stopped.Add(1)
+	go n.gossipLoad()
+	return n, nil
+}
+
+// join starts the member; protoactor panics when it cannot (a port taken, etcd down).
+func join(c *pcluster.Cluster) error {
+	return quietly(func() error {
+		c.StartMember()
+		return nil
+	})
+}
+
+// quietly runs f, its panic an error.
+func quietly(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	return f()
+}
+
+func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluster]) (pcluster.ClusterProvider, error) {
+	switch cfg.Provider {
+	case Automanaged:
+		return newAutomanaged(cfg, host, member)
+	case Etcd:
+		p, err := etcd.NewWithConfig(cfg.Etcd.Prefix, clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout},
+			etcd.WithKeepAliveTTL(cfg.Etcd.TTL))
+		if err != nil {
+			return nil, fmt.Errorf("cluster: etcd at %v: %w", cfg.Etcd.Endpoints, err)
+		}
+		return p, nil
+	}
+	return nil, fmt.Errorf("cluster: unknown provider %q (want %q or %q)", cfg.Provider, Automanaged, Etcd)
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, port, nil
+}
+
+// Name is this node's name.
+func (n *Node) Name() string { return n.name }
+
+// Address is where this node's remote endpoint is reached.
+func (n *Node) Address() string { return n.addr }
+
+// Hosts reports whether this node offers pool to the cluster.
+func (n *Node) Hosts(pool string) bool { return n.hosted[pool] }
+
+// Members are the names of the nodes in the cluster now (this one included), as far
+// as this node knows.
+func (n *Node) Members() []string {
+	var out []string
+	loads := n.loadsNow()
+	for _, m := range n.membersNow() {
+		name := m.Address()
+		if l, ok := loads[m.Id]; ok && l.GetNode() != "" {
+			name = l.GetNode()
+		}
+		if m.Address() == n.addr {
+			name = n.name
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+func (n *Node) membersNow() []*pcluster.Member {
+	if m := n.members.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+func (n *Node) loadsNow() map[string]*clusterv1.Load {
+	if l := n.loads.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// watch follows the topology and the remote endpoints: a node that leaves, or whose
+// connection breaks, is lost, and the calls it was running end with ErrNodeLost.
+func (n *Node) watch() func() {
+	sub := n.system.EventStream.Subscribe(func(evt any) {
+		switch e := evt.(type) {
+		case *pcluster.ClusterTopology:
+			members := e.GetMembers()
+			n.members.Store(&members)
+			if n.o.metrics != nil {
+				n.o.metrics.ClusterMembers.Record(context.Background(), int64(len(members)))
+			}
+			for _, m := range e.GetLeft() {
+				n.nodeLost(m.Address(), "left the cluster")
+			}
+		case *remote.EndpointTerminatedEvent:
+			n.nodeLost(e.Address, "connection lost")
+		}
+	})
+	return func() { n.system.EventStream.Unsubscribe(sub) }
+}
+
+// nodeLost fails the calls this node sent to addr, cancels those it runs for addr, and
+// stops choosing addr. A node restarted at the same address joins again as a new member.
+func (n *Node) nodeLost(addr, why string) {
+	if addr == n.addr || addr == "" {
+		return
+	}
+	failed := n.out.lose(addr)
+	cancelled := n.in.lose(addr)
+	_, known := n.lost.Swap(addr, struct{}{})
+	if !known || failed+cancelled > 0 {
+		n.o.log.Warn().Str("peer", addr).Str("why", why).Int("calls_failed", failed).Int("calls_cancelled", cancelled).Msg("cluster node lost")
+		if n.o.metrics != nil && !known {
+			n.o.metrics.NodeLosses.Add(context.Background(), 1)
+		}
+	}
+	n.pins.Range(func(k, v any) bool {
+		if v == addr {
+			n.pins.Delete(k)
+		}
+		return true
+	})
+}
+
+// gossipLoad gossips this node's load and reads the others' until Stop.
+func (n *Node) gossipLoad() {
+	defer n.stopped.Done()
+	t := time.NewTicker(loadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), loadEvery)
+			n.publish(ctx)
+			cancel()
+		}
+	}
+}
+
+// publish gossips this node's load and reads every member's.
+func (n *Node) publish(ctx context.Context) {
+	load := &clusterv1.Load{Node: n.name, Draining: n.draining.Load(), Pools: map[string]*clusterv1.PoolLoad{}}
+	for pool, l := range n.local.Load(ctx) {
+		if n.hosted[pool] {
+			load.Pools[pool] = l
+		}
+	}
+	n.cluster.Gossip.SetState(loadKey, load)
+	states, err := n.cluster.Gossip.GetState(loadKey)
+	if err != nil {
+		return
+	}
+	loads := make(map[string]*clusterv1.Load, len(states))
+	for id, kv := range states {
+		l := &clusterv1.Load{}
+		if kv.GetValue().UnmarshalTo(l) == nil {
+			loads[id] = l
+		}
+	}
+	loads[n.system.ID] = load
+	n.loads.Store(&loads)
+}
+
+// Stop leaves the cluster gracefully: it stops taking calls from other nodes (they go
+// to the other nodes hosting the pools), lets the calls it runs for them finish until
+// drain, fails what is still running after it, then leaves the cluster. The local pools
+// are the caller's to stop after.
+func (n *Node) Stop(ctx context.Context, drain time.Time) error {
+	if n.draining.Swap(true) {
+		return nil
+	}
+	n.publish(ctx) // the others stop choosing this node at their next read of the gossip
+	wait, cancel := context.WithDeadline(ctx, drain)
+	n.in.wait(wait)
+	cancel()
+	n.in.cancelAll()
+	close(n.stop)
+	n.stopped.Wait()
+	n.unsub()
+	n.out.lose("") // calls still waiting on other nodes: this node is going
+	done := make(chan struct{})
+	go func() {
+		n.leave()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: leave: %w", ctx.Err())
+	}
+}
+
+// leave is protoactor's graceful Cluster.Shutdown without its two waits: for grains'
+// ownership to move (pyvisor has none: 2 s) and for the remote's gRPC server to stop
+// gracefully while the other nodes keep their connections open (up to 10 s). The
+// calls are over by now; the others have stopped choosing this node (it gossiped
+// draining), and block it once the left state reaches them.
+func (n *Node) leave() {
+	c := n.cluster
+	c.Gossip.SetState(pcluster.GracefullyLeftKey, &emptypb.Empty{})
+	c.Gossip.SendState()
+	time.Sleep(2 * c.Config.GossipInterval) // a round or two for the left state to spread
+	_ = quietly(func() error { return c.Config.ClusterProvider.Shutdown(true) })
+	c.IdentityLookup.Shutdown()
+	c.Gossip.Shutdown()
+	c.ActorSystem.Shutdown()
+	c.Remote.Shutdown(false)
+}
+
+// errStopping is what calls this node sent still waiting when it leaves get.
+var errStopping = errors.New("this node left the cluster")
