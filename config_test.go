@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/cluster"
 )
 
 func testdata(name string) string { return filepath.Join("testdata", "config", name) }
@@ -264,7 +265,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{"unknown.yaml:6: pools[0].heartbeat.intervl: unknown field (known: enabled, interval, timeout, max_missed, initial_delay, trace)"},
 			true, nil},
 		{"unknown top-level field, also reported", "unknown.yaml",
-			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, pools, start_timeout, stop_timeout, metrics)"},
+			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, pools, start_timeout, stop_timeout, metrics, cluster)"},
 			true, nil},
 		{"unknown field in JSON is case-sensitive", "unknown.json",
 			[]string{"unknown.json:3: pools[0].Workers: unknown field"}, true, nil},
@@ -473,7 +474,33 @@ func TestValidate(t *testing.T) {
 		{"metrics on a free port", func(c *pyvisor.Config) { c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "127.0.0.1:0"} }, ""},
 		{"a bad metrics address is fine while metrics are off", func(c *pyvisor.Config) { c.Metrics.Address = "nowhere" }, ""},
 
+		{"an automanaged node", func(c *pyvisor.Config) { c.Cluster = automanagedNode() }, ""},
+		{"an etcd node that only calls", func(c *pyvisor.Config) {
+			c.Pools = nil
+			c.Cluster = pyvisor.ClusterConfig{Provider: "etcd", Etcd: cluster.EtcdConfig{Endpoints: []string{"http://127.0.0.1:2379"}}}
+		}, ""},
+
 		// One case per rule.
+		{"cluster provider", func(c *pyvisor.Config) { c.Cluster.Provider = "consul" },
+			`cluster.provider: must be "automanaged" or "etcd", got "consul"`},
+		{"automanaged port and peers", func(c *pyvisor.Config) { c.Cluster.Provider = "automanaged" },
+			"cluster.automanaged.port: must be a TCP port, got 0\ncluster.automanaged.peers: at least one peer (host:port of a node's automanaged port) is required"},
+		{"automanaged peer", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Automanaged.Peers[1] = "nowhere" },
+			`cluster.automanaged.peers[1]: must be host:port, got "nowhere"`},
+		{"etcd endpoints and ttl", func(c *pyvisor.Config) { c.Cluster = pyvisor.ClusterConfig{Provider: "etcd", Etcd: cluster.EtcdConfig{TTL: 500 * time.Millisecond}} },
+			"cluster.etcd.endpoints: at least one etcd endpoint is required\ncluster.etcd.ttl: must be at least 1s (etcd leases count seconds), got 500ms"},
+		{"cluster name", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Name = "my cluster" },
+			`cluster.name: must match [A-Za-z0-9_-]+, got "my cluster"`},
+		{"node name", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Node = "gpu/1" },
+			`cluster.node: must have no spaces or slashes, got "gpu/1"`},
+		{"bind", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Bind = "6331" },
+			`cluster.bind: must be host:port, got "6331"`},
+		{"advertise", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Advertise = "10.0.0.1:0" },
+			`cluster.advertise: must be host:port, got "10.0.0.1:0"`},
+		{"hosted pool", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Host = []string{"default", "gpu"} },
+			`cluster.host[1]: "gpu" is not one of this node's pools`},
+		{"stream window", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.StreamWindow = -1 },
+			"cluster.stream_window: must be at least 1, got -1"},
 		{"metrics address", func(c *pyvisor.Config) { c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "nowhere"} },
 			`metrics.address: must be host:port, got "nowhere"`},
 		{"start timeout", func(c *pyvisor.Config) { c.StartTimeout = -time.Second },
@@ -481,7 +508,7 @@ func TestValidate(t *testing.T) {
 		{"stop timeout", func(c *pyvisor.Config) { c.StopTimeout = -1 },
 			"stop_timeout: must be positive, got -1ns"},
 		{"no pools", func(c *pyvisor.Config) { c.Pools = nil },
-			"pools: at least one pool is required"},
+			"pools: at least one pool is required (or a cluster whose nodes host them)"},
 		{"name required", pool(func(p *pyvisor.PoolConfig) { p.Name = "" }),
 			"pools[0].name: is required"},
 		{"name charset", pool(func(p *pyvisor.PoolConfig) { p.Name = "My Pool" }),
@@ -582,6 +609,12 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// automanagedNode is a valid cluster section: one of two automanaged nodes.
+func automanagedNode() pyvisor.ClusterConfig {
+	return pyvisor.ClusterConfig{Provider: "automanaged", Node: "gpu-1",
+		Automanaged: cluster.AutomanagedConfig{Port: 6331, Peers: []string{"127.0.0.1:6331", "127.0.0.1:6332"}}}
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {

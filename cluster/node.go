@@ -56,7 +56,7 @@ type Node struct {
 	tracer  trace.Tracer
 
 	members  atomic.Pointer[[]*pcluster.Member] // the provider's last topology
-	loads    atomic.Pointer[map[string]*clusterv1.Load]
+	loads    atomic.Pointer[map[string]*clusterv1.Load] // by address
 	lost     sync.Map // address -> struct{}: nodes lost, never chosen again
 	pins     sync.Map // pool/session -> address
 	out      outgoing
@@ -208,7 +208,7 @@ func (n *Node) Members() []string {
 	loads := n.loadsNow()
 	for _, m := range n.membersNow() {
 		name := m.Address()
-		if l, ok := loads[m.Id]; ok && l.GetNode() != "" {
+		if l, ok := loads[m.Address()]; ok && l.GetNode() != "" {
 			name = l.GetNode()
 		}
 		if m.Address() == n.addr {
@@ -296,7 +296,7 @@ func (n *Node) gossipLoad() {
 
 // publish gossips this node's load and reads every member's.
 func (n *Node) publish(ctx context.Context) {
-	load := &clusterv1.Load{Node: n.name, Draining: n.draining.Load(), Pools: map[string]*clusterv1.PoolLoad{}}
+	load := &clusterv1.Load{Node: n.name, Address: n.addr, Draining: n.draining.Load(), Pools: map[string]*clusterv1.PoolLoad{}}
 	for pool, l := range n.local.Load(ctx) {
 		if n.hosted[pool] {
 			load.Pools[pool] = l
@@ -307,14 +307,16 @@ func (n *Node) publish(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	// By address: gossip keys members by actor system id, the member list by the
+	// provider's member id (etcd's differs), and both know the address.
 	loads := make(map[string]*clusterv1.Load, len(states))
-	for id, kv := range states {
+	for _, kv := range states {
 		l := &clusterv1.Load{}
-		if kv.GetValue().UnmarshalTo(l) == nil {
-			loads[id] = l
+		if kv.GetValue().UnmarshalTo(l) == nil && l.GetAddress() != "" {
+			loads[l.GetAddress()] = l
 		}
 	}
-	loads[n.system.ID] = load
+	loads[n.addr] = load
 	n.loads.Store(&loads)
 }
 

@@ -42,7 +42,7 @@ func (n *Node) route(pool, session string, avoid map[string]bool) (target, error
 		if self && (!n.hosted[pool] || n.draining.Load()) {
 			continue
 		}
-		l := loads[m.GetId()]
+		l := loads[addr]
 		if l.GetDraining() {
 			continue
 		}

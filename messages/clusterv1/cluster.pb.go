@@ -491,13 +491,14 @@ func (x *Error) GetException() string {
 	return ""
 }
 
-// Load is a node's gossiped state: its name and, for each pool it hosts, how many calls
+// Load is a node's gossiped state: its name and address and, for each pool it hosts, how many calls
 // it can run at once and how many it runs and queues now.
 type Load struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	Pools         map[string]*PoolLoad   `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Draining      bool                   `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"` // the node is stopping: send it no new calls
+	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`    // the node's remote address: what the member list knows it by
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -551,6 +552,13 @@ func (x *Load) GetDraining() bool {
 		return x.Draining
 	}
 	return false
+}
+
+func (x *Load) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
 }
 
 type PoolLoad struct {
@@ -660,11 +668,12 @@ const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04tool\x18\x03 \x01(\tR\x04tool\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttraceback\x18\x05 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\texception\x18\x06 \x01(\tR\texception\"\xc9\x01\n" +
+	"\texception\x18\x06 \x01(\tR\texception\"\xe3\x01\n" +
 	"\x04Load\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x129\n" +
 	"\x05pools\x18\x02 \x03(\v2#.pyvisor.cluster.v1.Load.PoolsEntryR\x05pools\x12\x1a\n" +
-	"\bdraining\x18\x03 \x01(\bR\bdraining\x1aV\n" +
+	"\bdraining\x18\x03 \x01(\bR\bdraining\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x1aV\n" +
 	"\n" +
 	"PoolsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +

@@ -1,0 +1,186 @@
+package pyvisor_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/cluster"
+)
+
+// The cluster's benchmarks: nodes of one automanaged cluster, all in this process (each
+// runtime has an actor system and a remote endpoint of its own, on loopback), so a call
+// to another node crosses protoactor's remote (gRPC over TCP) and that node's gateway,
+// but no network. cmd/bench prints the same comparisons from one interleaved run.
+
+// benchNode is one node of a benchmark's cluster: its name, its pools (1-worker pools
+// of the example tools, by name, with their sizes) and the pools it offers to the
+// cluster (nil: all of them).
+type benchNode struct {
+	name  string
+	pools map[string]int
+	host  []string
+}
+
+// benchFreePorts returns n TCP ports free on loopback now.
+func benchFreePorts(b *testing.B, n int) []int {
+	b.Helper()
+	var ports []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return ports
+}
+
+// startBenchCluster starts one runtime per node, in order, as the nodes of an
+// automanaged cluster (each node's automanaged port on a free loopback port, every
+// node a peer of every other), stopped at cleanup in reverse order, and waits until
+// every node sees every other.
+func startBenchCluster(b *testing.B, python string, nodes ...benchNode) []*pyvisor.Runtime {
+	b.Helper()
+	ports := benchFreePorts(b, len(nodes))
+	var peers, names []string
+	for i, n := range nodes {
+		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", ports[i]))
+		names = append(names, n.name)
+	}
+	var rts []*pyvisor.Runtime
+	for i, n := range nodes {
+		cfg := pyvisor.Config{Python: python, Cluster: pyvisor.ClusterConfig{
+			Provider:    cluster.Automanaged,
+			Name:        "bench",
+			Node:        n.name,
+			Host:        n.host,
+			Automanaged: cluster.AutomanagedConfig{Port: ports[i], Peers: peers},
+		}}
+		for _, pool := range slices.Sorted(maps.Keys(n.pools)) {
+			cfg.Pools = append(cfg.Pools, benchPoolConfig(pool, n.pools[pool]))
+		}
+		rts = append(rts, startRuntimeWith(b, cfg))
+	}
+	slices.Sort(names)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, rt := range rts {
+		for {
+			seen := rt.Members()
+			slices.Sort(seen)
+			if slices.Equal(seen, names) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("node %s sees %v after 30s, want %v", rt.Node(), seen, names)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return rts
+}
+
+// benchPoolConfig is benchConfig's pool under another name.
+func benchPoolConfig(name string, workers int) pyvisor.PoolConfig {
+	p := benchConfig("", workers).Pools[0]
+	p.Name = name
+	return p
+}
+
+// echoOn makes the echo call on pool through rt, and checks once that it runs on the
+// node wantNode ("" for a pool called without the cluster).
+func echoOn(b *testing.B, rt *pyvisor.Runtime, pool, wantNode string) func(context.Context) error {
+	b.Helper()
+	var ran pyvisor.Ran
+	if _, err := rt.Execute(context.Background(), pool, "echo", benchArgs, pyvisor.WithRan(&ran)); err != nil {
+		b.Fatal(err)
+	}
+	if ran.Node != wantNode || ran.Worker == "" {
+		b.Fatalf("a call of pool %s from node %s ran at %+v, want node %q", pool, rt.Node(), ran, wantNode)
+	}
+	return func(ctx context.Context) error {
+		_, err := rt.Execute(ctx, pool, "echo", benchArgs)
+		return err
+	}
+}
+
+// BenchmarkCluster compares one sequential echo (1-worker pools) made on node a of a
+// two-node cluster: call=local to a pool a runs and does not offer to the cluster (the
+// plain pool path, no cluster code), call=self to a pool a offers to the cluster and
+// alone hosts (the cluster's routing, which picks a itself: no hop), and call=remote to
+// a pool only node b hosts (the hop: a's remote endpoint, b's gateway, b's pool, and
+// back). Both nodes are in this process, so go-cpu-ns/op is both nodes' Go CPU per
+// call (the Python workers' excluded); the hop crosses loopback TCP, no network.
+func BenchmarkCluster(b *testing.B) {
+	python := benchPython(b)
+	rts := startBenchCluster(b, python,
+		benchNode{name: "b", pools: map[string]int{"remote": 1}},
+		benchNode{name: "a", pools: map[string]int{"local": 1, "self": 1}, host: []string{"self"}},
+	)
+	a := rts[1]
+	ctx := context.Background()
+	calls := []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"local", echoOn(b, a, "local", "")},
+		{"self", echoOn(b, a, "self", "a")},
+		{"remote", echoOn(b, a, "remote", "b")},
+	}
+	for _, c := range calls {
+		warm(b, c.call)
+	}
+	for _, c := range calls {
+		b.Run("call="+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu, n := goCPUTime(), 0
+			for b.Loop() {
+				if err := c.call(ctx); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(goCPUTime()-cpu)/float64(n), "go-cpu-ns/op")
+			reportRate(b)
+		})
+	}
+}
+
+// BenchmarkClusterThroughput measures the echo rate of benchCallers concurrent callers
+// on a client node that runs no pool, calling a pool hosted on two other nodes of 2
+// workers each (via=cluster), and, for context, of the same callers on a runtime of
+// its own with one local pool of the same 4 workers (via=local). All three nodes, the
+// local runtime and the 8 Python workers share this machine's cores.
+func BenchmarkClusterThroughput(b *testing.B) {
+	python := benchPython(b)
+	rts := startBenchCluster(b, python,
+		benchNode{name: "host1", pools: map[string]int{benchPool: 2}},
+		benchNode{name: "host2", pools: map[string]int{benchPool: 2}},
+		benchNode{name: "client"},
+	)
+	client := rts[2]
+	local := startBenchRuntime(b, python, 4)
+	viaCluster := func(ctx context.Context) error { return poolEcho(ctx, client) }
+	viaLocal := func(ctx context.Context) error { return poolEcho(ctx, local) }
+	warm(b, viaCluster)
+	warm(b, viaLocal)
+	for _, c := range []struct {
+		name string
+		call func(context.Context) error
+	}{{"via=cluster", viaCluster}, {"via=local", viaLocal}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			runCallers(b, c.call)
+		})
+	}
+}
