@@ -91,6 +91,16 @@ func (n *Node) free(addr string, l interface {
 	return int(l.GetCapacity()) - max(int(l.GetBusy()+l.GetQueued()), sent)
 }
 
+// mix is splitmix64's finalizer: FNV alone moves its high bits too little for the
+// comparison of rendezvous scores, and would send most sessions to one node.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
 // sessionNode is the node of a session: pinned, or by rendezvous hashing.
 func (n *Node) sessionNode(pool, session string, cands []target) target {
 	key := pool + "/" + session
@@ -107,7 +117,7 @@ func (n *Node) sessionNode(pool, session string, cands []target) target {
 		_, _ = h.Write([]byte(c.addr))
 		_, _ = h.Write([]byte{0})
 		_, _ = h.Write([]byte(key))
-		if s := h.Sum64(); s > top || i == 0 {
+		if s := mix(h.Sum64()); s > top || i == 0 {
 			best, top = i, s
 		}
 	}
