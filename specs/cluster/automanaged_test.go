@@ -4,12 +4,14 @@ import (
 	"fmt"
 
 	. "github.com/onsi/ginkgo/v2"
+
+	ch "github.com/pyvisor/pyvisor/specs/internal/clusterharness"
 )
 
 var _ = Describe("Three nodes with the automanaged provider", Label("cluster", "python"), Ordered, func() {
 	var t *trio
 	BeforeAll(func() {
-		ports := freePorts(3)
+		ports := ch.FreePorts(3)
 		peers := make([]string, len(ports))
 		for i, p := range ports {
 			peers[i] = fmt.Sprintf("127.0.0.1:%d", p)

@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +11,14 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	ch "github.com/pyvisor/pyvisor/specs/internal/clusterharness"
+)
+
+type (
+	node    = ch.Node
+	command = ch.Command
+	answer  = ch.Answer
 )
 
 // trio is three nodes of one cluster:
@@ -46,16 +53,16 @@ func startTrio(cluster clusterSection) *trio {
 		go func() {
 			defer GinkgoRecover()
 			defer wg.Done()
-			*n = startNode(name, nodeConfig(name, cluster, pools...))
+			*n = launcher.Start(name, nodeConfig(name, cluster, pools...))
 		}()
 	}
-	start(&t.a, "a", pool("alpha"))
-	start(&t.b, "b", pool("beta"), pool("shared", "workers", 2), pool("pinned", "affinity", "strict"))
-	start(&t.c, "c", pool("gamma"), pool("shared", "workers", 2), pool("pinned", "affinity", "strict"))
+	start(&t.a, "a", ch.Pool("alpha"))
+	start(&t.b, "b", ch.Pool("beta"), ch.Pool("shared", "workers", 2), ch.Pool("pinned", "affinity", "strict"))
+	start(&t.c, "c", ch.Pool("gamma"), ch.Pool("shared", "workers", 2), ch.Pool("pinned", "affinity", "strict"))
 	wg.Wait()
 	for _, n := range t.all() {
-		Eventually(n.members).Should(ConsistOf("a", "b", "c"), "members as node %s sees them", n.name)
-		t.pids = append(t.pids, n.pids()...)
+		Eventually(n.Members).Should(ConsistOf("a", "b", "c"), "members as node %s sees them", n.Name)
+		t.pids = append(t.pids, n.PIDs()...)
 	}
 	return t
 }
@@ -66,16 +73,16 @@ func (t *trio) all() []*node { return []*node{t.a, t.b, t.c} }
 func (t *trio) stopAll() {
 	for _, n := range t.all() {
 		select {
-		case <-n.exited:
+		case <-n.Exited:
 		default:
-			t.pids = append(t.pids, n.pids()...)
-			n.stop()
+			t.pids = append(t.pids, n.PIDs()...)
+			n.Stop()
 		}
 	}
 	Eventually(func() []int {
 		var left []int
 		for _, pid := range t.pids {
-			if alive(pid) {
+			if ch.Alive(pid) {
 				left = append(left, pid)
 			}
 		}
@@ -90,11 +97,11 @@ func nodeOf(a answer) string {
 }
 
 func add(from *node, pool string) answer {
-	return from.call(command{Pool: pool, Tool: "add", Args: map[string]int{"a": 1, "b": 2}})
+	return from.Call(command{Pool: pool, Tool: "add", Args: map[string]int{"a": 1, "b": 2}})
 }
 
 func scrape(n *node) string {
-	res, err := http.Get("http://" + n.ready.Metrics + "/metrics")
+	res, err := http.Get("http://" + n.Ready.Metrics + "/metrics")
 	Expect(err).NotTo(HaveOccurred())
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
@@ -114,9 +121,9 @@ func behavesAsOneCluster(t **trio) {
 					continue
 				}
 				a := add(from, pool)
-				Expect(a.Error).To(BeEmpty(), "%s -> %s", from.name, pool)
+				Expect(a.Error).To(BeEmpty(), "%s -> %s", from.Name, pool)
 				Expect(a.Result).To(MatchJSON("3"))
-				Expect(nodeOf(a)).To(Equal(host.name), "%s -> %s ran on %s", from.name, pool, a.Worker)
+				Expect(nodeOf(a)).To(Equal(host.Name), "%s -> %s ran on %s", from.Name, pool, a.Worker)
 			}
 		}
 	})
@@ -127,7 +134,7 @@ func behavesAsOneCluster(t **trio) {
 		// first while it has free workers).
 		var busy []<-chan answer
 		for range 2 {
-			busy = append(busy, b.send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 2.5}, TimeoutMS: 10_000}))
+			busy = append(busy, b.Send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 2.5}, TimeoutMS: 10_000}))
 		}
 		time.Sleep(800 * time.Millisecond) // the gossip carries b's load to a
 		for range 2 {
@@ -141,7 +148,7 @@ func behavesAsOneCluster(t **trio) {
 		// Both nodes serve calls of the pool.
 		var calls []<-chan answer
 		for range 8 {
-			calls = append(calls, a.send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 0.3}, TimeoutMS: 10_000}))
+			calls = append(calls, a.Send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 0.3}, TimeoutMS: 10_000}))
 		}
 		seen := map[string]int{}
 		for _, ch := range calls {
@@ -158,12 +165,12 @@ func behavesAsOneCluster(t **trio) {
 		func(pool string) {
 			for i := range 6 {
 				session := fmt.Sprintf("%s-session-%d", pool, i)
-				set := (*t).a.call(command{Pool: pool, Tool: "session_set", Args: map[string]any{"key": "k", "value": i}, Session: session})
+				set := (*t).a.Call(command{Pool: pool, Tool: "session_set", Args: map[string]any{"key": "k", "value": i}, Session: session})
 				Expect(set.Error).To(BeEmpty())
 				for _, from := range (*t).all() {
-					got := from.call(command{Pool: pool, Tool: "session_get", Args: map[string]any{"key": "k"}, Session: session})
+					got := from.Call(command{Pool: pool, Tool: "session_get", Args: map[string]any{"key": "k"}, Session: session})
 					Expect(got.Error).To(BeEmpty())
-					Expect(got.Result).To(MatchJSON(fmt.Sprint(i)), "session %s read from %s", session, from.name)
+					Expect(got.Result).To(MatchJSON(fmt.Sprint(i)), "session %s read from %s", session, from.Name)
 					Expect(nodeOf(got)).To(Equal(nodeOf(set)))
 				}
 			}
@@ -173,7 +180,7 @@ func behavesAsOneCluster(t **trio) {
 	)
 
 	It("streams a tool's chunks across nodes, in order, past the stream window", func() {
-		got := (*t).a.call(command{Pool: "beta", Tool: "count", Args: map[string]int{"n": 100}, Stream: true})
+		got := (*t).a.Call(command{Pool: "beta", Tool: "count", Args: map[string]int{"n": 100}, Stream: true})
 		Expect(got.Error).To(BeEmpty())
 		Expect(got.Chunks).To(HaveLen(100))
 		for i, c := range got.Chunks {
@@ -183,14 +190,14 @@ func behavesAsOneCluster(t **trio) {
 
 	It("keeps errors typed across nodes: unknown tool, tool exception, deadline, unknown pool", func() {
 		a := (*t).a
-		Expect(a.call(command{Pool: "beta", Tool: "nope"}).Kind).To(Equal("unknown_tool"))
-		raised := a.call(command{Pool: "beta", Tool: "raise", Args: map[string]string{"message": "bad input", "type": "KeyError"}})
+		Expect(a.Call(command{Pool: "beta", Tool: "nope"}).Kind).To(Equal("unknown_tool"))
+		raised := a.Call(command{Pool: "beta", Tool: "raise", Args: map[string]string{"message": "bad input", "type": "KeyError"}})
 		Expect(raised.Kind).To(Equal("tool_error:KeyError"))
 		Expect(raised.Error).To(ContainSubstring("on node b"))
-		late := a.call(command{Pool: "beta", Tool: "sleep", Args: map[string]float64{"seconds": 5}, TimeoutMS: 300})
+		late := a.Call(command{Pool: "beta", Tool: "sleep", Args: map[string]float64{"seconds": 5}, TimeoutMS: 300})
 		Expect(late.Kind).To(Equal("deadline_exceeded"))
 		Expect(late.TookMS).To(BeNumerically("<", 1000))
-		Expect(a.call(command{Pool: "nowhere", Tool: "add"}).Kind).To(Equal("unknown_pool"))
+		Expect(a.Call(command{Pool: "nowhere", Tool: "add"}).Kind).To(Equal("unknown_pool"))
 	})
 
 	It("makes one trace of a call, from the calling node through the remote hop into the hosting node's Python tool", func() {
@@ -198,9 +205,9 @@ func behavesAsOneCluster(t **trio) {
 		got := add(a, "beta")
 		Expect(got.Error).To(BeEmpty())
 		Eventually(func() []string {
-			for _, s := range traceOf(got.Trace, a, b) {
+			for _, s := range ch.TraceOf(got.Trace, a, b) {
 				if s.Name == "tool add" {
-					return ancestry(traceOf(got.Trace, a, b), s)
+					return ch.Ancestry(ch.TraceOf(got.Trace, a, b), s)
 				}
 			}
 			return nil
@@ -219,11 +226,11 @@ func behavesAsOneCluster(t **trio) {
 	It("logs the call's correlation id on every node it crosses, Go and Python lines alike", func() {
 		a, b := (*t).a, (*t).b
 		cid := fmt.Sprintf("cluster-cid-%d", GinkgoRandomSeed())
-		got := a.call(command{Pool: "beta", Tool: "log", Args: map[string]string{"message": "hello from b"}, CID: cid})
+		got := a.Call(command{Pool: "beta", Tool: "log", Args: map[string]string{"message": "hello from b"}, CID: cid})
 		Expect(got.Error).To(BeEmpty())
 		withCID := func(n *node) []string {
 			var msgs []string
-			for _, l := range logLines(n) {
+			for _, l := range ch.LogLines(n) {
 				if l["correlation_id"] == cid {
 					msgs = append(msgs, fmt.Sprint(l["message"]))
 				}
@@ -249,19 +256,19 @@ func behavesAsOneCluster(t **trio) {
 
 	It("ends every call of a node SIGKILLed under load within its deadline, with a result or a typed error (ErrNodeLost, or the deadline); idempotent ones are retried on the survivor; the node's Python workers are gone within 2 s", func() {
 		a, b := (*t).a, (*t).b
-		workers := b.pids()
+		workers := b.PIDs()
 		Expect(workers).NotTo(BeEmpty())
 		var calls []<-chan answer
 		for i := range 12 {
-			calls = append(calls, a.send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 0.5}, TimeoutMS: 4000, Idempotent: i%2 == 0}))
+			calls = append(calls, a.Send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 0.5}, TimeoutMS: 4000, Idempotent: i%2 == 0}))
 		}
 		time.Sleep(300 * time.Millisecond)
-		b.kill()
+		b.Kill()
 		killed := time.Now()
 		Eventually(func() []int {
 			var left []int
 			for _, pid := range workers {
-				if alive(pid) {
+				if ch.Alive(pid) {
 					left = append(left, pid)
 				}
 			}
@@ -292,15 +299,15 @@ func behavesAsOneCluster(t **trio) {
 			Expect(got.Error).To(BeEmpty())
 			Expect(nodeOf(got)).To(Equal("c"))
 		}
-		Eventually(a.members).Should(ConsistOf("a", "c"))
+		Eventually(a.Members).Should(ConsistOf("a", "c"))
 		Expect(add(a, "beta").Kind).To(Equal("unknown_pool"), "no node hosts beta now")
 	})
 
 	It("takes a node back when it rejoins, without a restart of the others", func() {
-		(*t).b = (*t).b.restart()
-		(*t).pids = append((*t).pids, (*t).b.pids()...)
+		(*t).b = (*t).b.Restart()
+		(*t).pids = append((*t).pids, (*t).b.PIDs()...)
 		for _, n := range []*node{(*t).a, (*t).c} {
-			Eventually(n.members).Should(ConsistOf("a", "b", "c"))
+			Eventually(n.Members).Should(ConsistOf("a", "b", "c"))
 			Eventually(func() string { return nodeOf(add(n, "beta")) }).Should(Equal("b"))
 		}
 		Expect(nodeOf(add((*t).b, "alpha"))).To(Equal("a"))
@@ -310,15 +317,15 @@ func behavesAsOneCluster(t **trio) {
 		a, c := (*t).a, (*t).c
 		var calls []<-chan answer
 		for range 4 {
-			calls = append(calls, a.send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 1}, TimeoutMS: 10_000}))
+			calls = append(calls, a.Send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 1}, TimeoutMS: 10_000}))
 		}
 		time.Sleep(200 * time.Millisecond)
-		(*t).pids = append((*t).pids, c.pids()...)
+		(*t).pids = append((*t).pids, c.PIDs()...)
 		stopped := make(chan struct{})
 		go func() {
 			defer GinkgoRecover()
 			defer close(stopped)
-			c.stop()
+			c.Stop()
 		}()
 		time.Sleep(300 * time.Millisecond)
 		for range 3 {
@@ -330,8 +337,6 @@ func behavesAsOneCluster(t **trio) {
 			Eventually(ch).Should(Receive(HaveField("Error", BeEmpty())))
 		}
 		Eventually(stopped).Should(BeClosed())
-		Eventually(a.members).Should(ConsistOf("a", "b"))
+		Eventually(a.Members).Should(ConsistOf("a", "b"))
 	})
 }
-
-var _ = json.Marshal

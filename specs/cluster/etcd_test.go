@@ -11,6 +11,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	ch "github.com/pyvisor/pyvisor/specs/internal/clusterharness"
 )
 
 // startEtcd runs the etcd at $PYVISOR_ETCD (built by `go tool task etcd:build`) on
@@ -21,7 +23,7 @@ func startEtcd() string {
 	if bin == "" {
 		Skip("PYVISOR_ETCD is not set: run through `go tool task test`, which builds etcd (task etcd:build)")
 	}
-	ports := freePorts(2)
+	ports := ch.FreePorts(2)
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	data := filepath.Join(workDir, "etcd")

@@ -1,14 +1,13 @@
 package cluster_test
 
 import (
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	ch "github.com/pyvisor/pyvisor/specs/internal/clusterharness"
 	"github.com/pyvisor/pyvisor/specs/internal/harness"
 )
 
@@ -20,8 +19,8 @@ func TestCluster(t *testing.T) {
 var (
 	python     string
 	runtimeDir string
-	nodeBin    string // the clusternode command, built for the suite
 	workDir    string // the nodes' files: config, spans, logs, sockets
+	launcher   ch.Launcher
 )
 
 var _ = BeforeSuite(func() {
@@ -30,7 +29,5 @@ var _ = BeforeSuite(func() {
 	var remove func() error
 	workDir, remove = harness.TempDir("pvcl-nodes-")
 	DeferCleanup(remove)
-	nodeBin = filepath.Join(workDir, "clusternode")
-	out, err := exec.Command("go", "build", "-o", nodeBin, "github.com/pyvisor/pyvisor/specs/internal/clusternode").CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "build clusternode: %s", out)
+	launcher = ch.Launcher{Bin: ch.Build(workDir), Dir: workDir, Python: python}
 })

@@ -83,7 +83,12 @@ func run(config, spans, logPath string) error {
 	if err != nil {
 		return err
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(sink)))
+	// The spans go to the file as each ends, and also wherever the OTEL_* variables say
+	// (the e2e specs: a real Jaeger).
+	tp, err := telemetry.TracerProvider(context.Background(), sdktrace.NewSimpleSpanProcessor(sink))
+	if err != nil {
+		return err
+	}
 	defer tp.Shutdown(context.Background())
 	rt, err := pyvisor.Start(context.Background(), cfg, pyvisor.WithLogger(log), pyvisor.WithTracerProvider(tp),
 		pyvisor.WithPropagator(telemetry.Propagator()), pyvisor.WithPythonSpans(sink.Python))

@@ -1,4 +1,7 @@
-package cluster_test
+// Package clusterharness drives pyvisor node processes (specs/internal/clusternode) for
+// the specs: start one with a config, send it calls as JSON lines, read its spans and
+// logs back, kill or stop it.
+package clusterharness
 
 import (
 	"bufio"
@@ -21,8 +24,8 @@ import (
 	"github.com/pyvisor/pyvisor/internal/spantree"
 )
 
-// command and answer are clusternode's JSON lines (specs/internal/clusternode).
-type command struct {
+// Command and Answer are clusternode's JSON lines (specs/internal/clusternode).
+type Command struct {
 	ID         int    `json:"id"`
 	Op         string `json:"op"`
 	Pool       string `json:"pool,omitempty"`
@@ -35,7 +38,7 @@ type command struct {
 	CID        string `json:"cid,omitempty"`
 }
 
-type answer struct {
+type Answer struct {
 	ID      int               `json:"id"`
 	Result  json.RawMessage   `json:"result"`
 	Chunks  []json.RawMessage `json:"chunks"`
@@ -51,22 +54,24 @@ type answer struct {
 	Metrics string            `json:"metrics"`
 }
 
-// node is one clusternode process.
-type node struct {
-	name, dir string
-	config    map[string]any
+// Node is one clusternode process.
+type Node struct {
+	Name, Dir string
+	Config    map[string]any
+	Env       []string // extra environment
+	launcher  Launcher
 	cmd       *exec.Cmd
 	stdin     io.WriteCloser
-	ready     answer
-	exited    chan struct{}
+	Ready     Answer // its first line: name, metrics address
+	Exited    chan struct{}
 
 	mu      sync.Mutex
 	next    int
-	waiting map[int]chan answer
+	waiting map[int]chan Answer
 }
 
-// pool is a pool a node runs: 1 worker of the example tools unless told.
-func pool(name string, extra ...any) map[string]any {
+// Pool is a pool a node runs: 1 worker of the example tools unless told.
+func Pool(name string, extra ...any) map[string]any {
 	p := map[string]any{"name": name, "tools": []string{"pyvisor_worker.examples"}, "workers": 1}
 	for i := 0; i+1 < len(extra); i += 2 {
 		p[extra[i].(string)] = extra[i+1]
@@ -74,8 +79,8 @@ func pool(name string, extra ...any) map[string]any {
 	return p
 }
 
-// freePorts returns n TCP ports free on loopback now.
-func freePorts(n int) []int {
+// FreePorts returns n TCP ports free on loopback now.
+func FreePorts(n int) []int {
 	var ports []int
 	var lns []net.Listener
 	for range n {
@@ -90,53 +95,67 @@ func freePorts(n int) []int {
 	return ports
 }
 
-// startNode starts a node process with config and waits until it serves.
-func startNode(name string, config map[string]any) *node {
-	dir := filepath.Join(workDir, name)
+// Launcher starts node processes: Bin is the clusternode command (Build), Dir where
+// each node's files go (a directory per node: config, spans, log, its workers'
+// sockets), Python the workers' interpreter.
+type Launcher struct{ Bin, Dir, Python string }
+
+// Build builds the clusternode command into dir and returns its path.
+func Build(dir string) string {
+	bin := filepath.Join(dir, "clusternode")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/pyvisor/pyvisor/specs/internal/clusternode").CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "build clusternode: %s", out)
+	return bin
+}
+
+// Start starts a node process with config (and env, NAME=value, on top of this
+// process's) and waits until it serves.
+func (l Launcher) Start(name string, config map[string]any, env ...string) *Node {
+	dir := filepath.Join(l.Dir, name)
 	Expect(os.MkdirAll(filepath.Join(dir, "tmp"), 0o755)).To(Succeed())
-	n := &node{name: name, dir: dir, config: config, waiting: map[int]chan answer{}, exited: make(chan struct{})}
+	n := &Node{Name: name, Dir: dir, Config: config, Env: env, launcher: l, waiting: map[int]chan Answer{}, Exited: make(chan struct{})}
 	b, err := json.Marshal(config)
 	Expect(err).NotTo(HaveOccurred())
 	cfgPath := filepath.Join(dir, "config.json")
 	Expect(os.WriteFile(cfgPath, b, 0o644)).To(Succeed())
-	n.cmd = exec.Command(nodeBin, "-config", cfgPath, "-spans", n.spans(), "-log", n.log())
+	n.cmd = exec.Command(l.Bin, "-config", cfgPath, "-spans", n.Spans(), "-log", n.Log())
 	// Each node's workers keep their sockets under its own TMPDIR: a node killed leaves
 	// its socket directories there, not in the suite's.
-	n.cmd.Env = append(os.Environ(), "PYVISOR_PYTHON="+python, "TMPDIR="+filepath.Join(dir, "tmp"))
+	n.cmd.Env = append(append(os.Environ(), "PYVISOR_PYTHON="+l.Python, "TMPDIR="+filepath.Join(dir, "tmp")), env...)
 	n.cmd.Stderr = GinkgoWriter
 	n.stdin, err = n.cmd.StdinPipe()
 	Expect(err).NotTo(HaveOccurred())
 	stdout, err := n.cmd.StdoutPipe()
 	Expect(err).NotTo(HaveOccurred())
 	Expect(n.cmd.Start()).To(Succeed())
-	ready := make(chan answer, 1)
+	ready := make(chan Answer, 1)
 	go n.read(stdout, ready)
 	select {
-	case n.ready = <-ready:
-	case <-n.exited:
+	case n.Ready = <-ready:
+	case <-n.Exited:
 		Fail(fmt.Sprintf("node %s exited before it was ready", name))
 	case <-time.After(60 * time.Second):
-		n.kill()
+		n.Kill()
 		Fail(fmt.Sprintf("node %s not ready within 60s", name))
 	}
 	return n
 }
 
-func (n *node) spans() string { return filepath.Join(n.dir, "spans.jsonl") }
-func (n *node) log() string   { return filepath.Join(n.dir, "log.jsonl") }
+func (n *Node) Spans() string { return filepath.Join(n.Dir, "spans.jsonl") }
+func (n *Node) Log() string   { return filepath.Join(n.Dir, "log.jsonl") }
 
-// restart starts the node again with its config, as a new process.
-func (n *node) restart() *node { return startNode(n.name, n.config) }
+// Restart starts the node again with its config, as a new process.
+func (n *Node) Restart() *Node { return n.launcher.Start(n.Name, n.Config, n.Env...) }
 
-func (n *node) read(stdout io.Reader, ready chan<- answer) {
+func (n *Node) read(stdout io.Reader, ready chan<- Answer) {
 	defer GinkgoRecover()
-	defer close(n.exited)
+	defer close(n.Exited)
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	for sc.Scan() {
-		var a answer
+		var a Answer
 		if json.Unmarshal(sc.Bytes(), &a) != nil {
-			fmt.Fprintf(GinkgoWriter, "%s stdout: %s\n", n.name, sc.Text())
+			fmt.Fprintf(GinkgoWriter, "%s stdout: %s\n", n.Name, sc.Text())
 			continue
 		}
 		if a.Ready {
@@ -154,9 +173,9 @@ func (n *node) read(stdout io.Reader, ready chan<- answer) {
 	_ = n.cmd.Wait()
 }
 
-// send sends c and returns where its answer comes.
-func (n *node) send(c command) <-chan answer {
-	ch := make(chan answer, 1)
+// Send sends c and returns where its Answer comes.
+func (n *Node) Send(c Command) <-chan Answer {
+	ch := make(chan Answer, 1)
 	n.mu.Lock()
 	n.next++
 	c.ID = n.next
@@ -169,46 +188,46 @@ func (n *node) send(c command) <-chan answer {
 	return ch
 }
 
-// ask sends c and waits for its answer.
-func (n *node) ask(c command) answer {
+// Ask sends c and waits for its Answer.
+func (n *Node) Ask(c Command) Answer {
 	select {
-	case a := <-n.send(c):
+	case a := <-n.Send(c):
 		return a
-	case <-n.exited:
-		Fail(fmt.Sprintf("node %s exited", n.name))
+	case <-n.Exited:
+		Fail(fmt.Sprintf("node %s exited", n.Name))
 	case <-time.After(60 * time.Second):
-		Fail(fmt.Sprintf("node %s did not answer %+v in 60s", n.name, c))
+		Fail(fmt.Sprintf("node %s did not Answer %+v in 60s", n.Name, c))
 	}
-	return answer{}
+	return Answer{}
 }
 
-// call makes a call from this node with a 10 s deadline (unless c has one).
-func (n *node) call(c command) answer {
+// Call makes a call from this node with a 10 s deadline (unless c has one).
+func (n *Node) Call(c Command) Answer {
 	c.Op = "call"
 	if c.TimeoutMS == 0 {
 		c.TimeoutMS = 10_000
 	}
-	return n.ask(c)
+	return n.Ask(c)
 }
 
-func (n *node) members() []string { return n.ask(command{Op: "members"}).Members }
-func (n *node) pids() []int       { return n.ask(command{Op: "pids"}).PIDs }
+func (n *Node) Members() []string { return n.Ask(Command{Op: "members"}).Members }
+func (n *Node) PIDs() []int       { return n.Ask(Command{Op: "pids"}).PIDs }
 
-// stop stops the node gracefully and waits for its process to end.
-func (n *node) stop() {
-	a := n.ask(command{Op: "stop"})
+// Stop stops the node gracefully and waits for its process to end.
+func (n *Node) Stop() {
+	a := n.Ask(Command{Op: "stop"})
 	Expect(a.Error).To(BeEmpty())
-	Eventually(n.exited).WithTimeout(30 * time.Second).Should(BeClosed())
+	Eventually(n.Exited).WithTimeout(30 * time.Second).Should(BeClosed())
 }
 
-// kill SIGKILLs the node's process and waits for it to end.
-func (n *node) kill() {
+// Kill SIGKILLs the node's process and waits for it to end.
+func (n *Node) Kill() {
 	_ = n.cmd.Process.Signal(syscall.SIGKILL)
-	Eventually(n.exited).WithTimeout(10 * time.Second).Should(BeClosed())
+	Eventually(n.Exited).WithTimeout(10 * time.Second).Should(BeClosed())
 }
 
-// alive reports whether a process with pid runs (a zombie does not).
-func alive(pid int) bool {
+// Alive reports whether a process with pid runs (a zombie does not).
+func Alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -221,19 +240,19 @@ func alive(pid int) bool {
 	return true
 }
 
-// traceOf reads the spans of trace from every node's span file.
-func traceOf(trace string, nodes ...*node) []spantree.Span {
+// TraceOf reads the spans of trace from every node's span file.
+func TraceOf(trace string, nodes ...*Node) []spantree.Span {
 	var paths []string
 	for _, n := range nodes {
-		paths = append(paths, n.spans())
+		paths = append(paths, n.Spans())
 	}
 	spans, err := spanfile.Read(trace, paths...)
 	Expect(err).NotTo(HaveOccurred())
 	return spans
 }
 
-// ancestry is the chain of span names from span up to its root, "service: name" each.
-func ancestry(spans []spantree.Span, leaf spantree.Span) []string {
+// Ancestry is the chain of span names from span up to its root, "service: name" each.
+func Ancestry(spans []spantree.Span, leaf spantree.Span) []string {
 	byID := map[string]spantree.Span{}
 	for _, s := range spans {
 		byID[s.ID] = s
@@ -255,9 +274,9 @@ func ancestry(spans []spantree.Span, leaf spantree.Span) []string {
 	return chain
 }
 
-// logLines are the node's JSON log lines.
-func logLines(n *node) []map[string]any {
-	b, err := os.ReadFile(n.log())
+// LogLines are the node's JSON log lines.
+func LogLines(n *Node) []map[string]any {
+	b, err := os.ReadFile(n.Log())
 	Expect(err).NotTo(HaveOccurred())
 	var out []map[string]any
 	sc := bufio.NewScanner(bytes.NewReader(b))
