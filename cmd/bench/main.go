@@ -18,6 +18,10 @@
 //     reference (goal: pool 2 / pool 1 >= 1.6);
 //   - concurrency on one worker: 64 callers of the async tool sleep (10 ms) through a
 //     1-worker pool with MaxConcurrent 32 and with MaxConcurrent 1 (goal: ratio >= 25);
+//   - cluster: nodes of one automanaged cluster in this process; a call to a pool on
+//     another node as a ratio to the same call on the calling node's own pool, and one
+//     client node's callers against a pool two other nodes host, with one local pool
+//     of as many workers for context;
 //   - startup of pools of 1, 4 and 8 workers (pyvisor.Start until all serve);
 //   - recovery: SIGKILL a worker's Python process, time until the pool serves again.
 //
@@ -96,7 +100,7 @@ func run(ctx context.Context, s settings) error {
 	}
 	began := time.Now()
 	printHeader(s)
-	steps := []func(context.Context, settings) error{latency, tracingCost, callbacks, throughput, concurrency, startup, recovery}
+	steps := []func(context.Context, settings) error{latency, tracingCost, callbacks, throughput, concurrency, clusterCalls, startup, recovery}
 	for _, step := range steps {
 		if err := step(ctx, s); err != nil {
 			return err
