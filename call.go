@@ -193,6 +193,12 @@ func outcome(err error) string {
 		return "queue_timeout"
 	case errors.Is(err, ErrMessageTooLarge):
 		return "too_large"
+	case errors.Is(err, ErrNodeLost):
+		return "node_lost"
+	case errors.Is(err, ErrDraining):
+		return "draining"
+	case errors.Is(err, ErrUnknownPool):
+		return "unknown_pool"
 	}
 	return "error"
 }

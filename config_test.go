@@ -487,7 +487,9 @@ func TestValidate(t *testing.T) {
 			"cluster.automanaged.port: must be a TCP port, got 0\ncluster.automanaged.peers: at least one peer (host:port of a node's automanaged port) is required"},
 		{"automanaged peer", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Automanaged.Peers[1] = "nowhere" },
 			`cluster.automanaged.peers[1]: must be host:port, got "nowhere"`},
-		{"etcd endpoints and ttl", func(c *pyvisor.Config) { c.Cluster = pyvisor.ClusterConfig{Provider: "etcd", Etcd: cluster.EtcdConfig{TTL: 500 * time.Millisecond}} },
+		{"etcd endpoints and ttl", func(c *pyvisor.Config) {
+			c.Cluster = pyvisor.ClusterConfig{Provider: "etcd", Etcd: cluster.EtcdConfig{TTL: 500 * time.Millisecond}}
+		},
 			"cluster.etcd.endpoints: at least one etcd endpoint is required\ncluster.etcd.ttl: must be at least 1s (etcd leases count seconds), got 500ms"},
 		{"cluster name", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Name = "my cluster" },
 			`cluster.name: must match [A-Za-z0-9_-]+, got "my cluster"`},
@@ -499,6 +501,8 @@ func TestValidate(t *testing.T) {
 			`cluster.advertise: must be host:port, got "10.0.0.1:0"`},
 		{"hosted pool", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Host = []string{"default", "gpu"} },
 			`cluster.host[1]: "gpu" is not one of this node's pools`},
+		{"advertise with a wildcard bind", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.Bind = "0.0.0.0:6340" },
+			`cluster.advertise: is required when cluster.bind listens on every interface ("0.0.0.0:6340"): the other nodes need an address to reach`},
 		{"stream window", func(c *pyvisor.Config) { c.Cluster = automanagedNode(); c.Cluster.StreamWindow = -1 },
 			"cluster.stream_window: must be at least 1, got -1"},
 		{"metrics address", func(c *pyvisor.Config) { c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "nowhere"} },

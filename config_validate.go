@@ -127,6 +127,10 @@ func validateCluster(v *validator, c ClusterConfig, pools map[string]int) {
 	hostPort(v, "cluster.bind", c.Bind, true)
 	if c.Advertise != "" {
 		hostPort(v, "cluster.advertise", c.Advertise, false)
+	} else if host, _, err := net.SplitHostPort(c.Bind); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			v.fail("cluster.advertise", fmt.Sprintf("is required when cluster.bind listens on every interface (%q): the other nodes need an address to reach", c.Bind))
+		}
 	}
 	for i, p := range c.Host {
 		if _, ok := pools[p]; !ok {

@@ -21,6 +21,9 @@ import (
 // before the call ended (an idempotent call was retried once on another node first).
 var ErrNodeLost = cluster.ErrNodeLost
 
+// ErrDraining: every node hosting the pool is stopping; nothing ran.
+var ErrDraining = cluster.ErrDraining
+
 // RemoteError is a call's failure on the node that ran it; it matches what it matched
 // there (errors.Is, errors.As for a *ToolError).
 type RemoteError = cluster.RemoteError
@@ -78,15 +81,27 @@ func (r *Runtime) startNode(ctx context.Context, o options) error {
 
 // observeRemote counts a call across nodes and records its duration.
 func (r *Runtime) observeRemote(pool, peer, direction string, took time.Duration, err error) {
-	attrs := metric.WithAttributes(
-		attribute.String(telemetry.LabelPool, pool),
-		attribute.String(telemetry.LabelPeer, peer),
-		attribute.String(telemetry.LabelDirection, direction),
-		attribute.String(telemetry.LabelOutcome, outcome(err)),
-	)
+	attrs := r.remoteAttrs(remoteKey{pool, peer, direction, outcome(err)})
 	r.metrics.RemoteCalls.Add(context.Background(), 1, attrs)
 	r.metrics.RemoteCallDuration.Record(context.Background(), took.Seconds(), attrs)
 }
+
+// remoteAttrs is the label set of remote calls of key, built once (as callAttrs).
+func (r *Runtime) remoteAttrs(key remoteKey) metric.MeasurementOption {
+	if a, ok := r.attrs.Load(key); ok {
+		return a.(metric.MeasurementOption)
+	}
+	a := metric.WithAttributeSet(attribute.NewSet(
+		attribute.String(telemetry.LabelPool, key.pool),
+		attribute.String(telemetry.LabelPeer, key.peer),
+		attribute.String(telemetry.LabelDirection, key.direction),
+		attribute.String(telemetry.LabelOutcome, key.outcome),
+	))
+	r.attrs.Store(key, a)
+	return a
+}
+
+type remoteKey struct{ pool, peer, direction, outcome string }
 
 // local is the runtime as its node's gateway runs calls in it: the pools' own call
 // path, without the API span and call metrics (the calling node has them).

@@ -155,6 +155,9 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	defer cancel()
 
 	log := o.logger
+	if cfg.Cluster.Enabled() && cfg.Cluster.Node != "" { // every line says which node wrote it
+		log = log.With().Str(telemetry.LabelNode, cfg.Cluster.Node).Logger()
+	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		// protoactor's info lines (dead letters of late timer replies, restarts the
 		// pool already reports) are noise here; its warnings and errors are kept.

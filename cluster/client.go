@@ -193,8 +193,10 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 		}
 		span.End()
 		took := time.Since(began)
-		log := telemetry.CallLogger(ctx, n.o.log)
-		log.Debug().Err(err).Str("pool", pool).Str("tool", call.Tool).Str("peer", t.name).Dur("took", took).Msg("remote call sent")
+		if n.debug() {
+			log := telemetry.CallLogger(ctx, n.o.log)
+			log.Debug().Err(err).Str("pool", pool).Str("tool", call.Tool).Str("peer", t.name).Dur("took", took).Msg("remote call sent")
+		}
 		n.o.observe(pool, t.name, "out", took, err)
 	}
 }
@@ -219,10 +221,10 @@ type pending struct {
 }
 
 func (p *pending) lostErr(t target) error {
-	if errors.Is(p.why, errStopping) {
-		return fmt.Errorf("call to node %s: %w", t.name, errStopping)
+	if errors.Is(p.why, ErrNodeLost) {
+		return fmt.Errorf("node %s (%s): %w", t.name, t.addr, ErrNodeLost)
 	}
-	return fmt.Errorf("node %s (%s): %w", t.name, t.addr, ErrNodeLost)
+	return fmt.Errorf("call to node %s: this node is stopping: %w", t.name, p.why)
 }
 
 // SendUserMessage takes what the hosting node sends back.
@@ -242,6 +244,7 @@ type outgoing struct {
 	mu     sync.Mutex
 	calls  map[string]*pending
 	byAddr map[string]int
+	idle   chan struct{} // closed when calls empties, while someone waits
 }
 
 func (o *outgoing) open(n *Node, addr string, window int) *pending {
@@ -265,6 +268,28 @@ func (o *outgoing) close(n *Node, p *pending) {
 		delete(o.calls, p.id)
 		o.byAddr[p.addr]--
 	}
+	if len(o.calls) == 0 && o.idle != nil {
+		close(o.idle)
+		o.idle = nil
+	}
+}
+
+// wait returns once no call waits, or ctx ends.
+func (o *outgoing) wait(ctx context.Context) {
+	o.mu.Lock()
+	if len(o.calls) == 0 {
+		o.mu.Unlock()
+		return
+	}
+	if o.idle == nil {
+		o.idle = make(chan struct{})
+	}
+	idle := o.idle
+	o.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
 }
 
 // inflight is how many calls sent to addr are waiting.
@@ -274,8 +299,9 @@ func (o *outgoing) inflight(addr string) int {
 	return o.byAddr[addr]
 }
 
-// lose ends the calls waiting on addr ("": all, as this node leaves) and says how many.
-func (o *outgoing) lose(addr string) int {
+// lose ends the calls waiting on addr ("": all, as this node leaves) with why, and
+// says how many.
+func (o *outgoing) lose(addr string, why error) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := 0
@@ -283,10 +309,7 @@ func (o *outgoing) lose(addr string) int {
 		if addr != "" && p.addr != addr {
 			continue
 		}
-		p.why = ErrNodeLost
-		if addr == "" {
-			p.why = errStopping
-		}
+		p.why = why
 		close(p.lost)
 		delete(o.calls, id)
 		o.byAddr[p.addr]--

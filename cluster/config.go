@@ -55,8 +55,7 @@ type Config struct {
 // AutomanagedConfig configures protoactor's automanaged provider: every node serves its
 // state on an HTTP port and polls every peer's.
 type AutomanagedConfig struct {
-	// Port is this node's HTTP port for its peers' polls. protoactor binds it on all
-	// interfaces. Required.
+	// Port is this node's HTTP port for its peers' polls, on the Bind host. Required.
 	Port int `json:"port" yaml:"port"`
 	// Peers are the host:port of every node's Port, this node's included. Required.
 	Peers []string `json:"peers" yaml:"peers"`

@@ -17,8 +17,8 @@ var (
 	// is retried once on another node first.
 	ErrNodeLost = errors.New("node lost")
 	// ErrDraining: the node asked is stopping and took no new call. Nothing ran: the
-	// call is sent to another node, so a caller sees it only when no other node hosts
-	// the pool.
+	// call goes to another node, so a caller sees it only when every node hosting the
+	// pool is stopping.
 	ErrDraining = errors.New("node draining")
 )
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
@@ -45,8 +47,8 @@ func key(sender *actor.PID) string { return sender.GetAddress() + "/" + sender.G
 // and deadline, and sends what comes of it back to the caller's reply process.
 func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *clusterv1.Call) {
 	reply := func(msg any) { n.system.Root.Send(sender, msg) }
-	if n.draining.Load() {
-		reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(ErrDraining)})
+	if !n.hosted[m.GetPool()] { // a pool this node does not offer, even if it runs one of the name
+		reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(fmt.Errorf("%w %q: node %s does not host it", actors.ErrUnknownPool, m.GetPool(), n.name))})
 		return
 	}
 	carrier := otelactor.Carrier{}
@@ -65,6 +67,14 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 	}
 	ctx, cancelAll := context.WithCancel(ctx)
 	s := n.in.add(key(sender), sender.GetAddress(), cancelAll, int(m.GetWindow()))
+	// Checked after the call is counted: Stop sets draining, then waits for the calls
+	// counted, so a call is either refused here or waited for.
+	if n.draining.Load() {
+		n.in.remove(s)
+		cancel()
+		reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(ErrDraining)})
+		return
+	}
 	call := messages.Call{Tool: m.GetTool(), Args: m.GetArgs(), Payload: m.GetPayload(), Metadata: m.GetMetadata(),
 		SessionID: m.GetSessionId(), Idempotent: m.GetIdempotent()}
 	go func() {
@@ -78,8 +88,10 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 				attribute.String("pyvisor.node", n.name), attribute.String("pyvisor.peer", m.GetCaller()),
 				attribute.String("pyvisor.correlation_id", cid))
 		}
-		log := telemetry.CallLogger(ctx, n.o.log)
-		log.Debug().Str("pool", m.GetPool()).Str("tool", call.Tool).Str("peer", m.GetCaller()).Msg("remote call received")
+		if n.debug() {
+			log := telemetry.CallLogger(ctx, n.o.log)
+			log.Debug().Str("pool", m.GetPool()).Str("tool", call.Tool).Str("peer", m.GetCaller()).Msg("remote call received")
+		}
 		var err error
 		if m.GetStream() {
 			err = n.serveStream(ctx, s, m, call, reply)

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
@@ -25,9 +24,9 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/internal/lifecycle"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
-	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 // Local is the node's own runtime, where the gateway runs the calls other nodes send.
@@ -55,10 +54,11 @@ type Node struct {
 	o       options
 	tracer  trace.Tracer
 
-	members  atomic.Pointer[[]*pcluster.Member] // the provider's last topology
+	members  atomic.Pointer[[]*pcluster.Member]         // the provider's last topology
 	loads    atomic.Pointer[map[string]*clusterv1.Load] // by address
-	lost     sync.Map // address -> struct{}: nodes lost, never chosen again
-	pins     sync.Map // pool/session -> address
+	lost     sync.Map                                   // address -> struct{}: nodes lost, never chosen again
+	pins     sync.Map                                   // pool/session -> address
+	pinned   atomic.Int64                               // sessions pinned since the pins last started over
 	out      outgoing
 	in       incoming
 	draining atomic.Bool
@@ -73,6 +73,9 @@ const gatewayName = "pyvisor-gateway"
 
 // loadKey is the gossip key each node's Load is under.
 const loadKey = "pyvisor.load"
+
+// writerQueue is the remote endpoint writer's queue per connection.
+const writerQueue = 1 << 14
 
 // loadEvery is how often a node gossips its load and reads the others'.
 const loadEvery = 250 * time.Millisecond
@@ -100,9 +103,7 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		return nil, err
 	}
 	log := o.log
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return telemetry.Slog(log.With().Str("component", "protoactor").Logger().Level(max(log.GetLevel(), zerolog.ErrorLevel)))
-	}))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoactorLog(log) }))
 	n = &Node{cfg: cfg, local: local, hosted: map[string]bool{}, system: system, o: o,
 		tracer: o.tp.Tracer("github.com/pyvisor/pyvisor/cluster"), stop: make(chan struct{})}
 	n.out.calls = map[string]*pending{}
@@ -113,6 +114,9 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		kinds = append(kinds, pcluster.NewKind(Kind(p), actor.PropsFromFunc(func(actor.Context) {})))
 	}
 	ropts := []remote.ConfigOption{
+		// protoactor preallocates a ring of this many slots per connection (16 MB at
+		// its default of a million); the mailboxes in front of it queue beyond.
+		remote.WithEndpointWriterQueueSize(writerQueue),
 		// Calls and results up to the pools' own limits cross in one message, and the
 		// endpoint batches many: the pools bound sizes, not the hop.
 		remote.WithServerOptions(grpc.MaxRecvMsgSize(math.MaxInt32)),
@@ -142,6 +146,9 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		n.name = n.addr
 	}
 	n.publish(ctx)
+	if o.metrics != nil { // the series exists from the start: an alert sees the first loss
+		o.metrics.NodeLosses.Add(ctx, 0)
+	}
 	n.stopped.Add(1)
 	go n.gossipLoad()
 	return n, nil
@@ -170,9 +177,24 @@ func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluste
 	case Automanaged:
 		return newAutomanaged(cfg, host, member)
 	case Etcd:
-		p, err := etcd.NewWithConfig(cfg.Etcd.Prefix, clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout},
-			etcd.WithKeepAliveTTL(cfg.Etcd.TTL))
+		// protoactor's provider waits for etcd without end (its lease grant retries):
+		// reach etcd first, within the dial timeout, and hand the provider that client.
+		client, err := clientv3.New(clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout})
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Etcd.DialTimeout)
+			_, err = client.Get(ctx, cfg.Etcd.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			cancel()
+			if err != nil {
+				_ = client.Close()
+			}
+		}
 		if err != nil {
+			return nil, fmt.Errorf("cluster: etcd at %v not reachable within %s (is it up? check cluster.etcd.endpoints): %w", cfg.Etcd.Endpoints, cfg.Etcd.DialTimeout, err)
+		}
+		p, err := etcd.NewWithConfig(cfg.Etcd.Prefix, clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout},
+			etcd.WithKeepAliveTTL(cfg.Etcd.TTL), etcd.WithEtcdClient(client))
+		if err != nil {
+			_ = client.Close()
 			return nil, fmt.Errorf("cluster: etcd at %v: %w", cfg.Etcd.Endpoints, err)
 		}
 		return p, nil
@@ -190,6 +212,12 @@ func splitHostPort(hp string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q: %w", p, err)
 	}
 	return host, port, nil
+}
+
+// debug reports whether the node's debug lines are written: a call's logger costs an
+// allocation, made only then.
+func (n *Node) debug() bool {
+	return n.o.log.GetLevel() <= zerolog.DebugLevel && zerolog.GlobalLevel() <= zerolog.DebugLevel
 }
 
 // Name is this node's name.
@@ -240,6 +268,9 @@ func (n *Node) watch() func() {
 		switch e := evt.(type) {
 		case *pcluster.ClusterTopology:
 			members := e.GetMembers()
+			for _, m := range e.GetJoined() { // a node restarted at a lost one's address
+				n.lost.Delete(m.Address())
+			}
 			n.members.Store(&members)
 			if n.o.metrics != nil {
 				n.o.metrics.ClusterMembers.Record(context.Background(), int64(len(members)))
@@ -255,15 +286,23 @@ func (n *Node) watch() func() {
 }
 
 // nodeLost fails the calls this node sent to addr, cancels those it runs for addr, and
-// stops choosing addr. A node restarted at the same address joins again as a new member.
+// stops choosing addr until a member joins at that address again (a node restarted
+// there). A node that said it was draining has left, not been lost: it is not counted
+// as a loss.
 func (n *Node) nodeLost(addr, why string) {
 	if addr == n.addr || addr == "" {
 		return
 	}
-	failed := n.out.lose(addr)
+	failed := n.out.lose(addr, ErrNodeLost)
 	cancelled := n.in.lose(addr)
 	_, known := n.lost.Swap(addr, struct{}{})
-	if !known || failed+cancelled > 0 {
+	left := n.loadsNow()[addr].GetDraining()
+	switch {
+	case left && failed+cancelled == 0:
+		if !known {
+			n.o.log.Info().Str("peer", addr).Msg("cluster node left")
+		}
+	case !known || failed+cancelled > 0:
 		n.o.log.Warn().Str("peer", addr).Str("why", why).Int("calls_failed", failed).Int("calls_cancelled", cancelled).Msg("cluster node lost")
 		if n.o.metrics != nil && !known {
 			n.o.metrics.NodeLosses.Add(context.Background(), 1)
@@ -331,12 +370,13 @@ func (n *Node) Stop(ctx context.Context, drain time.Time) error {
 	n.publish(ctx) // the others stop choosing this node at their next read of the gossip
 	wait, cancel := context.WithDeadline(ctx, drain)
 	n.in.wait(wait)
+	n.out.wait(wait) // this node's own calls on other nodes (the runtime takes no new ones)
 	cancel()
 	n.in.cancelAll()
 	close(n.stop)
 	n.stopped.Wait()
 	n.unsub()
-	n.out.lose("") // calls still waiting on other nodes: this node is going
+	n.out.lose("", lifecycle.ErrStopped) // calls still waiting past the drain deadline
 	done := make(chan struct{})
 	go func() {
 		n.leave()
@@ -366,6 +406,3 @@ func (n *Node) leave() {
 	c.ActorSystem.Shutdown()
 	c.Remote.Shutdown(false)
 }
-
-// errStopping is what calls this node sent still waiting when it leaves get.
-var errStopping = errors.New("this node left the cluster")

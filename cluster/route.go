@@ -30,6 +30,7 @@ func (n *Node) route(pool, session string, avoid map[string]bool) (target, error
 	loads := n.loadsNow()
 	var cands []target
 	var free []int
+	draining := false
 	for _, m := range n.membersNow() {
 		addr := m.Address()
 		if avoid[addr] || !slices.Contains(m.GetKinds(), Kind(pool)) {
@@ -44,6 +45,7 @@ func (n *Node) route(pool, session string, avoid map[string]bool) (target, error
 		}
 		l := loads[addr]
 		if l.GetDraining() {
+			draining = true
 			continue
 		}
 		name := l.GetNode()
@@ -54,8 +56,11 @@ func (n *Node) route(pool, session string, avoid map[string]bool) (target, error
 		free = append(free, n.free(addr, l.GetPools()[pool]))
 	}
 	if len(cands) == 0 {
-		if len(avoid) > 0 {
+		if len(avoid) > 0 { // this call's node was lost: that is its story
 			return target{}, fmt.Errorf("no other node hosts pool %q: %w", pool, ErrNodeLost)
+		}
+		if draining {
+			return target{}, fmt.Errorf("every node hosting pool %q is stopping: %w", pool, ErrDraining)
 		}
 		return target{}, fmt.Errorf("%w %q: no node of cluster %s hosts it", actors.ErrUnknownPool, pool, n.cfg.Name)
 	}
@@ -101,6 +106,10 @@ func mix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
+// maxPins bounds the sessions pinned on a node; past it the pins start over (each
+// session then goes where its hash says, as the others do).
+const maxPins = 1 << 16
+
 // sessionNode is the node of a session: pinned, or by rendezvous hashing.
 func (n *Node) sessionNode(pool, session string, cands []target) target {
 	key := pool + "/" + session
@@ -120,6 +129,10 @@ func (n *Node) sessionNode(pool, session string, cands []target) target {
 		if s := mix(h.Sum64()); s > top || i == 0 {
 			best, top = i, s
 		}
+	}
+	if n.pinned.Add(1) > maxPins { // sessions this node no longer calls: start over
+		n.pins.Clear()
+		n.pinned.Store(1)
 	}
 	n.pins.Store(key, cands[best].addr)
 	return cands[best]

@@ -95,6 +95,15 @@ func TestRouteSkipsDrainingLostAndAvoidedNodes(t *testing.T) {
 	}
 }
 
+func TestRouteOfAPoolWhoseNodesAllStopIsErrDraining(t *testing.T) {
+	draining := load("b", "p", 8, 0, 0)
+	draining.Draining = true
+	n := testNode(nil, map[string][]string{"10.0.0.2:1": {"p"}}, map[string]*clusterv1.Load{"10.0.0.2:1": draining})
+	if _, err := n.route("p", "", nil); !errors.Is(err, ErrDraining) {
+		t.Errorf("route = %v; want ErrDraining", err)
+	}
+}
+
 func TestRouteOfAPoolNoNodeHostsIsErrUnknownPool(t *testing.T) {
 	n := testNode(nil, map[string][]string{"10.0.0.2:1": {"p"}}, nil)
 	if _, err := n.route("q", "", nil); !errors.Is(err, actors.ErrUnknownPool) {

@@ -43,7 +43,11 @@ func NewMetricsEndpoint(addr string, labels ...attribute.KeyValue) (*MetricsEndp
 			keys[i] = l.Key
 		}
 		opts = append(opts, otelprom.WithResourceAsConstantLabels(attribute.NewAllowKeysFilter(keys...)))
-		provider = append(provider, sdkmetric.WithResource(resource.NewSchemaless(labels...)))
+		res, err := resource.Merge(resource.Default(), resource.NewSchemaless(labels...))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: metrics resource: %w", err)
+		}
+		provider = append(provider, sdkmetric.WithResource(res))
 	}
 	exporter, err := otelprom.New(opts...)
 	if err != nil {

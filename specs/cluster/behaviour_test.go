@@ -5,6 +5,8 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +39,9 @@ type clusterSection func(name string) map[string]any
 func nodeConfig(name string, cluster clusterSection, pools ...map[string]any) map[string]any {
 	section := maps.Clone(cluster(name))
 	section["node"] = name
+	// A fixed port: a node restarted comes back at the same address, as in a rolling
+	// restart.
+	section["bind"] = fmt.Sprintf("127.0.0.1:%d", ch.FreePorts(1)[0])
 	return map[string]any{
 		"pools":        pools,
 		"metrics":      map[string]any{"enabled": true, "address": "127.0.0.1:0"},
@@ -248,6 +253,17 @@ func behavesAsOneCluster(t **trio) {
 			MatchRegexp(`pyvisor_remote_calls_total\{[^}]*direction="out"[^}]*node="a"[^}]*outcome="ok"[^}]*peer="b"[^}]*pool="beta"`),
 			MatchRegexp(`pyvisor_remote_call_duration_seconds_count\{[^}]*direction="out"`),
 		))
+		docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+		Expect(err).NotTo(HaveOccurred())
+		dashboard, err := os.ReadFile(filepath.Join("..", "..", "docs", "monitoring", "grafana-dashboard.json"))
+		Expect(err).NotTo(HaveOccurred())
+		alerts, err := os.ReadFile(filepath.Join("..", "..", "docs", "monitoring", "alerts.yml"))
+		Expect(err).NotTo(HaveOccurred())
+		for _, family := range []string{"pyvisor_cluster_members", "pyvisor_cluster_node_losses_total", "pyvisor_remote_calls_total", "pyvisor_remote_call_duration_seconds"} {
+			Expect(scrape((*t).a)).To(ContainSubstring("# TYPE "+family+" "), "a node's scrape has %s", family)
+			Expect(string(docs)).To(ContainSubstring(family), "docs/metrics.md documents %s", family)
+			Expect(string(dashboard)+string(alerts)).To(ContainSubstring(family), "the dashboard or the alerts use %s", family)
+		}
 		Eventually(func() string { return scrape((*t).b) }).Should(And(
 			MatchRegexp(`pyvisor_remote_calls_total\{[^}]*direction="in"[^}]*node="b"[^}]*outcome="ok"[^}]*peer="a"[^}]*pool="beta"`),
 			MatchRegexp(`pyvisor_workers\{[^}]*node="b"`),

@@ -24,10 +24,10 @@ var (
 )
 
 var _ = BeforeSuite(func() {
+	var remove func() error
+	workDir, remove = harness.TempDir("pvcl-nodes-") // before $TMPDIR becomes the workers' dir
+	DeferCleanup(remove)
 	python, runtimeDir = harness.Suite("pvcl-")
 	SetDefaultEventuallyTimeout(30 * time.Second)
-	var remove func() error
-	workDir, remove = harness.TempDir("pvcl-nodes-")
-	DeferCleanup(remove)
 	launcher = ch.Launcher{Bin: ch.Build(workDir), Dir: workDir, Python: python}
 })

@@ -289,3 +289,15 @@ func LogLines(n *Node) []map[string]any {
 	}
 	return out
 }
+
+// FreePortsAt fails unless every port can be listened on at 127.0.0.1 now.
+func FreePortsAt(ports ...int) error {
+	for _, p := range ports {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return err
+		}
+		_ = ln.Close()
+	}
+	return nil
+}

@@ -78,7 +78,7 @@ func run(config, spans, logPath string) error {
 		return err
 	}
 	defer logFile.Close()
-	log := zerolog.New(logFile).With().Timestamp().Str("node", cfg.Cluster.Node).Logger().Level(zerolog.DebugLevel)
+	log := zerolog.New(logFile).With().Timestamp().Logger().Level(zerolog.DebugLevel) // the runtime adds node
 	sink, err := spanfile.Create(spans, cfg.Cluster.Node)
 	if err != nil {
 		return err

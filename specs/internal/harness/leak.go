@@ -17,6 +17,7 @@ import (
 type Snapshot struct {
 	goroutines []gleak.Goroutine
 	runtimeDir string
+	ignoring   []any
 }
 
 // Take records the goroutines running now; runtimeDir is where the spec's workers keep
@@ -30,7 +31,7 @@ func (s Snapshot) Check() {
 	Eventually(ChildProcesses).WithTimeout(5*time.Second).Should(BeEmpty(), "child processes left behind")
 	Eventually(func() ([]string, error) { return entries(s.runtimeDir) }).WithTimeout(5*time.Second).
 		Should(BeEmpty(), "socket directories left behind")
-	Eventually(gleak.Goroutines).WithTimeout(5 * time.Second).ShouldNot(gleak.HaveLeaked(s.goroutines))
+	Eventually(gleak.Goroutines).WithTimeout(5 * time.Second).ShouldNot(gleak.HaveLeaked(append([]any{s.goroutines}, s.ignoring...)...))
 }
 
 func entries(dir string) ([]string, error) {

@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gleak"
 )
 
 // Suite prepares a suite whose specs start runtimes with real Python workers: suite-wide
@@ -29,4 +30,13 @@ func Suite(prefix string) (python, runtimeDir string) {
 // after the spec's own cleanups.
 func CheckLeaks(runtimeDir string) {
 	DeferCleanup(Take(runtimeDir).Check)
+}
+
+// CheckClusterLeaks is CheckLeaks for specs whose runtimes join a cluster. It lets
+// protoactor's log throttles be: each is a goroutine that ends one throttle period (60 s
+// for the gossip's) after the first line it throttled, whether the node stopped or not.
+func CheckClusterLeaks(runtimeDir string) {
+	s := Take(runtimeDir)
+	s.ignoring = []any{gleak.IgnoringInBacktrace(".NewThrottle")}
+	DeferCleanup(s.Check)
 }
