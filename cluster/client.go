@@ -112,7 +112,11 @@ func (n *Node) executeOn(ctx context.Context, t target, pool string, call messag
 		if err := decodeError(t.name, telemetry.CorrelationID(ctx), r.GetError()); err != nil {
 			return bridge.Result{}, "", err
 		}
-		return bridge.Result{JSON: r.GetJson(), Payload: r.GetPayload()}, t.name + "/" + r.GetWorker(), nil
+		node := r.GetNode() // its own name, known before its gossip reaches this node
+		if node == "" {
+			node = t.name
+		}
+		return bridge.Result{JSON: r.GetJson(), Payload: r.GetPayload()}, node + "/" + r.GetWorker(), nil
 	case <-p.lost:
 		return bridge.Result{}, "", p.lostErr(t)
 	case <-ctx.Done():

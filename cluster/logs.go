@@ -14,11 +14,13 @@ import (
 // node's own "cluster node lost" warning says it once), the provider stopping. They
 // are written at debug level.
 var expected = map[string]bool{
-	"Bad connection to the node health status": true,
-	"Failure reaching nodes":                   true,
-	"EndpointWriter lost connection":           true,
-	"Automanaged server stopping..!":           true,
-	"gRPC server stopped":                      true,
+	"Bad connection to the node health status":       true,
+	"Failure reaching nodes":                         true,
+	"EndpointWriter lost connection":                 true,
+	"EndpointWriter failed to connect":               true,
+	"EndpointWriter failed to create receive stream": true,
+	"Automanaged server stopping..!":                 true,
+	"gRPC server stopped":                            true,
 }
 
 // protoactorLog is the logger of the cluster's actor system: protoactor's errors, and

@@ -12,6 +12,7 @@
 //	-config FILE               a YAML or JSON configuration instead of the default
 //	-log-format console|json   console (default) or one JSON object per line on stderr
 //	-traces=false              do not print the trace trees
+//	-cluster                   the cluster demo instead (see cluster.go)
 //
 // Logs (Go's, the Python workers' and protoactor's) go to stderr, the summary to stdout.
 //
@@ -50,9 +51,21 @@ func run() int {
 	traces := flag.Bool("traces", true, "print the trace trees of some calls after the scenario")
 	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics on this host:port at /metrics (e.g. 127.0.0.1:9568; port 0 picks one)")
 	linger := flag.Duration("linger", 0, "after the scenario, keep running this long (heartbeats going, metrics served) so a scraper can watch")
+	clustered := flag.Bool("cluster", false, "run the cluster demo instead: three node processes on loopback, one killed and restarted")
+	node := flag.String("node", "", "(used by -cluster) run as this node until SIGTERM, hosting pool shared")
+	nodeFlags := nodeFlags{}
+	flag.StringVar(&nodeFlags.bind, "node-bind", "", "(used by -cluster) the node's remote endpoint")
+	flag.IntVar(&nodeFlags.port, "node-port", 0, "(used by -cluster) the node's automanaged port")
+	flag.StringVar(&nodeFlags.peers, "node-peers", "", "(used by -cluster) every node's automanaged host:port, comma-separated")
+	flag.StringVar(&nodeFlags.spans, "node-spans", "", "(used by -cluster) where the node writes its spans")
 	flag.Parse()
 
 	log, err := newLogger(*logFormat)
+	if err == nil && *node != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runNode(ctx, *node, nodeFlags, log)
+	}
 	if err == nil && (*workers < 0 || *calls < 0 || *linger < 0) {
 		err = fmt.Errorf("-workers, -calls and -linger must not be negative")
 	}
@@ -78,6 +91,9 @@ func run() int {
 		<-ctx.Done()
 		stop()
 	}()
+	if *clustered {
+		return clusterDemo(ctx, log)
+	}
 
 	tr, err := newTracing(ctx, *traces, log)
 	if err != nil {

@@ -94,6 +94,8 @@ func errorKind(err error) string {
 		return "deadline_exceeded"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	case errors.Is(err, pyvisor.ErrNodeLost):
+		return "node_lost"
 	}
 	return "other"
 }

@@ -274,6 +274,8 @@ func behavesAsOneCluster(t **trio) {
 		a, b := (*t).a, (*t).b
 		workers := b.PIDs()
 		Expect(workers).NotTo(BeEmpty())
+		// One call on b's beta worker that ignores cancellation: it must not keep the worker alive.
+		long := a.Send(command{Op: "call", Pool: "beta", Tool: "ignore_cancel_sync", Args: map[string]float64{"seconds": 30}, TimeoutMS: 40_000})
 		var calls []<-chan answer
 		for i := range 12 {
 			calls = append(calls, a.Send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 0.5}, TimeoutMS: 4000, Idempotent: i%2 == 0}))
@@ -291,6 +293,9 @@ func behavesAsOneCluster(t **trio) {
 			return left
 		}).WithTimeout(2*time.Second).WithPolling(20*time.Millisecond).Should(BeEmpty(), "b's Python workers after SIGKILL of b")
 		fmt.Fprintf(GinkgoWriter, "b's workers gone %v after the kill\n", time.Since(killed))
+		var lost answer
+		Eventually(long).WithTimeout(2 * time.Second).Should(Receive(&lost), "the long call on b ends when b is lost, not at its deadline")
+		Expect(lost.Kind).To(Equal("node_lost"))
 		kinds := map[string]int{}
 		for i, ch := range calls {
 			var got answer
