@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/cluster"
+	"github.com/pyvisor/pyvisor/internal/freeport"
 )
 
 // The cluster's benchmarks: nodes of one automanaged cluster, all in this process (each
@@ -30,18 +30,9 @@ type benchNode struct {
 // benchFreePorts returns n TCP ports free on loopback now.
 func benchFreePorts(b *testing.B, n int) []int {
 	b.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
+	ports, err := freeport.Take(n)
+	if err != nil {
+		b.Fatal(err)
 	}
 	return ports
 }

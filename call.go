@@ -120,7 +120,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
 		}
 		if ran != nil && res.Worker != "" {
-			*ran = Ran{Worker: res.Worker}
+			*ran = Ran{Node: r.Node(), Worker: res.Worker}
 			if node, worker, remote := strings.Cut(res.Worker, "/"); remote {
 				*ran = Ran{Node: node, Worker: worker}
 			}

@@ -307,7 +307,8 @@ const instrumentation = "github.com/pyvisor/pyvisor"
 // PoolStats is a snapshot of one pool.
 type PoolStats = messages.PoolStats
 
-// Stats returns a snapshot of every pool, in configuration order.
+// Stats returns a snapshot of every pool, in configuration order: this node's pools
+// only, in a cluster.
 func (r *Runtime) Stats(ctx context.Context) ([]PoolStats, error) {
 	if r.stopped.Load() {
 		return nil, fmt.Errorf("pyvisor: stats: %w", ErrStopped)
@@ -328,7 +329,8 @@ func (r *Runtime) Stats(ctx context.Context) ([]PoolStats, error) {
 }
 
 // Resize makes pool run n workers: new ones start after the existing ones; the last
-// ones stop first (gracefully).
+// ones stop first (gracefully). In a cluster, it resizes this node's pool of the name
+// only (ErrUnknownPool if this node runs none).
 func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 	pid, ok := r.pools[pool]
 	if !ok {

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/internal/lifecycle"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
 	"github.com/pyvisor/pyvisor/telemetry"
@@ -25,7 +26,7 @@ import (
 // another, and says where it ran: "node/worker". A node lost mid-call is ErrNodeLost, after one retry on another node for an
 // idempotent call; a node that was draining is skipped for another.
 func (n *Node) Execute(ctx context.Context, pool string, call messages.Call) (bridge.Result, string, error) {
-	avoid := map[string]bool{}
+	avoid := map[string]error{}
 	retried := false
 	for {
 		t, err := n.route(pool, call.SessionID, avoid)
@@ -33,7 +34,9 @@ func (n *Node) Execute(ctx context.Context, pool string, call messages.Call) (br
 			return bridge.Result{}, "", err
 		}
 		if t.self {
+			done := n.out.local(n.addr)
 			res, worker, err := n.local.Execute(ctx, pool, call)
+			done()
 			if worker != "" {
 				worker = n.name + "/" + worker
 			}
@@ -47,7 +50,7 @@ func (n *Node) Execute(ctx context.Context, pool string, call messages.Call) (br
 		default:
 			return res, worker, err
 		}
-		avoid[t.addr] = true
+		avoid[t.addr] = err
 	}
 }
 
@@ -55,7 +58,7 @@ func (n *Node) Execute(ctx context.Context, pool string, call messages.Call) (br
 // is retried as Execute does; after it, the stream ends with ErrNodeLost.
 func (n *Node) Stream(ctx context.Context, pool string, call messages.Call) iter.Seq2[bridge.Result, error] {
 	return func(yield func(bridge.Result, error) bool) {
-		avoid := map[string]bool{}
+		avoid := map[string]error{}
 		retried := false
 		for {
 			t, err := n.route(pool, call.SessionID, avoid)
@@ -64,6 +67,8 @@ func (n *Node) Stream(ctx context.Context, pool string, call messages.Call) iter
 				return
 			}
 			if t.self {
+				done := n.out.local(n.addr)
+				defer done()
 				for res, err := range n.local.Stream(ctx, pool, call) {
 					if !yield(res, err) {
 						return
@@ -93,7 +98,7 @@ func (n *Node) Stream(ctx context.Context, pool string, call messages.Call) iter
 				yield(bridge.Result{}, failed)
 				return
 			}
-			avoid[t.addr] = true
+			avoid[t.addr] = failed
 		}
 	}
 }
@@ -118,6 +123,7 @@ func (n *Node) executeOn(ctx context.Context, t target, pool string, call messag
 		}
 		return bridge.Result{JSON: r.GetJson(), Payload: r.GetPayload()}, node + "/" + r.GetWorker(), nil
 	case <-p.lost:
+		n.cancel(t, p) // best effort: if the connection comes back, the node frees the worker
 		return bridge.Result{}, "", p.lostErr(t)
 	case <-ctx.Done():
 		n.cancel(t, p)
@@ -154,6 +160,7 @@ func (n *Node) streamOn(ctx context.Context, t target, pool string, call message
 					return
 				}
 			case <-p.lost:
+				n.cancel(t, p)
 				err = p.lostErr(t)
 				yield(bridge.Result{}, err)
 				return
@@ -178,7 +185,7 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 			attribute.String("pyvisor.node", n.name), attribute.String("pyvisor.peer", t.name),
 			attribute.String("server.address", t.addr), attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)))
 	}
-	p := n.out.open(n, t.addr, n.cfg.StreamWindow)
+	p := n.out.open(n, t.addr, stream)
 	msg := &clusterv1.Call{Id: p.id, Pool: pool, Tool: call.Tool, Args: call.Args, Payload: call.Payload, Metadata: call.Metadata,
 		SessionId: call.SessionID, Idempotent: call.Idempotent, Stream: stream, Caller: n.name, Window: uint32(n.cfg.StreamWindow)}
 	if d, ok := ctx.Deadline(); ok {
@@ -247,21 +254,55 @@ func (p *pending) Stop(*actor.PID)                   {}
 type outgoing struct {
 	mu     sync.Mutex
 	calls  map[string]*pending
-	byAddr map[string]int
-	idle   chan struct{} // closed when calls empties, while someone waits
+	byAddr map[string]int // calls waiting, by the address of the node running them (this one's too)
+	idle   idle
+	left   bool // this node left the cluster: no more calls
 }
 
-func (o *outgoing) open(n *Node, addr string, window int) *pending {
-	p := &pending{id: strconv.FormatUint(n.seq.Add(1), 36), addr: addr, ch: make(chan any, window+2), lost: make(chan struct{})}
+// open registers a call to addr: a stream's reply process takes up to window chunks
+// ahead, a plain call's one result. Once this node has left (lose("")), the call is
+// born lost, with ErrStopped.
+func (o *outgoing) open(n *Node, addr string, stream bool) *pending {
+	size := 2
+	if stream {
+		size = n.cfg.StreamWindow + 2
+	}
+	// The id names this start of the node too: the node it goes to keys the call by it
+	// (with this node's address), so a restarted caller's calls never meet the old ones.
+	p := &pending{id: n.instance + "-" + strconv.FormatUint(n.seq.Add(1), 36), addr: addr, ch: make(chan any, size), lost: make(chan struct{})}
 	p.pid, _ = n.system.ProcessRegistry.Add(p, "pyvisor-call-"+p.id)
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.left {
+		p.why = lifecycle.ErrStopped
+		close(p.lost)
+		return p
+	}
 	if o.byAddr == nil {
 		o.byAddr = map[string]int{}
 	}
 	o.calls[p.id] = p
 	o.byAddr[addr]++
 	return p
+}
+
+// local counts a call this node runs itself, in its routing's view of its own load,
+// until the returned func is called.
+func (o *outgoing) local(addr string) func() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.byAddr == nil {
+		o.byAddr = map[string]int{}
+	}
+	o.byAddr[addr]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			o.byAddr[addr]--
+		})
+	}
 }
 
 func (o *outgoing) close(n *Node, p *pending) {
@@ -272,28 +313,14 @@ func (o *outgoing) close(n *Node, p *pending) {
 		delete(o.calls, p.id)
 		o.byAddr[p.addr]--
 	}
-	if len(o.calls) == 0 && o.idle != nil {
-		close(o.idle)
-		o.idle = nil
+	if len(o.calls) == 0 {
+		o.idle.emptied()
 	}
 }
 
 // wait returns once no call waits, or ctx ends.
 func (o *outgoing) wait(ctx context.Context) {
-	o.mu.Lock()
-	if len(o.calls) == 0 {
-		o.mu.Unlock()
-		return
-	}
-	if o.idle == nil {
-		o.idle = make(chan struct{})
-	}
-	idle := o.idle
-	o.mu.Unlock()
-	select {
-	case <-idle:
-	case <-ctx.Done():
-	}
+	o.idle.wait(ctx, &o.mu, func() int { return len(o.calls) })
 }
 
 // inflight is how many calls sent to addr are waiting.
@@ -308,6 +335,9 @@ func (o *outgoing) inflight(addr string) int {
 func (o *outgoing) lose(addr string, why error) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if addr == "" {
+		o.left = true
+	}
 	n := 0
 	for id, p := range o.calls {
 		if addr != "" && p.addr != addr {

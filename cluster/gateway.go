@@ -66,7 +66,7 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, d))
 	}
 	ctx, cancelAll := context.WithCancel(ctx)
-	s := n.in.add(key(sender), sender.GetAddress(), cancelAll, int(m.GetWindow()))
+	s := n.in.add(key(sender), sender.GetAddress(), cancelAll, int(min(m.GetWindow(), maxWindow)))
 	// Checked after the call is counted: Stop sets draining, then waits for the calls
 	// counted, so a call is either refused here or waited for.
 	if n.draining.Load() {
@@ -131,6 +131,9 @@ func (n *Node) serveStream(ctx context.Context, s *served, m *clusterv1.Call, ca
 	return failed
 }
 
+// maxWindow bounds the chunks a caller may ask to have sent ahead.
+const maxWindow = 1024
+
 // served is a call this node runs for another.
 type served struct {
 	key     string
@@ -143,7 +146,7 @@ type served struct {
 type incoming struct {
 	mu    sync.Mutex
 	calls map[string]*served
-	idle  chan struct{} // closed when calls empties, while someone waits
+	idle  idle
 }
 
 func (in *incoming) add(key, caller string, cancel context.CancelFunc, window int) *served {
@@ -161,10 +164,11 @@ func (in *incoming) remove(s *served) {
 	s.cancel()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	delete(in.calls, s.key)
-	if len(in.calls) == 0 && in.idle != nil {
-		close(in.idle)
-		in.idle = nil
+	if in.calls[s.key] == s {
+		delete(in.calls, s.key)
+	}
+	if len(in.calls) == 0 {
+		in.idle.emptied()
 	}
 }
 
@@ -216,18 +220,5 @@ func (in *incoming) cancelAll() {
 
 // wait returns once no call runs, or ctx ends.
 func (in *incoming) wait(ctx context.Context) {
-	in.mu.Lock()
-	if len(in.calls) == 0 {
-		in.mu.Unlock()
-		return
-	}
-	if in.idle == nil {
-		in.idle = make(chan struct{})
-	}
-	idle := in.idle
-	in.mu.Unlock()
-	select {
-	case <-idle:
-	case <-ctx.Done():
-	}
+	in.idle.wait(ctx, &in.mu, func() int { return len(in.calls) })
 }

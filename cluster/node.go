@@ -6,6 +6,7 @@ import (
 	"iter"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -56,7 +57,9 @@ type Node struct {
 
 	members  atomic.Pointer[[]*pcluster.Member]         // the provider's last topology
 	loads    atomic.Pointer[map[string]*clusterv1.Load] // by address
-	lost     sync.Map                                   // address -> struct{}: nodes lost, never chosen again
+	lost     sync.Map                                   // address -> lostMark: nodes lost, not chosen until they show they are alive
+	instance string                                     // this start of the node, in its Loads
+	loadSeq  atomic.Uint64                              // its Loads, counted
 	pins     sync.Map                                   // pool/session -> address
 	pinned   atomic.Int64                               // sessions pinned since the pins last started over
 	out      outgoing
@@ -64,7 +67,10 @@ type Node struct {
 	draining atomic.Bool
 	seq      atomic.Uint64
 	stop     chan struct{}
-	stopped  sync.WaitGroup
+	release  func()         // what the provider holds beyond its Shutdown
+	stopped  sync.WaitGroup // the node's own goroutines
+	bg       sync.Mutex     // guards bgOver, so that none is added once Stop waits for them
+	bgOver   bool
 	unsub    func()
 }
 
@@ -98,15 +104,16 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		return nil, fmt.Errorf("cluster: bind %q: %w", cfg.Bind, err)
 	}
 	var member atomic.Pointer[pcluster.Cluster]
-	provider, err := newProvider(cfg, host, &member)
+	provider, release, err := newProvider(cfg, host, &member)
 	if err != nil {
 		return nil, err
 	}
 	log := o.log
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoactorLog(log) }))
 	n = &Node{cfg: cfg, local: local, hosted: map[string]bool{}, system: system, o: o,
-		tracer: o.tp.Tracer("github.com/pyvisor/pyvisor/cluster"), stop: make(chan struct{})}
+		tracer: o.tp.Tracer("github.com/pyvisor/pyvisor/cluster"), stop: make(chan struct{}), release: release}
 	n.out.calls = map[string]*pending{}
+	n.instance = strconv.FormatUint(rand.Uint64(), 36)
 	n.in.calls = map[string]*served{}
 	kinds := make([]*pcluster.Kind, 0, len(hosted))
 	for _, p := range hosted {
@@ -126,22 +133,30 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.Advertise))
 	}
 	ropts = append(ropts, o.remote...)
-	n.cluster = pcluster.New(system, pcluster.Configure(cfg.Name, provider, disthash.New(), remote.Configure(host, port, ropts...),
-		pcluster.WithKinds(kinds...)))
+	rcfg := remote.Configure(host, port, ropts...)
+	// A connection attempt that fails is tried once, not five times 2 s apart: a node
+	// gone is known sooner (the gossip tells a live one from a dead one, see suspect),
+	// and no attempt outlives Stop by more than 2 s.
+	rcfg.MaxRetryCount = 1
+	n.cluster = pcluster.New(system, pcluster.Configure(cfg.Name, provider, disthash.New(), rcfg, pcluster.WithKinds(kinds...)))
 	member.Store(n.cluster)
 	n.unsub = n.watch()
+	n.name = cfg.Node // the address, when not set, once the remote has one
 	if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &gateway{node: n} }), gatewayName); err != nil {
 		n.unsub()
+		system.Shutdown()
+		_ = quietly(func() error { return provider.Shutdown(false) })
+		release()
 		return nil, fmt.Errorf("cluster: spawn gateway: %w", err)
 	}
 	if err := join(n.cluster); err != nil {
 		n.unsub()
 		system.Shutdown()
 		_ = quietly(func() error { return provider.Shutdown(false) })
+		release()
 		return nil, fmt.Errorf("cluster: join %s with %s: %w", cfg.Name, cfg.Provider, err)
 	}
 	n.addr = system.Address()
-	n.name = cfg.Node
 	if n.name == "" {
 		n.name = n.addr
 	}
@@ -172,10 +187,13 @@ func quietly(f func() error) (err error) {
 	return f()
 }
 
-func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluster]) (pcluster.ClusterProvider, error) {
+// newProvider makes cfg's provider; release frees what it holds beyond its own Shutdown
+// (the etcd client).
+func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluster]) (p pcluster.ClusterProvider, release func(), err error) {
 	switch cfg.Provider {
 	case Automanaged:
-		return newAutomanaged(cfg, host, member)
+		p, err := newAutomanaged(cfg, host, member)
+		return p, func() {}, err
 	case Etcd:
 		// protoactor's provider waits for etcd without end (its lease grant retries):
 		// reach etcd first, within the dial timeout, and hand the provider that client.
@@ -189,17 +207,17 @@ func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluste
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("cluster: etcd at %v not reachable within %s (is it up? check cluster.etcd.endpoints): %w", cfg.Etcd.Endpoints, cfg.Etcd.DialTimeout, err)
+			return nil, nil, fmt.Errorf("cluster: etcd at %v not reachable within %s (is it up? check cluster.etcd.endpoints): %w", cfg.Etcd.Endpoints, cfg.Etcd.DialTimeout, err)
 		}
 		p, err := etcd.NewWithConfig(cfg.Etcd.Prefix, clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout},
 			etcd.WithKeepAliveTTL(cfg.Etcd.TTL), etcd.WithEtcdClient(client))
 		if err != nil {
 			_ = client.Close()
-			return nil, fmt.Errorf("cluster: etcd at %v: %w", cfg.Etcd.Endpoints, err)
+			return nil, nil, fmt.Errorf("cluster: etcd at %v: %w", cfg.Etcd.Endpoints, err)
 		}
-		return p, nil
+		return p, func() { _ = client.Close() }, nil
 	}
-	return nil, fmt.Errorf("cluster: unknown provider %q (want %q or %q)", cfg.Provider, Automanaged, Etcd)
+	return nil, nil, fmt.Errorf("cluster: unknown provider %q (want %q or %q)", cfg.Provider, Automanaged, Etcd)
 }
 
 func splitHostPort(hp string) (string, int, error) {
@@ -279,24 +297,85 @@ func (n *Node) watch() func() {
 				n.nodeLost(m.Address(), "left the cluster")
 			}
 		case *remote.EndpointTerminatedEvent:
-			n.nodeLost(e.Address, "connection lost")
+			n.suspect(e.Address)
+		case *remote.EndpointConnectedEvent: // a connection (back) to it: alive
+			n.lost.Delete(e.Address)
 		}
 	})
 	return func() { n.system.EventStream.Unsubscribe(sub) }
 }
 
+// lostMark is the last Load a node lost had gossiped.
+type lostMark struct {
+	instance  string
+	seq       uint64
+	confirmed bool // lost, not only suspected
+}
+
+// suspect is a node whose connection broke (protoactor's EndpointTerminatedEvent): it is
+// not chosen while in doubt, and lost unless, within confirmLoss, it gossips a Load newer
+// than the break or reconnects. protoactor also reports the end of a connection that
+// broke and came back, or of an old one late, after the node at that address was
+// restarted: a node alive must not lose its calls for it.
+func (n *Node) suspect(addr string) {
+	if addr == n.addr || addr == "" {
+		return
+	}
+	last := n.loadsNow()[addr]
+	mark := lostMark{instance: last.GetInstance(), seq: last.GetSeq()}
+	if _, known := n.lost.LoadOrStore(addr, mark); known {
+		return
+	}
+	n.bg.Lock()
+	defer n.bg.Unlock()
+	if n.bgOver { // stopping: its calls end with the node's
+		return
+	}
+	n.stopped.Add(1)
+	go func() {
+		defer n.stopped.Done()
+		t := time.NewTicker(confirmEvery)
+		defer t.Stop()
+		for deadline := time.Now().Add(confirmLoss); time.Now().Before(deadline); {
+			select {
+			case <-n.stop:
+				return
+			case <-t.C:
+			}
+			if _, still := n.lost.Load(addr); !still { // it reconnected or joined again
+				return
+			}
+			if l, ok := n.loadsNow()[addr]; ok && (l.GetInstance() != mark.instance || l.GetSeq() > mark.seq) {
+				n.lost.Delete(addr)
+				n.o.log.Debug().Str("peer", addr).Msg("cluster node's connection broke, and it is alive")
+				return
+			}
+		}
+		n.nodeLost(addr, "connection lost")
+	}()
+}
+
+// confirmLoss is how long a node whose connection broke has to show it is alive, and
+// confirmEvery how often that is checked: a few of its gossip rounds.
+const (
+	confirmLoss  = time.Second
+	confirmEvery = 50 * time.Millisecond
+)
+
 // nodeLost fails the calls this node sent to addr, cancels those it runs for addr, and
-// stops choosing addr until a member joins at that address again (a node restarted
-// there). A node that said it was draining has left, not been lost: it is not counted
-// as a loss.
+// stops choosing addr until it shows it is alive: a member joins at that address again
+// (a node restarted there), it reconnects, or a Load newer than the loss comes from it.
+// A node that said it was draining has left, not been lost: it is not counted as a loss.
 func (n *Node) nodeLost(addr, why string) {
 	if addr == n.addr || addr == "" {
 		return
 	}
 	failed := n.out.lose(addr, ErrNodeLost)
 	cancelled := n.in.lose(addr)
-	_, known := n.lost.Swap(addr, struct{}{})
-	left := n.loadsNow()[addr].GetDraining()
+	last := n.loadsNow()[addr]
+	prev, known := n.lost.Swap(addr, lostMark{instance: last.GetInstance(), seq: last.GetSeq(), confirmed: true})
+	known = known && prev.(lostMark).confirmed
+	left := last.GetDraining()
 	switch {
 	case left && failed+cancelled == 0:
 		if !known {
@@ -335,7 +414,8 @@ func (n *Node) gossipLoad() {
 
 // publish gossips this node's load and reads every member's.
 func (n *Node) publish(ctx context.Context) {
-	load := &clusterv1.Load{Node: n.name, Address: n.addr, Draining: n.draining.Load(), Pools: map[string]*clusterv1.PoolLoad{}}
+	load := &clusterv1.Load{Node: n.name, Address: n.addr, Draining: n.draining.Load(), Pools: map[string]*clusterv1.PoolLoad{},
+		Instance: n.instance, Seq: n.loadSeq.Add(1)}
 	for pool, l := range n.local.Load(ctx) {
 		if n.hosted[pool] {
 			load.Pools[pool] = l
@@ -349,14 +429,27 @@ func (n *Node) publish(ctx context.Context) {
 	// By address: gossip keys members by actor system id, the member list by the
 	// provider's member id (etcd's differs), and both know the address.
 	loads := make(map[string]*clusterv1.Load, len(states))
+	updated := make(map[string]int64, len(states))
 	for _, kv := range states {
 		l := &clusterv1.Load{}
-		if kv.GetValue().UnmarshalTo(l) == nil && l.GetAddress() != "" {
-			loads[l.GetAddress()] = l
+		if kv.GetValue().UnmarshalTo(l) != nil || l.GetAddress() == "" {
+			continue
+		}
+		// A node restarted at an address has the old start's last Load there too, until
+		// the gossip forgets it: the one this node heard of last wins.
+		if at := kv.GetLocalTimestampUnixMilliseconds(); at >= updated[l.GetAddress()] {
+			loads[l.GetAddress()], updated[l.GetAddress()] = l, at
 		}
 	}
 	loads[n.addr] = load
 	n.loads.Store(&loads)
+	n.lost.Range(func(addr, mark any) bool {
+		m := mark.(lostMark)
+		if l, ok := loads[addr.(string)]; ok && (l.GetInstance() != m.instance || l.GetSeq() > m.seq) {
+			n.lost.Delete(addr)
+		}
+		return true
+	})
 }
 
 // Stop leaves the cluster gracefully: it stops taking calls from other nodes (they go
@@ -373,6 +466,9 @@ func (n *Node) Stop(ctx context.Context, drain time.Time) error {
 	n.out.wait(wait) // this node's own calls on other nodes (the runtime takes no new ones)
 	cancel()
 	n.in.cancelAll()
+	n.bg.Lock()
+	n.bgOver = true
+	n.bg.Unlock()
 	close(n.stop)
 	n.stopped.Wait()
 	n.unsub()
@@ -405,4 +501,5 @@ func (n *Node) leave() {
 	c.Gossip.Shutdown()
 	c.ActorSystem.Shutdown()
 	c.Remote.Shutdown(false)
+	n.release()
 }

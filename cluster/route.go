@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 type target struct {
 	addr, name string
 	self       bool
+	free       int // calls it can take now, as far as this node knows
 }
 
 // route picks the node that runs a call of pool, avoiding those in avoid: a session's
@@ -26,40 +28,54 @@ type target struct {
 // Free capacity is what the node last gossiped (ready workers × max concurrent, less the
 // calls it runs and queues), less, when more, the calls this node has sent it since and
 // still waits for. Ties go to this node (no hop), then to a random one.
-func (n *Node) route(pool, session string, avoid map[string]bool) (target, error) {
+func (n *Node) route(pool, session string, avoid map[string]error) (target, error) {
 	loads := n.loadsNow()
-	var cands []target
-	var free []int
-	draining := false
-	for _, m := range n.membersNow() {
-		addr := m.Address()
-		if avoid[addr] || !slices.Contains(m.GetKinds(), Kind(pool)) {
-			continue
-		}
+	var cands, suspects []target // suspects: nodes whose connection broke, the provider still lists
+	draining, selfListed := false, false
+	consider := func(addr string, kinds []string) {
 		self := addr == n.addr
-		if _, lost := n.lost.Load(addr); lost && !self {
-			continue
-		}
-		if self && (!n.hosted[pool] || n.draining.Load()) {
-			continue
+		selfListed = selfListed || self
+		if avoid[addr] != nil || (!self && !slices.Contains(kinds, Kind(pool))) || (self && !n.hosted[pool]) {
+			return
 		}
 		l := loads[addr]
-		if l.GetDraining() {
+		if l.GetDraining() || (self && n.draining.Load()) {
 			draining = true
-			continue
+			return
 		}
 		name := l.GetNode()
-		if name == "" {
+		switch {
+		case self:
+			name = n.name
+		case name == "":
 			name = addr
 		}
-		cands = append(cands, target{addr: addr, name: name, self: self})
-		free = append(free, n.free(addr, l.GetPools()[pool]))
+		t := target{addr: addr, name: name, self: self, free: n.free(addr, l.GetPools()[pool], l != nil)}
+		if _, lost := n.lost.Load(addr); lost && !self {
+			suspects = append(suspects, t)
+			return
+		}
+		cands = append(cands, t)
+	}
+	for _, m := range n.membersNow() {
+		consider(m.Address(), m.GetKinds())
+	}
+	if !selfListed { // before this node's first topology, or left out of it: it still serves its own callers
+		consider(n.addr, nil)
 	}
 	if len(cands) == 0 {
-		if len(avoid) > 0 { // this call's node was lost: that is its story
-			return target{}, fmt.Errorf("no other node hosts pool %q: %w", pool, ErrNodeLost)
+		// Only nodes whose connection broke: the provider still lists them, so they may be
+		// back (a connection that came back, a loss reported late). A call to one that is
+		// really gone fails at once with ErrNodeLost.
+		cands = suspects
+	}
+	if len(cands) == 0 {
+		for _, why := range avoid { // this call's node was lost: that is its story
+			if errors.Is(why, ErrNodeLost) {
+				return target{}, fmt.Errorf("no other node hosts pool %q: %w", pool, ErrNodeLost)
+			}
 		}
-		if draining {
+		if draining || len(avoid) > 0 {
 			return target{}, fmt.Errorf("every node hosting pool %q is stopping: %w", pool, ErrDraining)
 		}
 		return target{}, fmt.Errorf("%w %q: no node of cluster %s hosts it", actors.ErrUnknownPool, pool, n.cfg.Name)
@@ -69,10 +85,11 @@ func (n *Node) route(pool, session string, avoid map[string]bool) (target, error
 	}
 	best, ties := 0, 1
 	for i := 1; i < len(cands); i++ {
+		fi, fb := cands[i].free, cands[best].free
 		switch {
-		case free[i] > free[best] || (free[i] == free[best] && cands[i].self && !cands[best].self):
+		case fi > fb || (fi == fb && cands[i].self && !cands[best].self):
 			best, ties = i, 1
-		case free[i] == free[best] && !cands[best].self:
+		case fi == fb && !cands[best].self:
 			ties++
 			if rand.IntN(ties) == 0 { // reservoir: each tie equally likely
 				best = i
@@ -83,14 +100,15 @@ func (n *Node) route(pool, session string, avoid map[string]bool) (target, error
 }
 
 // free is how many more calls the node at addr can take now, by what it gossiped and
-// what this node has sent it since (negative when it queues).
+// what this node has sent it since (negative when it queues). A node not gossiped yet
+// (known false) is worth one call; one gossiped with no ready worker, none.
 func (n *Node) free(addr string, l interface {
 	GetCapacity() uint32
 	GetBusy() uint32
 	GetQueued() uint32
-}) int {
+}, known bool) int {
 	sent := n.out.inflight(addr)
-	if l == nil || l.GetCapacity() == 0 { // not gossiped yet: worth one call
+	if !known {
 		return 1 - sent
 	}
 	return int(l.GetCapacity()) - max(int(l.GetBusy()+l.GetQueued()), sent)

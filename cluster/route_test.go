@@ -84,14 +84,39 @@ func TestRouteSkipsDrainingLostAndAvoidedNodes(t *testing.T) {
 	n := testNode(nil, map[string][]string{"10.0.0.2:1": {"p"}, "10.0.0.3:1": {"p"}, "10.0.0.4:1": {"p"}, "10.0.0.5:1": {"p"}},
 		map[string]*clusterv1.Load{"10.0.0.2:1": draining, "10.0.0.3:1": load("c", "p", 1, 1, 0),
 			"10.0.0.4:1": load("d", "p", 8, 0, 0), "10.0.0.5:1": load("e", "p", 8, 0, 0)})
-	n.lost.Store("10.0.0.4:1", struct{}{})
-	got, err := n.route("p", "", map[string]bool{"10.0.0.5:1": true})
+	n.lost.Store("10.0.0.4:1", lostMark{})
+	got, err := n.route("p", "", map[string]error{"10.0.0.5:1": ErrNodeLost})
 	if err != nil || got.name != "c" {
 		t.Fatalf("route = %+v, %v; want c, the one left", got, err)
 	}
-	_, err = n.route("p", "", map[string]bool{"10.0.0.3:1": true, "10.0.0.5:1": true})
+	got, err = n.route("p", "", map[string]error{"10.0.0.3:1": ErrNodeLost, "10.0.0.5:1": ErrNodeLost})
+	if err != nil || got.name != "d" {
+		t.Errorf("route = %+v, %v; want d: its connection broke, but the provider still lists it", got, err)
+	}
+	_, err = n.route("p", "", map[string]error{"10.0.0.3:1": ErrNodeLost, "10.0.0.4:1": ErrNodeLost, "10.0.0.5:1": ErrNodeLost})
 	if !errors.Is(err, ErrNodeLost) {
-		t.Errorf("no node left after avoiding some: %v; want ErrNodeLost", err)
+		t.Errorf("no node left after this call's were lost: %v; want ErrNodeLost", err)
+	}
+	_, err = n.route("p", "", map[string]error{"10.0.0.3:1": ErrDraining, "10.0.0.4:1": ErrDraining, "10.0.0.5:1": ErrDraining})
+	if !errors.Is(err, ErrDraining) {
+		t.Errorf("no node left after the others refused as draining: %v; want ErrDraining (nothing ran)", err)
+	}
+}
+
+func TestRoutePrefersABusyNodeToOneWithNoReadyWorker(t *testing.T) {
+	n := testNode(nil, map[string][]string{"10.0.0.2:1": {"p"}, "10.0.0.3:1": {"p"}},
+		map[string]*clusterv1.Load{"10.0.0.2:1": load("b", "p", 0, 0, 50), "10.0.0.3:1": load("c", "p", 4, 4, 0)})
+	for range 20 {
+		if got, _ := n.route("p", "", nil); got.name != "c" {
+			t.Fatalf("route = %+v; want c (busy, but its workers are up)", got)
+		}
+	}
+}
+
+func TestANodeServesItsOwnCallersBeforeItIsInItsMemberList(t *testing.T) {
+	n := testNode([]string{"p"}, map[string][]string{}, nil)
+	if got, err := n.route("p", "", nil); err != nil || !got.self {
+		t.Errorf("route = %+v, %v; want this node", got, err)
 	}
 }
 

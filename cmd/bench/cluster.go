@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"syscall"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/cluster"
+	"github.com/pyvisor/pyvisor/internal/freeport"
 	"github.com/pyvisor/pyvisor/internal/reference"
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
@@ -50,7 +50,7 @@ func startCluster(ctx context.Context, python string, nodes ...clusterNode) (rts
 			err = errors.Join(err, stop())
 		}
 	}()
-	ports, err := freePorts(len(nodes))
+	ports, err := freeport.Take(len(nodes))
 	if err != nil {
 		return nil, stop, err
 	}
@@ -94,20 +94,6 @@ func startCluster(ctx context.Context, python string, nodes ...clusterNode) (rts
 		}
 	}
 	return rts, stop, nil
-}
-
-// freePorts returns n TCP ports free on loopback now.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // echoOn is the echo call of pool through rt, after checking that it runs on node

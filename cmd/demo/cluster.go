@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/cluster"
+	"github.com/pyvisor/pyvisor/internal/freeport"
 	"github.com/pyvisor/pyvisor/internal/spanfile"
 	"github.com/pyvisor/pyvisor/internal/spantree"
 	"github.com/pyvisor/pyvisor/telemetry"
@@ -45,9 +45,9 @@ type nodeReady struct {
 // nodeProc is a node process the demo started.
 type nodeProc struct {
 	name, spans string
-	cmd                 *exec.Cmd
-	pids                []int
-	done                chan struct{}
+	cmd         *exec.Cmd
+	pids        []int
+	done        chan struct{}
 }
 
 // clusterDemo runs the cluster scenario; the exit status as run's.
@@ -58,7 +58,7 @@ func clusterDemo(ctx context.Context, log zerolog.Logger) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(3)
+	ports, err := freeport.Take(3)
 	if err != nil {
 		log.Error().Err(err).Msg("demo: free ports")
 		return 1
@@ -69,7 +69,7 @@ func clusterDemo(ctx context.Context, log zerolog.Logger) int {
 	}
 	hosting := func(name string, port int) nodeFlags {
 		return nodeFlags{
-			bind: fmt.Sprintf("127.0.0.1:%d", must(freePorts(1))[0]), // fixed: a restart comes back at the same address
+			bind: fmt.Sprintf("127.0.0.1:%d", must(freeport.Take(1))[0]), // fixed: a restart comes back at the same address
 			port: port, peers: strings.Join(peers, ","), spans: filepath.Join(dir, name+".spans"),
 		}
 	}
@@ -487,19 +487,6 @@ func waitMembers(ctx context.Context, rt *pyvisor.Runtime, names ...string) erro
 		}
 	}
 	return fmt.Errorf("members %s after 30s, want %s", strings.Join(rt.Members(), ", "), strings.Join(names, ", "))
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func must[T any](v T, err error) T {

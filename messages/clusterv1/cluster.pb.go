@@ -499,6 +499,8 @@ type Load struct {
 	Pools         map[string]*PoolLoad   `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Draining      bool                   `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"` // the node is stopping: send it no new calls
 	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`    // the node's remote address: what the member list knows it by
+	Instance      string                 `protobuf:"bytes,5,opt,name=instance,proto3" json:"instance,omitempty"`  // random, new at each start of the node
+	Seq           uint64                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`           // counts this instance's Loads: one newer than a loss says the node is alive
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -559,6 +561,20 @@ func (x *Load) GetAddress() string {
 		return x.Address
 	}
 	return ""
+}
+
+func (x *Load) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *Load) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type PoolLoad struct {
@@ -668,12 +684,14 @@ const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04tool\x18\x03 \x01(\tR\x04tool\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttraceback\x18\x05 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\texception\x18\x06 \x01(\tR\texception\"\xe3\x01\n" +
+	"\texception\x18\x06 \x01(\tR\texception\"\x91\x02\n" +
 	"\x04Load\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x129\n" +
 	"\x05pools\x18\x02 \x03(\v2#.pyvisor.cluster.v1.Load.PoolsEntryR\x05pools\x12\x1a\n" +
 	"\bdraining\x18\x03 \x01(\bR\bdraining\x12\x18\n" +
-	"\aaddress\x18\x04 \x01(\tR\aaddress\x1aV\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1a\n" +
+	"\binstance\x18\x05 \x01(\tR\binstance\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\x1aV\n" +
 	"\n" +
 	"PoolsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +

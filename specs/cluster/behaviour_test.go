@@ -105,6 +105,17 @@ func add(from *node, pool string) answer {
 	return from.Call(command{Pool: pool, Tool: "add", Args: map[string]int{"a": 1, "b": 2}})
 }
 
+// clusterLines are n's log lines about the cluster's members.
+func clusterLines(n *node) []string {
+	var out []string
+	for _, l := range ch.LogLines(n) {
+		if msg := fmt.Sprint(l["message"]); strings.HasPrefix(msg, "cluster node") {
+			out = append(out, fmt.Sprintf("%v %s peer=%v why=%v", l["time"], msg, l["peer"], l["why"]))
+		}
+	}
+	return out
+}
+
 func scrape(n *node) string {
 	res, err := http.Get("http://" + n.Ready.Metrics + "/metrics")
 	Expect(err).NotTo(HaveOccurred())
@@ -134,12 +145,20 @@ func behavesAsOneCluster(t **trio) {
 	})
 
 	It("treats a pool hosted on two nodes as one pool, and sends calls to the node with free workers over a busy one", func() {
-		b, a := (*t).b, (*t).a
-		// b's two shared workers busy with b's own calls (a node serves its own calls
-		// first while it has free workers).
+		a := (*t).a
+		// b's two shared workers busy: two calls in a session that lives on b (a session
+		// goes to its node; there, with affinity hint, to any free worker).
+		session := ""
+		for i := 0; session == "" && i < 100; i++ {
+			s := fmt.Sprint("on-b-", i)
+			if got := a.Call(command{Pool: "shared", Tool: "add", Args: map[string]int{"a": 1, "b": 1}, Session: s}); nodeOf(got) == "b" {
+				session = s
+			}
+		}
+		Expect(session).NotTo(BeEmpty(), "a session whose node is b")
 		var busy []<-chan answer
 		for range 2 {
-			busy = append(busy, b.Send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 2.5}, TimeoutMS: 10_000}))
+			busy = append(busy, a.Send(command{Op: "call", Pool: "shared", Tool: "sleep", Args: map[string]float64{"seconds": 2.5}, TimeoutMS: 10_000, Session: session}))
 		}
 		time.Sleep(800 * time.Millisecond) // the gossip carries b's load to a
 		for range 2 {
@@ -294,7 +313,7 @@ func behavesAsOneCluster(t **trio) {
 		}).WithTimeout(2*time.Second).WithPolling(20*time.Millisecond).Should(BeEmpty(), "b's Python workers after SIGKILL of b")
 		fmt.Fprintf(GinkgoWriter, "b's workers gone %v after the kill\n", time.Since(killed))
 		var lost answer
-		Eventually(long).WithTimeout(2 * time.Second).Should(Receive(&lost), "the long call on b ends when b is lost, not at its deadline")
+		Eventually(long).WithTimeout(2*time.Second).Should(Receive(&lost), "the long call on b ends when b is lost, not at its deadline")
 		Expect(lost.Kind).To(Equal("node_lost"))
 		kinds := map[string]int{}
 		for i, ch := range calls {
@@ -351,7 +370,7 @@ func behavesAsOneCluster(t **trio) {
 		time.Sleep(300 * time.Millisecond)
 		for range 3 {
 			got := add(a, "shared")
-			Expect(got.Error).To(BeEmpty())
+			Expect(got.Error).To(BeEmpty(), "a's members %v; a's cluster log lines %v", a.Members(), clusterLines(a))
 			Expect(nodeOf(got)).To(Equal("b"), "c is draining")
 		}
 		for _, ch := range calls {

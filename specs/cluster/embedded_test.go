@@ -18,33 +18,43 @@ import (
 var _ = Describe("Two nodes embedded in one Go process", Label("cluster", "python"), func() {
 	BeforeEach(func() { harness.CheckClusterLeaks(runtimeDir) })
 
-	It("leave no goroutine, process, port or socket file behind once both have stopped", func() {
-		ports := ch.FreePorts(2)
-		peers := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
-		start := func(name string, port int, pools ...pyvisor.PoolConfig) *pyvisor.Runtime {
-			rt, err := pyvisor.Start(context.Background(), pyvisor.Config{Python: python, Pools: pools,
-				Cluster: pyvisor.ClusterConfig{Provider: cluster.Automanaged, Node: name,
-					Automanaged: cluster.AutomanagedConfig{Port: port, Peers: peers, Refresh: 200 * time.Millisecond}}},
-				pyvisor.WithLogger(zerolog.New(GinkgoWriter).Level(zerolog.WarnLevel)))
+	DescribeTable("leave no goroutine, process, port or socket file behind once both have stopped",
+		func(provider string) {
+			ports := ch.FreePorts(2)
+			peers := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
+			var endpoint string
+			if provider == cluster.Etcd {
+				endpoint = startEtcd()
+			}
+			start := func(name string, port int, pools ...pyvisor.PoolConfig) *pyvisor.Runtime {
+				section := pyvisor.ClusterConfig{Provider: provider, Node: name,
+					Automanaged: cluster.AutomanagedConfig{Port: port, Peers: peers, Refresh: 200 * time.Millisecond},
+					Etcd:        cluster.EtcdConfig{Endpoints: []string{endpoint}, Prefix: "/embedded-" + fmt.Sprint(ports[0])}}
+				if provider == cluster.Etcd {
+					section.Automanaged = cluster.AutomanagedConfig{}
+				}
+				rt, err := pyvisor.Start(context.Background(), pyvisor.Config{Python: python, Pools: pools, Cluster: section},
+					pyvisor.WithLogger(zerolog.New(GinkgoWriter).Level(zerolog.WarnLevel)))
+				Expect(err).NotTo(HaveOccurred())
+				return rt
+			}
+			a := start("a", ports[0])
+			b := start("b", ports[1], pyvisor.PoolConfig{Name: "beta", Tools: []string{"pyvisor_worker.examples"}, Workers: 1})
+			Eventually(a.Members).Should(ConsistOf("a", "b"))
+			var ran pyvisor.Ran
+			sum, err := pyvisor.Call[int](context.Background(), a, "beta", "add", map[string]int{"a": 2, "b": 3}, pyvisor.WithRan(&ran))
 			Expect(err).NotTo(HaveOccurred())
-			return rt
-		}
-		a := start("a", ports[0])
-		b := start("b", ports[1], pyvisor.PoolConfig{Name: "beta", Tools: []string{"pyvisor_worker.examples"}, Workers: 1})
-		Eventually(a.Members).Should(ConsistOf("a", "b"))
-		var ran pyvisor.Ran
-		sum, err := pyvisor.Call[int](context.Background(), a, "beta", "add", map[string]int{"a": 2, "b": 3}, pyvisor.WithRan(&ran))
-		Expect(err).NotTo(HaveOccurred())
-		Expect(sum).To(Equal(5))
-		Expect(ran).To(Equal(pyvisor.Ran{Node: "b", Worker: "beta-0"}))
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		Expect(a.Stop(ctx)).To(Succeed())
-		Expect(b.Stop(ctx)).To(Succeed())
-		for _, port := range ports { // the automanaged ports are free again
-			Expect(ch.FreePortsAt(port)).To(Succeed())
-		}
-	})
+			Expect(sum).To(Equal(5))
+			Expect(ran).To(Equal(pyvisor.Ran{Node: "b", Worker: "beta-0"}))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			Expect(a.Stop(ctx)).To(Succeed())
+			Expect(b.Stop(ctx)).To(Succeed())
+			Expect(ch.FreePortsAt(ports...)).To(Succeed(), "the automanaged ports are free again")
+		},
+		Entry("automanaged", cluster.Automanaged),
+		Entry("etcd", Label("etcd"), cluster.Etcd),
+	)
 
 	It("refuses to start a node whose automanaged port is taken, saying which setting to change", func() {
 		ports := ch.FreePorts(1)

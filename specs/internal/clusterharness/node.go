@@ -20,39 +20,17 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/pyvisor/pyvisor/internal/freeport"
 	"github.com/pyvisor/pyvisor/internal/spanfile"
 	"github.com/pyvisor/pyvisor/internal/spantree"
+	"github.com/pyvisor/pyvisor/specs/internal/clusterwire"
 )
 
-// Command and Answer are clusternode's JSON lines (specs/internal/clusternode).
-type Command struct {
-	ID         int    `json:"id"`
-	Op         string `json:"op"`
-	Pool       string `json:"pool,omitempty"`
-	Tool       string `json:"tool,omitempty"`
-	Args       any    `json:"args,omitempty"`
-	Session    string `json:"session,omitempty"`
-	TimeoutMS  int    `json:"timeout_ms,omitempty"`
-	Idempotent bool   `json:"idempotent,omitempty"`
-	Stream     bool   `json:"stream,omitempty"`
-	CID        string `json:"cid,omitempty"`
-}
-
-type Answer struct {
-	ID      int               `json:"id"`
-	Result  json.RawMessage   `json:"result"`
-	Chunks  []json.RawMessage `json:"chunks"`
-	Worker  string            `json:"worker"`
-	Error   string            `json:"error"`
-	Kind    string            `json:"kind"`
-	Trace   string            `json:"trace"`
-	TookMS  float64           `json:"took_ms"`
-	Members []string          `json:"members"`
-	PIDs    []int             `json:"pids"`
-	Ready   bool              `json:"ready"`
-	Node    string            `json:"node"`
-	Metrics string            `json:"metrics"`
-}
+// Command and Answer are clusternode's JSON lines.
+type (
+	Command = clusterwire.Command
+	Answer  = clusterwire.Answer
+)
 
 // Node is one clusternode process.
 type Node struct {
@@ -81,17 +59,8 @@ func Pool(name string, extra ...any) map[string]any {
 
 // FreePorts returns n TCP ports free on loopback now.
 func FreePorts(n int) []int {
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		Expect(ln.Close()).To(Succeed())
-	}
+	ports, err := freeport.Take(n)
+	Expect(err).NotTo(HaveOccurred())
 	return ports
 }
 

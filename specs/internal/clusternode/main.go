@@ -23,39 +23,14 @@ import (
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/internal/spanfile"
+	"github.com/pyvisor/pyvisor/specs/internal/clusterwire"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
-// command is one line of stdin.
-type command struct {
-	ID         int             `json:"id"`
-	Op         string          `json:"op"` // call, members, pids, stop
-	Pool       string          `json:"pool"`
-	Tool       string          `json:"tool"`
-	Args       json.RawMessage `json:"args"`
-	Session    string          `json:"session"`
-	TimeoutMS  int             `json:"timeout_ms"`
-	Idempotent bool            `json:"idempotent"`
-	Stream     bool            `json:"stream"`
-	CID        string          `json:"cid"`
-}
-
-// answer is one line of stdout.
-type answer struct {
-	ID      int               `json:"id"`
-	Result  json.RawMessage   `json:"result,omitempty"`
-	Chunks  []json.RawMessage `json:"chunks,omitempty"`
-	Worker  string            `json:"worker,omitempty"`
-	Error   string            `json:"error,omitempty"`
-	Kind    string            `json:"kind,omitempty"`
-	Trace   string            `json:"trace,omitempty"`
-	TookMS  float64           `json:"took_ms,omitempty"`
-	Members []string          `json:"members,omitempty"`
-	PIDs    []int             `json:"pids,omitempty"`
-	Ready   bool              `json:"ready,omitempty"`
-	Node    string            `json:"node,omitempty"`
-	Metrics string            `json:"metrics,omitempty"`
-}
+type (
+	command = clusterwire.Command
+	answer  = clusterwire.Answer
+)
 
 func main() {
 	config := flag.String("config", "", "the node's pyvisor config (JSON or YAML)")
