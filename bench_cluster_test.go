@@ -124,7 +124,7 @@ func BenchmarkCluster(b *testing.B) {
 		name string
 		call func(context.Context) error
 	}{
-		{"local", echoOn(b, a, "local", "")},
+		{"local", echoOn(b, a, "local", "a")},
 		{"self", echoOn(b, a, "self", "a")},
 		{"remote", echoOn(b, a, "remote", "b")},
 	}

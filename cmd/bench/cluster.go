@@ -97,7 +97,7 @@ func startCluster(ctx context.Context, python string, nodes ...clusterNode) (rts
 }
 
 // echoOn is the echo call of pool through rt, after checking that it runs on node
-// wantNode ("" for a pool called without the cluster).
+// wantNode (this node for a pool it runs and does not offer).
 func echoOn(ctx context.Context, rt *pyvisor.Runtime, pool, wantNode string) (call, error) {
 	var ran pyvisor.Ran
 	if _, err := rt.Execute(ctx, pool, "echo", echoArgs, pyvisor.WithRan(&ran)); err != nil {
@@ -195,7 +195,7 @@ func clusterLatency(ctx context.Context, s settings) (err error) {
 	}
 	defer func() { err = errors.Join(err, stop()) }()
 	b, a := rts[0], rts[1]
-	local, err := echoOn(ctx, a, "local", "")
+	local, err := echoOn(ctx, a, "local", "a")
 	if err != nil {
 		return err
 	}
