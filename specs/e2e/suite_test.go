@@ -2,13 +2,13 @@ package e2e_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/pyvisor/pyvisor/internal/freeport"
 	"github.com/pyvisor/pyvisor/specs/internal/harness"
 )
 
@@ -50,19 +50,8 @@ var _ = BeforeEach(func() { harness.CheckLeaks(runtimeDir) })
 // freePorts returns n distinct TCP ports free on 127.0.0.1 right now.
 func freePorts(n int) []int {
 	GinkgoHelper()
-	ports := make([]int, 0, n)
-	listeners := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range listeners {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
+	ports, err := freeport.Take(n)
+	Expect(err).NotTo(HaveOccurred())
 	return ports
 }
 
