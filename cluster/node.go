@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -197,7 +198,8 @@ func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluste
 	case Etcd:
 		// protoactor's provider waits for etcd without end (its lease grant retries):
 		// reach etcd first, within the dial timeout, and hand the provider that client.
-		client, err := clientv3.New(clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout})
+		// The client's own log (zap, on stderr) says no more than the errors pyvisor returns.
+		client, err := clientv3.New(clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout, Logger: zap.NewNop()})
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Etcd.DialTimeout)
 			_, err = client.Get(ctx, cfg.Etcd.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
