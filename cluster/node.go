@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		return nil, fmt.Errorf("cluster: bind %q: %w", cfg.Bind, err)
 	}
 	var member atomic.Pointer[pcluster.Cluster]
-	provider, release, err := newProvider(cfg, host, &member)
+	provider, release, etcdClient, err := newProvider(cfg, host, &member)
 	if err != nil {
 		return nil, err
 	}
@@ -165,8 +165,9 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 	if o.metrics != nil { // the series exists from the start: an alert sees the first loss
 		o.metrics.NodeLosses.Add(ctx, 0)
 	}
-	n.stopped.Add(1)
+	n.stopped.Add(2)
 	go n.gossipLoad()
+	go n.announce(etcdClient)
 	return n, nil
 }
 
@@ -189,12 +190,12 @@ func quietly(f func() error) (err error) {
 }
 
 // newProvider makes cfg's provider; release frees what it holds beyond its own Shutdown
-// (the etcd client).
-func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluster]) (p pcluster.ClusterProvider, release func(), err error) {
+// (the etcd client, also returned for announce).
+func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluster]) (p pcluster.ClusterProvider, release func(), client *clientv3.Client, err error) {
 	switch cfg.Provider {
 	case Automanaged:
 		p, err := newAutomanaged(cfg, host, member)
-		return p, func() {}, err
+		return p, func() {}, nil, err
 	case Etcd:
 		// protoactor's provider waits for etcd without end (its lease grant retries):
 		// reach etcd first, within the dial timeout, and hand the provider that client.
@@ -209,17 +210,17 @@ func newProvider(cfg Config, host string, member *atomic.Pointer[pcluster.Cluste
 			}
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("cluster: etcd at %v not reachable within %s (is it up? check cluster.etcd.endpoints): %w", cfg.Etcd.Endpoints, cfg.Etcd.DialTimeout, err)
+			return nil, nil, nil, fmt.Errorf("cluster: etcd at %v not reachable within %s (is it up? check cluster.etcd.endpoints): %w", cfg.Etcd.Endpoints, cfg.Etcd.DialTimeout, err)
 		}
 		p, err := etcd.NewWithConfig(cfg.Etcd.Prefix, clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout},
 			etcd.WithKeepAliveTTL(cfg.Etcd.TTL), etcd.WithEtcdClient(client))
 		if err != nil {
 			_ = client.Close()
-			return nil, nil, fmt.Errorf("cluster: etcd at %v: %w", cfg.Etcd.Endpoints, err)
+			return nil, nil, nil, fmt.Errorf("cluster: etcd at %v: %w", cfg.Etcd.Endpoints, err)
 		}
-		return p, func() { _ = client.Close() }, nil
+		return p, func() { _ = client.Close() }, client, nil
 	}
-	return nil, nil, fmt.Errorf("cluster: unknown provider %q (want %q or %q)", cfg.Provider, Automanaged, Etcd)
+	return nil, nil, nil, fmt.Errorf("cluster: unknown provider %q (want %q or %q)", cfg.Provider, Automanaged, Etcd)
 }
 
 func splitHostPort(hp string) (string, int, error) {

@@ -23,7 +23,6 @@ var _ = Describe("Three nodes with the automanaged provider", Label("cluster", "
 				"automanaged": map[string]any{"port": port[name], "peers": peers, "refresh": "500ms"},
 			}
 		})
-		DeferCleanup(func() { t.stopAll() })
 	})
 
 	behavesAsOneCluster(&t)

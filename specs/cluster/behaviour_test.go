@@ -65,6 +65,7 @@ func startTrio(cluster clusterSection) *trio {
 	start(&t.b, "b", ch.Pool("beta"), ch.Pool("shared", "workers", 2), ch.Pool("pinned", "affinity", "strict"))
 	start(&t.c, "c", ch.Pool("gamma"), ch.Pool("shared", "workers", 2), ch.Pool("pinned", "affinity", "strict"))
 	wg.Wait()
+	DeferCleanup(t.stopAll) // registered before anything can fail: no node outlives the container
 	for _, n := range t.all() {
 		Eventually(n.Members).Should(ConsistOf("a", "b", "c"), "members as node %s sees them", n.Name)
 		t.pids = append(t.pids, n.PIDs()...)
@@ -77,6 +78,9 @@ func (t *trio) all() []*node { return []*node{t.a, t.b, t.c} }
 // stopAll stops the nodes still running; every Python worker any of them ran is gone.
 func (t *trio) stopAll() {
 	for _, n := range t.all() {
+		if n == nil {
+			continue
+		}
 		select {
 		case <-n.Exited:
 		default:

@@ -60,7 +60,6 @@ var _ = Describe("Three nodes with the etcd provider, against a real etcd", Labe
 				"etcd":     map[string]any{"endpoints": []string{endpoint}, "prefix": prefix, "ttl": "2s"},
 			}
 		})
-		DeferCleanup(func() { t.stopAll() })
 	})
 
 	behavesAsOneCluster(&t)
