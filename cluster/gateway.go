@@ -36,6 +36,8 @@ func (g *gateway) Receive(c actor.Context) {
 		g.node.in.cancel(key(sender))
 	case *clusterv1.Credit:
 		g.node.in.credit(key(sender), m.GetChunks())
+	case *clusterv1.Ping:
+		c.Send(sender, &clusterv1.Pong{Node: g.node.name})
 	}
 }
 

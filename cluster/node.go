@@ -58,9 +58,8 @@ type Node struct {
 
 	members  atomic.Pointer[[]*pcluster.Member]         // the provider's last topology
 	loads    atomic.Pointer[map[string]*clusterv1.Load] // by address
-	lost     sync.Map                                   // address -> lostMark: nodes lost, not chosen until they show they are alive
-	instance string                                     // this start of the node, in its Loads
-	loadSeq  atomic.Uint64                              // its Loads, counted
+	lost     sync.Map                                   // address -> lostMark: nodes suspected or lost, not chosen while another can be
+	instance string                                     // this start of the node: in its call ids
 	pins     sync.Map                                   // pool/session -> address
 	pinned   atomic.Int64                               // sessions pinned since the pins last started over
 	out      outgoing
@@ -308,25 +307,23 @@ func (n *Node) watch() func() {
 	return func() { n.system.EventStream.Unsubscribe(sub) }
 }
 
-// lostMark is the last Load a node lost had gossiped.
+// lostMark is why a node is not chosen: its connection broke (a suspect, being pinged),
+// or it was lost. It is chosen again once it joins again at its address, reconnects, or
+// answers a Ping.
 type lostMark struct {
-	instance  string
-	seq       uint64
 	confirmed bool // lost, not only suspected
 }
 
 // suspect is a node whose connection broke (protoactor's EndpointTerminatedEvent): it is
-// not chosen while in doubt, and lost unless, within confirmLoss, it gossips a Load newer
-// than the break or reconnects. protoactor also reports the end of a connection that
-// broke and came back, or of an old one late, after the node at that address was
-// restarted: a node alive must not lose its calls for it.
+// not chosen while in doubt, and lost unless it answers a Ping within confirmLoss.
+// protoactor also reports the end of a connection that broke and came back, or of an old
+// one late, after the node at that address was restarted: a node alive must not lose its
+// calls for it. (The gossip cannot tell: other nodes relay a dead node's last Loads.)
 func (n *Node) suspect(addr string) {
 	if addr == n.addr || addr == "" {
 		return
 	}
-	last := n.loadsNow()[addr]
-	mark := lostMark{instance: last.GetInstance(), seq: last.GetSeq()}
-	if _, known := n.lost.LoadOrStore(addr, mark); known {
+	if _, known := n.lost.LoadOrStore(addr, lostMark{}); known {
 		return
 	}
 	n.bg.Lock()
@@ -337,38 +334,62 @@ func (n *Node) suspect(addr string) {
 	n.stopped.Add(1)
 	go func() {
 		defer n.stopped.Done()
-		t := time.NewTicker(confirmEvery)
-		defer t.Stop()
-		for deadline := time.Now().Add(confirmLoss); time.Now().Before(deadline); {
-			select {
-			case <-n.stop:
-				return
-			case <-t.C:
-			}
-			if _, still := n.lost.Load(addr); !still { // it reconnected or joined again
-				return
-			}
-			if l, ok := n.loadsNow()[addr]; ok && (l.GetInstance() != mark.instance || l.GetSeq() > mark.seq) {
-				n.lost.Delete(addr)
-				n.o.log.Debug().Str("peer", addr).Msg("cluster node's connection broke, and it is alive")
-				return
-			}
+		if n.ping(addr) {
+			n.lost.Delete(addr)
+			n.o.log.Debug().Str("peer", addr).Msg("cluster node's connection broke, and it answers")
+			return
 		}
-		n.nodeLost(addr, "connection lost")
+		if _, still := n.lost.Load(addr); still { // not back in the meantime (it joined again)
+			n.nodeLost(addr, "connection lost")
+		}
 	}()
 }
 
-// confirmLoss is how long a node whose connection broke has to show it is alive, and
-// confirmEvery how often that is checked: a few of its gossip rounds.
+// ping reports whether the gateway at addr answers within confirmLoss (asked every
+// confirmEvery), or the node stops first (false).
+func (n *Node) ping(addr string) bool {
+	pong := &reply{ch: make(chan any, 1)}
+	pid, _ := n.system.ProcessRegistry.Add(pong, "pyvisor-ping-"+strconv.FormatUint(n.seq.Add(1), 36))
+	defer n.system.ProcessRegistry.Remove(pid)
+	t := time.NewTicker(confirmEvery)
+	defer t.Stop()
+	deadline := time.After(confirmLoss)
+	for {
+		n.system.Root.Send(gatewayPID(addr), &actor.MessageEnvelope{Message: &clusterv1.Ping{}, Sender: pid})
+		select {
+		case <-pong.ch:
+			return true
+		case <-t.C:
+		case <-deadline:
+			return false
+		case <-n.stop:
+			return false
+		}
+	}
+}
+
+// reply is a process that takes one answer.
+type reply struct{ ch chan any }
+
+func (r *reply) SendUserMessage(_ *actor.PID, message any) {
+	select {
+	case r.ch <- message:
+	default:
+	}
+}
+func (r *reply) SendSystemMessage(*actor.PID, any) {}
+func (r *reply) Stop(*actor.PID)                   {}
+
+// confirmLoss is how long a node whose connection broke has to answer a Ping, and
+// confirmEvery how often one is sent.
 const (
 	confirmLoss  = time.Second
-	confirmEvery = 50 * time.Millisecond
+	confirmEvery = 200 * time.Millisecond
 )
 
 // nodeLost fails the calls this node sent to addr, cancels those it runs for addr, and
-// stops choosing addr until it shows it is alive: a member joins at that address again
-// (a node restarted there), it reconnects, or a Load newer than the loss comes from it.
-// A node that said it was draining has left, not been lost: it is not counted as a loss.
+// stops choosing addr while another node can take a call (see lostMark). A node that
+// said it was draining has left, not been lost: it is not counted as a loss.
 func (n *Node) nodeLost(addr, why string) {
 	if addr == n.addr || addr == "" {
 		return
@@ -376,7 +397,7 @@ func (n *Node) nodeLost(addr, why string) {
 	failed := n.out.lose(addr, ErrNodeLost)
 	cancelled := n.in.lose(addr)
 	last := n.loadsNow()[addr]
-	prev, known := n.lost.Swap(addr, lostMark{instance: last.GetInstance(), seq: last.GetSeq(), confirmed: true})
+	prev, known := n.lost.Swap(addr, lostMark{confirmed: true})
 	known = known && prev.(lostMark).confirmed
 	left := last.GetDraining()
 	switch {
@@ -417,8 +438,7 @@ func (n *Node) gossipLoad() {
 
 // publish gossips this node's load and reads every member's.
 func (n *Node) publish(ctx context.Context) {
-	load := &clusterv1.Load{Node: n.name, Address: n.addr, Draining: n.draining.Load(), Pools: map[string]*clusterv1.PoolLoad{},
-		Instance: n.instance, Seq: n.loadSeq.Add(1)}
+	load := &clusterv1.Load{Node: n.name, Address: n.addr, Draining: n.draining.Load(), Pools: map[string]*clusterv1.PoolLoad{}}
 	for pool, l := range n.local.Load(ctx) {
 		if n.hosted[pool] {
 			load.Pools[pool] = l
@@ -446,13 +466,6 @@ func (n *Node) publish(ctx context.Context) {
 	}
 	loads[n.addr] = load
 	n.loads.Store(&loads)
-	n.lost.Range(func(addr, mark any) bool {
-		m := mark.(lostMark)
-		if l, ok := loads[addr.(string)]; ok && (l.GetInstance() != m.instance || l.GetSeq() > m.seq) {
-			n.lost.Delete(addr)
-		}
-		return true
-	})
 }
 
 // Stop leaves the cluster gracefully: it stops taking calls from other nodes (they go

@@ -259,6 +259,89 @@ func (x *Credit) GetChunks() uint32 {
 	return 0
 }
 
+// Ping asks a node whose connection broke whether it is alive: its gateway answers Pong to
+// the envelope's sender.
+type Ping struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ping) Reset() {
+	*x = Ping{}
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ping) ProtoMessage() {}
+
+func (x *Ping) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ping.ProtoReflect.Descriptor instead.
+func (*Ping) Descriptor() ([]byte, []int) {
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+// Pong answers Ping.
+type Pong struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pong) Reset() {
+	*x = Pong{}
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pong) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pong) ProtoMessage() {}
+
+func (x *Pong) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pong.ProtoReflect.Descriptor instead.
+func (*Pong) Descriptor() ([]byte, []int) {
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Pong) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // Chunk is one chunk of a stream, in order.
 type Chunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -271,7 +354,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +366,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +379,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Chunk) GetId() string {
@@ -335,7 +418,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +430,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +443,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Result) GetId() string {
@@ -421,7 +504,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +516,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +529,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Error) GetCode() string {
@@ -499,15 +582,13 @@ type Load struct {
 	Pools         map[string]*PoolLoad   `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Draining      bool                   `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"` // the node is stopping: send it no new calls
 	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`    // the node's remote address: what the member list knows it by
-	Instance      string                 `protobuf:"bytes,5,opt,name=instance,proto3" json:"instance,omitempty"`  // random, new at each start of the node
-	Seq           uint64                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`           // counts this instance's Loads: one newer than a loss says the node is alive
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Load) Reset() {
 	*x = Load{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +600,7 @@ func (x *Load) String() string {
 func (*Load) ProtoMessage() {}
 
 func (x *Load) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +613,7 @@ func (x *Load) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Load.ProtoReflect.Descriptor instead.
 func (*Load) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Load) GetNode() string {
@@ -563,20 +644,6 @@ func (x *Load) GetAddress() string {
 	return ""
 }
 
-func (x *Load) GetInstance() string {
-	if x != nil {
-		return x.Instance
-	}
-	return ""
-}
-
-func (x *Load) GetSeq() uint64 {
-	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
 type PoolLoad struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Capacity      uint32                 `protobuf:"varint,1,opt,name=capacity,proto3" json:"capacity,omitempty"` // ready workers × max concurrent calls
@@ -588,7 +655,7 @@ type PoolLoad struct {
 
 func (x *PoolLoad) Reset() {
 	*x = PoolLoad{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +667,7 @@ func (x *PoolLoad) String() string {
 func (*PoolLoad) ProtoMessage() {}
 
 func (x *PoolLoad) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +680,7 @@ func (x *PoolLoad) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolLoad.ProtoReflect.Descriptor instead.
 func (*PoolLoad) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PoolLoad) GetCapacity() uint32 {
@@ -666,7 +733,10 @@ const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"0\n" +
 	"\x06Credit\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06chunks\x18\x02 \x01(\rR\x06chunks\"E\n" +
+	"\x06chunks\x18\x02 \x01(\rR\x06chunks\"\x06\n" +
+	"\x04Ping\"\x1a\n" +
+	"\x04Pong\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"E\n" +
 	"\x05Chunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\fR\x04json\x12\x18\n" +
@@ -684,14 +754,12 @@ const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04tool\x18\x03 \x01(\tR\x04tool\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttraceback\x18\x05 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\texception\x18\x06 \x01(\tR\texception\"\x91\x02\n" +
+	"\texception\x18\x06 \x01(\tR\texception\"\xe3\x01\n" +
 	"\x04Load\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x129\n" +
 	"\x05pools\x18\x02 \x03(\v2#.pyvisor.cluster.v1.Load.PoolsEntryR\x05pools\x12\x1a\n" +
 	"\bdraining\x18\x03 \x01(\bR\bdraining\x12\x18\n" +
-	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1a\n" +
-	"\binstance\x18\x05 \x01(\tR\binstance\x12\x10\n" +
-	"\x03seq\x18\x06 \x01(\x04R\x03seq\x1aV\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x1aV\n" +
 	"\n" +
 	"PoolsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
@@ -713,29 +781,31 @@ func file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_pyvisor_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_pyvisor_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_pyvisor_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_pyvisor_cluster_v1_cluster_proto_goTypes = []any{
 	(*Call)(nil),     // 0: pyvisor.cluster.v1.Call
 	(*Cancel)(nil),   // 1: pyvisor.cluster.v1.Cancel
 	(*Credit)(nil),   // 2: pyvisor.cluster.v1.Credit
-	(*Chunk)(nil),    // 3: pyvisor.cluster.v1.Chunk
-	(*Result)(nil),   // 4: pyvisor.cluster.v1.Result
-	(*Error)(nil),    // 5: pyvisor.cluster.v1.Error
-	(*Load)(nil),     // 6: pyvisor.cluster.v1.Load
-	(*PoolLoad)(nil), // 7: pyvisor.cluster.v1.PoolLoad
-	nil,              // 8: pyvisor.cluster.v1.Call.MetadataEntry
-	nil,              // 9: pyvisor.cluster.v1.Load.PoolsEntry
+	(*Ping)(nil),     // 3: pyvisor.cluster.v1.Ping
+	(*Pong)(nil),     // 4: pyvisor.cluster.v1.Pong
+	(*Chunk)(nil),    // 5: pyvisor.cluster.v1.Chunk
+	(*Result)(nil),   // 6: pyvisor.cluster.v1.Result
+	(*Error)(nil),    // 7: pyvisor.cluster.v1.Error
+	(*Load)(nil),     // 8: pyvisor.cluster.v1.Load
+	(*PoolLoad)(nil), // 9: pyvisor.cluster.v1.PoolLoad
+	nil,              // 10: pyvisor.cluster.v1.Call.MetadataEntry
+	nil,              // 11: pyvisor.cluster.v1.Load.PoolsEntry
 }
 var file_pyvisor_cluster_v1_cluster_proto_depIdxs = []int32{
-	8, // 0: pyvisor.cluster.v1.Call.metadata:type_name -> pyvisor.cluster.v1.Call.MetadataEntry
-	5, // 1: pyvisor.cluster.v1.Result.error:type_name -> pyvisor.cluster.v1.Error
-	9, // 2: pyvisor.cluster.v1.Load.pools:type_name -> pyvisor.cluster.v1.Load.PoolsEntry
-	7, // 3: pyvisor.cluster.v1.Load.PoolsEntry.value:type_name -> pyvisor.cluster.v1.PoolLoad
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: pyvisor.cluster.v1.Call.metadata:type_name -> pyvisor.cluster.v1.Call.MetadataEntry
+	7,  // 1: pyvisor.cluster.v1.Result.error:type_name -> pyvisor.cluster.v1.Error
+	11, // 2: pyvisor.cluster.v1.Load.pools:type_name -> pyvisor.cluster.v1.Load.PoolsEntry
+	9,  // 3: pyvisor.cluster.v1.Load.PoolsEntry.value:type_name -> pyvisor.cluster.v1.PoolLoad
+	4,  // [4:4] is the sub-list for method output_type
+	4,  // [4:4] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_pyvisor_cluster_v1_cluster_proto_init() }
@@ -749,7 +819,7 @@ func file_pyvisor_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_cluster_v1_cluster_proto_rawDesc), len(file_pyvisor_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
