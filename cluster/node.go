@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/internal/lifecycle"
 	"github.com/pyvisor/pyvisor/messages"
@@ -345,40 +346,24 @@ func (n *Node) suspect(addr string) {
 	}()
 }
 
-// ping reports whether the gateway at addr answers within confirmLoss (asked every
+// ping reports whether the gateway at addr answers within confirmLoss (asked again every
 // confirmEvery), or the node stops first (false).
 func (n *Node) ping(addr string) bool {
-	pong := &reply{ch: make(chan any, 1)}
-	pid, _ := n.system.ProcessRegistry.Add(pong, "pyvisor-ping-"+strconv.FormatUint(n.seq.Add(1), 36))
-	defer n.system.ProcessRegistry.Remove(pid)
-	t := time.NewTicker(confirmEvery)
-	defer t.Stop()
-	deadline := time.After(confirmLoss)
-	for {
-		n.system.Root.Send(gatewayPID(addr), &actor.MessageEnvelope{Message: &clusterv1.Ping{}, Sender: pid})
-		select {
-		case <-pong.ch:
+	for deadline := time.Now().Add(confirmLoss); time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), confirmEvery)
+		_, err := actors.Request(ctx, n.system, nil, n.stop, gatewayPID(addr), &clusterv1.Ping{})
+		cancel()
+		if err == nil {
 			return true
-		case <-t.C:
-		case <-deadline:
-			return false
+		}
+		select {
 		case <-n.stop:
 			return false
+		case <-ctx.Done(): // the attempt's time is up: a dead letter answers at once
 		}
 	}
+	return false
 }
-
-// reply is a process that takes one answer.
-type reply struct{ ch chan any }
-
-func (r *reply) SendUserMessage(_ *actor.PID, message any) {
-	select {
-	case r.ch <- message:
-	default:
-	}
-}
-func (r *reply) SendSystemMessage(*actor.PID, any) {}
-func (r *reply) Stop(*actor.PID)                   {}
 
 // confirmLoss is how long a node whose connection broke has to answer a Ping, and
 // confirmEvery how often one is sent.
