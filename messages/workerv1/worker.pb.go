@@ -547,6 +547,9 @@ type ExecuteRequest struct {
 	// metadata is free-form call metadata, given to the tool through its context.
 	Metadata      map[string]string `protobuf:"bytes,5,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	CorrelationId string            `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// payload_ref, on the Channel only, names the payload in the pool's input arena instead
+	// of carrying it in payload (see SharedRef); the worker reads it in place.
+	PayloadRef    *SharedRef `protobuf:"bytes,7,opt,name=payload_ref,json=payloadRef,proto3" json:"payload_ref,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,6 +626,70 @@ func (x *ExecuteRequest) GetCorrelationId() string {
 	return ""
 }
 
+func (x *ExecuteRequest) GetPayloadRef() *SharedRef {
+	if x != nil {
+		return x.PayloadRef
+	}
+	return nil
+}
+
+// SharedRef names length bytes at offset of a shared-memory arena, in place of bytes in
+// a frame. Which arena is implied by the direction: a host frame's refs lie in the pool's
+// input arena (the worker's fd --shm-in-fd, mapped read-only), a worker frame's in the
+// worker's own output arena (--shm-out-fd). The host checks every ref a worker sends
+// against its arena's bounds; one out of range fails the call and the worker.
+type SharedRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        uint64                 `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedRef) Reset() {
+	*x = SharedRef{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedRef) ProtoMessage() {}
+
+func (x *SharedRef) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedRef.ProtoReflect.Descriptor instead.
+func (*SharedRef) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SharedRef) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *SharedRef) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 type ExecuteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Outcome:
@@ -636,7 +703,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +715,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +728,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{5}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecuteResponse) GetOutcome() isExecuteResponse_Outcome {
@@ -709,15 +776,19 @@ func (*ExecuteResponse_Error) isExecuteResponse_Outcome() {}
 type Result struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// json is the JSON encoding of the returned value ("null" when it returned bytes).
-	Json          []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
-	Payload       []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Json    []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	// payload_ref, on the Channel only, names the returned bytes in the worker's output
+	// arena instead of carrying them in payload. The region stays the worker's to keep
+	// until the host sends a Release naming its offset.
+	PayloadRef    *SharedRef `protobuf:"bytes,3,opt,name=payload_ref,json=payloadRef,proto3" json:"payload_ref,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +800,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +813,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{6}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Result) GetJson() []byte {
@@ -755,6 +826,13 @@ func (x *Result) GetJson() []byte {
 func (x *Result) GetPayload() []byte {
 	if x != nil {
 		return x.Payload
+	}
+	return nil
+}
+
+func (x *Result) GetPayloadRef() *SharedRef {
+	if x != nil {
+		return x.PayloadRef
 	}
 	return nil
 }
@@ -774,7 +852,7 @@ type ToolError struct {
 
 func (x *ToolError) Reset() {
 	*x = ToolError{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +864,7 @@ func (x *ToolError) String() string {
 func (*ToolError) ProtoMessage() {}
 
 func (x *ToolError) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +877,7 @@ func (x *ToolError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolError.ProtoReflect.Descriptor instead.
 func (*ToolError) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{7}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ToolError) GetTool() string {
@@ -851,7 +929,7 @@ type ExecuteStreamResponse struct {
 
 func (x *ExecuteStreamResponse) Reset() {
 	*x = ExecuteStreamResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +941,7 @@ func (x *ExecuteStreamResponse) String() string {
 func (*ExecuteStreamResponse) ProtoMessage() {}
 
 func (x *ExecuteStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +954,7 @@ func (x *ExecuteStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteStreamResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteStreamResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{8}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecuteStreamResponse) GetEvent() isExecuteStreamResponse_Event {
@@ -945,7 +1023,7 @@ type StreamDone struct {
 
 func (x *StreamDone) Reset() {
 	*x = StreamDone{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1035,7 @@ func (x *StreamDone) String() string {
 func (*StreamDone) ProtoMessage() {}
 
 func (x *StreamDone) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1048,7 @@ func (x *StreamDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamDone.ProtoReflect.Descriptor instead.
 func (*StreamDone) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamDone) GetChunks() uint64 {
@@ -994,7 +1072,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1084,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1097,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatRequest) GetSequence() uint64 {
@@ -1062,7 +1140,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1152,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1165,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatResponse) GetSequence() uint64 {
@@ -1129,7 +1207,7 @@ type OpenSessionRequest struct {
 
 func (x *OpenSessionRequest) Reset() {
 	*x = OpenSessionRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1219,7 @@ func (x *OpenSessionRequest) String() string {
 func (*OpenSessionRequest) ProtoMessage() {}
 
 func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1232,7 @@ func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionRequest.ProtoReflect.Descriptor instead.
 func (*OpenSessionRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OpenSessionRequest) GetSessionId() string {
@@ -1180,7 +1258,7 @@ type OpenSessionResponse struct {
 
 func (x *OpenSessionResponse) Reset() {
 	*x = OpenSessionResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1270,7 @@ func (x *OpenSessionResponse) String() string {
 func (*OpenSessionResponse) ProtoMessage() {}
 
 func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1283,7 @@ func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionResponse.ProtoReflect.Descriptor instead.
 func (*OpenSessionResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OpenSessionResponse) GetSessionId() string {
@@ -1224,7 +1302,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1314,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1327,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CloseSessionRequest) GetSessionId() string {
@@ -1269,7 +1347,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1359,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1372,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CloseSessionResponse) GetExisted() bool {
@@ -1315,7 +1393,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1405,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1418,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ShutdownRequest) GetGraceMillis() uint32 {
@@ -1359,7 +1437,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1449,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1462,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ShutdownResponse) GetInFlight() uint32 {
@@ -1406,6 +1484,7 @@ type HostFrame struct {
 	//	*HostFrame_Cancel
 	//	*HostFrame_Ping
 	//	*HostFrame_Credit
+	//	*HostFrame_Release
 	//	*HostFrame_CallbackReply
 	Body          isHostFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -1414,7 +1493,7 @@ type HostFrame struct {
 
 func (x *HostFrame) Reset() {
 	*x = HostFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1505,7 @@ func (x *HostFrame) String() string {
 func (*HostFrame) ProtoMessage() {}
 
 func (x *HostFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1518,7 @@ func (x *HostFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostFrame.ProtoReflect.Descriptor instead.
 func (*HostFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HostFrame) GetCallId() uint64 {
@@ -1492,6 +1571,15 @@ func (x *HostFrame) GetCredit() *Credit {
 	return nil
 }
 
+func (x *HostFrame) GetRelease() *Release {
+	if x != nil {
+		if x, ok := x.Body.(*HostFrame_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
 func (x *HostFrame) GetCallbackReply() *CallbackReply {
 	if x != nil {
 		if x, ok := x.Body.(*HostFrame_CallbackReply); ok {
@@ -1527,6 +1615,12 @@ type HostFrame_Credit struct {
 	Credit *Credit `protobuf:"bytes,5,opt,name=credit,proto3,oneof"`
 }
 
+type HostFrame_Release struct {
+	// release gives regions of the worker's output arena back (call_id 0): the host is
+	// done with the payloads it was sent there.
+	Release *Release `protobuf:"bytes,6,opt,name=release,proto3,oneof"`
+}
+
 type HostFrame_CallbackReply struct {
 	// callback_reply answers a callback the call's tool made (call_id names the call).
 	CallbackReply *CallbackReply `protobuf:"bytes,16,opt,name=callback_reply,json=callbackReply,proto3,oneof"`
@@ -1539,6 +1633,8 @@ func (*HostFrame_Cancel) isHostFrame_Body() {}
 func (*HostFrame_Ping) isHostFrame_Body() {}
 
 func (*HostFrame_Credit) isHostFrame_Body() {}
+
+func (*HostFrame_Release) isHostFrame_Body() {}
 
 func (*HostFrame_CallbackReply) isHostFrame_Body() {}
 
@@ -1562,7 +1658,7 @@ type Call struct {
 
 func (x *Call) Reset() {
 	*x = Call{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1670,7 @@ func (x *Call) String() string {
 func (*Call) ProtoMessage() {}
 
 func (x *Call) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1683,7 @@ func (x *Call) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Call.ProtoReflect.Descriptor instead.
 func (*Call) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Call) GetRequest() *ExecuteRequest {
@@ -1638,7 +1734,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1746,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1759,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Cancel) GetReason() string {
@@ -1671,6 +1767,51 @@ func (x *Cancel) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+// Release names the offsets of output-arena regions the host no longer reads.
+type Release struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offsets       []uint64               `protobuf:"varint,1,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Release) Reset() {
+	*x = Release{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Release) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Release) ProtoMessage() {}
+
+func (x *Release) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Release.ProtoReflect.Descriptor instead.
+func (*Release) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Release) GetOffsets() []uint64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
 }
 
 // Credit grants a streaming call more chunks.
@@ -1683,7 +1824,7 @@ type Credit struct {
 
 func (x *Credit) Reset() {
 	*x = Credit{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1836,7 @@ func (x *Credit) String() string {
 func (*Credit) ProtoMessage() {}
 
 func (x *Credit) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1849,7 @@ func (x *Credit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credit.ProtoReflect.Descriptor instead.
 func (*Credit) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Credit) GetChunks() uint32 {
@@ -1744,7 +1885,7 @@ type WorkerFrame struct {
 
 func (x *WorkerFrame) Reset() {
 	*x = WorkerFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1897,7 @@ func (x *WorkerFrame) String() string {
 func (*WorkerFrame) ProtoMessage() {}
 
 func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1910,7 @@ func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFrame.ProtoReflect.Descriptor instead.
 func (*WorkerFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WorkerFrame) GetCallId() uint64 {
@@ -1952,7 +2093,7 @@ type CallFailed struct {
 
 func (x *CallFailed) Reset() {
 	*x = CallFailed{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2105,7 @@ func (x *CallFailed) String() string {
 func (*CallFailed) ProtoMessage() {}
 
 func (x *CallFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2118,7 @@ func (x *CallFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallFailed.ProtoReflect.Descriptor instead.
 func (*CallFailed) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CallFailed) GetCode() int32 {
@@ -2012,7 +2153,7 @@ type BodyEnded struct {
 
 func (x *BodyEnded) Reset() {
 	*x = BodyEnded{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2165,7 @@ func (x *BodyEnded) String() string {
 func (*BodyEnded) ProtoMessage() {}
 
 func (x *BodyEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2178,7 @@ func (x *BodyEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyEnded.ProtoReflect.Descriptor instead.
 func (*BodyEnded) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{24}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BodyEnded) GetCancelled() bool {
@@ -2069,7 +2210,7 @@ type Callback struct {
 
 func (x *Callback) Reset() {
 	*x = Callback{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2222,7 @@ func (x *Callback) String() string {
 func (*Callback) ProtoMessage() {}
 
 func (x *Callback) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2235,7 @@ func (x *Callback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Callback.ProtoReflect.Descriptor instead.
 func (*Callback) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{25}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Callback) GetCallbackId() uint64 {
@@ -2142,7 +2283,7 @@ type CallbackCancel struct {
 
 func (x *CallbackCancel) Reset() {
 	*x = CallbackCancel{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2295,7 @@ func (x *CallbackCancel) String() string {
 func (*CallbackCancel) ProtoMessage() {}
 
 func (x *CallbackCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2308,7 @@ func (x *CallbackCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallbackCancel.ProtoReflect.Descriptor instead.
 func (*CallbackCancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{26}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CallbackCancel) GetCallbackId() uint64 {
@@ -2193,7 +2334,7 @@ type CallbackReply struct {
 
 func (x *CallbackReply) Reset() {
 	*x = CallbackReply{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2346,7 @@ func (x *CallbackReply) String() string {
 func (*CallbackReply) ProtoMessage() {}
 
 func (x *CallbackReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2359,7 @@ func (x *CallbackReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallbackReply.ProtoReflect.Descriptor instead.
 func (*CallbackReply) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{27}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CallbackReply) GetCallbackId() uint64 {
@@ -2284,7 +2425,7 @@ type GoError struct {
 
 func (x *GoError) Reset() {
 	*x = GoError{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2437,7 @@ func (x *GoError) String() string {
 func (*GoError) ProtoMessage() {}
 
 func (x *GoError) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2450,7 @@ func (x *GoError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoError.ProtoReflect.Descriptor instead.
 func (*GoError) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{28}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GoError) GetKind() string {
@@ -2371,7 +2512,7 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12+\n" +
 	"\x11parameters_schema\x18\x03 \x01(\tR\x10parametersSchema\x12\x1c\n" +
 	"\tstreaming\x18\x04 \x01(\bR\tstreaming\x12\x19\n" +
-	"\bis_async\x18\x05 \x01(\bR\aisAsync\"\xac\x02\n" +
+	"\bis_async\x18\x05 \x01(\bR\aisAsync\"\xeb\x02\n" +
 	"\x0eExecuteRequest\x12\x12\n" +
 	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x1c\n" +
 	"\targuments\x18\x02 \x01(\fR\targuments\x12\x18\n" +
@@ -2379,17 +2520,24 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x04 \x01(\tR\tsessionId\x12K\n" +
 	"\bmetadata\x18\x05 \x03(\v2/.pyvisor.worker.v1.ExecuteRequest.MetadataEntryR\bmetadata\x12%\n" +
-	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\x1a;\n" +
+	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\x12=\n" +
+	"\vpayload_ref\x18\a \x01(\v2\x1c.pyvisor.worker.v1.SharedRefR\n" +
+	"payloadRef\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\";\n" +
+	"\tSharedRef\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06length\x18\x02 \x01(\x04R\x06length\"\x87\x01\n" +
 	"\x0fExecuteResponse\x123\n" +
 	"\x06result\x18\x01 \x01(\v2\x19.pyvisor.worker.v1.ResultH\x00R\x06result\x124\n" +
 	"\x05error\x18\x02 \x01(\v2\x1c.pyvisor.worker.v1.ToolErrorH\x00R\x05errorB\t\n" +
-	"\aoutcome\"6\n" +
+	"\aoutcome\"u\n" +
 	"\x06Result\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"\x92\x01\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12=\n" +
+	"\vpayload_ref\x18\x03 \x01(\v2\x1c.pyvisor.worker.v1.SharedRefR\n" +
+	"payloadRef\"\x92\x01\n" +
 	"\tToolError\x12\x12\n" +
 	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
@@ -2435,13 +2583,14 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x0fShutdownRequest\x12!\n" +
 	"\fgrace_millis\x18\x01 \x01(\rR\vgraceMillis\"/\n" +
 	"\x10ShutdownResponse\x12\x1b\n" +
-	"\tin_flight\x18\x01 \x01(\rR\binFlight\"\xd1\x02\n" +
+	"\tin_flight\x18\x01 \x01(\rR\binFlight\"\x89\x03\n" +
 	"\tHostFrame\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12-\n" +
 	"\x04call\x18\x02 \x01(\v2\x17.pyvisor.worker.v1.CallH\x00R\x04call\x123\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x19.pyvisor.worker.v1.CancelH\x00R\x06cancel\x129\n" +
 	"\x04ping\x18\x04 \x01(\v2#.pyvisor.worker.v1.HeartbeatRequestH\x00R\x04ping\x123\n" +
-	"\x06credit\x18\x05 \x01(\v2\x19.pyvisor.worker.v1.CreditH\x00R\x06credit\x12I\n" +
+	"\x06credit\x18\x05 \x01(\v2\x19.pyvisor.worker.v1.CreditH\x00R\x06credit\x126\n" +
+	"\arelease\x18\x06 \x01(\v2\x1a.pyvisor.worker.v1.ReleaseH\x00R\arelease\x12I\n" +
 	"\x0ecallback_reply\x18\x10 \x01(\v2 .pyvisor.worker.v1.CallbackReplyH\x00R\rcallbackReplyB\x06\n" +
 	"\x04bodyJ\x04\b\x11\x10 \"\xab\x02\n" +
 	"\x04Call\x12;\n" +
@@ -2454,7 +2603,9 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\" \n" +
 	"\x06Cancel\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\" \n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"#\n" +
+	"\aRelease\x12\x18\n" +
+	"\aoffsets\x18\x01 \x03(\x04R\aoffsets\" \n" +
 	"\x06Credit\x12\x16\n" +
 	"\x06chunks\x18\x01 \x01(\rR\x06chunks\"\xcb\x04\n" +
 	"\vWorkerFrame\x12\x17\n" +
@@ -2554,7 +2705,7 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_pyvisor_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(Reason)(0),                           // 0: pyvisor.worker.v1.Reason
 	(GoErrorKind)(0),                      // 1: pyvisor.worker.v1.GoErrorKind
@@ -2565,88 +2716,93 @@ var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(*CallbackSpec)(nil),                  // 6: pyvisor.worker.v1.CallbackSpec
 	(*ToolSpec)(nil),                      // 7: pyvisor.worker.v1.ToolSpec
 	(*ExecuteRequest)(nil),                // 8: pyvisor.worker.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),               // 9: pyvisor.worker.v1.ExecuteResponse
-	(*Result)(nil),                        // 10: pyvisor.worker.v1.Result
-	(*ToolError)(nil),                     // 11: pyvisor.worker.v1.ToolError
-	(*ExecuteStreamResponse)(nil),         // 12: pyvisor.worker.v1.ExecuteStreamResponse
-	(*StreamDone)(nil),                    // 13: pyvisor.worker.v1.StreamDone
-	(*HeartbeatRequest)(nil),              // 14: pyvisor.worker.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 15: pyvisor.worker.v1.HeartbeatResponse
-	(*OpenSessionRequest)(nil),            // 16: pyvisor.worker.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 17: pyvisor.worker.v1.OpenSessionResponse
-	(*CloseSessionRequest)(nil),           // 18: pyvisor.worker.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),          // 19: pyvisor.worker.v1.CloseSessionResponse
-	(*ShutdownRequest)(nil),               // 20: pyvisor.worker.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),              // 21: pyvisor.worker.v1.ShutdownResponse
-	(*HostFrame)(nil),                     // 22: pyvisor.worker.v1.HostFrame
-	(*Call)(nil),                          // 23: pyvisor.worker.v1.Call
-	(*Cancel)(nil),                        // 24: pyvisor.worker.v1.Cancel
-	(*Credit)(nil),                        // 25: pyvisor.worker.v1.Credit
-	(*WorkerFrame)(nil),                   // 26: pyvisor.worker.v1.WorkerFrame
-	(*CallFailed)(nil),                    // 27: pyvisor.worker.v1.CallFailed
-	(*BodyEnded)(nil),                     // 28: pyvisor.worker.v1.BodyEnded
-	(*Callback)(nil),                      // 29: pyvisor.worker.v1.Callback
-	(*CallbackCancel)(nil),                // 30: pyvisor.worker.v1.CallbackCancel
-	(*CallbackReply)(nil),                 // 31: pyvisor.worker.v1.CallbackReply
-	(*GoError)(nil),                       // 32: pyvisor.worker.v1.GoError
-	nil,                                   // 33: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                                   // 34: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	nil,                                   // 35: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	nil,                                   // 36: pyvisor.worker.v1.Call.TraceContextEntry
-	nil,                                   // 37: pyvisor.worker.v1.Callback.TraceContextEntry
-	(*descriptorpb.EnumValueOptions)(nil), // 38: google.protobuf.EnumValueOptions
+	(*SharedRef)(nil),                     // 9: pyvisor.worker.v1.SharedRef
+	(*ExecuteResponse)(nil),               // 10: pyvisor.worker.v1.ExecuteResponse
+	(*Result)(nil),                        // 11: pyvisor.worker.v1.Result
+	(*ToolError)(nil),                     // 12: pyvisor.worker.v1.ToolError
+	(*ExecuteStreamResponse)(nil),         // 13: pyvisor.worker.v1.ExecuteStreamResponse
+	(*StreamDone)(nil),                    // 14: pyvisor.worker.v1.StreamDone
+	(*HeartbeatRequest)(nil),              // 15: pyvisor.worker.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 16: pyvisor.worker.v1.HeartbeatResponse
+	(*OpenSessionRequest)(nil),            // 17: pyvisor.worker.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 18: pyvisor.worker.v1.OpenSessionResponse
+	(*CloseSessionRequest)(nil),           // 19: pyvisor.worker.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),          // 20: pyvisor.worker.v1.CloseSessionResponse
+	(*ShutdownRequest)(nil),               // 21: pyvisor.worker.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),              // 22: pyvisor.worker.v1.ShutdownResponse
+	(*HostFrame)(nil),                     // 23: pyvisor.worker.v1.HostFrame
+	(*Call)(nil),                          // 24: pyvisor.worker.v1.Call
+	(*Cancel)(nil),                        // 25: pyvisor.worker.v1.Cancel
+	(*Release)(nil),                       // 26: pyvisor.worker.v1.Release
+	(*Credit)(nil),                        // 27: pyvisor.worker.v1.Credit
+	(*WorkerFrame)(nil),                   // 28: pyvisor.worker.v1.WorkerFrame
+	(*CallFailed)(nil),                    // 29: pyvisor.worker.v1.CallFailed
+	(*BodyEnded)(nil),                     // 30: pyvisor.worker.v1.BodyEnded
+	(*Callback)(nil),                      // 31: pyvisor.worker.v1.Callback
+	(*CallbackCancel)(nil),                // 32: pyvisor.worker.v1.CallbackCancel
+	(*CallbackReply)(nil),                 // 33: pyvisor.worker.v1.CallbackReply
+	(*GoError)(nil),                       // 34: pyvisor.worker.v1.GoError
+	nil,                                   // 35: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	nil,                                   // 36: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	nil,                                   // 37: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                                   // 38: pyvisor.worker.v1.Call.TraceContextEntry
+	nil,                                   // 39: pyvisor.worker.v1.Callback.TraceContextEntry
+	(*descriptorpb.EnumValueOptions)(nil), // 40: google.protobuf.EnumValueOptions
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
 	7,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
 	6,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
-	33, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	10, // 3: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
-	11, // 4: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	10, // 5: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
-	13, // 6: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
-	11, // 7: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	34, // 8: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	35, // 9: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	23, // 10: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
-	24, // 11: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
-	14, // 12: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
-	25, // 13: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
-	31, // 14: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
-	8,  // 15: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
-	36, // 16: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
-	10, // 17: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
-	10, // 18: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
-	13, // 19: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
-	11, // 20: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
-	27, // 21: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
-	28, // 22: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
-	15, // 23: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
-	29, // 24: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
-	30, // 25: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
-	37, // 26: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
-	32, // 27: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
-	38, // 28: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
-	4,  // 29: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
-	8,  // 30: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
-	8,  // 31: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
-	14, // 32: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
-	16, // 33: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
-	18, // 34: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	20, // 35: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	22, // 36: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
-	5,  // 37: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	9,  // 38: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	12, // 39: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	15, // 40: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	17, // 41: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	19, // 42: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	21, // 43: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	26, // 44: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	28, // [28:29] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	35, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	9,  // 3: pyvisor.worker.v1.ExecuteRequest.payload_ref:type_name -> pyvisor.worker.v1.SharedRef
+	11, // 4: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
+	12, // 5: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	9,  // 6: pyvisor.worker.v1.Result.payload_ref:type_name -> pyvisor.worker.v1.SharedRef
+	11, // 7: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
+	14, // 8: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
+	12, // 9: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	36, // 10: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	37, // 11: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	24, // 12: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	25, // 13: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	15, // 14: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
+	27, // 15: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	26, // 16: pyvisor.worker.v1.HostFrame.release:type_name -> pyvisor.worker.v1.Release
+	33, // 17: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
+	8,  // 18: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
+	38, // 19: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	11, // 20: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
+	11, // 21: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
+	14, // 22: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
+	12, // 23: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
+	29, // 24: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	30, // 25: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	16, // 26: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
+	31, // 27: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
+	32, // 28: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
+	39, // 29: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
+	34, // 30: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
+	40, // 31: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
+	4,  // 32: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
+	8,  // 33: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
+	8,  // 34: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
+	15, // 35: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
+	17, // 36: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
+	19, // 37: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
+	21, // 38: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	23, // 39: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	5,  // 40: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	10, // 41: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	13, // 42: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	16, // 43: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	18, // 44: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	20, // 45: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	22, // 46: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	28, // 47: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	40, // [40:48] is the sub-list for method output_type
+	32, // [32:40] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	31, // [31:32] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_pyvisor_worker_v1_worker_proto_init() }
@@ -2654,23 +2810,24 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 	if File_pyvisor_worker_v1_worker_proto != nil {
 		return
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[5].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[6].OneofWrappers = []any{
 		(*ExecuteResponse_Result)(nil),
 		(*ExecuteResponse_Error)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[8].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[9].OneofWrappers = []any{
 		(*ExecuteStreamResponse_Chunk)(nil),
 		(*ExecuteStreamResponse_Done)(nil),
 		(*ExecuteStreamResponse_Error)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[18].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[19].OneofWrappers = []any{
 		(*HostFrame_Call)(nil),
 		(*HostFrame_Cancel)(nil),
 		(*HostFrame_Ping)(nil),
 		(*HostFrame_Credit)(nil),
+		(*HostFrame_Release)(nil),
 		(*HostFrame_CallbackReply)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[22].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[24].OneofWrappers = []any{
 		(*WorkerFrame_Result)(nil),
 		(*WorkerFrame_Chunk)(nil),
 		(*WorkerFrame_End)(nil),
@@ -2681,7 +2838,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*WorkerFrame_Callback)(nil),
 		(*WorkerFrame_CallbackCancel)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[27].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[29].OneofWrappers = []any{
 		(*CallbackReply_Json)(nil),
 		(*CallbackReply_Error)(nil),
 	}
@@ -2691,7 +2848,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 1,
 			NumServices:   1,
 		},

@@ -160,6 +160,10 @@ class Channel:
                     self._ping(frame.ping)
                 elif which == "credit":
                     self._credit(frame.call_id, frame.credit.chunks)
+                elif which == "release":
+                    shared = self._dispatcher.shared
+                    if shared is not None:
+                        shared.output.release(frame.release.offsets)
                 elif which == "callback_reply":
                     reply = self._replies.get(frame.callback_reply.callback_id)
                     if reply is not None and not reply.done():
@@ -297,21 +301,29 @@ class Channel:
         span: Any,
     ) -> Any:
         d = self._dispatcher
+        shared = d.shared
         try:
-            tool, args, tctx = d.prepare(request, streaming, cid)
+            tool, args, tctx = d.prepare(request, streaming, cid, shared)
         except CallRejected as exc:
             return _failed(call_id, exc)
         if tctx is not None:
             tctx.bind_go(GoCaller(self, call_id))
-        with d.running_body(tool, cid, request.session_id):
-            if streaming:
-                sink = _FrameStream(self, call_id, running, tool.name)
+        try:
+            with d.running_body(tool, cid, request.session_id):
+                if streaming:
+                    sink = _FrameStream(self, call_id, running, tool.name)
+                    try:
+                        await d.stream(tool, args, tctx, cid, sink, shared)
+                    except CallRejected as exc:
+                        return _failed(call_id, exc)
+                    return sink.final
                 try:
-                    await d.stream(tool, args, tctx, cid, sink)
+                    result, error = await d.execute(tool, args, tctx, cid, shared)
                 except CallRejected as exc:
                     return _failed(call_id, exc)
-                return sink.final
-            result, error = await d.execute(tool, args, tctx, cid)
+        finally:
+            if tctx is not None:
+                tctx.end()
         if error is not None:
             return pb.WorkerFrame(call_id=call_id, tool_error=error)
         refused = d.oversize(tool.name, result)

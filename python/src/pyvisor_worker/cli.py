@@ -80,6 +80,14 @@ def parser() -> argparse.ArgumentParser:
                    help="write the JSON log records and span records to this inherited file "
                         "descriptor instead of stderr (stderr then carries only what user code "
                         "writes, as plain text)")
+    p.add_argument("--shm-in-fd", type=int, default=None, metavar="FD",
+                   help="the pool's input arena, an inherited memory file (mapped read-only)")
+    p.add_argument("--shm-out-fd", type=int, default=None, metavar="FD",
+                   help="this worker's output arena, an inherited memory file")
+    p.add_argument("--shm-threshold", type=_positive_int, default=64 * 1024, metavar="BYTES")
+    p.add_argument("--shm-max-payload", type=_positive_int, default=2 * 1024**3, metavar="BYTES")
+    p.add_argument("--shm-retain", type=int, default=0, metavar="BYTES")
+    p.add_argument("--shm-trim-after", type=_non_negative_float, default=0.0, metavar="SECONDS")
     return p
 
 
@@ -101,6 +109,8 @@ def parse(argv: Sequence[str] | None, environ: dict[str, str] | os._Environ[str]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             p.error(f"${CALLBACKS_ENV} must be a JSON array of callback names")
         callbacks = tuple(names)
+    if (ns.shm_in_fd is None) != (ns.shm_out_fd is None):
+        p.error("--shm-in-fd and --shm-out-fd go together")
     return WorkerConfig(
         tools=tuple(ns.tools),
         socket=os.path.abspath(ns.socket) if ns.socket else None,
@@ -114,6 +124,12 @@ def parse(argv: Sequence[str] | None, environ: dict[str, str] | os._Environ[str]
         log_level=ns.log_level,
         log_fd=ns.log_fd,
         callbacks=callbacks,
+        shm_in_fd=ns.shm_in_fd,
+        shm_out_fd=ns.shm_out_fd,
+        shm_threshold=ns.shm_threshold,
+        shm_max_payload=ns.shm_max_payload,
+        shm_retain=ns.shm_retain,
+        shm_trim_after=ns.shm_trim_after,
     )
 
 

@@ -26,3 +26,15 @@ class WorkerConfig:
     log_fd: int | None = None
     callbacks: tuple[str, ...] = ()
     """Names of the Go callbacks the host serves (``$PYVISOR_CALLBACKS``, a JSON array)."""
+    shm_in_fd: int | None = None
+    """The pool's input arena (inherited, mapped read-only); None: payloads travel in frames."""
+    shm_out_fd: int | None = None
+    """This worker's output arena (inherited, mapped read-write)."""
+    shm_threshold: int = 64 * 1024
+    """Payloads of at least this many bytes go through shared memory."""
+    shm_max_payload: int = 2 * 1024 * 1024 * 1024
+    """The largest payload, in bytes, through shared memory."""
+    shm_retain: int = 0
+    """Bytes at the start of the output arena whose pages stay allocated when free."""
+    shm_trim_after: float = 0.0
+    """Seconds before free pages above ``shm_retain`` go back to the system (0: never)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from contextvars import ContextVar
@@ -11,6 +12,7 @@ from pyvisor_worker.gocall import GoError
 
 if TYPE_CHECKING:
     from pyvisor_worker.gocall import GoCaller
+    from pyvisor_worker.shm import Shared
 
 correlation_id_var: ContextVar[str] = ContextVar("pyvisor_correlation_id", default="")
 """Correlation id of the call being served ("" outside a call); set once per RPC task."""
@@ -18,6 +20,14 @@ correlation_id_var: ContextVar[str] = ContextVar("pyvisor_correlation_id", defau
 trace_id_var: ContextVar[str] = ContextVar("pyvisor_trace_id", default="")
 span_id_var: ContextVar[str] = ContextVar("pyvisor_span_id", default="")
 """Fallback trace fields for log lines written outside any valid OpenTelemetry span."""
+
+
+def _on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class ToolContext:
@@ -31,6 +41,8 @@ class ToolContext:
     __slots__ = (
         "_cancel",
         "_go",
+        "_shared",
+        "buffers",
         "correlation_id",
         "logger",
         "metadata",
@@ -50,8 +62,9 @@ class ToolContext:
         session_id: str | None = None,
         session: dict[str, Any] | None = None,
         metadata: dict[str, str] | None = None,
-        payload: bytes = b"",
+        payload: bytes | memoryview = b"",
         logger: logging.Logger | None = None,
+        shared: Shared | None = None,
     ) -> None:
         self.tool = tool
         self.correlation_id = correlation_id
@@ -60,9 +73,15 @@ class ToolContext:
         self.session = session
         self.metadata: dict[str, str] = metadata if metadata is not None else {}
         self.payload = payload
+        """The call's raw bytes (Go's ``WithPayload``), read-only: ``bytes`` when they came in
+        the frame, a ``memoryview`` over shared memory when they came that way (large ones).
+        Valid during the call only: copy what must outlive it (``bytes(ctx.payload)``)."""
         self.logger = logger if logger is not None else logging.getLogger(f"pyvisor_worker.tool.{tool}")
         self._cancel = threading.Event()
         self._go: GoCaller | None = None
+        self._shared = shared
+        self.buffers: set[int] = set()
+        """Output-arena regions ``buffer`` allocated for this call and not yet returned."""
 
     @property
     def cancelled(self) -> bool:
@@ -92,6 +111,56 @@ class ToolContext:
                           "callbacks travel on the runtime's channel; this call did not come on "
                           "it (a unary Execute RPC, or a ToolContext made by hand)", name)
         return go.call(name, kwargs)
+
+    def buffer(self, size: int) -> memoryview:
+        """A writable ``memoryview`` of ``size`` bytes to build the result in: return it (or
+        a numpy array over it, ``numpy.frombuffer(buf, dtype)``, or a slice) and it reaches Go
+        with no copy, through shared memory. Valid until the call ends.
+
+        On the runtime's channel a buffer of the shared-memory threshold's size or more lies
+        in this worker's output arena; if the arena is full it waits for Go to release space
+        (raising ``InterruptedError`` once the call is cancelled). Smaller buffers, and any
+        buffer outside the channel, are plain memory, copied when returned. Call it from a
+        sync tool, or from an async tool between awaits (it never waits on the loop: a full
+        arena there raises ``BufferError``).
+        """
+        shared = self._shared
+        if size < 0:
+            raise ValueError(f"buffer size must not be negative, got {size}")
+        if shared is None or size < shared.threshold:
+            return memoryview(bytearray(size))
+        shared.check_size(size)
+        arena = shared.output
+        if _on_loop():
+            off = arena.try_alloc(size)
+            if off is None:
+                raise BufferError(
+                    f"the worker's shared memory for results is full ({arena.size} bytes): "
+                    "Go has not released earlier results yet")
+        else:
+            off = arena.alloc_blocking(size, self._cancel.is_set)
+        self.buffers.add(off)
+        return arena.view[off:off + size]
+
+    def in_shared_memory(self, obj: Any) -> bool:
+        """True when the bytes of ``obj`` (a memoryview, a numpy array...) lie in shared
+        memory: this call's payload, or a buffer from ``buffer``. How to check that an array
+        was built without a copy."""
+        shared = self._shared
+        return shared is not None and shared.contains(obj)
+
+    def end(self) -> None:
+        """Called by the worker when the call is over: the payload view is released where
+        nothing else holds it, and buffers that were not returned are freed."""
+        if isinstance(self.payload, memoryview):
+            try:
+                self.payload.release()
+            except BufferError:
+                pass  # an array over it still lives: it keeps the view (stale once reused)
+        if self._shared is not None:
+            for off in self.buffers:
+                self._shared.output.free(off)
+        self.buffers.clear()
 
     def bind_go(self, go: GoCaller) -> None:
         """Let this call make callbacks through ``go`` (called by the worker)."""

@@ -29,6 +29,7 @@ from opentelemetry.trace import Status, StatusCode
 from pyvisor_worker._proto import worker_pb2 as pb
 from pyvisor_worker.context import ToolContext
 from pyvisor_worker.errors import CallRejected
+from pyvisor_worker.shm import PayloadTooLarge, Shared, as_bytes
 from pyvisor_worker.tools import Kind, Tool
 from pyvisor_worker.wire import (
     INVALID_ARGUMENT,
@@ -163,8 +164,11 @@ class Dispatcher:
         worker_id: str = "",
         tracer: trace.Tracer | None = None,
         max_message_bytes: int = 16 * 1024 * 1024,
+        shared: Shared | None = None,
     ) -> None:
         self.tools = dict(tools)
+        self.shared = shared
+        """The shared-memory arenas, when the host passed them (Channel calls only)."""
         self.max_message_bytes = max_message_bytes
         self._registered = ", ".join(sorted(self.tools)) or "none"
         self.executor = executor
@@ -176,10 +180,11 @@ class Dispatcher:
     # --- before the body --------------------------------------------------------------------
 
     def prepare(
-        self, request: Any, streaming: bool, correlation_id: str
+        self, request: Any, streaming: bool, correlation_id: str, shared: Shared | None = None,
     ) -> tuple[Tool, dict[str, Any], ToolContext | None]:
         """The tool a request names and its keyword arguments (with the ToolContext when the
-        tool takes one); raises CallRejected when the call cannot run."""
+        tool takes one); raises CallRejected when the call cannot run. ``shared`` is given on
+        the Channel: a payload_ref then names the payload in its input arena."""
         tool = self.tools.get(request.tool)
         if tool is None:
             raise CallRejected(
@@ -215,6 +220,18 @@ class Dispatcher:
                 ) from None
         else:
             args = {}
+        payload: bytes | memoryview = request.payload
+        if request.HasField("payload_ref"):
+            if shared is None:
+                raise CallRejected(
+                    grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
+                    "a shared-memory payload_ref is only valid on the runtime's Channel",
+                )
+            try:
+                payload = shared.payload(request.payload_ref)
+            except ValueError as exc:
+                raise CallRejected(
+                    grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT, str(exc)) from None
         problem = tool.validator.validate(args)
         if problem is not None:
             raise CallRejected(grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT, problem)
@@ -235,8 +252,9 @@ class Dispatcher:
                 session_id=session_id,
                 session=session,
                 metadata=dict(request.metadata),
-                payload=request.payload,
+                payload=payload,
                 logger=logging.getLogger(tool.func.__module__),
+                shared=shared,
             )
             args[tool.context_param] = tctx
         if log.isEnabledFor(logging.DEBUG):
@@ -301,10 +319,32 @@ class Dispatcher:
 
     # --- the body ---------------------------------------------------------------------------
 
+    async def encode(
+        self, tool: str, value: Any, tctx: ToolContext | None, shared: Shared | None
+    ) -> Any:
+        """A returned or yielded value as a Result: bytes-like values of the threshold's size
+        or more go to the output arena when ``shared`` is given (in place when the tool built
+        them in ``ctx.buffer``). Raises CallRejected for bytes over the payload limit, and
+        _NotSerializable for a value JSON cannot carry."""
+        if shared is not None and isinstance(value, _BINARY):
+            data = as_bytes(value)
+            if data.nbytes >= shared.threshold:
+                owned = tctx.buffers if tctx is not None else None
+                try:
+                    ref = await shared.place(data, owned)
+                except PayloadTooLarge as exc:
+                    raise CallRejected(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE,
+                        f"result of tool '{tool}': {exc}") from None
+                return pb.Result(json=b"null", payload_ref=ref)
+        return encode(tool, value)
+
     async def execute(
-        self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str
+        self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,
+        shared: Shared | None = None,
     ) -> tuple[Any, Any]:
-        """Run a non-streaming tool: ``(Result, None)`` or ``(None, ToolError)``."""
+        """Run a non-streaming tool: ``(Result, None)`` or ``(None, ToolError)``. Raises
+        CallRejected for a result over the payload limit."""
         try:
             if tool.kind is Kind.ASYNC:
                 value = await tool.func(**args)
@@ -319,7 +359,6 @@ class Dispatcher:
                             tctx.cancel()
                         await thread_over(future)
                     raise
-            return encode(tool.name, value), None
         except _Raised as raised:
             return None, self.tool_error(tool.name, raised.exc, cid)
         except asyncio.CancelledError as exc:
@@ -331,17 +370,21 @@ class Dispatcher:
             raise
         except BaseException as exc:  # noqa: BLE001 - a tool error is data, whatever its kind
             return None, self.tool_error(tool.name, exc, cid)
+        try:
+            return await self.encode(tool.name, value, tctx, shared), None
+        except _NotSerializable as exc:
+            return None, self.tool_error(tool.name, exc, cid)
 
     async def stream(
         self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,
-        sink: StreamSink,
+        sink: StreamSink, shared: Shared | None = None,
     ) -> None:
         """Run a streaming tool, handing its chunks and its end (or error) to ``sink``."""
         try:
             if tool.kind is Kind.ASYNC_GEN:
-                await self._stream_async(tool, args, cid, sink)
+                await self._stream_async(tool, args, tctx, cid, sink, shared)
             else:
-                await self._stream_sync(tool, args, tctx, cid, sink)
+                await self._stream_sync(tool, args, tctx, cid, sink, shared)
         except asyncio.CancelledError:
             if tctx is not None:
                 tctx.cancel()
@@ -349,7 +392,8 @@ class Dispatcher:
             raise
 
     async def _stream_async(
-        self, tool: Tool, args: dict[str, Any], cid: str, sink: StreamSink
+        self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,
+        sink: StreamSink, shared: Shared | None,
     ) -> None:
         agen = tool.func(**args)
         span = trace.get_current_span()
@@ -368,7 +412,7 @@ class Dispatcher:
                 except BaseException as exc:  # noqa: BLE001 - a tool error is data
                     await sink.error(self.tool_error(tool.name, exc, cid))
                     return
-                if not await self._chunk(sink, tool.name, item, cid, span, chunks):
+                if not await self._chunk(sink, tool.name, item, cid, span, chunks, tctx, shared):
                     return
                 chunks += 1
             await sink.end(chunks)
@@ -376,12 +420,13 @@ class Dispatcher:
             await agen.aclose()
 
     async def _chunk(
-        self, sink: StreamSink, tool: str, item: Any, cid: str, span: Any, index: int
+        self, sink: StreamSink, tool: str, item: Any, cid: str, span: Any, index: int,
+        tctx: ToolContext | None, shared: Shared | None,
     ) -> bool:
         """Hand one chunk on (a span event when traced). False when the item cannot be
         encoded: the stream has then been ended with a TypeError ToolError."""
         try:
-            chunk = encode(tool, item)
+            chunk = await self.encode(tool, item, tctx, shared)
         except _NotSerializable as exc:
             await sink.error(self.tool_error(tool, exc, cid))
             return False
@@ -392,7 +437,7 @@ class Dispatcher:
 
     async def _stream_sync(
         self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,
-        sink: StreamSink,
+        sink: StreamSink, shared: Shared | None,
     ) -> None:
         ctx = contextvars.copy_context()
         run: Callable[..., Any] = ctx.run
@@ -421,7 +466,7 @@ class Dispatcher:
                     return
                 if item is _END:
                     break
-                if not await self._chunk(sink, tool.name, item, cid, span, chunks):
+                if not await self._chunk(sink, tool.name, item, cid, span, chunks, tctx, shared):
                     return
                 chunks += 1
             await sink.end(chunks)

@@ -213,6 +213,62 @@ def payload_size(ctx: ToolContext) -> int:
 
 
 @tool
+def echo_payload(ctx: ToolContext) -> Any:
+    """Return the call's payload (copied once into the result)."""
+    return ctx.payload
+
+
+@tool
+async def echo_payload_async(ctx: ToolContext) -> Any:
+    """Return the call's payload, from the event loop."""
+    return ctx.payload
+
+
+@tool
+def payload_info(ctx: ToolContext) -> dict[str, Any]:
+    """How the payload arrived: its size, type, whether it is read-only and whether its
+    bytes lie in shared memory (read in place, no copy)."""
+    p = ctx.payload
+    return {
+        "size": len(p),
+        "type": type(p).__name__,
+        "readonly": memoryview(p).readonly,
+        "shared": ctx.in_shared_memory(p),
+    }
+
+
+@tool
+def fill(size: int, value: int, ctx: ToolContext) -> Any:
+    """Return ``size`` bytes of ``value``, built in place in ``ctx.buffer``."""
+    buf = ctx.buffer(size)
+    buf[:] = bytes([value]) * size
+    return buf
+
+
+@tool
+def fill_slice(size: int, start: int, stop: int, ctx: ToolContext) -> Any:
+    """Return ``buf[start:stop]`` of a ``ctx.buffer(size)`` whose byte i is i % 251."""
+    buf = ctx.buffer(size)
+    buf[:] = bytes(i % 251 for i in range(251)) * (size // 251) + bytes(range(size % 251))
+    return buf[start:stop]
+
+
+@tool
+def frames(n: int, size: int) -> Iterator[bytes]:
+    """Stream ``n`` chunks of ``size`` bytes, chunk i filled with byte i % 256."""
+    for i in range(n):
+        yield bytes([i % 256]) * size
+
+
+@tool
+def hold_payload(seconds: float, ctx: ToolContext) -> int:
+    """Read the payload, then wait ``seconds`` (or until cancelled); return its size."""
+    n = len(ctx.payload)
+    ctx.wait_cancelled(seconds)
+    return n
+
+
+@tool
 def session_set(key: str, value: Any, ctx: ToolContext) -> None:
     """Store ``value`` under ``key`` in the call's session."""
     if ctx.session is None:

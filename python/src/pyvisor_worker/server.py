@@ -22,6 +22,7 @@ from pyvisor_worker._proto import worker_pb2_grpc as pb_grpc
 from pyvisor_worker.auth import TokenInterceptor
 from pyvisor_worker.config import WorkerConfig
 from pyvisor_worker.service import PROTOCOL_VERSION, WorkerServicer
+from pyvisor_worker.shm import Shared
 from pyvisor_worker.tools import Tool
 
 log = logging.getLogger("pyvisor_worker.server")
@@ -68,6 +69,7 @@ class Worker:
             ),
             max_message_bytes=config.max_message_bytes,
             callbacks=config.callbacks,
+            shared=_shared(config),
         )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -168,3 +170,14 @@ class Worker:
         """Request a stop and wait for it."""
         self.request_stop(grace)
         await self.wait_stopped()
+
+
+def _shared(config: WorkerConfig) -> Shared | None:
+    """The shared-memory arenas the host passed, mapped (None without them)."""
+    if config.shm_in_fd is None or config.shm_out_fd is None:
+        return None
+    return Shared(
+        config.shm_in_fd, config.shm_out_fd, threshold=config.shm_threshold,
+        max_payload=config.shm_max_payload, retain=config.shm_retain,
+        trim_after=config.shm_trim_after,
+    )

@@ -29,6 +29,7 @@ from pyvisor_worker.channel import Channel
 from pyvisor_worker.context import correlation_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected, abort
+from pyvisor_worker.shm import Shared
 from pyvisor_worker.tools import Tool
 from pyvisor_worker.wire import CORRELATION_ID_KEY
 
@@ -91,11 +92,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         tracer: trace.Tracer | None = None,
         max_message_bytes: int = 16 * 1024 * 1024,
         callbacks: Sequence[str] = (),
+        shared: Shared | None = None,
     ) -> None:
         self.callbacks = frozenset(callbacks)
         self.dispatcher = Dispatcher(
             tools, executor=executor, worker_id=worker_id, tracer=tracer,
-            max_message_bytes=max_message_bytes,
+            max_message_bytes=max_message_bytes, shared=shared,
         )
         self._worker_id = worker_id
         self._default_grace = default_grace

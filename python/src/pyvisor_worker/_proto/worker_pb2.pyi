@@ -115,7 +115,7 @@ class ToolSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[str] = ..., streaming: _Optional[bool] = ..., is_async: _Optional[bool] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("tool", "arguments", "payload", "session_id", "metadata", "correlation_id")
+    __slots__ = ("tool", "arguments", "payload", "session_id", "metadata", "correlation_id", "payload_ref")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -129,13 +129,23 @@ class ExecuteRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_REF_FIELD_NUMBER: _ClassVar[int]
     tool: str
     arguments: bytes
     payload: bytes
     session_id: str
     metadata: _containers.ScalarMap[str, str]
     correlation_id: str
-    def __init__(self, tool: _Optional[str] = ..., arguments: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+    payload_ref: SharedRef
+    def __init__(self, tool: _Optional[str] = ..., arguments: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., correlation_id: _Optional[str] = ..., payload_ref: _Optional[_Union[SharedRef, _Mapping]] = ...) -> None: ...
+
+class SharedRef(_message.Message):
+    __slots__ = ("offset", "length")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    length: int
+    def __init__(self, offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
     __slots__ = ("result", "error")
@@ -146,12 +156,14 @@ class ExecuteResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("json", "payload")
+    __slots__ = ("json", "payload", "payload_ref")
     JSON_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_REF_FIELD_NUMBER: _ClassVar[int]
     json: bytes
     payload: bytes
-    def __init__(self, json: _Optional[bytes] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    payload_ref: SharedRef
+    def __init__(self, json: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., payload_ref: _Optional[_Union[SharedRef, _Mapping]] = ...) -> None: ...
 
 class ToolError(_message.Message):
     __slots__ = ("tool", "type", "message", "traceback", "correlation_id")
@@ -260,20 +272,22 @@ class ShutdownResponse(_message.Message):
     def __init__(self, in_flight: _Optional[int] = ...) -> None: ...
 
 class HostFrame(_message.Message):
-    __slots__ = ("call_id", "call", "cancel", "ping", "credit", "callback_reply")
+    __slots__ = ("call_id", "call", "cancel", "ping", "credit", "release", "callback_reply")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
     CALLBACK_REPLY_FIELD_NUMBER: _ClassVar[int]
     call_id: int
     call: Call
     cancel: Cancel
     ping: HeartbeatRequest
     credit: Credit
+    release: Release
     callback_reply: CallbackReply
-    def __init__(self, call_id: _Optional[int] = ..., call: _Optional[_Union[Call, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., ping: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., callback_reply: _Optional[_Union[CallbackReply, _Mapping]] = ...) -> None: ...
+    def __init__(self, call_id: _Optional[int] = ..., call: _Optional[_Union[Call, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., ping: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., callback_reply: _Optional[_Union[CallbackReply, _Mapping]] = ...) -> None: ...
 
 class Call(_message.Message):
     __slots__ = ("request", "stream", "trace_context", "timeout_micros", "credit")
@@ -301,6 +315,12 @@ class Cancel(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     reason: str
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("offsets",)
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, offsets: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("chunks",)
