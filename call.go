@@ -109,7 +109,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	if r.remoteCall(pool) {
 		res = &messages.ExecuteResult{}
 		var out bridge.Result
-		out, res.Worker, res.Err = r.node.Execute(ctx, pool, call)
+		out, res.Worker, res.Err = r.node.Execute(ctx, pool, inMessage(call))
 		res.JSON, res.Payload = out.JSON, out.Payload
 	} else {
 		res, err = r.caller.Execute(ctx, pid, &messages.Execute{Ctx: ctx, Call: call})
@@ -126,7 +126,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 			}
 		}
 		if res.Err == nil {
-			return Result{JSON: res.JSON, Payload: res.Payload}, nil
+			return bridge.NewResult(res.JSON, res.Payload, res.Release), nil
 		}
 		err = res.Err
 	}
@@ -193,6 +193,8 @@ func outcome(err error) string {
 		return "queue_timeout"
 	case errors.Is(err, ErrMessageTooLarge):
 		return "too_large"
+	case errors.Is(err, ErrProtocolViolation):
+		return "protocol_violation"
 	case errors.Is(err, ErrNodeLost):
 		return "node_lost"
 	case errors.Is(err, ErrDraining):
@@ -257,7 +259,7 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		n := 0
 		chunks := r.caller.Stream(ctx, pid, &messages.ExecuteStream{Ctx: ctx, Call: call})
 		if r.remoteCall(pool) {
-			chunks = r.node.Stream(ctx, pool, call)
+			chunks = r.node.Stream(ctx, pool, inMessage(call))
 		}
 		for res, err := range chunks {
 			if err != nil {
@@ -274,4 +276,12 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		}
 		span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n))
 	}
+}
+
+// inMessage is a call bound for another node: a Buffer's bytes travel in the message.
+func inMessage(call messages.Call) messages.Call {
+	if call.Buffer != nil {
+		call.Payload, call.Buffer = call.Buffer.Bytes(), nil
+	}
+	return call
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/cluster"
 )
 
@@ -149,6 +150,9 @@ type PoolConfig struct {
 	// Recycle configures when a healthy worker is replaced (never by
 	// default).
 	Recycle RecycleConfig `json:"recycle" yaml:"recycle"`
+	// SharedMemory says how large payloads travel between Go and the workers
+	// (docs/data.md): through shared memory by default, where the system has it.
+	SharedMemory SharedMemoryConfig `json:"shared_memory" yaml:"shared_memory"`
 }
 
 // HeartbeatConfig configures the pings a worker's Heartbeat actor sends its
@@ -199,6 +203,34 @@ type BackoffConfig struct {
 	// Multiplier grows the delay at each restart. Default 2 when
 	// Initial > 0; at least 1.
 	Multiplier float64 `json:"multiplier" yaml:"multiplier"`
+}
+
+// SharedMemoryConfig sizes a pool's shared memory. Payloads (WithPayload, WithBuffer,
+// a tool's returned bytes, stream chunks) of Threshold bytes or more travel through it:
+// the frame carries a handle, the bytes are written once and read in place. Arenas
+// cost address space, not memory, until their pages are used.
+type SharedMemoryConfig struct {
+	// Off sends every payload in the frames, bounded by MaxMessageBytes.
+	Off bool `json:"off" yaml:"off"`
+	// Threshold is the smallest payload, in bytes, that goes through shared
+	// memory. Default 64 KiB.
+	Threshold int `json:"threshold" yaml:"threshold"`
+	// MaxPayloadBytes caps one payload, either way; a larger one fails with
+	// ErrMessageTooLarge. Default 2 GiB.
+	MaxPayloadBytes int64 `json:"max_payload_bytes" yaml:"max_payload_bytes"`
+	// PoolBytes sizes the pool's input arena, which holds the payloads of its
+	// calls in flight (and Buffers from Alloc); a call waits, to its deadline,
+	// while it is full. Default 4 GiB.
+	PoolBytes int64 `json:"pool_bytes" yaml:"pool_bytes"`
+	// WorkerBytes sizes each worker's output arena, which holds the payloads it
+	// returns until Go has read (or released) them; a worker waits while its
+	// arena is full. Default 4 GiB.
+	WorkerBytes int64 `json:"worker_bytes" yaml:"worker_bytes"`
+	// RetainBytes of each arena keep their pages when free; free pages above
+	// go back to the system TrimAfter after the last free. Default 256 MiB.
+	RetainBytes int64 `json:"retain_bytes" yaml:"retain_bytes"`
+	// TrimAfter: see RetainBytes. Default 10s.
+	TrimAfter time.Duration `json:"trim_after" yaml:"trim_after"`
 }
 
 // RecycleConfig says when a healthy worker is replaced by a fresh one. A
@@ -257,6 +289,13 @@ func (p PoolConfig) withDefaults() PoolConfig {
 	setDefault(&p.StopTimeout, DefaultWorkerStopTimeout)
 	setDefault(&p.CancelGrace, DefaultCancelGrace)
 	setDefault(&p.MaxMessageBytes, DefaultMaxMessageBytes)
+	m := &p.SharedMemory
+	setDefault(&m.Threshold, bridge.DefaultSharedThreshold)
+	setDefault(&m.MaxPayloadBytes, bridge.DefaultMaxPayload)
+	setDefault(&m.PoolBytes, bridge.DefaultInputArenaBytes)
+	setDefault(&m.WorkerBytes, bridge.DefaultOutputArenaBytes)
+	setDefault(&m.RetainBytes, bridge.DefaultArenaRetain)
+	setDefault(&m.TrimAfter, bridge.DefaultArenaTrimAfter)
 
 	h := &p.Heartbeat
 	setDefault(&h.Interval, DefaultHeartbeatInterval)

@@ -176,6 +176,15 @@ func (p PoolConfig) validate(v *validator, path string) {
 	v.positive(path+".stop_timeout", p.StopTimeout)
 	v.positive(path+".cancel_grace", p.CancelGrace)
 	v.atLeast(path+".max_message_bytes", p.MaxMessageBytes, 1)
+	m := p.SharedMemory
+	v.atLeast(path+".shared_memory.threshold", m.Threshold, 1)
+	v.atLeast(path+".shared_memory.max_payload_bytes", int(m.MaxPayloadBytes), 1)
+	v.atLeast(path+".shared_memory.pool_bytes", int(m.PoolBytes), 1)
+	v.atLeast(path+".shared_memory.worker_bytes", int(m.WorkerBytes), 1)
+	v.atLeast(path+".shared_memory.retain_bytes", int(m.RetainBytes), 0)
+	if m.TrimAfter < 0 {
+		v.fail(path+".shared_memory.trim_after", fmt.Sprintf("must not be negative, got %v", m.TrimAfter))
+	}
 	for k, val := range p.Env {
 		field := keyPath(path+".env", k)
 		switch {

@@ -27,19 +27,20 @@ type StartError = bridge.StartError
 // Errors a call can end with, besides *ToolError and the context's errors: one sentinel
 // each, matched with errors.Is, whichever layer returned it.
 var (
-	ErrUnknownPool     = actors.ErrUnknownPool // no pool of that name here, nor on any node of the cluster
-	ErrPoolSaturated   = actors.ErrPoolSaturated
-	ErrQueueTimeout    = actors.ErrQueueTimeout
-	ErrStopped         = lifecycle.ErrStopped // the runtime stopped, or the call's worker was stopped under it (see docs/embedding.md); the one ErrStopped of the module
-	ErrPoolFailed      = actors.ErrPoolFailed
-	ErrUnknownTool     = bridge.ErrUnknownTool
-	ErrInvalidArgument = bridge.ErrInvalidArgument
-	ErrUnknownSession  = bridge.ErrUnknownSession  // a session the worker does not hold (bridge.Client; a pool opens its sessions itself)
-	ErrWrongCallKind   = bridge.ErrWrongCallKind   // Execute of a streaming tool, or Stream of a plain one
-	ErrWorkerCrashed   = bridge.ErrWorkerCrashed   // the worker's process died during the call (*ExitError)
-	ErrMessageTooLarge = bridge.ErrMessageTooLarge // over PoolConfig.MaxMessageBytes
-	ErrUnavailable     = bridge.ErrUnavailable     // the worker could not answer: its own failure (a bug, in the message), or it cancelled the call itself
-	ErrUnauthenticated = bridge.ErrUnauthenticated // bridge.Client only (TCP workers, bridge.WithTCP): the worker refused the call's token
+	ErrUnknownPool       = actors.ErrUnknownPool // no pool of that name here, nor on any node of the cluster
+	ErrPoolSaturated     = actors.ErrPoolSaturated
+	ErrQueueTimeout      = actors.ErrQueueTimeout
+	ErrStopped           = lifecycle.ErrStopped // the runtime stopped, or the call's worker was stopped under it (see docs/embedding.md); the one ErrStopped of the module
+	ErrPoolFailed        = actors.ErrPoolFailed
+	ErrUnknownTool       = bridge.ErrUnknownTool
+	ErrInvalidArgument   = bridge.ErrInvalidArgument
+	ErrUnknownSession    = bridge.ErrUnknownSession    // a session the worker does not hold (bridge.Client; a pool opens its sessions itself)
+	ErrWrongCallKind     = bridge.ErrWrongCallKind     // Execute of a streaming tool, or Stream of a plain one
+	ErrWorkerCrashed     = bridge.ErrWorkerCrashed     // the worker's process died during the call (*ExitError)
+	ErrMessageTooLarge   = bridge.ErrMessageTooLarge   // over PoolConfig.MaxMessageBytes
+	ErrUnavailable       = bridge.ErrUnavailable       // the worker could not answer: its own failure (a bug, in the message), or it cancelled the call itself
+	ErrProtocolViolation = bridge.ErrProtocolViolation // the worker sent what the wire contract forbids (a forged shared-memory handle); it is replaced
+	ErrUnauthenticated   = bridge.ErrUnauthenticated   // bridge.Client only (TCP workers, bridge.WithTCP): the worker refused the call's token
 )
 
 // Errors Start can end with (inside a *StartError, wrapped in ErrPoolFailed when a pool

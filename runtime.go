@@ -36,6 +36,7 @@ import (
 	"github.com/pyvisor/pyvisor/cluster"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
+	"github.com/pyvisor/pyvisor/shm"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
@@ -59,6 +60,7 @@ type Runtime struct {
 	pools    map[string]*actor.PID
 	order    []string
 	node     *cluster.Node // nil without a cluster
+	arenas   map[string]*shm.Arena // each pool's input arena; none with shared memory off
 	cfg      Config
 	log      zerolog.Logger
 }
@@ -187,9 +189,16 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		system.Shutdown()
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
+	arenas, err := poolArenas(cfg)
+	if err != nil {
+		system.Shutdown()
+		closeEndpoint(endpoint)
+		return nil, fmt.Errorf("pyvisor: start: %w", err)
+	}
 	ready, halt := make(chan error, len(cfg.Pools)), make(chan struct{})
 	for _, pc := range cfg.Pools {
 		ps := poolSpec(cfg, pc, log, func(err error) { ready <- err })
+		ps.Bridge = append(ps.Bridge, bridge.WithSharedMemory(sharedMemory(pc.SharedMemory, arenas[pc.Name])))
 		ps.TracerProvider, ps.Propagator, ps.Metrics, ps.Halt = o.tracerProvider, o.propagator, metrics, halt
 		if o.pythonSpans != nil {
 			ps.Bridge = append(ps.Bridge, bridge.WithSpanSink(o.pythonSpans))
@@ -211,11 +220,12 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	if err != nil {
 		system.Shutdown()
 		closeEndpoint(endpoint)
+		releaseArenas(arenas)
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
 	done := make(chan struct{})
 	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
-		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, cfg: cfg, log: log,
+		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, arenas: arenas, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
@@ -423,6 +433,7 @@ func (r *Runtime) stop(ctx context.Context) error {
 	r.system.Shutdown()
 	r.unwatch()
 	closeEndpoint(r.endpoint)
+	releaseArenas(r.arenas) // Buffers and result views still held keep theirs mapped
 	if err = errors.Join(leaveErr, err); err != nil {
 		return fmt.Errorf("pyvisor: stop: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/shm"
 )
 
 // start is a process start under way. If the worker lets go of it first (it restarts
@@ -119,10 +120,17 @@ func (l *live) request(ctx context.Context, call messages.Call, correlationID st
 			l.mu.Unlock()
 		}
 	}
+	payload := call.Payload
+	lease, _ := call.Buffer.(*shm.Lease)
+	if lease == nil && call.Buffer != nil {
+		payload = call.Buffer.Bytes()
+	}
 	return bridge.Request{
 		Tool:          call.Tool,
 		Args:          call.Args,
-		Payload:       call.Payload,
+		Payload:       payload,
+		Buffer:        lease,
+		View:          call.View,
 		SessionID:     call.SessionID,
 		Metadata:      call.Metadata,
 		CorrelationID: correlationID,

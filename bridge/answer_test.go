@@ -31,7 +31,7 @@ func TestARefusedCallEndsWithItsSentinel(t *testing.T) {
 		{failed(codes.Unavailable, workerv1.Reason_REASON_UNAVAILABLE), ErrUnavailable},
 		{&workerv1.WorkerFrame{Body: &workerv1.WorkerFrame_Pong{}}, ErrUnavailable}, // an unexpected frame
 	} {
-		_, err := c.answer("execute", "t", tc.frame)
+		_, err := c.answer("execute", "t", tc.frame, false)
 		var ce *CallError
 		if !errors.Is(err, tc.want) || !errors.As(err, &ce) {
 			t.Errorf("%v: got %v, want %v in a *CallError", tc.frame, err, tc.want)

@@ -120,6 +120,11 @@ func (ch *channel) read() error {
 		}
 		ch.mu.Lock()
 		p := ch.calls[f.GetCallId()]
+		if p != nil && p.abandoned {
+			// Nobody reads this call's frames any more: what they hold in the output
+			// arena goes back at once.
+			ch.releaseRefs(f)
+		}
 		var over func(error)
 		if p != nil && terminal(f) {
 			delete(ch.calls, f.GetCallId())
@@ -133,7 +138,7 @@ func (ch *channel) read() error {
 		case over != nil: // its caller has gone; the body is over now
 			p.stopStuck()
 			over(context.Canceled)
-		case p != nil:
+		case p != nil && !p.abandoned:
 			p.frames <- f
 		}
 	}
@@ -189,12 +194,15 @@ func (ch *channel) abandon(id uint64, p *pending, over func(error), err error, g
 	if _, running := ch.calls[id]; !running || p.abandoned {
 		ch.mu.Unlock()
 		if !running {
-			over(err) // answered meanwhile: its frame waits, unread, in p.frames
+			// Answered meanwhile: its frame waits, unread, in p.frames.
+			ch.drain(p)
+			over(err)
 		}
 		return
 	}
 	p.abandoned = true
 	p.over = over
+	ch.drain(p)
 	if stuck != nil && grace > 0 {
 		p.stuck = time.AfterFunc(grace, func() {
 			ch.mu.Lock()
@@ -383,6 +391,45 @@ var (
 	errCallCancelled         = fmt.Errorf("%w: the tool call that made the callback was cancelled", context.Canceled)
 	errCallbackChannelBroken = fmt.Errorf("%w: the channel to the worker broke", context.Canceled)
 )
+
+// release gives a region of the worker's output arena back to it. It never blocks: a
+// full queue hands the frame to a goroutine.
+func (ch *channel) release(off uint64) {
+	f := &workerv1.HostFrame{Body: &workerv1.HostFrame_Release{Release: &workerv1.Release{Offsets: []uint64{off}}}}
+	select {
+	case ch.out <- f:
+	default:
+		go func() { _ = ch.send(context.Background(), f) }()
+	}
+}
+
+// drain releases what the frames delivered to a call, but never to be read, hold in
+// the output arena.
+func (ch *channel) drain(p *pending) {
+	for {
+		select {
+		case f := <-p.frames:
+			ch.releaseRefs(f)
+		default:
+			return
+		}
+	}
+}
+
+// releaseRefs releases the output-arena region a frame names, if any: for frames that
+// nobody will read.
+func (ch *channel) releaseRefs(f *workerv1.WorkerFrame) {
+	var r *workerv1.Result
+	switch b := f.GetBody().(type) {
+	case *workerv1.WorkerFrame_Result:
+		r = b.Result
+	case *workerv1.WorkerFrame_Chunk:
+		r = b.Chunk
+	}
+	if ref := r.GetPayloadRef(); ref != nil {
+		ch.release(ref.GetOffset())
+	}
+}
 
 // credit lets a streaming call send n more chunks.
 func (ch *channel) credit(ctx context.Context, id uint64, n uint32) error {

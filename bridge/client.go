@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/shm"
 )
 
 // Client calls one worker's tools over its channel (one bidirectional stream, calls
@@ -31,6 +32,8 @@ type Client struct {
 	grace           time.Duration     // WithCancelGrace
 	stuck           func(tool string) // WithStuckBody; nil: not reported
 	proc            *Process          // nil for a client of a worker this package did not start
+	in, out         *shm.Arena        // the worker's arenas; nil: payloads travel in frames
+	shared          SharedMemory
 }
 
 // Conn is the underlying gRPC connection (for the health service, or a bare client).
@@ -41,8 +44,16 @@ type Request struct {
 	Tool string
 	// Args are the tool's keyword arguments, JSON-encoded; a json.RawMessage is sent as
 	// it is. nil means no arguments.
-	Args          any
-	Payload       []byte // optional raw bytes, the tool's ctx.payload
+	Args    any
+	Payload []byte // optional raw bytes, the tool's ctx.payload
+	// Buffer, instead of Payload, is a payload Go wrote in place in the pool's input
+	// arena (see Process.Alloc): it is sent as it lies, with no copy. The call holds a
+	// reference on it until its body is over, so its owner may release it at once.
+	Buffer *shm.Lease
+	// View hands a payload the worker returned through shared memory over as it lies:
+	// Result.Payload is a view of the worker's output arena, valid until Result.Release,
+	// which the caller must call. Without View it is copied out and released at once.
+	View          bool
 	SessionID     string
 	Metadata      map[string]string
 	CorrelationID string
@@ -58,6 +69,7 @@ type Request struct {
 type Result struct {
 	JSON    json.RawMessage // the JSON value returned ("null" when the tool returned bytes)
 	Payload []byte          // the bytes returned, if any
+	release func()          // gives a viewed payload back (Request.View)
 }
 
 // Decode unmarshals the JSON result into v.
@@ -135,12 +147,19 @@ func (c *Client) Execute(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	ctx, span, carrier := c.tracing.start(ctx, "Execute", req.CorrelationID)
-	res, err := c.execute(ctx, msg, carrier, over)
+	done, err := c.payload(ctx, "execute", msg, req)
+	if err != nil {
+		over(err)
+		endSpan(span, statusCode(err), err)
+		return Result{}, err
+	}
+	over = overOnce(func(err error) { done(); over(err) })
+	res, err := c.execute(ctx, msg, carrier, over, req.View)
 	endSpan(span, statusCode(err), err)
 	return res, err
 }
 
-func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, over func(error)) (res Result, err error) {
+func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, over func(error), view bool) (res Result, err error) {
 	id, p, err := c.ch.start(ctx, "execute", c.callFrame(ctx, msg, false, carrier))
 	if err != nil {
 		err = c.channelError(ctx, "execute", msg.Tool, err)
@@ -149,7 +168,7 @@ func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carr
 	}
 	select {
 	case f := <-p.frames:
-		res, err = c.answer("execute", msg.Tool, f)
+		res, err = c.answer("execute", msg.Tool, f, view)
 	case <-ctx.Done():
 		c.ch.cancel(id, ctx.Err())
 		c.ch.abandon(id, p, over, ctx.Err(), c.grace, c.stuck)
@@ -157,7 +176,7 @@ func (c *Client) execute(ctx context.Context, msg *workerv1.ExecuteRequest, carr
 	case <-c.ch.broken:
 		select {
 		case f := <-p.frames: // answered just before the channel broke
-			res, err = c.answer("execute", msg.Tool, f)
+			res, err = c.answer("execute", msg.Tool, f, view)
 		default:
 			err = c.channelError(ctx, "execute", msg.Tool, errChannelBroken)
 		}
@@ -189,10 +208,10 @@ func (c *Client) callFrame(ctx context.Context, msg *workerv1.ExecuteRequest, st
 }
 
 // answer reads a call's terminal frame.
-func (c *Client) answer(op, tool string, f *workerv1.WorkerFrame) (Result, error) {
+func (c *Client) answer(op, tool string, f *workerv1.WorkerFrame, view bool) (Result, error) {
 	switch b := f.GetBody().(type) {
 	case *workerv1.WorkerFrame_Result:
-		return Result{JSON: b.Result.GetJson(), Payload: b.Result.GetPayload()}, nil
+		return c.result(op, tool, b.Result, view)
 	case *workerv1.WorkerFrame_ToolError:
 		return Result{}, toolError(b.ToolError)
 	case *workerv1.WorkerFrame_Failed:
@@ -225,14 +244,22 @@ func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Resul
 			return
 		}
 		ctx, span, carrier := c.tracing.start(ctx, "ExecuteStream", req.CorrelationID)
-		err = c.stream(ctx, msg, carrier, over, yield)
+		done, err := c.payload(ctx, "stream", msg, req)
+		if err != nil {
+			over(err)
+			yield(Result{}, err)
+			endSpan(span, statusCode(err), err)
+			return
+		}
+		over = overOnce(func(err error) { done(); over(err) })
+		err = c.stream(ctx, msg, carrier, over, req.View, yield)
 		endSpan(span, statusCode(err), err)
 	}
 }
 
 // stream runs one streaming call; it returns the error it yielded, if any. The body is
 // cancelled as soon as ctx ends, even while the consumer is busy with a chunk.
-func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, over func(error), yield func(Result, error) bool) error {
+func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carrier map[string]string, over func(error), view bool, yield func(Result, error) bool) error {
 	fail := func(err error) error {
 		over(err) // the pool hears first, as for Execute
 		yield(Result{}, err)
@@ -277,7 +304,14 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 		}
 		switch b := f.GetBody().(type) {
 		case *workerv1.WorkerFrame_Chunk:
-			if !yield(Result{JSON: b.Chunk.GetJson(), Payload: b.Chunk.GetPayload()}, nil) {
+			res, err := c.result("stream", msg.Tool, b.Chunk, view)
+			if err != nil {
+				ended = true
+				giveUp(err)
+				yield(Result{}, err)
+				return err
+			}
+			if !yield(res, nil) {
 				return nil
 			}
 			if consumed++; consumed == streamWindow/2 {
@@ -290,7 +324,7 @@ func (c *Client) stream(ctx context.Context, msg *workerv1.ExecuteRequest, carri
 			return nil
 		default:
 			ended = true
-			_, err := c.answer("stream", msg.Tool, f)
+			_, err := c.answer("stream", msg.Tool, f, false)
 			return fail(err)
 		}
 	}

@@ -49,6 +49,7 @@ type config struct {
 	stuck            func(tool string)
 	callbacks        map[string]CallbackFunc
 	observeCallback  CallbackObserver
+	shared           SharedMemory
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -64,6 +65,7 @@ func newConfig(opts []Option) (config, error) {
 	for _, o := range opts {
 		o(&c)
 	}
+	c.shared = c.shared.withDefaults()
 	if c.tracerProvider == nil {
 		c.tracerProvider = otel.GetTracerProvider()
 	}

@@ -69,6 +69,7 @@ type Process struct {
 	killing  atomic.Bool   // a Kill is under way
 	gone     atomic.Bool   // reaped: its pid may belong to another process from now on
 
+	arenas       *arenas            // shared memory; nil when off
 	closeChannel context.CancelFunc // ends the channel's stream; nil before it opens
 	tag          string             // processTagEnv's value for this worker and what it starts
 
@@ -169,6 +170,18 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	}
 	cmd.Args = append(cmd.Args, "--log-fd", "3")
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = stdoutW, stderrW, []*os.File{recordsW}
+	if p.arenas, err = openArenas(cfg.shared, cfg.workerID); err != nil {
+		p.removeDir()
+		for _, f := range []*os.File{stdoutR, stdoutW, stderrR, stderrW, recordsR, recordsW} {
+			f.Close()
+		}
+		return nil, err
+	}
+	if p.arenas != nil {
+		// fds 4 and 5: the input arena (read-only) and the output arena.
+		cmd.Args = append(cmd.Args, p.arenas.args(cfg.shared, 4)...)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, p.arenas.inFile, p.arenas.out.File())
+	}
 	outputDone := make(chan struct{})
 	// A worker that dies at once is reaped only after the fields below are set: reaped
 	// reads them (and kill(-0) would signal this very process group).
@@ -180,10 +193,12 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	stdoutW.Close()
 	stderrW.Close()
 	recordsW.Close()
+	p.arenas.spawned()
 	if err != nil {
 		stdoutR.Close()
 		stderrR.Close()
 		recordsR.Close()
+		p.arenas.release()
 		p.removeDir()
 		return nil, p.startError(spawnError(err), "", "")
 	}
@@ -271,7 +286,10 @@ func (p *Process) openChannel(ctx context.Context) error {
 	}
 	ch := newChannel(stream, p.cfg.maxMessageBytes, newCallbackServer(p.cfg, tracer))
 	c := &Client{conn: p.conn, raw: raw, ch: ch, proc: p, traceHeartbeats: p.cfg.traceHeartbeats,
-		grace: p.cfg.cancelGrace, stuck: p.cfg.stuck}
+		grace: p.cfg.cancelGrace, stuck: p.cfg.stuck, shared: p.cfg.shared}
+	if p.arenas != nil {
+		c.in, c.out = p.arenas.in, p.arenas.out
+	}
 	if tracer != nil {
 		c.tracing = &callTracing{tracer: tracer, prop: p.cfg.propagator}
 	}
@@ -412,6 +430,8 @@ func (p *Process) reaped(cmd *exec.Cmd, outputDone <-chan struct{}) {
 	}
 	p.exit = exit
 	p.crashed = !p.stopping.Load()
+	// The arenas go with the process, but for the views of results callers still hold.
+	p.arenas.release()
 	if p.dir != "" && p.crashed {
 		// The worker removes its socket on a clean exit; after a crash, nobody else will.
 		p.removeDir()

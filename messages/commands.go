@@ -15,6 +15,19 @@ type Call struct {
 	Metadata  map[string]string
 	// Idempotent calls are retried once on another worker if theirs dies mid-call.
 	Idempotent bool
+	// Buffer, instead of Payload, is a payload written in place in the pool's shared
+	// memory (a *shm.Lease), sent with no copy.
+	Buffer Buffer
+	// View asks for a result payload in shared memory as it lies, released by the
+	// result's Release, instead of a copy.
+	View bool
+}
+
+// Buffer is a payload written in place in shared memory: *shm.Lease.
+type Buffer interface {
+	Bytes() []byte
+	Acquire() bool
+	Release()
 }
 
 // Execute asks a pool to run a call. Ctx is the caller's context: its deadline and

@@ -11,6 +11,8 @@ type ExecuteResult struct {
 	Payload []byte
 	Err     error
 	Worker  string // the worker slot that ran it
+	// Release gives back a payload viewed in shared memory (Call.View); nil otherwise.
+	Release func()
 }
 
 // Ack answers a command that has no other result.

@@ -15,10 +15,15 @@ type Lease struct {
 	refs   atomic.Int32
 }
 
-// Lease allocates n bytes like Alloc and returns them held by one reference.
+// Lease allocates n bytes like Alloc and returns them held by one reference. A lease
+// keeps its arena mapped until its last Release.
 func (a *Arena) Lease(ctx context.Context, n uint64) (*Lease, error) {
+	if !a.Acquire() {
+		return nil, ErrClosed
+	}
 	r, err := a.Alloc(ctx, n)
 	if err != nil {
+		a.Release()
 		return nil, err
 	}
 	l := &Lease{arena: a, region: r}
@@ -58,6 +63,7 @@ func (l *Lease) Release() {
 		if l.refs.CompareAndSwap(n, n-1) {
 			if n == 1 {
 				l.arena.Free(l.region)
+				l.arena.Release()
 			}
 			return
 		}

@@ -254,6 +254,17 @@ def fill_slice(size: int, start: int, stop: int, ctx: ToolContext) -> Any:
 
 
 @tool
+def sum_float32(ctx: ToolContext) -> dict[str, float]:
+    """Sum the payload as float32 with numpy, read in place; also report how long numpy
+    itself took (seconds), the floor of the call's time."""
+    import numpy as np  # the data extra: imported only by the tools that use it
+
+    began = time.perf_counter()
+    total = float(np.frombuffer(ctx.payload, dtype=np.float32).sum(dtype=np.float64))
+    return {"sum": total, "seconds": time.perf_counter() - began}
+
+
+@tool
 def frames(n: int, size: int) -> Iterator[bytes]:
     """Stream ``n`` chunks of ``size`` bytes, chunk i filled with byte i % 256."""
     for i in range(n):

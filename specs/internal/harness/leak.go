@@ -18,20 +18,37 @@ type Snapshot struct {
 	goroutines []gleak.Goroutine
 	runtimeDir string
 	ignoring   []any
+	arenas     int
 }
 
 // Take records the goroutines running now; runtimeDir is where the spec's workers keep
 // their socket directories and must be empty after it.
 func Take(runtimeDir string) Snapshot {
-	return Snapshot{goroutines: gleak.Goroutines(), runtimeDir: runtimeDir}
+	return Snapshot{goroutines: gleak.Goroutines(), runtimeDir: runtimeDir, arenas: SharedMemoryInUse()}
 }
 
-// Check fails the spec if a goroutine, a child process or a socket directory remains.
+// SharedMemoryInUse counts this process's open pyvisor memfds and mappings of them:
+// the shared-memory arenas it still holds.
+func SharedMemoryInUse() int {
+	n := 0
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, "/memfd:pyvisor") {
+			n++
+		}
+	}
+	maps, _ := os.ReadFile("/proc/self/maps")
+	return n + strings.Count(string(maps), "/memfd:pyvisor")
+}
+
+// Check fails the spec if a goroutine, a child process, a socket directory or a
+// shared-memory arena remains.
 func (s Snapshot) Check() {
 	Eventually(ChildProcesses).WithTimeout(5*time.Second).Should(BeEmpty(), "child processes left behind")
 	Eventually(func() ([]string, error) { return entries(s.runtimeDir) }).WithTimeout(5*time.Second).
 		Should(BeEmpty(), "socket directories left behind")
 	Eventually(gleak.Goroutines).WithTimeout(5 * time.Second).ShouldNot(gleak.HaveLeaked(append([]any{s.goroutines}, s.ignoring...)...))
+	Eventually(SharedMemoryInUse).WithTimeout(5*time.Second).Should(BeNumerically("<=", s.arenas), "shared-memory arenas left mapped or open")
 }
 
 func entries(dir string) ([]string, error) {

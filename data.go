@@ -1,0 +1,131 @@
+package pyvisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/shm"
+)
+
+// Buffer is memory for a call's payload that Go fills in place: in the pool's shared
+// memory, where the worker reads it with no copy (see Runtime.Alloc). Bytes is valid
+// until Release. A call made WithBuffer holds the buffer until its Python body is
+// over, so Release may come as soon as the call returns, or even before: the memory
+// goes back when the last holder lets go.
+type Buffer struct {
+	lease *shm.Lease // nil: plain memory (no shared memory for that pool)
+	heap  []byte
+	once  sync.Once
+}
+
+// Bytes is the buffer's memory, to fill before the call.
+func (b *Buffer) Bytes() []byte {
+	if b.lease != nil {
+		return b.lease.Bytes()
+	}
+	return b.heap
+}
+
+// Release gives the buffer back; only the first call counts. Bytes must not be used
+// after it.
+func (b *Buffer) Release() {
+	b.once.Do(func() {
+		if b.lease != nil {
+			b.lease.Release()
+		}
+		b.heap = nil
+	})
+}
+
+// Alloc returns an n-byte Buffer for a payload to pool, in the pool's shared memory:
+// fill it, send it WithBuffer, and Release it. When the pool's shared memory is full it
+// waits for room until ctx ends; n over the pool's MaxPayloadBytes fails at once with
+// ErrMessageTooLarge. A pool with shared memory off (or on another node) gets plain
+// memory, sent like WithPayload.
+func (r *Runtime) Alloc(ctx context.Context, pool string, n int) (*Buffer, error) {
+	if r.stopped.Load() {
+		return nil, fmt.Errorf("pyvisor: alloc: %w", ErrStopped)
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("pyvisor: alloc %d bytes: %w", n, ErrInvalidArgument)
+	}
+	arena := r.arenas[pool]
+	if arena == nil || n == 0 {
+		if _, ok := r.pools[pool]; !ok && r.node == nil {
+			return nil, fmt.Errorf("pyvisor: alloc: %w %q", ErrUnknownPool, pool)
+		}
+		return &Buffer{heap: make([]byte, n)}, nil
+	}
+	lease, err := arena.Lease(ctx, uint64(n))
+	switch {
+	case errors.Is(err, shm.ErrTooLarge):
+		return nil, fmt.Errorf("pyvisor: alloc %d bytes in pool %s: %w: %w", n, pool, ErrMessageTooLarge, err)
+	case err != nil:
+		return nil, fmt.Errorf("pyvisor: alloc %d bytes in pool %s: %w", n, pool, err)
+	}
+	return &Buffer{lease: lease}, nil
+}
+
+// WithBuffer sends b as the call's payload (the tool's ctx.payload), with no copy when
+// b lies in the pool's shared memory. It replaces WithPayload.
+func WithBuffer(b *Buffer) CallOption {
+	return func(c *callOptions) {
+		c.call.Payload = nil
+		if b.lease != nil {
+			c.call.Buffer = b.lease
+			return
+		}
+		c.call.Payload = b.heap
+	}
+}
+
+// WithResultView hands a payload the tool returned through shared memory over as it
+// lies: Result.Payload is then a view of the worker's memory, with no copy, valid until
+// Result.Release, which the caller must call (a view never released holds that memory
+// until the worker is replaced and, even then, stays mapped). Without it, Result.Payload
+// is a copy on the Go heap and Release does nothing. Stream chunks likewise.
+func WithResultView() CallOption { return func(c *callOptions) { c.call.View = true } }
+
+// poolArenas makes the input arena of each pool that uses shared memory.
+func poolArenas(cfg Config) (map[string]*shm.Arena, error) {
+	arenas := map[string]*shm.Arena{}
+	if !shm.Supported() {
+		return arenas, nil
+	}
+	for _, pc := range cfg.Pools {
+		m := pc.SharedMemory
+		if m.Off {
+			continue
+		}
+		a, err := shm.New("pyvisor-pool-"+pc.Name, uint64(m.PoolBytes), shm.Options{
+			MaxRegion: uint64(m.MaxPayloadBytes), Retain: uint64(m.RetainBytes), TrimAfter: m.TrimAfter})
+		if err != nil {
+			releaseArenas(arenas)
+			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+		}
+		arenas[pc.Name] = a
+	}
+	return arenas, nil
+}
+
+func releaseArenas(arenas map[string]*shm.Arena) {
+	for _, a := range arenas {
+		a.Release()
+	}
+}
+
+// sharedMemory is the bridge's view of a pool's config.
+func sharedMemory(m SharedMemoryConfig, input *shm.Arena) bridge.SharedMemory {
+	return bridge.SharedMemory{
+		Off:         m.Off || input == nil,
+		Threshold:   m.Threshold,
+		MaxPayload:  uint64(m.MaxPayloadBytes),
+		Input:       input,
+		OutputBytes: uint64(m.WorkerBytes),
+		Retain:      uint64(m.RetainBytes),
+		TrimAfter:   m.TrimAfter,
+	}
+}
