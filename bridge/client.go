@@ -153,7 +153,8 @@ func (c *Client) Execute(ctx context.Context, req Request) (Result, error) {
 		endSpan(span, statusCode(err), err)
 		return Result{}, err
 	}
-	over = overOnce(func(err error) { done(); over(err) })
+	bodyOver := over
+	over = overOnce(func(err error) { done(); bodyOver(err) })
 	res, err := c.execute(ctx, msg, carrier, over, req.View)
 	endSpan(span, statusCode(err), err)
 	return res, err
@@ -251,7 +252,8 @@ func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Resul
 			endSpan(span, statusCode(err), err)
 			return
 		}
-		over = overOnce(func(err error) { done(); over(err) })
+		bodyOver := over
+	over = overOnce(func(err error) { done(); bodyOver(err) })
 		err = c.stream(ctx, msg, carrier, over, req.View, yield)
 		endSpan(span, statusCode(err), err)
 	}
