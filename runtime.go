@@ -35,8 +35,8 @@ import (
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/cluster"
 	"github.com/pyvisor/pyvisor/messages"
-	"github.com/pyvisor/pyvisor/supervision"
 	"github.com/pyvisor/pyvisor/shm"
+	"github.com/pyvisor/pyvisor/supervision"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
@@ -59,7 +59,7 @@ type Runtime struct {
 	guardian *supervision.Handle
 	pools    map[string]*actor.PID
 	order    []string
-	node     *cluster.Node // nil without a cluster
+	node     *cluster.Node         // nil without a cluster
 	arenas   map[string]*shm.Arena // each pool's input arena; none with shared memory off
 	cfg      Config
 	log      zerolog.Logger

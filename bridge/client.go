@@ -253,7 +253,7 @@ func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Resul
 			return
 		}
 		bodyOver := over
-	over = overOnce(func(err error) { done(); bodyOver(err) })
+		over = overOnce(func(err error) { done(); bodyOver(err) })
 		err = c.stream(ctx, msg, carrier, over, req.View, yield)
 		endSpan(span, statusCode(err), err)
 	}
