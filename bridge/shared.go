@@ -169,6 +169,7 @@ func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRe
 		}
 		if c.in != nil && req.Buffer.Arena() == c.in {
 			r := req.Buffer.Region()
+			msg.Payload = nil
 			msg.PayloadRef = &workerv1.SharedRef{Offset: r.Off, Length: r.Len}
 			return req.Buffer.Release, nil
 		}
@@ -197,6 +198,7 @@ func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRe
 	}
 	copy(lease.Bytes(), data)
 	r := lease.Region()
+	msg.Payload = nil
 	msg.PayloadRef = &workerv1.SharedRef{Offset: r.Off, Length: r.Len}
 	return lease.Release, nil
 }

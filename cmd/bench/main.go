@@ -23,11 +23,16 @@
 //     client node's callers against a pool two other nodes host, with one local pool
 //     of as many workers for context;
 //   - startup of pools of 1, 4 and 8 workers (pyvisor.Start until all serve);
-//   - recovery: SIGKILL a worker's Python process, time until the pool serves again.
+//   - recovery: SIGKILL a worker's Python process, time until the pool serves again;
+//   - data (issue 19): round trips of 64 KiB to 1 GiB through the default API, the
+//     in-place API and the in-frame path, against a bare Unix-socket echo and memmove,
+//     interleaved; a numpy reduction against numpy's own time; RSS growth of both
+//     processes over a 1 GiB round trip (see data.go).
 //
 // Flags: -python, -calls and -warmup (latency and tracing, per path), -callers,
 // -throughput-time and -throughput-rounds (throughput and concurrency), -startups,
-// -recoveries; see -h for their defaults.
+// -recoveries, -data-rounds, -data-budget and -data-sums; -steps runs some steps only
+// (e.g. -steps data); see -h for their defaults.
 //
 // Figures are medians and percentiles of per-call (per-run) durations. Nothing is
 // asserted: the exit status is non-zero only when something fails. Every Python
@@ -44,6 +49,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +66,49 @@ type settings struct {
 	tpRounds   int
 	startups   int
 	recoveries int
+	steps      string
+}
+
+// step is one section of the report.
+type step struct {
+	name string
+	run  func(context.Context, settings) error
+}
+
+var steps = []step{
+	{"latency", latency}, {"tracing", tracingCost}, {"callbacks", callbacks}, {"throughput", throughput},
+	{"concurrency", concurrency}, {"cluster", clusterCalls}, {"startup", startup}, {"recovery", recovery},
+	{"data", data},
+}
+
+func stepNames() []string {
+	names := make([]string, len(steps))
+	for i, st := range steps {
+		names[i] = st.name
+	}
+	return names
+}
+
+// selected returns the steps -steps names (all of them when it is empty).
+func selected(list string) ([]step, error) {
+	if list == "" {
+		return steps, nil
+	}
+	want := map[string]bool{}
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(stepNames(), name) {
+			return nil, fmt.Errorf("unknown step %q (steps: %s)", name, strings.Join(stepNames(), ","))
+		}
+		want[name] = true
+	}
+	var out []step
+	for _, st := range steps {
+		if want[st.name] {
+			out = append(out, st)
+		}
+	}
+	return out, nil
 }
 
 func main() {
@@ -72,10 +121,15 @@ func main() {
 	flag.IntVar(&s.tpRounds, "throughput-rounds", 3, "throughput rounds per configuration (interleaved; the median is shown)")
 	flag.IntVar(&s.startups, "startups", 3, "starts per pool size")
 	flag.IntVar(&s.recoveries, "recoveries", 10, "kill-and-recover cycles")
+	flag.StringVar(&s.steps, "steps", "", "comma-separated steps to run, in the report's order (default all: "+strings.Join(stepNames(), ",")+")")
 	flag.Parse()
 	if flag.NArg() > 0 || s.calls < 1 || s.warmup < 0 || s.callers < 1 || s.tpDuration <= 0 ||
 		s.tpRounds < 1 || s.startups < 1 || s.recoveries < 1 {
 		fmt.Fprintln(os.Stderr, "bench: bad flags (counts must be positive); see -h")
+		os.Exit(2)
+	}
+	if _, err := selected(s.steps); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
 	if s.python == "" {
@@ -98,11 +152,14 @@ func run(ctx context.Context, s settings) error {
 	if err := exec.CommandContext(ctx, s.python, "-c", "import pyvisor_worker").Run(); err != nil {
 		return fmt.Errorf("%s cannot import pyvisor_worker (run go tool task setup, or set PYVISOR_PYTHON): %w", s.python, err)
 	}
+	todo, err := selected(s.steps)
+	if err != nil {
+		return err
+	}
 	began := time.Now()
 	printHeader(s)
-	steps := []func(context.Context, settings) error{latency, tracingCost, callbacks, throughput, concurrency, clusterCalls, startup, recovery}
-	for _, step := range steps {
-		if err := step(ctx, s); err != nil {
+	for _, st := range todo {
+		if err := st.run(ctx, s); err != nil {
 			return err
 		}
 	}
