@@ -106,7 +106,9 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	defer span.End()
 	began := time.Now()
 	var res *messages.ExecuteResult
-	if r.remoteCall(pool) {
+	remote := r.remoteCall(pool)
+	r.recordPayload(ctx, span, pool, "in", payloadSize(call), remote)
+	if remote {
 		res = &messages.ExecuteResult{}
 		var out bridge.Result
 		out, res.Worker, res.Err = r.node.Execute(ctx, pool, inMessage(call))
@@ -126,6 +128,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 			}
 		}
 		if res.Err == nil {
+			r.recordPayload(ctx, span, pool, "out", len(res.Payload), remote)
 			return bridge.NewResult(res.JSON, res.Payload, res.Release), nil
 		}
 		err = res.Err
@@ -258,7 +261,11 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		defer cancel()
 		n := 0
 		chunks := r.caller.Stream(ctx, pid, &messages.ExecuteStream{Ctx: ctx, Call: call})
-		if r.remoteCall(pool) {
+		remote := r.remoteCall(pool)
+		r.recordPayload(ctx, span, pool, "in", payloadSize(call), remote)
+		out := 0
+		defer func() { r.recordPayload(ctx, span, pool, "out", out, remote) }()
+		if remote {
 			chunks = r.node.Stream(ctx, pool, inMessage(call))
 		}
 		for res, err := range chunks {
@@ -268,6 +275,7 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 				return
 			}
 			n++
+			out += len(res.Payload)
 			span.AddEvent("chunk", trace.WithAttributes(attribute.Int("index", n-1)))
 			if !yield(Result(res), nil) {
 				span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n), attribute.Bool("pyvisor.stream.abandoned", true))

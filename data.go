@@ -6,8 +6,14 @@ import (
 	"fmt"
 	"sync"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/shm"
+	"github.com/pyvisor/pyvisor/telemetry"
 )
 
 // Buffer is memory for a call's payload that Go fills in place: in the pool's shared
@@ -127,5 +133,47 @@ func sharedMemory(m SharedMemoryConfig, input *shm.Arena) bridge.SharedMemory {
 		OutputBytes: uint64(m.WorkerBytes),
 		Retain:      uint64(m.RetainBytes),
 		TrimAfter:   m.TrimAfter,
+	}
+}
+
+// payloadSize is the size of a call's payload, in the frame or in shared memory.
+func payloadSize(call messages.Call) int {
+	if call.Buffer != nil {
+		return len(call.Buffer.Bytes())
+	}
+	return len(call.Payload)
+}
+
+// transport says how n payload bytes of pool travel: through shared memory or in the
+// frame (remote pools: in the message).
+func (r *Runtime) transport(pool string, n int, remote bool) string {
+	if a := r.arenas[pool]; a != nil && !remote && n >= r.thresholds[pool] {
+		return "shared_memory"
+	}
+	return "frame"
+}
+
+// recordPayload counts a call's payload bytes one way, and puts them on its span.
+func (r *Runtime) recordPayload(ctx context.Context, span trace.Span, pool, direction string, n int, remote bool) {
+	if n == 0 {
+		return
+	}
+	t := r.transport(pool, n, remote)
+	r.metrics.PayloadBytes.Add(ctx, int64(n), metric.WithAttributes(
+		attribute.String(telemetry.LabelPool, pool), attribute.String(telemetry.LabelDirection, direction),
+		attribute.String("transport", t)))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("pyvisor.payload.bytes_"+direction, n))
+		if t == "shared_memory" {
+			span.SetAttributes(attribute.Bool("pyvisor.payload.shared_memory", true))
+		}
+	}
+}
+
+// observeSharedMemory reports each pool's input arena in use.
+func (r *Runtime) observeSharedMemory(record func(bytes, regions int64, attrs ...attribute.KeyValue)) {
+	for pool, a := range r.arenas {
+		b, n := a.InUse()
+		record(int64(b), int64(n), attribute.String(telemetry.LabelPool, pool))
 	}
 }

@@ -42,27 +42,29 @@ import (
 
 // Runtime is a running set of pools. It is safe for concurrent use.
 type Runtime struct {
-	stopped  atomic.Bool   // Stop was called: calls get ErrStopped
-	over     chan struct{} // closed once the first Stop has done its work
-	stopErr  error         // that Stop's result, read after over is closed
-	attrs    sync.Map      // callKey -> metric.MeasurementOption
-	metrics  *telemetry.Metrics
-	endpoint *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
-	tracer   trace.Tracer
-	prop     propagation.TextMapPropagator
-	system   *actor.ActorSystem
-	unwatch  func() // stops answering calls that find no pool
-	caller   actors.Caller
-	done     chan struct{} // closed once the pools have stopped
-	halt     chan struct{} // closed once Stop's deadline has passed: see PoolSpec.Halt
-	haltOnce sync.Once
-	guardian *supervision.Handle
-	pools    map[string]*actor.PID
-	order    []string
-	node     *cluster.Node         // nil without a cluster
-	arenas   map[string]*shm.Arena // each pool's input arena; none with shared memory off
-	cfg      Config
-	log      zerolog.Logger
+	stopped    atomic.Bool   // Stop was called: calls get ErrStopped
+	over       chan struct{} // closed once the first Stop has done its work
+	stopErr    error         // that Stop's result, read after over is closed
+	attrs      sync.Map      // callKey -> metric.MeasurementOption
+	metrics    *telemetry.Metrics
+	endpoint   *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	system     *actor.ActorSystem
+	unwatch    func() // stops answering calls that find no pool
+	caller     actors.Caller
+	done       chan struct{} // closed once the pools have stopped
+	halt       chan struct{} // closed once Stop's deadline has passed: see PoolSpec.Halt
+	haltOnce   sync.Once
+	guardian   *supervision.Handle
+	pools      map[string]*actor.PID
+	order      []string
+	node       *cluster.Node         // nil without a cluster
+	arenas     map[string]*shm.Arena // each pool's input arena; none with shared memory off
+	thresholds map[string]int        // each pool's shared-memory threshold
+	unobserve  func() error          // stops the shared-memory gauges
+	cfg        Config
+	log        zerolog.Logger
 }
 
 // Option configures Start.
@@ -225,8 +227,12 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 	}
 	done := make(chan struct{})
 	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
-		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, arenas: arenas, cfg: cfg, log: log,
+		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, arenas: arenas, thresholds: map[string]int{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
+	for _, pc := range cfg.Pools {
+		rt.thresholds[pc.Name] = pc.SharedMemory.Threshold
+	}
+	rt.unobserve, _ = metrics.ObserveSharedMemory(rt.observeSharedMemory)
 	children, err := guardian.WhichChildren(ctx)
 	if err == nil {
 		byID := map[string]*actor.PID{}
@@ -433,6 +439,9 @@ func (r *Runtime) stop(ctx context.Context) error {
 	r.system.Shutdown()
 	r.unwatch()
 	closeEndpoint(r.endpoint)
+	if r.unobserve != nil {
+		_ = r.unobserve()
+	}
 	releaseArenas(r.arenas) // Buffers and result views still held keep theirs mapped
 	if err = errors.Join(leaveErr, err); err != nil {
 		return fmt.Errorf("pyvisor: stop: %w", err)

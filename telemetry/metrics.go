@@ -57,6 +57,7 @@ type Metrics struct {
 	NodeLosses          metric.Int64Counter     // nodes this node saw lost (left or connection broken)
 	RemoteCalls         metric.Int64Counter     // pool, peer, direction, outcome
 	RemoteCallDuration  metric.Float64Histogram // pool, peer, direction, outcome
+	PayloadBytes        metric.Int64Counter     // pool, direction (in, out), transport (shared_memory, frame)
 
 	meter metric.Meter
 }
@@ -112,10 +113,39 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.NodeLosses = counter("pyvisor.cluster.node_losses", "{node}", "Nodes this node saw lost: left the cluster or their connection broke.")
 	m.RemoteCalls = counter("pyvisor.remote.calls", "{call}", "Calls across nodes, by pool, peer node, direction (out: sent by this node; in: run for another) and outcome.")
 	m.RemoteCallDuration = histogram("pyvisor.remote.call.duration", "Duration of calls across nodes, as each side sees it.", callBuckets)
+	m.PayloadBytes = counter("pyvisor.payload", "By", "Payload bytes of calls, by direction (in: to the tool, out: returned or streamed) and transport (shared_memory or frame).")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
 	}
 	return m, nil
+}
+
+// ObserveSharedMemory registers observe as the source of each pool's shared memory in
+// use (pyvisor_shared_memory_in_use_bytes and pyvisor_shared_memory_regions: the pool's
+// input arena, payloads of calls in flight and Buffers not yet released); the returned
+// func unregisters it. observe runs at collection time.
+func (m *Metrics) ObserveSharedMemory(observe func(record func(bytes int64, regions int64, attrs ...attribute.KeyValue))) (func() error, error) {
+	b, err := m.meter.Int64ObservableGauge("pyvisor.shared_memory.in_use", metric.WithUnit("By"),
+		metric.WithDescription("Bytes of a pool's shared memory allocated to payloads now."))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: shared memory gauge: %w", err)
+	}
+	n, err := m.meter.Int64ObservableGauge("pyvisor.shared_memory.regions", metric.WithUnit("{region}"),
+		metric.WithDescription("Regions (payloads) of a pool's shared memory in use now."))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: shared memory gauge: %w", err)
+	}
+	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		observe(func(bytes, regions int64, attrs ...attribute.KeyValue) {
+			o.ObserveInt64(b, bytes, metric.WithAttributes(attrs...))
+			o.ObserveInt64(n, regions, metric.WithAttributes(attrs...))
+		})
+		return nil
+	}, b, n)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: shared memory gauge callback: %w", err)
+	}
+	return reg.Unregister, nil
 }
 
 // ObserveMemory registers observe as the source of the Python processes' resident

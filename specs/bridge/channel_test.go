@@ -122,9 +122,9 @@ var _ = Describe("The channel to a worker", Label("python"), func() {
 		Expect(err).To(MatchError(context.DeadlineExceeded), "a missed ping, so the heartbeat can give up on the worker")
 	})
 
-	It("fails an oversize argument or result alone, and keeps serving the calls beside it", func() {
+	It("fails an oversize argument or result in the frames alone, and keeps serving the calls beside it", func() {
 		const limit = 64 << 10
-		p, _ := worker(bridge.WithMaxMessageBytes(limit))
+		p, _ := worker(bridge.WithMaxMessageBytes(limit), bridge.WithSharedMemory(bridge.SharedMemory{Off: true}))
 		beside := make(chan error, 1)
 		go func() { _, err := call(p, "sleep", map[string]float64{"seconds": 0.3}); beside <- err }()
 		_, err := p.Client().Execute(context.Background(), bridge.Request{Tool: "payload_size", Payload: make([]byte, limit+1)})

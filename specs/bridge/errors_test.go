@@ -88,7 +88,9 @@ var _ = Describe("Bad calls to a worker", Label("python"), func() {
 
 var _ = Describe("Oversized messages", Label("python"), func() {
 	It("are refused with ErrMessageTooLarge in either direction, and the worker keeps serving", func() {
-		p, _ := worker(bridge.WithMaxMessageBytes(64 << 10))
+		// Payloads in the frames (shared memory off): large ones otherwise go by handle,
+		// bounded by SharedMemory.MaxPayload instead (see data_test.go).
+		p, _ := worker(bridge.WithMaxMessageBytes(64<<10), bridge.WithSharedMemory(bridge.SharedMemory{Off: true}))
 
 		_, err := call(p, "echo", map[string]string{"value": strings.Repeat("x", 100<<10)})
 		Expect(err).To(MatchError(bridge.ErrMessageTooLarge))

@@ -90,6 +90,10 @@ var _ = Describe("The dashboard, the alert rules and docs/metrics.md", Label("py
 		_, err := execute(rt, "call_go", map[string]string{"name": "ping"})
 		Expect(err).NotTo(HaveOccurred())
 
+		By("a payload through shared memory")
+		_, err = execute(rt, "echo_payload", nil, pyvisor.WithPayload(make([]byte, 1<<20)))
+		Expect(err).NotTo(HaveOccurred())
+
 		By("calls of each outcome")
 		_, err = execute(rt, "add", map[string]int{"a": 1, "b": 2})
 		Expect(err).NotTo(HaveOccurred())
@@ -132,7 +136,7 @@ var _ = Describe("The dashboard, the alert rules and docs/metrics.md", Label("py
 		}
 		sort.Strings(scraped)
 		GinkgoWriter.Printf("scraped families: %v\n", scraped)
-		Expect(scraped).To(HaveLen(20), "the catalog of docs/metrics.md")
+		Expect(scraped).To(HaveLen(23), "the catalog of docs/metrics.md")
 
 		alerts, err := os.ReadFile(filepath.Join(monitoring, "alerts.yml"))
 		Expect(err).NotTo(HaveOccurred())

@@ -73,10 +73,10 @@ func start(cfg pyvisor.Config, opts ...pyvisor.Option) *pyvisor.Runtime {
 	return rt
 }
 
-func execute(rt *pyvisor.Runtime, tool string, args any) (pyvisor.Result, error) {
+func execute(rt *pyvisor.Runtime, tool string, args any, opts ...pyvisor.CallOption) (pyvisor.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return rt.Execute(ctx, poolName, tool, args)
+	return rt.Execute(ctx, poolName, tool, args, opts...)
 }
 
 // workerPID is the Python pid of the pool's first ready worker (0 when none is).
