@@ -1,20 +1,13 @@
 package reference
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -32,8 +25,6 @@ var echoServer []byte
 const (
 	// EchoStartTimeout bounds StartEcho's wait for the server's ECHO line.
 	EchoStartTimeout = 30 * time.Second
-	// echoStopGrace is how long Close waits after SIGTERM before SIGKILL.
-	echoStopGrace = 2 * time.Second
 
 	echoUnary  = "/pyvisor.bench.Echo/Unary"
 	echoStream = "/pyvisor.bench.Echo/Stream"
@@ -41,12 +32,8 @@ const (
 
 // EchoServer is a running Python echo server (echo_server.py) and a connection to it.
 type EchoServer struct {
-	cmd    *exec.Cmd
-	dir    string
-	conn   *grpc.ClientConn
-	exited chan struct{} // closed once the process is reaped
-	waited error         // Wait's error, set before exited is closed
-	stderr *tail
+	*server
+	conn *grpc.ClientConn
 
 	closeOnce sync.Once
 	closeErr  error
@@ -57,78 +44,17 @@ type EchoServer struct {
 // it. Close stops it; on every error path StartEcho leaves no process, socket or
 // directory behind.
 func StartEcho(ctx context.Context, python string) (_ *EchoServer, err error) {
-	dir, err := os.MkdirTemp("", "pyvisor-echo-")
+	srv, err := startServer(ctx, python, "echo server", "echo_server.py", echoServer, "ECHO", EchoStartTimeout)
 	if err != nil {
 		return nil, err
 	}
+	s := &EchoServer{server: srv}
 	defer func() {
 		if err != nil {
-			_ = os.RemoveAll(dir)
+			_ = s.Close()
 		}
 	}()
-	script := filepath.Join(dir, "echo_server.py")
-	if err := os.WriteFile(script, echoServer, 0o600); err != nil {
-		return nil, err
-	}
-	sock := filepath.Join(dir, "echo.sock")
-
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(python, script, sock, strconv.Itoa(os.Getpid()))
-	cmd.Stdout = w
-	s := &EchoServer{cmd: cmd, dir: dir, exited: make(chan struct{}), stderr: &tail{max: 4096}}
-	cmd.Stderr = s.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
-	_ = w.Close() // the child has its own copy
-	if err != nil {
-		_ = r.Close()
-		return nil, fmt.Errorf("start the echo server: %w", err)
-	}
-	go func() {
-		s.waited = cmd.Wait()
-		close(s.exited)
-	}()
-	defer func() {
-		if err != nil {
-			s.stop()
-		}
-	}()
-
-	// The first line, then drain stdout until the process closes it, so that it can
-	// never block on a write.
-	line := make(chan string, 1)
-	go func() {
-		defer r.Close()
-		br := bufio.NewReader(r)
-		first, _ := br.ReadString('\n')
-		line <- strings.TrimSpace(first)
-		_, _ = br.WriteTo(io.Discard)
-	}()
-	timer := time.NewTimer(EchoStartTimeout)
-	defer timer.Stop()
-	select {
-	case l := <-line:
-		if l == "" { // stdout closed: the process is exiting
-			select {
-			case <-s.exited:
-				return nil, fmt.Errorf("echo server exited before serving: %v; stderr: %s", s.waited, s.stderr)
-			case <-timer.C:
-			}
-		}
-		if l != "ECHO|"+sock {
-			return nil, fmt.Errorf("echo server printed %q, not the ECHO line; stderr: %s", l, s.stderr)
-		}
-	case <-s.exited:
-		return nil, fmt.Errorf("echo server exited before serving: %v; stderr: %s", s.waited, s.stderr)
-	case <-timer.C:
-		return nil, fmt.Errorf("echo server not serving within %v; stderr: %s", EchoStartTimeout, s.stderr)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-
+	sock := srv.sock
 	s.conn, err = grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("dial the echo server: %w", err)
@@ -140,12 +66,6 @@ func StartEcho(ctx context.Context, python string) (_ *EchoServer, err error) {
 	}
 	return s, nil
 }
-
-// PID is the server's process id (and process group id).
-func (s *EchoServer) PID() int { return s.cmd.Process.Pid }
-
-// Dir is the temporary directory holding the script and the socket, removed by Close.
-func (s *EchoServer) Dir() string { return s.dir }
 
 // Unary makes one unary echo call with EchoArgs as the Result's json, and checks the
 // answer.
@@ -182,32 +102,6 @@ func (s *EchoServer) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
-}
-
-// stop ends the process group (SIGTERM, then SIGKILL after echoStopGrace), waits for
-// the reaper, and removes the directory.
-func (s *EchoServer) stop() error {
-	var err error
-	pgid := s.cmd.Process.Pid
-	select {
-	case <-s.exited:
-		if s.waited != nil {
-			err = fmt.Errorf("echo server had exited: %v; stderr: %s", s.waited, s.stderr)
-		}
-	default:
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-s.exited:
-			if s.waited != nil {
-				err = fmt.Errorf("echo server: %v; stderr: %s", s.waited, s.stderr)
-			}
-		case <-time.After(echoStopGrace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-s.exited
-			err = fmt.Errorf("echo server ignored SIGTERM for %v: killed", echoStopGrace)
-		}
-	}
-	return errors.Join(err, os.RemoveAll(s.dir))
 }
 
 // EchoStream is one long-lived bidirectional echo stream. Its calls are serialized: a

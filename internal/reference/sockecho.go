@@ -1,7 +1,6 @@
 package reference
 
 import (
-	"bufio"
 	"context"
 	_ "embed"
 	"encoding/binary"
@@ -9,13 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -32,8 +26,6 @@ const (
 	// SocketEchoBuffer is the SO_SNDBUF and SO_RCVBUF both ends of a SocketEcho's
 	// connection ask for (the kernel caps it at net.core.wmem_max / rmem_max).
 	SocketEchoBuffer = 4 << 20
-	// sockEchoStopGrace is how long Close waits after SIGTERM before SIGKILL.
-	sockEchoStopGrace = 2 * time.Second
 	// sockEchoHeader is the size of a request's or answer's length prefix.
 	sockEchoHeader = 8
 )
@@ -42,11 +34,7 @@ const (
 // connection to it. Its RoundTrips are serialized: a mutex lets concurrent callers share
 // it, one request and its answer at a time.
 type SocketEcho struct {
-	cmd    *exec.Cmd
-	dir    string
-	exited chan struct{} // closed once the process is reaped
-	waited error         // Wait's error, set before exited is closed
-	stderr *tail
+	*server
 
 	mu   sync.Mutex
 	conn *net.UnixConn
@@ -66,77 +54,18 @@ type SocketEcho struct {
 // SO_RCVBUF of SocketEchoBuffer on both ends. ctx bounds only the start. Close stops it;
 // on every error path StartSocketEcho leaves no process, socket or directory behind.
 func StartSocketEcho(ctx context.Context, python string) (_ *SocketEcho, err error) {
-	dir, err := os.MkdirTemp("", "pyvisor-sockecho-") // 0700
+	srv, err := startServer(ctx, python, "socket echo server", "sockecho_server.py", sockEchoServer, "SOCKECHO",
+		SocketEchoStartTimeout, strconv.Itoa(SocketEchoBuffer))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = os.RemoveAll(dir)
-		}
-	}()
-	script := filepath.Join(dir, "sockecho_server.py")
-	if err := os.WriteFile(script, sockEchoServer, 0o600); err != nil {
-		return nil, err
-	}
-	sock := filepath.Join(dir, "echo.sock")
-
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(python, script, sock, strconv.Itoa(os.Getpid()), strconv.Itoa(SocketEchoBuffer))
-	cmd.Stdout = w
-	s := &SocketEcho{cmd: cmd, dir: dir, exited: make(chan struct{}), stderr: &tail{max: 4096}}
-	cmd.Stderr = s.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
-	_ = w.Close() // the child has its own copy
-	if err != nil {
-		_ = r.Close()
-		return nil, fmt.Errorf("start the socket echo server: %w", err)
-	}
-	go func() {
-		s.waited = cmd.Wait()
-		close(s.exited)
-	}()
+	s := &SocketEcho{server: srv}
 	defer func() {
 		if err != nil {
 			_ = s.stop()
 		}
 	}()
-
-	// The first line, then drain stdout until the process closes it, so that it can
-	// never block on a write.
-	line := make(chan string, 1)
-	go func() {
-		defer r.Close()
-		br := bufio.NewReader(r)
-		first, _ := br.ReadString('\n')
-		line <- strings.TrimSpace(first)
-		_, _ = br.WriteTo(io.Discard)
-	}()
-	timer := time.NewTimer(SocketEchoStartTimeout)
-	defer timer.Stop()
-	select {
-	case l := <-line:
-		if l == "" { // stdout closed: the process is exiting
-			select {
-			case <-s.exited:
-				return nil, fmt.Errorf("socket echo server exited before listening: %v; stderr: %s", s.waited, s.stderr)
-			case <-timer.C:
-			}
-		}
-		if l != "SOCKECHO|"+sock {
-			return nil, fmt.Errorf("socket echo server printed %q, not the SOCKECHO line; stderr: %s", l, s.stderr)
-		}
-	case <-s.exited:
-		return nil, fmt.Errorf("socket echo server exited before listening: %v; stderr: %s", s.waited, s.stderr)
-	case <-timer.C:
-		return nil, fmt.Errorf("socket echo server not listening within %v; stderr: %s", SocketEchoStartTimeout, s.stderr)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	sock := srv.sock
 
 	d := net.Dialer{Timeout: SocketEchoStartTimeout}
 	c, err := d.DialContext(ctx, "unix", sock)
@@ -152,12 +81,6 @@ func StartSocketEcho(ctx context.Context, python string) (_ *SocketEcho, err err
 	}
 	return s, nil
 }
-
-// PID is the server's process id (and process group id).
-func (s *SocketEcho) PID() int { return s.cmd.Process.Pid }
-
-// Dir is the temporary directory holding the script and the socket, removed by Close.
-func (s *SocketEcho) Dir() string { return s.dir }
 
 // RoundTrip sends in as one request (its 8-byte little-endian length and its bytes, in
 // one writev) and reads the answer: the echoed header, then exactly len(in) bytes
@@ -212,30 +135,4 @@ func (s *SocketEcho) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
-}
-
-// stop ends the process group (SIGTERM, then SIGKILL after sockEchoStopGrace), waits for
-// the reaper, and removes the directory.
-func (s *SocketEcho) stop() error {
-	var err error
-	pgid := s.cmd.Process.Pid
-	select {
-	case <-s.exited:
-		if s.waited != nil {
-			err = fmt.Errorf("socket echo server had exited: %v; stderr: %s", s.waited, s.stderr)
-		}
-	default:
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-s.exited:
-			if s.waited != nil {
-				err = fmt.Errorf("socket echo server: %v; stderr: %s", s.waited, s.stderr)
-			}
-		case <-time.After(sockEchoStopGrace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-s.exited
-			err = fmt.Errorf("socket echo server ignored SIGTERM for %v: killed", sockEchoStopGrace)
-		}
-	}
-	return errors.Join(err, os.RemoveAll(s.dir))
 }
