@@ -234,9 +234,18 @@ func (b *dataBench) roundTrip(ctx context.Context, p int, c *dataCase, check boo
 // calls per round that fit the budget), then runs the rounds: each round takes every
 // size, and at each size the paths in a random order, so that load changes hit every
 // path alike.
-func (b *dataBench) roundTrips(ctx context.Context) ([]*dataCase, error) {
+func (b *dataBench) roundTrips(ctx context.Context) (_ []*dataCase, err error) {
 	budget := *dataBudget
 	cases := make([]*dataCase, len(dataSizes))
+	defer func() {
+		if err != nil {
+			for _, c := range cases {
+				if c != nil && c.buf != nil {
+					c.buf.Release()
+				}
+			}
+		}
+	}()
 	var perByte [dpCount]float64 // seconds per byte of the last size measured
 	for i, size := range dataSizes {
 		c := &dataCase{size: size, in: make([]byte, size), out: make([]byte, size)}
@@ -342,7 +351,8 @@ func (b *dataBench) report(cases []*dataCase, elapsed time.Duration) {
 		*dataRounds, elapsed.Seconds())
 	fmt.Println("(GB/s = 2 × size / median round trip; memmove: its own copy rate, size / time, fresh buffers each round.")
 	fmt.Println(" default: WithPayload, Result.Payload a heap copy; in-place: one Alloc'd Buffer per size, filled once, WithBuffer +")
-	fmt.Println(" WithResultView, Release; frames: SharedMemory.Off, MaxMessageBytes raised; socket: reference.SocketEcho, same Python)")
+	fmt.Println(" WithResultView, Release, the view's bytes not read (the memory table reads them all); frames: SharedMemory.Off,")
+	fmt.Println(" MaxMessageBytes raised; socket: reference.SocketEcho, same Python, answer read into a Go buffer)")
 	gbps := make([][dpCount]float64, len(cases))
 	for i, c := range cases {
 		for p := range dpCount {
