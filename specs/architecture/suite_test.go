@@ -40,10 +40,11 @@ var _ = Describe("The package graph", Label("unit"), func() {
 		Entry("supervision knows nothing of Python or the wire", "supervision", []string{"internal/lifecycle"}),
 		Entry("its test doubles know only supervision", "supervision/supervisiontest", []string{"supervision", "internal/lifecycle"}),
 		Entry("the embedded worker package is a leaf", "python", []string{}),
-		Entry("bridge knows nothing of actors (telemetry gives a callback's ctx the call's correlation id; python, the digest its workers must match)", "bridge", []string{"messages/workerv1", "telemetry", "internal/lifecycle", "python"}),
+		Entry("bridge knows nothing of actors (telemetry gives a callback's ctx the call's correlation id; python, the digest its workers must match; shm, the arenas of its payloads)", "bridge", []string{"messages/workerv1", "telemetry", "internal/lifecycle", "python", "shm"}),
+		Entry("shared memory is a leaf", "shm", []string{}),
 		Entry("telemetry is a leaf", "telemetry", []string{}),
 		Entry("otelactor knows only the envelope header keys", "telemetry/otelactor", []string{"messages"}),
 		Entry("actors use bridge, supervision, messages and telemetry, not the facade", "actors",
-			[]string{"bridge", "supervision", "messages", "messages/workerv1", "telemetry", "telemetry/otelactor", "internal/lifecycle", "python"}),
+			[]string{"bridge", "supervision", "messages", "messages/workerv1", "telemetry", "telemetry/otelactor", "internal/lifecycle", "python", "shm"}),
 	)
 })
