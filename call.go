@@ -1,6 +1,7 @@
 package pyvisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,6 +103,11 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	if err != nil {
 		return Result{}, err
 	}
+	unhold, err := holdBuffer(tool, call)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unhold()
 	ctx, span := r.startCall(ctx, "execute", pool, call)
 	defer span.End()
 	began := time.Now()
@@ -112,7 +118,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 		res = &messages.ExecuteResult{}
 		var out bridge.Result
 		out, res.Worker, res.Err = r.node.Execute(ctx, pool, inMessage(call))
-		res.JSON, res.Payload = out.JSON, out.Payload
+		res.JSON, res.Payload, res.Release = out.JSON, out.Payload, out.Release
 	} else {
 		res, err = r.caller.Execute(ctx, pid, &messages.Execute{Ctx: ctx, Call: call})
 	}
@@ -248,6 +254,12 @@ func (r *Runtime) callFailed(ctx context.Context, span trace.Span, op, tool stri
 func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts ...CallOption) iter.Seq2[Result, error] {
 	return func(yield func(Result, error) bool) {
 		ctx, pid, call, err := r.call(ctx, pool, tool, args, opts)
+		if err == nil {
+			var unhold func()
+			if unhold, err = holdBuffer(tool, call); err == nil {
+				defer unhold()
+			}
+		}
 		if err != nil {
 			yield(Result{}, err)
 			return
@@ -286,10 +298,25 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 	}
 }
 
-// inMessage is a call bound for another node: a Buffer's bytes travel in the message.
+// inMessage is a call through the cluster: a Buffer's bytes travel in the message
+// (copied, since the call may outlive the caller's hold on it), and results come back
+// as copies (a node's message carries no view).
 func inMessage(call messages.Call) messages.Call {
 	if call.Buffer != nil {
-		call.Payload, call.Buffer = call.Buffer.Bytes(), nil
+		call.Payload, call.Buffer = bytes.Clone(call.Buffer.Bytes()), nil
 	}
+	call.View = false
 	return call
+}
+
+// holdBuffer takes the call's hold on its Buffer for as long as the call runs on this
+// side; the returned func lets go. A Buffer released before the call is refused.
+func holdBuffer(tool string, call messages.Call) (func(), error) {
+	if call.Buffer == nil {
+		return func() {}, nil
+	}
+	if !call.Buffer.Acquire() {
+		return nil, fmt.Errorf("pyvisor: execute %s: %w: its Buffer was released before the call", tool, ErrInvalidArgument)
+	}
+	return call.Buffer.Release, nil
 }

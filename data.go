@@ -18,9 +18,11 @@ import (
 
 // Buffer is memory for a call's payload that Go fills in place: in the pool's shared
 // memory, where the worker reads it with no copy (see Runtime.Alloc). Bytes is valid
-// until Release. A call made WithBuffer holds the buffer until its Python body is
-// over, so Release may come as soon as the call returns, or even before: the memory
-// goes back when the last holder lets go.
+// until Release. A call made WithBuffer holds the buffer from its start (Execute is
+// called, a Stream's iteration begins) until its Python body is over, so Release may
+// come as soon as Execute returns or the iteration has begun, even while the body still
+// reads it: the memory goes back when the last holder lets go. A call started after
+// Release fails with ErrInvalidArgument.
 type Buffer struct {
 	lease *shm.Lease // nil: plain memory (no shared memory for that pool)
 	heap  []byte
@@ -67,6 +69,8 @@ func (r *Runtime) Alloc(ctx context.Context, pool string, n int) (*Buffer, error
 	}
 	lease, err := arena.Lease(ctx, uint64(n))
 	switch {
+	case errors.Is(err, shm.ErrClosed): // Stop came first
+		return nil, fmt.Errorf("pyvisor: alloc: %w", ErrStopped)
 	case errors.Is(err, shm.ErrTooLarge):
 		return nil, fmt.Errorf("pyvisor: alloc %d bytes in pool %s: %w: %w", n, pool, ErrMessageTooLarge, err)
 	case err != nil:

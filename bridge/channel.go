@@ -120,12 +120,22 @@ func (ch *channel) read() error {
 		}
 		ch.mu.Lock()
 		p := ch.calls[f.GetCallId()]
-		if p != nil && p.abandoned {
-			// Nobody reads this call's frames any more: what they hold in the output
-			// arena goes back at once.
-			ch.releaseRefs(f)
-		}
 		var over func(error)
+		switch {
+		case p == nil || p.abandoned:
+			// Nobody reads this call's frames any more (or never did): what they hold
+			// in the output arena goes back at once.
+			ch.releaseRefs(f)
+		default:
+			// Delivered under the lock, so abandon's drain sees every frame delivered
+			// before it. The buffer holds a stream's window and its end: a worker past
+			// its credit loses the extra frames.
+			select {
+			case p.frames <- f:
+			default:
+				ch.releaseRefs(f)
+			}
+		}
 		if p != nil && terminal(f) {
 			delete(ch.calls, f.GetCallId())
 			ch.endCallbacks(f.GetCallId(), errCallOver)
@@ -134,12 +144,9 @@ func (ch *channel) read() error {
 			}
 		}
 		ch.mu.Unlock()
-		switch {
-		case over != nil: // its caller has gone; the body is over now
+		if over != nil { // its caller has gone; the body is over now
 			p.stopStuck()
 			over(context.Canceled)
-		case p != nil && !p.abandoned:
-			p.frames <- f
 		}
 	}
 }

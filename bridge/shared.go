@@ -193,6 +193,8 @@ func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRe
 			return nil, tooLarge(op, msg.Tool, err.Error())
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%s: waiting for shared memory: %w", opName(op, msg.Tool), ctx.Err())
+		case errors.Is(err, shm.ErrClosed): // the worker is gone, and its own arena with it
+			return nil, &CallError{Op: op, Tool: msg.Tool, Reason: ErrWorkerCrashed, Detail: err.Error(), Code: codes.Unavailable}
 		}
 		return nil, &CallError{Op: op, Tool: msg.Tool, Reason: ErrUnavailable, Detail: err.Error(), Code: codes.Unavailable}
 	}

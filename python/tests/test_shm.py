@@ -257,3 +257,20 @@ def test_the_allocator_coalesces_and_reuses_the_lowest_pages() -> None:
     assert arena.try_alloc(4 * PAGE) == 0
     assert address(arena.map) == arena.base
     os.close(fd)
+
+
+async def test_a_stream_cancelled_while_waiting_for_credit_gives_its_placed_chunk_back(
+    start_worker: Any, arenas: Any,
+) -> None:
+    a = arenas(out_size=16 * PAGE)
+    w, f = await shm_worker(start_worker, a)
+    await f.send(1, "frames", stream=True, credit=1, n=10, size=2 * PAGE)
+    await wait_for(lambda: len(f.got.get(1, [])) == 1)
+    out = shared_of(w).output
+    await wait_for(lambda: out.in_use() == 4 * PAGE)  # the sent chunk and the next one, placed
+    await f.call.write(pb.HostFrame(call_id=1, cancel=pb.Cancel(reason="cancelled")))
+    assert (await f.ended(1)).body_ended.cancelled
+    ref = f.got[1][0].chunk.payload_ref
+    await f.call.write(pb.HostFrame(release=pb.Release(offsets=[ref.offset])))
+    await wait_for(lambda: out.in_use() == 0)
+    await f.close()

@@ -66,6 +66,18 @@ var _ = Describe("Arrays and blobs through a pool's shared memory", Label("pytho
 		Expect(err).To(MatchError(pyvisor.ErrMessageTooLarge), "more than the pool's memory fails at once")
 	})
 
+	It("refuse a call whose Buffer was released before it started", func() {
+		rt, _ := start(pool(1))
+		buf, err := rt.Alloc(context.Background(), "default", 1<<20)
+		Expect(err).NotTo(HaveOccurred())
+		buf.Release()
+		_, err = execute(rt, "payload_size", nil, pyvisor.WithBuffer(buf))
+		Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
+		for _, err := range rt.Stream(context.Background(), "default", "frames", map[string]int{"n": 1, "size": 1}, pyvisor.WithBuffer(buf)) {
+			Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
+		}
+	})
+
 	It("round-trip a payload past the frames' 16 MiB limit with the plain API", func() {
 		rt, _ := start(pool(1))
 		in := make([]byte, 40<<20)

@@ -25,6 +25,7 @@ from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected
 from pyvisor_worker.gocall import GoCaller, GoError
+from pyvisor_worker.shm import Shared
 from pyvisor_worker.wire import CANCELLED, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
 
 log = logging.getLogger("pyvisor_worker.channel")
@@ -78,9 +79,17 @@ class _FrameStream:
 
     async def chunk(self, result: Any) -> None:
         running = self._running
-        while running.credit <= 0:
-            running.more = asyncio.Event()
-            await running.more.wait()
+        try:
+            while running.credit <= 0:
+                running.more = asyncio.Event()
+                await running.more.wait()
+        except BaseException:
+            # Cancelled while waiting for credit: the host never hears of this chunk, so
+            # what it holds in the output arena goes back here.
+            shared = self._channel.shared
+            if shared is not None and result.HasField("payload_ref"):
+                shared.output.release([result.payload_ref.offset])
+            raise
         running.credit -= 1
         refused = self._channel.oversize(self._tool, result)
         if refused is not None:
@@ -335,6 +344,11 @@ class Channel:
         return self._dispatcher.oversize(tool, result)
 
     # --- callbacks into Go ------------------------------------------------------------------
+
+    @property
+    def shared(self) -> Shared | None:
+        """The worker's shared-memory arenas (None without them)."""
+        return self._dispatcher.shared
 
     @property
     def tracer(self) -> trace.Tracer | None:
