@@ -163,9 +163,7 @@ func (r *Runtime) recordPayload(ctx context.Context, span trace.Span, pool, dire
 		return
 	}
 	t := r.transport(pool, n, remote)
-	r.metrics.PayloadBytes.Add(ctx, int64(n), metric.WithAttributes(
-		attribute.String(telemetry.LabelPool, pool), attribute.String(telemetry.LabelDirection, direction),
-		attribute.String("transport", t)))
+	r.metrics.PayloadBytes.Add(ctx, int64(n), r.payloadAttrs(pool, direction, t))
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("pyvisor.payload.bytes_"+direction, n))
 		if t == "shared_memory" {
@@ -173,6 +171,24 @@ func (r *Runtime) recordPayload(ctx context.Context, span trace.Span, pool, dire
 		}
 	}
 }
+
+// payloadAttrs is the label set of payload bytes of (pool, direction, transport), built
+// once, as callAttrs does for calls.
+func (r *Runtime) payloadAttrs(pool, direction, transport string) metric.MeasurementOption {
+	key := payloadKey{pool, direction, transport}
+	if a, ok := r.attrs.Load(key); ok {
+		return a.(metric.MeasurementOption)
+	}
+	a := metric.WithAttributeSet(attribute.NewSet(
+		attribute.String(telemetry.LabelPool, pool),
+		attribute.String(telemetry.LabelDirection, direction),
+		attribute.String("transport", transport),
+	))
+	r.attrs.Store(key, a)
+	return a
+}
+
+type payloadKey struct{ pool, direction, transport string }
 
 // observeSharedMemory reports each pool's input arena in use.
 func (r *Runtime) observeSharedMemory(record func(bytes, regions int64, attrs ...attribute.KeyValue)) {

@@ -37,7 +37,7 @@ var (
 	ErrUnknownSession    = bridge.ErrUnknownSession    // a session the worker does not hold (bridge.Client; a pool opens its sessions itself)
 	ErrWrongCallKind     = bridge.ErrWrongCallKind     // Execute of a streaming tool, or Stream of a plain one
 	ErrWorkerCrashed     = bridge.ErrWorkerCrashed     // the worker's process died during the call (*ExitError)
-	ErrMessageTooLarge   = bridge.ErrMessageTooLarge   // over PoolConfig.MaxMessageBytes
+	ErrMessageTooLarge   = bridge.ErrMessageTooLarge   // over PoolConfig.MaxMessageBytes in a frame, or SharedMemory.MaxPayloadBytes
 	ErrUnavailable       = bridge.ErrUnavailable       // the worker could not answer: its own failure (a bug, in the message), or it cancelled the call itself
 	ErrProtocolViolation = bridge.ErrProtocolViolation // the worker sent what the wire contract forbids (a forged shared-memory handle); it is replaced
 	ErrUnauthenticated   = bridge.ErrUnauthenticated   // bridge.Client only (TCP workers, bridge.WithTCP): the worker refused the call's token

@@ -45,7 +45,7 @@ type Runtime struct {
 	stopped    atomic.Bool   // Stop was called: calls get ErrStopped
 	over       chan struct{} // closed once the first Stop has done its work
 	stopErr    error         // that Stop's result, read after over is closed
-	attrs      sync.Map      // callKey -> metric.MeasurementOption
+	attrs      sync.Map      // callKey, payloadKey -> metric.MeasurementOption
 	metrics    *telemetry.Metrics
 	endpoint   *telemetry.MetricsEndpoint // nil unless cfg.Metrics.Enabled
 	tracer     trace.Tracer

@@ -46,8 +46,8 @@ type Request struct {
 	// it is. nil means no arguments.
 	Args    any
 	Payload []byte // optional raw bytes, the tool's ctx.payload
-	// Buffer, instead of Payload, is a payload Go wrote in place in the pool's input
-	// arena (see Process.Alloc): it is sent as it lies, with no copy. The call holds a
+	// Buffer, instead of Payload, is a payload Go wrote in place in the input arena
+	// (a lease of SharedMemory.Input): it is sent as it lies, with no copy. The call holds a
 	// reference on it until its body is over, so its owner may release it at once.
 	Buffer *shm.Lease
 	// View hands a payload the worker returned through shared memory over as it lies:
@@ -147,14 +147,11 @@ func (c *Client) Execute(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	ctx, span, carrier := c.tracing.start(ctx, "Execute", req.CorrelationID)
-	done, err := c.payload(ctx, "execute", msg, req)
+	over, err = c.payload(ctx, "execute", msg, req, over)
 	if err != nil {
-		over(err)
 		endSpan(span, statusCode(err), err)
 		return Result{}, err
 	}
-	bodyOver := over
-	over = overOnce(func(err error) { done(); bodyOver(err) })
 	res, err := c.execute(ctx, msg, carrier, over, req.View)
 	endSpan(span, statusCode(err), err)
 	return res, err
@@ -245,15 +242,12 @@ func (c *Client) ExecuteStream(ctx context.Context, req Request) iter.Seq2[Resul
 			return
 		}
 		ctx, span, carrier := c.tracing.start(ctx, "ExecuteStream", req.CorrelationID)
-		done, err := c.payload(ctx, "stream", msg, req)
+		over, err = c.payload(ctx, "stream", msg, req, over)
 		if err != nil {
-			over(err)
 			yield(Result{}, err)
 			endSpan(span, statusCode(err), err)
 			return
 		}
-		bodyOver := over
-		over = overOnce(func(err error) { done(); bodyOver(err) })
 		err = c.stream(ctx, msg, carrier, over, req.View, yield)
 		endSpan(span, statusCode(err), err)
 	}
@@ -419,6 +413,7 @@ func (c *Client) CloseSession(ctx context.Context, id string) (bool, error) {
 	return resp.GetExisted(), nil
 }
 
+// request is the call's message without its payload (see payload).
 func (c *Client) request(op string, req Request) (*workerv1.ExecuteRequest, error) {
 	if err := c.usable(op, req.Tool); err != nil {
 		return nil, err
@@ -437,7 +432,6 @@ func (c *Client) request(op string, req Request) (*workerv1.ExecuteRequest, erro
 	return &workerv1.ExecuteRequest{
 		Tool:          req.Tool,
 		Arguments:     args,
-		Payload:       req.Payload,
 		SessionId:     req.SessionID,
 		Metadata:      req.Metadata,
 		CorrelationId: req.CorrelationID,

@@ -158,10 +158,21 @@ func (a *arenas) release() {
 // replaced: a worker that forges handles is not trusted with the next call.
 var ErrProtocolViolation = errors.New("worker broke the wire contract")
 
-// payload puts a request's payload where it travels: into the input arena when it is
-// large enough (or already there, a caller's Buffer), else in the frame. done is called
-// once the call's body is over: it frees what the call held.
-func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRequest, req Request) (done func(), err error) {
+// payload puts a request's payload where it travels, into the input arena when it is
+// large enough (or already there, a caller's Buffer), else in the frame, and returns the
+// call's body-over hook extended to free what the call holds. On failure it has called
+// over with the error.
+func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRequest, req Request, over func(error)) (func(error), error) {
+	done, err := c.place(ctx, op, msg, req)
+	if err != nil {
+		over(err)
+		return nil, err
+	}
+	return overOnce(func(err error) { done(); over(err) }), nil
+}
+
+// place is payload's placement; done frees what the call holds.
+func (c *Client) place(ctx context.Context, op string, msg *workerv1.ExecuteRequest, req Request) (done func(), err error) {
 	data := req.Payload
 	if req.Buffer != nil {
 		if !req.Buffer.Acquire() {
@@ -169,7 +180,6 @@ func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRe
 		}
 		if c.in != nil && req.Buffer.Arena() == c.in {
 			r := req.Buffer.Region()
-			msg.Payload = nil
 			msg.PayloadRef = &workerv1.SharedRef{Offset: r.Off, Length: r.Len}
 			return req.Buffer.Release, nil
 		}
@@ -200,7 +210,6 @@ func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRe
 	}
 	copy(lease.Bytes(), data)
 	r := lease.Region()
-	msg.Payload = nil
 	msg.PayloadRef = &workerv1.SharedRef{Offset: r.Off, Length: r.Len}
 	return lease.Release, nil
 }

@@ -274,3 +274,17 @@ async def test_a_stream_cancelled_while_waiting_for_credit_gives_its_placed_chun
     await f.call.write(pb.HostFrame(release=pb.Release(offsets=[ref.offset])))
     await wait_for(lambda: out.in_use() == 0)
     await f.close()
+
+
+async def test_free_pages_above_the_retained_size_go_back_after_the_trim_delay() -> None:
+    fd = os.memfd_create("trim")
+    os.ftruncate(fd, 8 * PAGE)
+    arena = OutputArena(fd, retain=2 * PAGE, trim_after=0.01)
+    off = arena.try_alloc(8 * PAGE)
+    assert off == 0
+    arena.view[:] = b"\x01" * (8 * PAGE)
+    arena.free(off)
+    await wait_for(lambda: arena.view[7 * PAGE] == 0)
+    assert arena.view[3 * PAGE] == 0, "pages above retain are given back"
+    assert arena.view[0] == 1 and arena.view[2 * PAGE - 1] == 1, "pages below retain are kept"
+    os.close(fd)
