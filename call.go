@@ -18,6 +18,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/nd"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
@@ -103,7 +104,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	if err != nil {
 		return Result{}, err
 	}
-	unhold, err := holdBuffer(tool, call)
+	unhold, err := hold(tool, call)
 	if err != nil {
 		return Result{}, err
 	}
@@ -118,7 +119,7 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 		res = &messages.ExecuteResult{}
 		var out bridge.Result
 		out, res.Worker, res.Err = r.node.Execute(ctx, pool, inMessage(call))
-		res.JSON, res.Payload, res.Release = out.JSON, out.Payload, out.Release
+		res.JSON, res.Payload, res.Arrays, res.Release = out.JSON, out.Payload, out.Arrays, out.Release
 	} else {
 		res, err = r.caller.Execute(ctx, pid, &messages.Execute{Ctx: ctx, Call: call})
 	}
@@ -134,8 +135,8 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 			}
 		}
 		if res.Err == nil {
-			r.recordPayload(ctx, span, pool, "out", len(res.Payload), remote)
-			return bridge.NewResult(res.JSON, res.Payload, res.Release), nil
+			r.recordPayload(ctx, span, pool, "out", len(res.Payload)+arraysSize(res.Arrays), remote)
+			return bridge.NewResult(res.JSON, res.Payload, res.Arrays, res.Release), nil
 		}
 		err = res.Err
 	}
@@ -256,7 +257,7 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 		ctx, pid, call, err := r.call(ctx, pool, tool, args, opts)
 		if err == nil {
 			var unhold func()
-			if unhold, err = holdBuffer(tool, call); err == nil {
+			if unhold, err = hold(tool, call); err == nil {
 				defer unhold()
 			}
 		}
@@ -287,7 +288,7 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 				return
 			}
 			n++
-			out += len(res.Payload)
+			out += len(res.Payload) + arraysSize(res.Arrays)
 			span.AddEvent("chunk", trace.WithAttributes(attribute.Int("index", n-1)))
 			if !yield(Result(res), nil) {
 				span.SetAttributes(attribute.Int("pyvisor.stream.chunks", n), attribute.Bool("pyvisor.stream.abandoned", true))
@@ -298,25 +299,59 @@ func (r *Runtime) Stream(ctx context.Context, pool, tool string, args any, opts 
 	}
 }
 
-// inMessage is a call through the cluster: a Buffer's bytes travel in the message
-// (copied, since the call may outlive the caller's hold on it), and results come back
-// as copies (a node's message carries no view).
+// inMessage is a call through the cluster: the bytes of a Buffer and of arrays in
+// buffers travel in the message (copied, since the call may outlive the caller's hold on
+// them), and results come back as copies (a node's message carries no view).
 func inMessage(call messages.Call) messages.Call {
 	if call.Buffer != nil {
 		call.Payload, call.Buffer = bytes.Clone(call.Buffer.Bytes()), nil
+	}
+	if len(call.Arrays) > 0 {
+		arrays := make(map[string]nd.Array, len(call.Arrays))
+		for name, a := range call.Arrays {
+			if a.Owner != nil {
+				a.Data, a.Owner = bytes.Clone(a.Data), nil
+			}
+			arrays[name] = a
+		}
+		call.Arrays = arrays
 	}
 	call.View = false
 	return call
 }
 
-// holdBuffer takes the call's hold on its Buffer for as long as the call runs on this
-// side; the returned func lets go. A Buffer released before the call is refused.
-func holdBuffer(tool string, call messages.Call) (func(), error) {
-	if call.Buffer == nil {
-		return func() {}, nil
+// hold takes the call's hold on its Buffer and its arrays' buffers for as long as the
+// call runs on this side; the returned func lets go. A buffer released before the call
+// is refused.
+func hold(tool string, call messages.Call) (func(), error) {
+	var held []func()
+	unhold := func() {
+		for _, release := range held {
+			release()
+		}
 	}
-	if !call.Buffer.Acquire() {
-		return nil, fmt.Errorf("pyvisor: execute %s: %w: its Buffer was released before the call", tool, ErrInvalidArgument)
+	take := func(o interface {
+		Acquire() bool
+		Release()
+	}, what string) error {
+		if !o.Acquire() {
+			unhold()
+			return fmt.Errorf("pyvisor: execute %s: %w: %s was released before the call", tool, ErrInvalidArgument, what)
+		}
+		held = append(held, o.Release)
+		return nil
 	}
-	return call.Buffer.Release, nil
+	if call.Buffer != nil {
+		if err := take(call.Buffer, "its Buffer"); err != nil {
+			return nil, err
+		}
+	}
+	for name, a := range call.Arrays {
+		if a.Owner != nil {
+			if err := take(a.Owner, fmt.Sprintf("the Buffer of array %q", name)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return unhold, nil
 }

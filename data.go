@@ -12,6 +12,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
+	"github.com/pyvisor/pyvisor/nd"
 	"github.com/pyvisor/pyvisor/shm"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
@@ -140,12 +141,23 @@ func sharedMemory(m SharedMemoryConfig, input *shm.Arena) bridge.SharedMemory {
 	}
 }
 
-// payloadSize is the size of a call's payload, in the frame or in shared memory.
+// payloadSize is the size of a call's payload and arrays, in the frame or in shared
+// memory.
 func payloadSize(call messages.Call) int {
+	n := len(call.Payload)
 	if call.Buffer != nil {
-		return len(call.Buffer.Bytes())
+		n = len(call.Buffer.Bytes())
 	}
-	return len(call.Payload)
+	return n + arraysSize(call.Arrays)
+}
+
+// arraysSize is the bytes of arrays.
+func arraysSize(arrays map[string]nd.Array) int {
+	n := 0
+	for _, a := range arrays {
+		n += len(a.Data)
+	}
+	return n
 }
 
 // transport says how n payload bytes of pool travel: through shared memory or in the

@@ -116,7 +116,7 @@ func (l local) Execute(ctx context.Context, pool string, call messages.Call) (br
 	if err != nil {
 		return bridge.Result{}, "", err
 	}
-	return bridge.NewResult(res.JSON, res.Payload, res.Release), res.Worker, res.Err
+	return bridge.NewResult(res.JSON, res.Payload, res.Arrays, res.Release), res.Worker, res.Err
 }
 
 func (l local) Stream(ctx context.Context, pool string, call messages.Call) iter.Seq2[bridge.Result, error] {

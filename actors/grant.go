@@ -80,7 +80,7 @@ func (c Caller) Execute(ctx context.Context, pid *actor.PID, msg *messages.Execu
 			msg, front = &retry, true
 			continue
 		}
-		return &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Err: err, Worker: g.slot, Release: res.Release}, nil
+		return &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Arrays: res.Arrays, Err: err, Worker: g.slot, Release: res.Release}, nil
 	}
 }
 

@@ -131,6 +131,7 @@ func (l *live) request(ctx context.Context, call messages.Call, correlationID st
 		Payload:       payload,
 		Buffer:        lease,
 		View:          call.View,
+		Arrays:        call.Arrays,
 		SessionID:     call.SessionID,
 		Metadata:      call.Metadata,
 		CorrelationID: correlationID,

@@ -401,8 +401,11 @@ var (
 
 // release gives a region of the worker's output arena back to it. It never blocks: a
 // full queue hands the frame to a goroutine.
-func (ch *channel) release(off uint64) {
-	f := &workerv1.HostFrame{Body: &workerv1.HostFrame_Release{Release: &workerv1.Release{Offsets: []uint64{off}}}}
+func (ch *channel) release(offs ...uint64) {
+	if len(offs) == 0 {
+		return
+	}
+	f := &workerv1.HostFrame{Body: &workerv1.HostFrame_Release{Release: &workerv1.Release{Offsets: offs}}}
 	select {
 	case ch.out <- f:
 	default:
@@ -423,7 +426,7 @@ func (ch *channel) drain(p *pending) {
 	}
 }
 
-// releaseRefs releases the output-arena region a frame names, if any: for frames that
+// releaseRefs releases the output-arena regions a frame names, if any: for frames that
 // nobody will read.
 func (ch *channel) releaseRefs(f *workerv1.WorkerFrame) {
 	var r *workerv1.Result
@@ -433,9 +436,7 @@ func (ch *channel) releaseRefs(f *workerv1.WorkerFrame) {
 	case *workerv1.WorkerFrame_Chunk:
 		r = b.Chunk
 	}
-	if ref := r.GetPayloadRef(); ref != nil {
-		ch.release(ref.GetOffset())
-	}
+	ch.release(refs(r)...)
 }
 
 // credit lets a streaming call send n more chunks.

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/nd"
 	"github.com/pyvisor/pyvisor/shm"
 )
 
@@ -53,7 +54,11 @@ type Request struct {
 	// View hands a payload the worker returned through shared memory over as it lies:
 	// Result.Payload is a view of the worker's output arena, valid until Result.Release,
 	// which the caller must call. Without View it is copied out and released at once.
-	View          bool
+	View bool
+	// Arrays are typed arrays and Arrow tables, each the keyword argument its name
+	// gives; large ones travel through shared memory like Payload (in place when an
+	// array's Owner is a lease of the input arena).
+	Arrays        map[string]nd.Array
 	SessionID     string
 	Metadata      map[string]string
 	CorrelationID string
@@ -69,7 +74,11 @@ type Request struct {
 type Result struct {
 	JSON    json.RawMessage // the JSON value returned ("null" when the tool returned bytes)
 	Payload []byte          // the bytes returned, if any
-	release func()          // gives a viewed payload back (Request.View)
+	// Arrays are the typed arrays and tables returned: "" names the whole value, when the
+	// tool returned an array; other names are keys of the dict it returned (JSON holds
+	// its other keys).
+	Arrays  map[string]nd.Array
+	release func() // gives a viewed payload back (Request.View)
 }
 
 // Decode unmarshals the JSON result into v.

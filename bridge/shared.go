@@ -10,10 +10,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/nd"
 	"github.com/pyvisor/pyvisor/shm"
 )
 
@@ -158,10 +160,10 @@ func (a *arenas) release() {
 // replaced: a worker that forges handles is not trusted with the next call.
 var ErrProtocolViolation = errors.New("worker broke the wire contract")
 
-// payload puts a request's payload where it travels, into the input arena when it is
-// large enough (or already there, a caller's Buffer), else in the frame, and returns the
-// call's body-over hook extended to free what the call holds. On failure it has called
-// over with the error.
+// payload puts a request's payload and arrays where they travel, into the input arena
+// when large enough (or already there, a caller's Buffer), else in the frame, and returns
+// the call's body-over hook extended to free what the call holds. On failure it has
+// called over with the error.
 func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRequest, req Request, over func(error)) (func(error), error) {
 	done, err := c.place(ctx, op, msg, req)
 	if err != nil {
@@ -173,77 +175,156 @@ func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRe
 
 // place is payload's placement; done frees what the call holds.
 func (c *Client) place(ctx context.Context, op string, msg *workerv1.ExecuteRequest, req Request) (done func(), err error) {
+	var dones []func()
+	done = func() {
+		for _, d := range dones {
+			d()
+		}
+	}
+	var owner nd.Owner
 	data := req.Payload
 	if req.Buffer != nil {
-		if !req.Buffer.Acquire() {
-			return nil, &CallError{Op: op, Tool: msg.Tool, Reason: ErrInvalidArgument, Detail: "the payload buffer was released before the call", Code: codes.InvalidArgument}
+		owner, data = req.Buffer, req.Buffer.Bytes()
+	}
+	b, err := c.blob(ctx, op, msg.Tool, data, owner)
+	if err != nil {
+		return nil, err
+	}
+	dones = append(dones, b.done)
+	msg.Payload, msg.PayloadRef = b.inline, b.ref
+	msg.Arrays, err = c.placeArrays(ctx, op, msg.Tool, req.Arrays, &dones)
+	if err != nil {
+		done()
+		return nil, err
+	}
+	return done, nil
+}
+
+// placed is where one blob of bytes travels: inline in the frame, or at ref in the input
+// arena until done.
+type placed struct {
+	inline []byte
+	ref    *workerv1.SharedRef
+	done   func()
+}
+
+// blob places data (held by owner, when not nil) for a call: in place when it already
+// lies in the input arena, else copied there when large, else in the frame.
+func (c *Client) blob(ctx context.Context, op, tool string, data []byte, owner nd.Owner) (placed, error) {
+	if owner != nil {
+		if !owner.Acquire() {
+			return placed{}, &CallError{Op: op, Tool: tool, Reason: ErrInvalidArgument, Detail: "a buffer was released before the call", Code: codes.InvalidArgument}
 		}
-		if c.in != nil && req.Buffer.Arena() == c.in {
-			r := req.Buffer.Region()
-			msg.PayloadRef = &workerv1.SharedRef{Offset: r.Off, Length: r.Len}
-			return req.Buffer.Release, nil
+		if l, ok := owner.(*shm.Lease); ok && c.in != nil && l.Arena() == c.in {
+			if off, ok := within(l, data); ok {
+				return placed{ref: &workerv1.SharedRef{Offset: off, Length: uint64(len(data))}, done: owner.Release}, nil
+			}
 		}
-		defer req.Buffer.Release() // copied below, before the call starts
-		data = req.Buffer.Bytes()
+		defer owner.Release() // copied below, before the call starts
 	}
 	if uint64(len(data)) > c.shared.MaxPayload && c.in != nil {
-		return nil, tooLarge(op, msg.Tool, fmt.Sprintf("payload is %d bytes, over the limit of %d bytes", len(data), c.shared.MaxPayload))
+		return placed{}, tooLarge(op, tool, fmt.Sprintf("payload is %d bytes, over the limit of %d bytes", len(data), c.shared.MaxPayload))
 	}
 	if c.in == nil || len(data) < c.shared.Threshold {
-		msg.Payload = data
-		if req.Buffer != nil {
-			msg.Payload = bytes.Clone(data) // the buffer may be released while the frame waits
+		if owner != nil {
+			data = bytes.Clone(data) // the owner may let go while the frame waits
 		}
-		return func() {}, nil
+		return placed{inline: data, done: func() {}}, nil
 	}
 	lease, err := c.in.Lease(ctx, uint64(len(data)))
 	if err != nil {
 		switch {
 		case errors.Is(err, shm.ErrTooLarge):
-			return nil, tooLarge(op, msg.Tool, err.Error())
+			return placed{}, tooLarge(op, tool, err.Error())
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("%s: waiting for shared memory: %w", opName(op, msg.Tool), ctx.Err())
+			return placed{}, fmt.Errorf("%s: waiting for shared memory: %w", opName(op, tool), ctx.Err())
 		case errors.Is(err, shm.ErrClosed): // the worker is gone, and its own arena with it
-			return nil, &CallError{Op: op, Tool: msg.Tool, Reason: ErrWorkerCrashed, Detail: err.Error(), Code: codes.Unavailable}
+			return placed{}, &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: err.Error(), Code: codes.Unavailable}
 		}
-		return nil, &CallError{Op: op, Tool: msg.Tool, Reason: ErrUnavailable, Detail: err.Error(), Code: codes.Unavailable}
+		return placed{}, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: err.Error(), Code: codes.Unavailable}
 	}
 	copy(lease.Bytes(), data)
 	r := lease.Region()
-	msg.PayloadRef = &workerv1.SharedRef{Offset: r.Off, Length: r.Len}
-	return lease.Release, nil
+	return placed{ref: &workerv1.SharedRef{Offset: r.Off, Length: r.Len}, done: lease.Release}, nil
 }
 
-// result turns a result or chunk frame into a Result. A payload in the worker's output
-// arena is checked against the arena's bounds (a worker never makes Go read outside
-// it), then copied out and released at once, or, with view, handed over as it lies, to
-// be released by Result.Release.
+// within is the arena offset of data when it lies inside l's region.
+func within(l *shm.Lease, data []byte) (uint64, bool) {
+	region := l.Bytes()
+	if len(data) == 0 || len(region) == 0 {
+		return 0, false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(region)))
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
+	if at < start || at+uintptr(len(data)) > start+uintptr(len(region)) {
+		return 0, false
+	}
+	return l.Region().Off + uint64(at-start), true
+}
+
+// result turns a result or chunk frame into a Result. Payloads in the worker's output
+// arena are checked against the arena's bounds (a worker never makes Go read outside
+// it), then copied out and released at once, or, with view, handed over as they lie,
+// to be released by Result.Release.
 func (c *Client) result(op, tool string, r *workerv1.Result, view bool) (Result, error) {
-	ref := r.GetPayloadRef()
-	if ref == nil {
-		return Result{JSON: r.GetJson(), Payload: r.GetPayload()}, nil
+	res := Result{JSON: r.GetJson(), Payload: r.GetPayload()}
+	offs := refs(r)
+	if len(offs) > 0 {
+		if c.out == nil {
+			return Result{}, c.violation(op, tool, errors.New("a shared-memory result from a worker given no arena"))
+		}
+		if !c.out.Acquire() { // the process is gone, and its arena with it
+			return Result{}, &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: "the worker's output arena is gone", Code: codes.Unavailable}
+		}
+		res.release = sync.OnceFunc(func() {
+			c.ch.release(offs...)
+			c.out.Release()
+		})
 	}
-	region := shm.Region{Off: ref.GetOffset(), Len: ref.GetLength()}
-	if c.out == nil {
-		return Result{}, c.violation(op, tool, errors.New("a shared-memory result from a worker given no arena"))
+	bytesOf := func(inline []byte, ref *workerv1.SharedRef) ([]byte, error) {
+		if ref == nil {
+			return inline, nil
+		}
+		region := shm.Region{Off: ref.GetOffset(), Len: ref.GetLength()}
+		if err := c.out.Check(region); err != nil {
+			return nil, err
+		}
+		b := c.out.Bytes(region)
+		if !view {
+			b = bytes.Clone(b)
+		}
+		return b, nil
 	}
-	if err := c.out.Check(region); err != nil {
+	fail := func(err error) (Result, error) {
+		res.Release()
 		return Result{}, c.violation(op, tool, err)
 	}
-	if !c.out.Acquire() { // the process is gone, and its arena with it
-		return Result{}, &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: "the worker's output arena is gone", Code: codes.Unavailable}
+	var err error
+	if res.Payload, err = bytesOf(r.GetPayload(), r.GetPayloadRef()); err != nil {
+		return fail(err)
 	}
-	b := c.out.Bytes(region)
-	release := func() {
-		c.ch.release(region.Off)
-		c.out.Release()
+	if len(r.GetArrays()) > 0 {
+		res.Arrays = make(map[string]nd.Array, len(r.GetArrays()))
+		for _, w := range r.GetArrays() {
+			data, err := bytesOf(w.GetData(), w.GetDataRef())
+			if err != nil {
+				return fail(err)
+			}
+			a, err := fromWire(w, data)
+			if err != nil {
+				return fail(err)
+			}
+			if _, dup := res.Arrays[w.GetName()]; dup {
+				return fail(fmt.Errorf("two arrays named %q", w.GetName()))
+			}
+			res.Arrays[w.GetName()] = a
+		}
 	}
-	if !view {
-		res := Result{JSON: r.GetJson(), Payload: bytes.Clone(b)}
-		release()
-		return res, nil
+	if !view && res.release != nil {
+		res.release() // everything was copied out
+		res.release = nil
 	}
-	return Result{JSON: r.GetJson(), Payload: b, release: sync.OnceFunc(release)}, nil
+	return res, nil
 }
 
 // violation fails a call whose worker broke the wire contract, and kills the worker.
@@ -257,12 +338,12 @@ func (c *Client) violation(op, tool string, err error) error {
 
 // NewResult is a Result relayed from elsewhere (the actors' reply to the runtime):
 // release, when not nil, is what its Release calls.
-func NewResult(json []byte, payload []byte, release func()) Result {
-	return Result{JSON: json, Payload: payload, release: release}
+func NewResult(json []byte, payload []byte, arrays map[string]nd.Array, release func()) Result {
+	return Result{JSON: json, Payload: payload, Arrays: arrays, release: release}
 }
 
-// Release gives a result's shared-memory payload back (a result of a call made with
-// Request.View). Payload must not be used after it. It does nothing for other results,
+// Release gives a result's shared-memory payload and arrays back (a result of a call
+// made with Request.View). Payload and the arrays' Data must not be used after it. It does nothing for other results,
 // and only the first call counts.
 func (r Result) Release() {
 	if r.release != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/pyvisor/pyvisor/nd"
 )
 
 // Call is one tool call as the actors carry it.
@@ -21,6 +23,8 @@ type Call struct {
 	// View asks for a result payload in shared memory as it lies, released by the
 	// result's Release, instead of a copy.
 	View bool
+	// Arrays are typed arrays and tables, each the keyword argument its name gives.
+	Arrays map[string]nd.Array
 }
 
 // Buffer is a payload written in place in shared memory: *shm.Lease.

@@ -3,15 +3,19 @@ package messages
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/pyvisor/pyvisor/nd"
 )
 
 // ExecuteResult is the outcome of a call: a result, or Err.
 type ExecuteResult struct {
 	JSON    json.RawMessage
 	Payload []byte
+	Arrays  map[string]nd.Array
 	Err     error
 	Worker  string // the worker slot that ran it
-	// Release gives back a payload viewed in shared memory (Call.View); nil otherwise.
+	// Release gives back a payload and arrays viewed in shared memory (Call.View); nil
+	// otherwise.
 	Release func()
 }
 

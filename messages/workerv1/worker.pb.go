@@ -279,6 +279,59 @@ func (MetadataKey) EnumDescriptor() ([]byte, []int) {
 	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{3}
 }
 
+// ArrayFormat is how an Array's bytes are laid out.
+type ArrayFormat int32
+
+const (
+	ArrayFormat_ARRAY_FORMAT_UNSPECIFIED ArrayFormat = 0
+	// A dense n-dimensional array: the elements of dtype in C (row-major) order,
+	// little-endian, shape giving the extent of each dimension.
+	ArrayFormat_ARRAY_FORMAT_TENSOR ArrayFormat = 1
+	// An Arrow table: the Arrow IPC streaming format (schema, then record batches).
+	ArrayFormat_ARRAY_FORMAT_ARROW ArrayFormat = 2
+)
+
+// Enum value maps for ArrayFormat.
+var (
+	ArrayFormat_name = map[int32]string{
+		0: "ARRAY_FORMAT_UNSPECIFIED",
+		1: "ARRAY_FORMAT_TENSOR",
+		2: "ARRAY_FORMAT_ARROW",
+	}
+	ArrayFormat_value = map[string]int32{
+		"ARRAY_FORMAT_UNSPECIFIED": 0,
+		"ARRAY_FORMAT_TENSOR":      1,
+		"ARRAY_FORMAT_ARROW":       2,
+	}
+)
+
+func (x ArrayFormat) Enum() *ArrayFormat {
+	p := new(ArrayFormat)
+	*p = x
+	return p
+}
+
+func (x ArrayFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ArrayFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_pyvisor_worker_v1_worker_proto_enumTypes[4].Descriptor()
+}
+
+func (ArrayFormat) Type() protoreflect.EnumType {
+	return &file_pyvisor_worker_v1_worker_proto_enumTypes[4]
+}
+
+func (x ArrayFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ArrayFormat.Descriptor instead.
+func (ArrayFormat) EnumDescriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{4}
+}
+
 type DescribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -549,7 +602,10 @@ type ExecuteRequest struct {
 	CorrelationId string            `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	// payload_ref, on the Channel only, names the payload in the pool's input arena instead
 	// of carrying it in payload (see SharedRef); the worker reads it in place.
-	PayloadRef    *SharedRef `protobuf:"bytes,7,opt,name=payload_ref,json=payloadRef,proto3" json:"payload_ref,omitempty"`
+	PayloadRef *SharedRef `protobuf:"bytes,7,opt,name=payload_ref,json=payloadRef,proto3" json:"payload_ref,omitempty"`
+	// arrays are typed arrays and Arrow tables beside the JSON: each fills the keyword
+	// argument its name gives (a name the JSON arguments also have is refused).
+	Arrays        []*Array `protobuf:"bytes,8,rep,name=arrays,proto3" json:"arrays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +689,104 @@ func (x *ExecuteRequest) GetPayloadRef() *SharedRef {
 	return nil
 }
 
+func (x *ExecuteRequest) GetArrays() []*Array {
+	if x != nil {
+		return x.Arrays
+	}
+	return nil
+}
+
+// Array is one typed array or table sent beside a call's, a result's or a callback's
+// JSON, its bytes in data or, on the Channel, in shared memory (data_ref, as a
+// payload_ref).
+type Array struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the keyword argument (or the key of a returned dict) the array fills; ""
+	// is the whole result, when a tool returned the array itself.
+	Name   string      `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Format ArrayFormat `protobuf:"varint,2,opt,name=format,proto3,enum=pyvisor.worker.v1.ArrayFormat" json:"format,omitempty"`
+	// dtype names a tensor's element type as numpy does: bool, int8, int16, int32, int64,
+	// uint8, uint16, uint32, uint64, float16, float32, float64, complex64, complex128.
+	Dtype         string     `protobuf:"bytes,3,opt,name=dtype,proto3" json:"dtype,omitempty"`
+	Shape         []uint64   `protobuf:"varint,4,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	Data          []byte     `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	DataRef       *SharedRef `protobuf:"bytes,6,opt,name=data_ref,json=dataRef,proto3" json:"data_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Array) Reset() {
+	*x = Array{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Array) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Array) ProtoMessage() {}
+
+func (x *Array) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Array.ProtoReflect.Descriptor instead.
+func (*Array) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Array) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Array) GetFormat() ArrayFormat {
+	if x != nil {
+		return x.Format
+	}
+	return ArrayFormat_ARRAY_FORMAT_UNSPECIFIED
+}
+
+func (x *Array) GetDtype() string {
+	if x != nil {
+		return x.Dtype
+	}
+	return ""
+}
+
+func (x *Array) GetShape() []uint64 {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
+func (x *Array) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Array) GetDataRef() *SharedRef {
+	if x != nil {
+		return x.DataRef
+	}
+	return nil
+}
+
 // SharedRef names length bytes at offset of a shared-memory arena, in place of bytes in
 // a frame. Which arena is implied by the direction: a host frame's refs lie in the pool's
 // input arena (the worker's fd --shm-in-fd, mapped read-only), a worker frame's in the
@@ -648,7 +802,7 @@ type SharedRef struct {
 
 func (x *SharedRef) Reset() {
 	*x = SharedRef{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +814,7 @@ func (x *SharedRef) String() string {
 func (*SharedRef) ProtoMessage() {}
 
 func (x *SharedRef) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[5]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +827,7 @@ func (x *SharedRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRef.ProtoReflect.Descriptor instead.
 func (*SharedRef) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{5}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SharedRef) GetOffset() uint64 {
@@ -703,7 +857,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +869,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +882,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{6}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExecuteResponse) GetOutcome() isExecuteResponse_Outcome {
@@ -781,14 +935,18 @@ type Result struct {
 	// payload_ref, on the Channel only, names the returned bytes in the worker's output
 	// arena instead of carrying them in payload. The region stays the worker's to keep
 	// until the host sends a Release naming its offset.
-	PayloadRef    *SharedRef `protobuf:"bytes,3,opt,name=payload_ref,json=payloadRef,proto3" json:"payload_ref,omitempty"`
+	PayloadRef *SharedRef `protobuf:"bytes,3,opt,name=payload_ref,json=payloadRef,proto3" json:"payload_ref,omitempty"`
+	// arrays are the typed arrays and tables the tool returned: the value itself (name
+	// ""), or the values of the returned dict's keys that were arrays (json then holds
+	// the other keys). Their data_refs are released like payload_ref.
+	Arrays        []*Array `protobuf:"bytes,4,rep,name=arrays,proto3" json:"arrays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +958,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[7]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +971,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{7}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Result) GetJson() []byte {
@@ -837,6 +995,13 @@ func (x *Result) GetPayloadRef() *SharedRef {
 	return nil
 }
 
+func (x *Result) GetArrays() []*Array {
+	if x != nil {
+		return x.Arrays
+	}
+	return nil
+}
+
 // ToolError is a Python exception raised by a tool.
 type ToolError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -852,7 +1017,7 @@ type ToolError struct {
 
 func (x *ToolError) Reset() {
 	*x = ToolError{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1029,7 @@ func (x *ToolError) String() string {
 func (*ToolError) ProtoMessage() {}
 
 func (x *ToolError) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[8]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1042,7 @@ func (x *ToolError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolError.ProtoReflect.Descriptor instead.
 func (*ToolError) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{8}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ToolError) GetTool() string {
@@ -929,7 +1094,7 @@ type ExecuteStreamResponse struct {
 
 func (x *ExecuteStreamResponse) Reset() {
 	*x = ExecuteStreamResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1106,7 @@ func (x *ExecuteStreamResponse) String() string {
 func (*ExecuteStreamResponse) ProtoMessage() {}
 
 func (x *ExecuteStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[9]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1119,7 @@ func (x *ExecuteStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteStreamResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteStreamResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecuteStreamResponse) GetEvent() isExecuteStreamResponse_Event {
@@ -1023,7 +1188,7 @@ type StreamDone struct {
 
 func (x *StreamDone) Reset() {
 	*x = StreamDone{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1200,7 @@ func (x *StreamDone) String() string {
 func (*StreamDone) ProtoMessage() {}
 
 func (x *StreamDone) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[10]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1213,7 @@ func (x *StreamDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamDone.ProtoReflect.Descriptor instead.
 func (*StreamDone) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StreamDone) GetChunks() uint64 {
@@ -1072,7 +1237,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1249,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1262,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatRequest) GetSequence() uint64 {
@@ -1140,7 +1305,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1317,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1330,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HeartbeatResponse) GetSequence() uint64 {
@@ -1207,7 +1372,7 @@ type OpenSessionRequest struct {
 
 func (x *OpenSessionRequest) Reset() {
 	*x = OpenSessionRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1384,7 @@ func (x *OpenSessionRequest) String() string {
 func (*OpenSessionRequest) ProtoMessage() {}
 
 func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1397,7 @@ func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionRequest.ProtoReflect.Descriptor instead.
 func (*OpenSessionRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OpenSessionRequest) GetSessionId() string {
@@ -1258,7 +1423,7 @@ type OpenSessionResponse struct {
 
 func (x *OpenSessionResponse) Reset() {
 	*x = OpenSessionResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1435,7 @@ func (x *OpenSessionResponse) String() string {
 func (*OpenSessionResponse) ProtoMessage() {}
 
 func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1448,7 @@ func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSessionResponse.ProtoReflect.Descriptor instead.
 func (*OpenSessionResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OpenSessionResponse) GetSessionId() string {
@@ -1302,7 +1467,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1479,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[15]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1492,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CloseSessionRequest) GetSessionId() string {
@@ -1347,7 +1512,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1524,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[16]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1537,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CloseSessionResponse) GetExisted() bool {
@@ -1393,7 +1558,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1570,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[17]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1583,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ShutdownRequest) GetGraceMillis() uint32 {
@@ -1437,7 +1602,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1614,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1627,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ShutdownResponse) GetInFlight() uint32 {
@@ -1493,7 +1658,7 @@ type HostFrame struct {
 
 func (x *HostFrame) Reset() {
 	*x = HostFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1670,7 @@ func (x *HostFrame) String() string {
 func (*HostFrame) ProtoMessage() {}
 
 func (x *HostFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1683,7 @@ func (x *HostFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostFrame.ProtoReflect.Descriptor instead.
 func (*HostFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HostFrame) GetCallId() uint64 {
@@ -1658,7 +1823,7 @@ type Call struct {
 
 func (x *Call) Reset() {
 	*x = Call{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1835,7 @@ func (x *Call) String() string {
 func (*Call) ProtoMessage() {}
 
 func (x *Call) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1848,7 @@ func (x *Call) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Call.ProtoReflect.Descriptor instead.
 func (*Call) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Call) GetRequest() *ExecuteRequest {
@@ -1734,7 +1899,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1911,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1924,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Cancel) GetReason() string {
@@ -1779,7 +1944,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1956,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1969,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Release) GetOffsets() []uint64 {
@@ -1824,7 +1989,7 @@ type Credit struct {
 
 func (x *Credit) Reset() {
 	*x = Credit{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2001,7 @@ func (x *Credit) String() string {
 func (*Credit) ProtoMessage() {}
 
 func (x *Credit) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2014,7 @@ func (x *Credit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credit.ProtoReflect.Descriptor instead.
 func (*Credit) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Credit) GetChunks() uint32 {
@@ -1885,7 +2050,7 @@ type WorkerFrame struct {
 
 func (x *WorkerFrame) Reset() {
 	*x = WorkerFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2062,7 @@ func (x *WorkerFrame) String() string {
 func (*WorkerFrame) ProtoMessage() {}
 
 func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2075,7 @@ func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFrame.ProtoReflect.Descriptor instead.
 func (*WorkerFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{24}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WorkerFrame) GetCallId() uint64 {
@@ -2093,7 +2258,7 @@ type CallFailed struct {
 
 func (x *CallFailed) Reset() {
 	*x = CallFailed{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2270,7 @@ func (x *CallFailed) String() string {
 func (*CallFailed) ProtoMessage() {}
 
 func (x *CallFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2283,7 @@ func (x *CallFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallFailed.ProtoReflect.Descriptor instead.
 func (*CallFailed) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{25}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CallFailed) GetCode() int32 {
@@ -2153,7 +2318,7 @@ type BodyEnded struct {
 
 func (x *BodyEnded) Reset() {
 	*x = BodyEnded{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2330,7 @@ func (x *BodyEnded) String() string {
 func (*BodyEnded) ProtoMessage() {}
 
 func (x *BodyEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2343,7 @@ func (x *BodyEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyEnded.ProtoReflect.Descriptor instead.
 func (*BodyEnded) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{26}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BodyEnded) GetCancelled() bool {
@@ -2204,13 +2369,16 @@ type Callback struct {
 	TraceContext map[string]string `protobuf:"bytes,4,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// timeout_micros is the time the tool's call has left; 0 means no deadline.
 	TimeoutMicros int64 `protobuf:"varint,5,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	// arrays are keyword arguments that are typed arrays or tables (in the worker's output
+	// arena when large, released by the host as a result's).
+	Arrays        []*Array `protobuf:"bytes,6,rep,name=arrays,proto3" json:"arrays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Callback) Reset() {
 	*x = Callback{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2390,7 @@ func (x *Callback) String() string {
 func (*Callback) ProtoMessage() {}
 
 func (x *Callback) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2403,7 @@ func (x *Callback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Callback.ProtoReflect.Descriptor instead.
 func (*Callback) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{27}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Callback) GetCallbackId() uint64 {
@@ -2273,6 +2441,13 @@ func (x *Callback) GetTimeoutMicros() int64 {
 	return 0
 }
 
+func (x *Callback) GetArrays() []*Array {
+	if x != nil {
+		return x.Arrays
+	}
+	return nil
+}
+
 // CallbackCancel withdraws a callback.
 type CallbackCancel struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2283,7 +2458,7 @@ type CallbackCancel struct {
 
 func (x *CallbackCancel) Reset() {
 	*x = CallbackCancel{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2470,7 @@ func (x *CallbackCancel) String() string {
 func (*CallbackCancel) ProtoMessage() {}
 
 func (x *CallbackCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2483,7 @@ func (x *CallbackCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallbackCancel.ProtoReflect.Descriptor instead.
 func (*CallbackCancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{28}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CallbackCancel) GetCallbackId() uint64 {
@@ -2327,14 +2502,17 @@ type CallbackReply struct {
 	//
 	//	*CallbackReply_Json
 	//	*CallbackReply_Error
-	Outcome       isCallbackReply_Outcome `protobuf_oneof:"outcome"`
+	Outcome isCallbackReply_Outcome `protobuf_oneof:"outcome"`
+	// arrays are typed arrays and tables the Go function returned beside its JSON (in the
+	// pool's input arena when large; the host frees them once the callback's call is over).
+	Arrays        []*Array `protobuf:"bytes,4,rep,name=arrays,proto3" json:"arrays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CallbackReply) Reset() {
 	*x = CallbackReply{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2524,7 @@ func (x *CallbackReply) String() string {
 func (*CallbackReply) ProtoMessage() {}
 
 func (x *CallbackReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2537,7 @@ func (x *CallbackReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallbackReply.ProtoReflect.Descriptor instead.
 func (*CallbackReply) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{29}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CallbackReply) GetCallbackId() uint64 {
@@ -2390,6 +2568,13 @@ func (x *CallbackReply) GetError() *GoError {
 		if x, ok := x.Outcome.(*CallbackReply_Error); ok {
 			return x.Error
 		}
+	}
+	return nil
+}
+
+func (x *CallbackReply) GetArrays() []*Array {
+	if x != nil {
+		return x.Arrays
 	}
 	return nil
 }
@@ -2425,7 +2610,7 @@ type GoError struct {
 
 func (x *GoError) Reset() {
 	*x = GoError{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2622,7 @@ func (x *GoError) String() string {
 func (*GoError) ProtoMessage() {}
 
 func (x *GoError) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2635,7 @@ func (x *GoError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoError.ProtoReflect.Descriptor instead.
 func (*GoError) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{30}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GoError) GetKind() string {
@@ -2512,7 +2697,7 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12+\n" +
 	"\x11parameters_schema\x18\x03 \x01(\tR\x10parametersSchema\x12\x1c\n" +
 	"\tstreaming\x18\x04 \x01(\bR\tstreaming\x12\x19\n" +
-	"\bis_async\x18\x05 \x01(\bR\aisAsync\"\xeb\x02\n" +
+	"\bis_async\x18\x05 \x01(\bR\aisAsync\"\x9d\x03\n" +
 	"\x0eExecuteRequest\x12\x12\n" +
 	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x1c\n" +
 	"\targuments\x18\x02 \x01(\fR\targuments\x12\x18\n" +
@@ -2522,22 +2707,31 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\bmetadata\x18\x05 \x03(\v2/.pyvisor.worker.v1.ExecuteRequest.MetadataEntryR\bmetadata\x12%\n" +
 	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\x12=\n" +
 	"\vpayload_ref\x18\a \x01(\v2\x1c.pyvisor.worker.v1.SharedRefR\n" +
-	"payloadRef\x1a;\n" +
+	"payloadRef\x120\n" +
+	"\x06arrays\x18\b \x03(\v2\x18.pyvisor.worker.v1.ArrayR\x06arrays\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\";\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x01\n" +
+	"\x05Array\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x1e.pyvisor.worker.v1.ArrayFormatR\x06format\x12\x14\n" +
+	"\x05dtype\x18\x03 \x01(\tR\x05dtype\x12\x14\n" +
+	"\x05shape\x18\x04 \x03(\x04R\x05shape\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x127\n" +
+	"\bdata_ref\x18\x06 \x01(\v2\x1c.pyvisor.worker.v1.SharedRefR\adataRef\";\n" +
 	"\tSharedRef\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x04R\x06length\"\x87\x01\n" +
 	"\x0fExecuteResponse\x123\n" +
 	"\x06result\x18\x01 \x01(\v2\x19.pyvisor.worker.v1.ResultH\x00R\x06result\x124\n" +
 	"\x05error\x18\x02 \x01(\v2\x1c.pyvisor.worker.v1.ToolErrorH\x00R\x05errorB\t\n" +
-	"\aoutcome\"u\n" +
+	"\aoutcome\"\xa7\x01\n" +
 	"\x06Result\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12=\n" +
 	"\vpayload_ref\x18\x03 \x01(\v2\x1c.pyvisor.worker.v1.SharedRefR\n" +
-	"payloadRef\"\x92\x01\n" +
+	"payloadRef\x120\n" +
+	"\x06arrays\x18\x04 \x03(\v2\x18.pyvisor.worker.v1.ArrayR\x06arrays\"\x92\x01\n" +
 	"\tToolError\x12\x12\n" +
 	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
@@ -2628,25 +2822,27 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\")\n" +
 	"\tBodyEnded\x12\x1c\n" +
-	"\tcancelled\x18\x01 \x01(\bR\tcancelled\"\x99\x02\n" +
+	"\tcancelled\x18\x01 \x01(\bR\tcancelled\"\xcb\x02\n" +
 	"\bCallback\x12\x1f\n" +
 	"\vcallback_id\x18\x01 \x01(\x04R\n" +
 	"callbackId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
 	"\targuments\x18\x03 \x01(\fR\targuments\x12R\n" +
 	"\rtrace_context\x18\x04 \x03(\v2-.pyvisor.worker.v1.Callback.TraceContextEntryR\ftraceContext\x12%\n" +
-	"\x0etimeout_micros\x18\x05 \x01(\x03R\rtimeoutMicros\x1a?\n" +
+	"\x0etimeout_micros\x18\x05 \x01(\x03R\rtimeoutMicros\x120\n" +
+	"\x06arrays\x18\x06 \x03(\v2\x18.pyvisor.worker.v1.ArrayR\x06arrays\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
 	"\x0eCallbackCancel\x12\x1f\n" +
 	"\vcallback_id\x18\x01 \x01(\x04R\n" +
-	"callbackId\"\x85\x01\n" +
+	"callbackId\"\xb7\x01\n" +
 	"\rCallbackReply\x12\x1f\n" +
 	"\vcallback_id\x18\x01 \x01(\x04R\n" +
 	"callbackId\x12\x14\n" +
 	"\x04json\x18\x02 \x01(\fH\x00R\x04json\x122\n" +
-	"\x05error\x18\x03 \x01(\v2\x1a.pyvisor.worker.v1.GoErrorH\x00R\x05errorB\t\n" +
+	"\x05error\x18\x03 \x01(\v2\x1a.pyvisor.worker.v1.GoErrorH\x00R\x05error\x120\n" +
+	"\x06arrays\x18\x04 \x03(\v2\x18.pyvisor.worker.v1.ArrayR\x06arraysB\t\n" +
 	"\aoutcome\"S\n" +
 	"\aGoError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
@@ -2680,7 +2876,12 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x18METADATA_KEY_UNSPECIFIED\x10\x00\x120\n" +
 	"\x19METADATA_KEY_ERROR_REASON\x10\x01\x1a\x11\xca\xda\x18\rpyvisor-error\x125\n" +
 	"\x1bMETADATA_KEY_CORRELATION_ID\x10\x02\x1a\x14\xca\xda\x18\x10x-correlation-id\x121\n" +
-	"\x1aMETADATA_KEY_AUTHORIZATION\x10\x03\x1a\x11\xca\xda\x18\rauthorization2\xcf\x05\n" +
+	"\x1aMETADATA_KEY_AUTHORIZATION\x10\x03\x1a\x11\xca\xda\x18\rauthorization*s\n" +
+	"\vArrayFormat\x12\x1c\n" +
+	"\x18ARRAY_FORMAT_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x13ARRAY_FORMAT_TENSOR\x10\x01\x1a\n" +
+	"\xca\xda\x18\x06tensor\x12!\n" +
+	"\x12ARRAY_FORMAT_ARROW\x10\x02\x1a\t\xca\xda\x18\x05arrow2\xcf\x05\n" +
 	"\rWorkerService\x12S\n" +
 	"\bDescribe\x12\".pyvisor.worker.v1.DescribeRequest\x1a#.pyvisor.worker.v1.DescribeResponse\x12P\n" +
 	"\aExecute\x12!.pyvisor.worker.v1.ExecuteRequest\x1a\".pyvisor.worker.v1.ExecuteResponse\x12^\n" +
@@ -2704,105 +2905,113 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_pyvisor_worker_v1_worker_proto_rawDescData
 }
 
-var file_pyvisor_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_pyvisor_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(Reason)(0),                           // 0: pyvisor.worker.v1.Reason
 	(GoErrorKind)(0),                      // 1: pyvisor.worker.v1.GoErrorKind
 	(CancelReason)(0),                     // 2: pyvisor.worker.v1.CancelReason
 	(MetadataKey)(0),                      // 3: pyvisor.worker.v1.MetadataKey
-	(*DescribeRequest)(nil),               // 4: pyvisor.worker.v1.DescribeRequest
-	(*DescribeResponse)(nil),              // 5: pyvisor.worker.v1.DescribeResponse
-	(*CallbackSpec)(nil),                  // 6: pyvisor.worker.v1.CallbackSpec
-	(*ToolSpec)(nil),                      // 7: pyvisor.worker.v1.ToolSpec
-	(*ExecuteRequest)(nil),                // 8: pyvisor.worker.v1.ExecuteRequest
-	(*SharedRef)(nil),                     // 9: pyvisor.worker.v1.SharedRef
-	(*ExecuteResponse)(nil),               // 10: pyvisor.worker.v1.ExecuteResponse
-	(*Result)(nil),                        // 11: pyvisor.worker.v1.Result
-	(*ToolError)(nil),                     // 12: pyvisor.worker.v1.ToolError
-	(*ExecuteStreamResponse)(nil),         // 13: pyvisor.worker.v1.ExecuteStreamResponse
-	(*StreamDone)(nil),                    // 14: pyvisor.worker.v1.StreamDone
-	(*HeartbeatRequest)(nil),              // 15: pyvisor.worker.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 16: pyvisor.worker.v1.HeartbeatResponse
-	(*OpenSessionRequest)(nil),            // 17: pyvisor.worker.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),           // 18: pyvisor.worker.v1.OpenSessionResponse
-	(*CloseSessionRequest)(nil),           // 19: pyvisor.worker.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),          // 20: pyvisor.worker.v1.CloseSessionResponse
-	(*ShutdownRequest)(nil),               // 21: pyvisor.worker.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),              // 22: pyvisor.worker.v1.ShutdownResponse
-	(*HostFrame)(nil),                     // 23: pyvisor.worker.v1.HostFrame
-	(*Call)(nil),                          // 24: pyvisor.worker.v1.Call
-	(*Cancel)(nil),                        // 25: pyvisor.worker.v1.Cancel
-	(*Release)(nil),                       // 26: pyvisor.worker.v1.Release
-	(*Credit)(nil),                        // 27: pyvisor.worker.v1.Credit
-	(*WorkerFrame)(nil),                   // 28: pyvisor.worker.v1.WorkerFrame
-	(*CallFailed)(nil),                    // 29: pyvisor.worker.v1.CallFailed
-	(*BodyEnded)(nil),                     // 30: pyvisor.worker.v1.BodyEnded
-	(*Callback)(nil),                      // 31: pyvisor.worker.v1.Callback
-	(*CallbackCancel)(nil),                // 32: pyvisor.worker.v1.CallbackCancel
-	(*CallbackReply)(nil),                 // 33: pyvisor.worker.v1.CallbackReply
-	(*GoError)(nil),                       // 34: pyvisor.worker.v1.GoError
-	nil,                                   // 35: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                                   // 36: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	nil,                                   // 37: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	nil,                                   // 38: pyvisor.worker.v1.Call.TraceContextEntry
-	nil,                                   // 39: pyvisor.worker.v1.Callback.TraceContextEntry
-	(*descriptorpb.EnumValueOptions)(nil), // 40: google.protobuf.EnumValueOptions
+	(ArrayFormat)(0),                      // 4: pyvisor.worker.v1.ArrayFormat
+	(*DescribeRequest)(nil),               // 5: pyvisor.worker.v1.DescribeRequest
+	(*DescribeResponse)(nil),              // 6: pyvisor.worker.v1.DescribeResponse
+	(*CallbackSpec)(nil),                  // 7: pyvisor.worker.v1.CallbackSpec
+	(*ToolSpec)(nil),                      // 8: pyvisor.worker.v1.ToolSpec
+	(*ExecuteRequest)(nil),                // 9: pyvisor.worker.v1.ExecuteRequest
+	(*Array)(nil),                         // 10: pyvisor.worker.v1.Array
+	(*SharedRef)(nil),                     // 11: pyvisor.worker.v1.SharedRef
+	(*ExecuteResponse)(nil),               // 12: pyvisor.worker.v1.ExecuteResponse
+	(*Result)(nil),                        // 13: pyvisor.worker.v1.Result
+	(*ToolError)(nil),                     // 14: pyvisor.worker.v1.ToolError
+	(*ExecuteStreamResponse)(nil),         // 15: pyvisor.worker.v1.ExecuteStreamResponse
+	(*StreamDone)(nil),                    // 16: pyvisor.worker.v1.StreamDone
+	(*HeartbeatRequest)(nil),              // 17: pyvisor.worker.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 18: pyvisor.worker.v1.HeartbeatResponse
+	(*OpenSessionRequest)(nil),            // 19: pyvisor.worker.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),           // 20: pyvisor.worker.v1.OpenSessionResponse
+	(*CloseSessionRequest)(nil),           // 21: pyvisor.worker.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),          // 22: pyvisor.worker.v1.CloseSessionResponse
+	(*ShutdownRequest)(nil),               // 23: pyvisor.worker.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),              // 24: pyvisor.worker.v1.ShutdownResponse
+	(*HostFrame)(nil),                     // 25: pyvisor.worker.v1.HostFrame
+	(*Call)(nil),                          // 26: pyvisor.worker.v1.Call
+	(*Cancel)(nil),                        // 27: pyvisor.worker.v1.Cancel
+	(*Release)(nil),                       // 28: pyvisor.worker.v1.Release
+	(*Credit)(nil),                        // 29: pyvisor.worker.v1.Credit
+	(*WorkerFrame)(nil),                   // 30: pyvisor.worker.v1.WorkerFrame
+	(*CallFailed)(nil),                    // 31: pyvisor.worker.v1.CallFailed
+	(*BodyEnded)(nil),                     // 32: pyvisor.worker.v1.BodyEnded
+	(*Callback)(nil),                      // 33: pyvisor.worker.v1.Callback
+	(*CallbackCancel)(nil),                // 34: pyvisor.worker.v1.CallbackCancel
+	(*CallbackReply)(nil),                 // 35: pyvisor.worker.v1.CallbackReply
+	(*GoError)(nil),                       // 36: pyvisor.worker.v1.GoError
+	nil,                                   // 37: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	nil,                                   // 38: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	nil,                                   // 39: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                                   // 40: pyvisor.worker.v1.Call.TraceContextEntry
+	nil,                                   // 41: pyvisor.worker.v1.Callback.TraceContextEntry
+	(*descriptorpb.EnumValueOptions)(nil), // 42: google.protobuf.EnumValueOptions
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
-	7,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
-	6,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
-	35, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	9,  // 3: pyvisor.worker.v1.ExecuteRequest.payload_ref:type_name -> pyvisor.worker.v1.SharedRef
-	11, // 4: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
-	12, // 5: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	9,  // 6: pyvisor.worker.v1.Result.payload_ref:type_name -> pyvisor.worker.v1.SharedRef
-	11, // 7: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
-	14, // 8: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
-	12, // 9: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	36, // 10: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	37, // 11: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	24, // 12: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
-	25, // 13: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
-	15, // 14: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
-	27, // 15: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
-	26, // 16: pyvisor.worker.v1.HostFrame.release:type_name -> pyvisor.worker.v1.Release
-	33, // 17: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
-	8,  // 18: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
-	38, // 19: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
-	11, // 20: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
-	11, // 21: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
-	14, // 22: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
-	12, // 23: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
-	29, // 24: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
-	30, // 25: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
-	16, // 26: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
-	31, // 27: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
-	32, // 28: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
-	39, // 29: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
-	34, // 30: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
-	40, // 31: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
-	4,  // 32: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
-	8,  // 33: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
-	8,  // 34: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
-	15, // 35: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
-	17, // 36: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
-	19, // 37: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	21, // 38: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	23, // 39: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
-	5,  // 40: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	10, // 41: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	13, // 42: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	16, // 43: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	18, // 44: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	20, // 45: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	22, // 46: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	28, // 47: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
-	40, // [40:48] is the sub-list for method output_type
-	32, // [32:40] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	31, // [31:32] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	8,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
+	7,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
+	37, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	11, // 3: pyvisor.worker.v1.ExecuteRequest.payload_ref:type_name -> pyvisor.worker.v1.SharedRef
+	10, // 4: pyvisor.worker.v1.ExecuteRequest.arrays:type_name -> pyvisor.worker.v1.Array
+	4,  // 5: pyvisor.worker.v1.Array.format:type_name -> pyvisor.worker.v1.ArrayFormat
+	11, // 6: pyvisor.worker.v1.Array.data_ref:type_name -> pyvisor.worker.v1.SharedRef
+	13, // 7: pyvisor.worker.v1.ExecuteResponse.result:type_name -> pyvisor.worker.v1.Result
+	14, // 8: pyvisor.worker.v1.ExecuteResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	11, // 9: pyvisor.worker.v1.Result.payload_ref:type_name -> pyvisor.worker.v1.SharedRef
+	10, // 10: pyvisor.worker.v1.Result.arrays:type_name -> pyvisor.worker.v1.Array
+	13, // 11: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
+	16, // 12: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
+	14, // 13: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
+	38, // 14: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	39, // 15: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	26, // 16: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	27, // 17: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	17, // 18: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
+	29, // 19: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	28, // 20: pyvisor.worker.v1.HostFrame.release:type_name -> pyvisor.worker.v1.Release
+	35, // 21: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
+	9,  // 22: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
+	40, // 23: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	13, // 24: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
+	13, // 25: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
+	16, // 26: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
+	14, // 27: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
+	31, // 28: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	32, // 29: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	18, // 30: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
+	33, // 31: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
+	34, // 32: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
+	41, // 33: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
+	10, // 34: pyvisor.worker.v1.Callback.arrays:type_name -> pyvisor.worker.v1.Array
+	36, // 35: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
+	10, // 36: pyvisor.worker.v1.CallbackReply.arrays:type_name -> pyvisor.worker.v1.Array
+	42, // 37: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
+	5,  // 38: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
+	9,  // 39: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
+	9,  // 40: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
+	17, // 41: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
+	19, // 42: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
+	21, // 43: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
+	23, // 44: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	25, // 45: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	6,  // 46: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	12, // 47: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	15, // 48: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	18, // 49: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	20, // 50: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	22, // 51: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	24, // 52: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	30, // 53: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	46, // [46:54] is the sub-list for method output_type
+	38, // [38:46] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	37, // [37:38] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_pyvisor_worker_v1_worker_proto_init() }
@@ -2810,16 +3019,16 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 	if File_pyvisor_worker_v1_worker_proto != nil {
 		return
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[6].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[7].OneofWrappers = []any{
 		(*ExecuteResponse_Result)(nil),
 		(*ExecuteResponse_Error)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[9].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExecuteStreamResponse_Chunk)(nil),
 		(*ExecuteStreamResponse_Done)(nil),
 		(*ExecuteStreamResponse_Error)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[19].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[20].OneofWrappers = []any{
 		(*HostFrame_Call)(nil),
 		(*HostFrame_Cancel)(nil),
 		(*HostFrame_Ping)(nil),
@@ -2827,7 +3036,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*HostFrame_Release)(nil),
 		(*HostFrame_CallbackReply)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[24].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[25].OneofWrappers = []any{
 		(*WorkerFrame_Result)(nil),
 		(*WorkerFrame_Chunk)(nil),
 		(*WorkerFrame_End)(nil),
@@ -2838,7 +3047,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*WorkerFrame_Callback)(nil),
 		(*WorkerFrame_CallbackCancel)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[29].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[30].OneofWrappers = []any{
 		(*CallbackReply_Json)(nil),
 		(*CallbackReply_Error)(nil),
 	}
@@ -2847,8 +3056,8 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   36,
+			NumEnums:      5,
+			NumMessages:   37,
 			NumExtensions: 1,
 			NumServices:   1,
 		},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import mmap
 import os
 import selectors
 import shutil
@@ -216,3 +217,36 @@ async def cli_stub() -> AsyncIterator[Callable[[str], Any]]:
 
 
 __all__ = ["args", "pb", "tools_with", "wait_for"]
+
+
+@dataclass
+class Arenas:
+    """The host's side of a worker's two arenas: memfds it maps read-write."""
+
+    input: mmap.mmap
+    output: mmap.mmap
+    in_fd: int
+    out_fd: int
+
+    def worker_fds(self) -> dict[str, int]:
+        """Fresh fds for the worker (it closes them): the input one read-only."""
+        return {"shm_in_fd": os.open(f"/proc/self/fd/{self.in_fd}", os.O_RDONLY),
+                "shm_out_fd": os.dup(self.out_fd)}
+
+
+@pytest.fixture
+def arenas() -> Iterator[Any]:
+    made: list[Arenas] = []
+
+    def make(in_size: int = 64 * 4096, out_size: int = 64 * 4096) -> Arenas:
+        in_fd, out_fd = os.memfd_create("test-in"), os.memfd_create("test-out")
+        os.ftruncate(in_fd, in_size)
+        os.ftruncate(out_fd, out_size)
+        a = Arenas(mmap.mmap(in_fd, in_size), mmap.mmap(out_fd, out_size), in_fd, out_fd)
+        made.append(a)
+        return a
+
+    yield make
+    for a in made:
+        os.close(a.in_fd)
+        os.close(a.out_fd)

@@ -4,53 +4,17 @@ arena (copied once, or built there with ctx.buffer), released by the host, bound
 from __future__ import annotations
 
 import asyncio
-import mmap
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import args, pb, tools_with, wait_for
+from conftest import Arenas, args, pb, tools_with, wait_for
 from test_channel import Frames
 
 from pyvisor_worker import ToolContext
 from pyvisor_worker.shm import ALIGN, OutputArena, address
 
 PAGE = ALIGN
-
-
-@dataclass
-class Arenas:
-    """The host's side of a worker's two arenas: memfds it maps read-write."""
-
-    input: mmap.mmap
-    output: mmap.mmap
-    in_fd: int
-    out_fd: int
-
-    def worker_fds(self) -> dict[str, int]:
-        """Fresh fds for the worker (it closes them): the input one read-only."""
-        return {"shm_in_fd": os.open(f"/proc/self/fd/{self.in_fd}", os.O_RDONLY),
-                "shm_out_fd": os.dup(self.out_fd)}
-
-
-@pytest.fixture
-def arenas() -> Iterator[Any]:
-    made: list[Arenas] = []
-
-    def make(in_size: int = 64 * PAGE, out_size: int = 64 * PAGE) -> Arenas:
-        in_fd, out_fd = os.memfd_create("test-in"), os.memfd_create("test-out")
-        os.ftruncate(in_fd, in_size)
-        os.ftruncate(out_fd, out_size)
-        a = Arenas(mmap.mmap(in_fd, in_size), mmap.mmap(out_fd, out_size), in_fd, out_fd)
-        made.append(a)
-        return a
-
-    yield make
-    for a in made:
-        os.close(a.in_fd)
-        os.close(a.out_fd)
 
 
 async def shm_worker(start_worker: Any, arenas: Arenas, threshold: int = PAGE,

@@ -25,7 +25,7 @@ from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected
 from pyvisor_worker.gocall import GoCaller, GoError
-from pyvisor_worker.shm import Shared
+from pyvisor_worker.shm import Shared, refs
 from pyvisor_worker.wire import CANCELLED, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
 
 log = logging.getLogger("pyvisor_worker.channel")
@@ -87,8 +87,8 @@ class _FrameStream:
             # Cancelled while waiting for credit: the host never hears of this chunk, so
             # what it holds in the output arena goes back here.
             shared = self._channel.shared
-            if shared is not None and result.HasField("payload_ref"):
-                shared.output.release([result.payload_ref.offset])
+            if shared is not None:
+                shared.output.release(refs(result))
             raise
         running.credit -= 1
         refused = self._channel.oversize(self._tool, result)

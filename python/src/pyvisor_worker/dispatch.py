@@ -26,10 +26,11 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from pyvisor_worker import arrays as arraysmod
 from pyvisor_worker._proto import worker_pb2 as pb
 from pyvisor_worker.context import ToolContext
 from pyvisor_worker.errors import CallRejected
-from pyvisor_worker.shm import PayloadTooLarge, Shared, as_bytes
+from pyvisor_worker.shm import PayloadTooLarge, Shared, as_bytes, refs
 from pyvisor_worker.tools import Kind, Tool
 from pyvisor_worker.wire import (
     INVALID_ARGUMENT,
@@ -198,7 +199,7 @@ class Dispatcher:
                 message = f"tool '{tool.name}' is not a streaming tool; call it with Execute"
             raise CallRejected(grpc.StatusCode.FAILED_PRECONDITION, WRONG_CALL_KIND, message)
         raw = request.arguments
-        size = len(raw) + len(request.payload)
+        size = len(raw) + len(request.payload) + sum(len(a.data) for a in request.arrays)
         if size > self.max_message_bytes:
             raise CallRejected(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE,
@@ -232,6 +233,8 @@ class Dispatcher:
             except ValueError as exc:
                 raise CallRejected(
                     grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT, str(exc)) from None
+        if request.arrays:
+            self._merge_arrays(tool.name, request.arrays, args, shared)
         problem = tool.validator.validate(args)
         if problem is not None:
             raise CallRejected(grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT, problem)
@@ -262,9 +265,35 @@ class Dispatcher:
             log.debug("%s %s", op, tool.name, extra={"tool": tool.name})
         return tool, args, tctx
 
+    @staticmethod
+    def _merge_arrays(
+        tool: str, arrays: Any, args: Any, shared: Shared | None,
+    ) -> None:
+        """Put a call's arrays into its keyword arguments, read in place."""
+        if not isinstance(args, dict):
+            return  # the validator refuses it
+        for array in arrays:
+            if array.name in args:
+                raise CallRejected(
+                    grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
+                    f"argument '{array.name}' of tool '{tool}' is given twice: "
+                    "in the JSON arguments and as an array")
+            data: bytes | memoryview = array.data
+            try:
+                if array.HasField("data_ref"):
+                    if shared is None:
+                        raise ValueError(
+                            "a shared-memory data_ref is only valid on the runtime's Channel")
+                    data = shared.payload(array.data_ref)
+                args[array.name] = arraysmod.decode(array, data)
+            except ValueError as exc:  # ArrayError too
+                raise CallRejected(
+                    grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
+                    f"tool '{tool}': {exc}") from None
+
     def oversize(self, tool: str, result: Any) -> CallRejected | None:
         """The refusal of a result over the message limit (None when it fits)."""
-        size = len(result.payload) or len(result.json)  # bytes come with a json null
+        size = (len(result.payload) or len(result.json)) + sum(len(a.data) for a in result.arrays)
         if size <= self.max_message_bytes:
             return None
         return CallRejected(
@@ -324,8 +353,12 @@ class Dispatcher:
     ) -> Any:
         """A returned or yielded value as a Result: bytes-like values of the threshold's size
         or more go to the output arena when ``shared`` is given (in place when the tool built
-        them in ``ctx.buffer``). Raises CallRejected for bytes over the payload limit, and
-        _NotSerializable for a value JSON cannot carry."""
+        them in ``ctx.buffer``); arrays, and a dict's array values, go as Arrays. Raises
+        CallRejected for bytes over the payload limit, and _NotSerializable for a value JSON
+        cannot carry."""
+        rest, arrays = arraysmod.split(value)
+        if arrays:
+            return await self._encode_arrays(tool, rest, arrays, tctx, shared)
         if shared is not None and isinstance(value, _BINARY):
             data = as_bytes(value)
             if data.nbytes >= shared.threshold:
@@ -338,6 +371,45 @@ class Dispatcher:
                         f"result of tool '{tool}': {exc}") from None
                 return pb.Result(json=b"null", payload_ref=ref)
         return encode(tool, value)
+
+    async def _encode_arrays(
+        self, tool: str, rest: Any, arrays: dict[str, Any], tctx: ToolContext | None,
+        shared: Shared | None,
+    ) -> Any:
+        owned = tctx.buffers if tctx is not None else None
+
+        async def place(data: memoryview) -> tuple[bytes, Any]:
+            if shared is not None and data.nbytes >= shared.threshold:
+                return b"", await shared.place(data, owned)
+            return bytes(data), None
+
+        async def reserve(n: int) -> tuple[memoryview, Any] | None:
+            if shared is None or n < shared.threshold:
+                return None
+            return await shared.reserve(n)
+
+        result = encode(tool, rest)
+        try:
+            for name, value in arrays.items():
+                result.arrays.append(await arraysmod.encode(name, value, place, reserve))
+        except PayloadTooLarge as exc:
+            self._free(result, shared)
+            raise CallRejected(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE,
+                f"result of tool '{tool}': {exc}") from None
+        except arraysmod.ArrayError as exc:
+            self._free(result, shared)
+            raise _NotSerializable(f"result of tool '{tool}': {exc}") from None
+        except BaseException:
+            self._free(result, shared)
+            raise
+        return result
+
+    @staticmethod
+    def _free(result: Any, shared: Shared | None) -> None:
+        """Give back the output regions of a result that will not be sent."""
+        if shared is not None:
+            shared.output.release(refs(result))
 
     async def execute(
         self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,

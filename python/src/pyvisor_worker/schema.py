@@ -2,7 +2,9 @@
 
 Supported annotations: int (integer; bool is not an integer), float (number; ints accepted),
 str, bool, None, list/list[X]/tuple[X, ...] (array), dict/dict[str, X] (object), X | Y and
-Optional[X] (anyOf), Literal[...] (enum), Any or no annotation (anything).
+Optional[X] (anyOf), Literal[...] (enum), Any or no annotation (anything), and the arrays
+that travel beside the JSON: numpy.ndarray / numpy.typing.NDArray[...] (a tensor) and
+pyarrow.Table / pyarrow.RecordBatch (an Arrow table), schema ``{"x-pyvisor-array": ...}``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,31 @@ _STRING = _leaf("string", lambda v: isinstance(v, str))
 _BOOLEAN = _leaf("boolean", lambda v: isinstance(v, bool))
 _NULL = _leaf("null", lambda v: v is None)
 _ANY = _Node({}, "any value", None)
+
+
+def _array_format(tp: Any) -> str | None:
+    """"tensor" or "arrow" for an array annotation, known by name (importing neither
+    numpy nor pyarrow)."""
+    origin = typing.get_origin(tp) or tp
+    module = getattr(origin, "__module__", "") or ""
+    name = getattr(origin, "__name__", "")
+    if module.split(".")[0] == "numpy" and name == "ndarray":
+        return "tensor"
+    if module.split(".")[0] == "pyarrow" and name in ("Table", "RecordBatch"):
+        return "arrow"
+    return None
+
+
+def _array_node(fmt: str) -> _Node:
+    expected = "a tensor" if fmt == "tensor" else "an Arrow table"
+
+    def check(value: Any, path: str) -> Problem | None:
+        if isinstance(value, (type(None), bool, int, float, str, list, dict)):
+            return (path, f"{expected} (sent as an array beside the JSON: WithArray in Go)",
+                    json_type(value))
+        return None
+
+    return _Node({"x-pyvisor-array": fmt}, expected, check)
 
 
 def _array(item: _Node) -> _Node:
@@ -136,6 +163,9 @@ def _compile(tp: Any) -> _Node:
         return _ANY
     if tp is None or tp is type(None):
         return _NULL
+    fmt = _array_format(tp)
+    if fmt is not None:
+        return _array_node(fmt)
     if tp is bool:
         return _BOOLEAN
     if tp is int:

@@ -230,6 +230,13 @@ class OutputArena:
             self._touched = high
 
 
+def refs(result: Any) -> list[int]:
+    """The output-arena offsets a Result names: its payload's and its arrays'."""
+    offsets = [result.payload_ref.offset] if result.HasField("payload_ref") else []
+    offsets.extend(a.data_ref.offset for a in result.arrays if a.HasField("data_ref"))
+    return offsets
+
+
 class Shared:
     """Both arenas of a worker, and the policy: what size goes through shared memory."""
 
@@ -276,6 +283,14 @@ class Shared:
     def check_size(self, n: int) -> None:
         if n > self.max_payload:
             raise PayloadTooLarge(f"{n} bytes are over the limit of {self.max_payload} bytes a payload")
+
+    async def reserve(self, n: int) -> tuple[memoryview, Any]:
+        """A writable output region of ``n`` bytes, handed to the host once written: its view
+        and the SharedRef to send (free it with ``output.release`` if it is not sent)."""
+        self.check_size(n)
+        start = await self.output.alloc(n)
+        self.output.handed[start] = start
+        return self.output.view[start:start + n], pb.SharedRef(offset=start, length=n)
 
     async def place(self, data: memoryview, owned: set[int] | None) -> Any:
         """Put ``data`` in the output arena (copied once, or in place when it was built in

@@ -44,6 +44,12 @@ class MetadataKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METADATA_KEY_ERROR_REASON: _ClassVar[MetadataKey]
     METADATA_KEY_CORRELATION_ID: _ClassVar[MetadataKey]
     METADATA_KEY_AUTHORIZATION: _ClassVar[MetadataKey]
+
+class ArrayFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ARRAY_FORMAT_UNSPECIFIED: _ClassVar[ArrayFormat]
+    ARRAY_FORMAT_TENSOR: _ClassVar[ArrayFormat]
+    ARRAY_FORMAT_ARROW: _ClassVar[ArrayFormat]
 REASON_UNSPECIFIED: Reason
 REASON_UNKNOWN_TOOL: Reason
 REASON_INVALID_ARGUMENT: Reason
@@ -69,6 +75,9 @@ METADATA_KEY_UNSPECIFIED: MetadataKey
 METADATA_KEY_ERROR_REASON: MetadataKey
 METADATA_KEY_CORRELATION_ID: MetadataKey
 METADATA_KEY_AUTHORIZATION: MetadataKey
+ARRAY_FORMAT_UNSPECIFIED: ArrayFormat
+ARRAY_FORMAT_TENSOR: ArrayFormat
+ARRAY_FORMAT_ARROW: ArrayFormat
 WIRE_FIELD_NUMBER: _ClassVar[int]
 wire: _descriptor.FieldDescriptor
 
@@ -115,7 +124,7 @@ class ToolSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[str] = ..., streaming: _Optional[bool] = ..., is_async: _Optional[bool] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("tool", "arguments", "payload", "session_id", "metadata", "correlation_id", "payload_ref")
+    __slots__ = ("tool", "arguments", "payload", "session_id", "metadata", "correlation_id", "payload_ref", "arrays")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +139,7 @@ class ExecuteRequest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_REF_FIELD_NUMBER: _ClassVar[int]
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
     tool: str
     arguments: bytes
     payload: bytes
@@ -137,7 +147,24 @@ class ExecuteRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     correlation_id: str
     payload_ref: SharedRef
-    def __init__(self, tool: _Optional[str] = ..., arguments: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., correlation_id: _Optional[str] = ..., payload_ref: _Optional[_Union[SharedRef, _Mapping]] = ...) -> None: ...
+    arrays: _containers.RepeatedCompositeFieldContainer[Array]
+    def __init__(self, tool: _Optional[str] = ..., arguments: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., correlation_id: _Optional[str] = ..., payload_ref: _Optional[_Union[SharedRef, _Mapping]] = ..., arrays: _Optional[_Iterable[_Union[Array, _Mapping]]] = ...) -> None: ...
+
+class Array(_message.Message):
+    __slots__ = ("name", "format", "dtype", "shape", "data", "data_ref")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DATA_REF_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    format: ArrayFormat
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    data_ref: SharedRef
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[ArrayFormat, str]] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., data_ref: _Optional[_Union[SharedRef, _Mapping]] = ...) -> None: ...
 
 class SharedRef(_message.Message):
     __slots__ = ("offset", "length")
@@ -156,14 +183,16 @@ class ExecuteResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("json", "payload", "payload_ref")
+    __slots__ = ("json", "payload", "payload_ref", "arrays")
     JSON_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_REF_FIELD_NUMBER: _ClassVar[int]
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
     json: bytes
     payload: bytes
     payload_ref: SharedRef
-    def __init__(self, json: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., payload_ref: _Optional[_Union[SharedRef, _Mapping]] = ...) -> None: ...
+    arrays: _containers.RepeatedCompositeFieldContainer[Array]
+    def __init__(self, json: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., payload_ref: _Optional[_Union[SharedRef, _Mapping]] = ..., arrays: _Optional[_Iterable[_Union[Array, _Mapping]]] = ...) -> None: ...
 
 class ToolError(_message.Message):
     __slots__ = ("tool", "type", "message", "traceback", "correlation_id")
@@ -369,7 +398,7 @@ class BodyEnded(_message.Message):
     def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
 
 class Callback(_message.Message):
-    __slots__ = ("callback_id", "name", "arguments", "trace_context", "timeout_micros")
+    __slots__ = ("callback_id", "name", "arguments", "trace_context", "timeout_micros", "arrays")
     class TraceContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -382,12 +411,14 @@ class Callback(_message.Message):
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
     callback_id: int
     name: str
     arguments: bytes
     trace_context: _containers.ScalarMap[str, str]
     timeout_micros: int
-    def __init__(self, callback_id: _Optional[int] = ..., name: _Optional[str] = ..., arguments: _Optional[bytes] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., timeout_micros: _Optional[int] = ...) -> None: ...
+    arrays: _containers.RepeatedCompositeFieldContainer[Array]
+    def __init__(self, callback_id: _Optional[int] = ..., name: _Optional[str] = ..., arguments: _Optional[bytes] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., timeout_micros: _Optional[int] = ..., arrays: _Optional[_Iterable[_Union[Array, _Mapping]]] = ...) -> None: ...
 
 class CallbackCancel(_message.Message):
     __slots__ = ("callback_id",)
@@ -396,14 +427,16 @@ class CallbackCancel(_message.Message):
     def __init__(self, callback_id: _Optional[int] = ...) -> None: ...
 
 class CallbackReply(_message.Message):
-    __slots__ = ("callback_id", "json", "error")
+    __slots__ = ("callback_id", "json", "error", "arrays")
     CALLBACK_ID_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
     callback_id: int
     json: bytes
     error: GoError
-    def __init__(self, callback_id: _Optional[int] = ..., json: _Optional[bytes] = ..., error: _Optional[_Union[GoError, _Mapping]] = ...) -> None: ...
+    arrays: _containers.RepeatedCompositeFieldContainer[Array]
+    def __init__(self, callback_id: _Optional[int] = ..., json: _Optional[bytes] = ..., error: _Optional[_Union[GoError, _Mapping]] = ..., arrays: _Optional[_Iterable[_Union[Array, _Mapping]]] = ...) -> None: ...
 
 class GoError(_message.Message):
     __slots__ = ("kind", "message", "callback")

@@ -1,0 +1,98 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/nd"
+)
+
+// placeArrays puts a call's arrays where they travel (as blob does a payload), adding
+// what frees each to dones; the wire arrays in name order.
+func (c *Client) placeArrays(ctx context.Context, op, tool string, arrays map[string]nd.Array, dones *[]func()) ([]*workerv1.Array, error) {
+	if len(arrays) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(arrays))
+	for name := range arrays {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	out := make([]*workerv1.Array, 0, len(names))
+	for _, name := range names {
+		a := arrays[name]
+		if name == "" {
+			return nil, &CallError{Op: op, Tool: tool, Reason: ErrInvalidArgument, Detail: "an array needs a name (the keyword argument it fills)", Code: codes.InvalidArgument}
+		}
+		if err := a.Check(); err != nil {
+			return nil, &CallError{Op: op, Tool: tool, Reason: ErrInvalidArgument, Detail: fmt.Sprintf("array %q: %v", name, err), Code: codes.InvalidArgument}
+		}
+		b, err := c.blob(ctx, op, tool, a.Data, a.Owner)
+		if err != nil {
+			return nil, err
+		}
+		*dones = append(*dones, b.done)
+		w := toWire(name, a)
+		w.Data, w.DataRef = b.inline, b.ref
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// toWire is a's description on the wire, without its bytes.
+func toWire(name string, a nd.Array) *workerv1.Array {
+	w := &workerv1.Array{Name: name, Format: workerv1.ArrayFormat_ARRAY_FORMAT_TENSOR}
+	if a.Format == nd.Arrow {
+		w.Format = workerv1.ArrayFormat_ARRAY_FORMAT_ARROW
+		return w
+	}
+	w.Dtype = string(a.DType)
+	w.Shape = make([]uint64, len(a.Shape))
+	for i, d := range a.Shape {
+		w.Shape[i] = uint64(d)
+	}
+	return w
+}
+
+// fromWire is the Array a wire array describes over data, checked.
+func fromWire(w *workerv1.Array, data []byte) (nd.Array, error) {
+	a := nd.Array{Data: data}
+	switch w.GetFormat() {
+	case workerv1.ArrayFormat_ARRAY_FORMAT_TENSOR:
+		a.Format, a.DType = nd.Tensor, nd.DType(w.GetDtype())
+		a.Shape = make([]int, len(w.GetShape()))
+		for i, d := range w.GetShape() {
+			if d > math.MaxInt32 {
+				return nd.Array{}, fmt.Errorf("array %q: dimension %d is too large", w.GetName(), d)
+			}
+			a.Shape[i] = int(d)
+		}
+	case workerv1.ArrayFormat_ARRAY_FORMAT_ARROW:
+		a.Format = nd.Arrow
+	default:
+		return nd.Array{}, fmt.Errorf("array %q: unknown format %v", w.GetName(), w.GetFormat())
+	}
+	if err := a.Check(); err != nil {
+		return nd.Array{}, fmt.Errorf("array %q: %w", w.GetName(), err)
+	}
+	return a, nil
+}
+
+// refs are the output-arena offsets a result names: its payload's and its arrays'.
+func refs(r *workerv1.Result) []uint64 {
+	var offs []uint64
+	if ref := r.GetPayloadRef(); ref != nil {
+		offs = append(offs, ref.GetOffset())
+	}
+	for _, a := range r.GetArrays() {
+		if ref := a.GetDataRef(); ref != nil {
+			offs = append(offs, ref.GetOffset())
+		}
+	}
+	return offs
+}
