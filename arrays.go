@@ -1,8 +1,10 @@
 package pyvisor
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/nd"
 )
 
@@ -34,3 +36,10 @@ func (b *Buffer) Array(dtype nd.DType, shape ...int) (nd.Array, error) {
 	}
 	return a, nil
 }
+
+// CallbackArrays are the arrays a callback's Python caller passed among its keyword
+// arguments (ctx.call_go(name, image=array)), by name. Their Data is a view of the
+// worker's memory, valid until the callback returns: copy what must outlive it. A
+// callback returns arrays as an nd.Array (the whole result) or as nd.Array values of a
+// map[string]any (beside its other keys, which go as JSON).
+func CallbackArrays(ctx context.Context) map[string]nd.Array { return bridge.CallbackArrays(ctx) }

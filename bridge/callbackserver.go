@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/nd"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
@@ -27,6 +28,9 @@ type callbackServer struct {
 	log      zerolog.Logger
 	observe  CallbackObserver // nil: nobody listens
 	maxBytes int
+	// place puts the arrays of a callback's result where they travel (the client's
+	// placeArrays); held is what frees them, once the call is over.
+	place func(ctx context.Context, name string, arrays map[string]nd.Array) (wire []*workerv1.Array, held func(), err error)
 }
 
 func newCallbackServer(cfg config, tracer trace.Tracer) *callbackServer {
@@ -48,12 +52,14 @@ func newCallbackServer(cfg config, tracer trace.Tracer) *callbackServer {
 var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 // serve runs one callback of the call whose correlation id is cid, under ctx (the call's
-// context, cancelled when the Python caller goes), and returns its reply.
-func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Callback) *workerv1.CallbackReply {
+// context, cancelled when the Python caller goes), and returns its reply; held frees the
+// reply's arrays in shared memory, once the call is over.
+func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Callback) (reply *workerv1.CallbackReply, held func()) {
 	name := msg.GetName()
 	fn := s.funcs[name]
+	held = func() {}
 	if fn == nil {
-		return callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_UNKNOWN_CALLBACK, fmt.Sprintf("no Go callback %q (registered: %s)", name, s.names))
+		return callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_UNKNOWN_CALLBACK, fmt.Sprintf("no Go callback %q (registered: %s)", name, s.names)), held
 	}
 	if t := msg.GetTimeoutMicros(); t > 0 {
 		var cancel context.CancelFunc
@@ -84,7 +90,7 @@ func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Ca
 	}
 
 	began := time.Now()
-	reply := s.run(ctx, log, fn, args, msg)
+	reply, held = s.run(ctx, log, fn, args, msg)
 	took := time.Since(began)
 	outcome := CallbackOK
 	if gerr := reply.GetError(); gerr != nil {
@@ -103,12 +109,13 @@ func (s *callbackServer) serve(ctx context.Context, cid string, msg *workerv1.Ca
 	if span != nil {
 		span.End()
 	}
-	return reply
+	return reply, held
 }
 
 // run runs fn and makes its reply. A panic, in fn or in what encodes its outcome (a
 // MarshalJSON, an Error method), is logged with its stack and becomes kind panic.
-func (s *callbackServer) run(ctx context.Context, log zerolog.Logger, fn CallbackFunc, args json.RawMessage, msg *workerv1.Callback) (reply *workerv1.CallbackReply) {
+func (s *callbackServer) run(ctx context.Context, log zerolog.Logger, fn CallbackFunc, args json.RawMessage, msg *workerv1.Callback) (reply *workerv1.CallbackReply, held func()) {
+	held = func() {}
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).
@@ -117,14 +124,28 @@ func (s *callbackServer) run(ctx context.Context, log zerolog.Logger, fn Callbac
 		}
 	}()
 	v, err := fn(ctx, args)
-	return s.reply(msg, v, err)
+	if err != nil {
+		return callbackFailed(msg, callbackKind(err), err.Error()), held
+	}
+	v, arrays := splitArrays(v)
+	reply = s.reply(msg, v)
+	if len(arrays) == 0 || reply.GetError() != nil {
+		return reply, held
+	}
+	if s.place == nil {
+		return callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_ERROR, "callback returned arrays, which this worker cannot take"), held
+	}
+	wire, held, err := s.place(ctx, msg.GetName(), arrays)
+	if err != nil {
+		return callbackFailed(msg, callbackKind(err), "callback result: "+err.Error()), func() {}
+	}
+	reply.Arrays = wire
+	return reply, held
 }
 
-// reply is the CallbackReply of a callback's result or error.
-func (s *callbackServer) reply(msg *workerv1.Callback, v any, err error) *workerv1.CallbackReply {
-	if err != nil {
-		return callbackFailed(msg, callbackKind(err), err.Error())
-	}
+// reply is the CallbackReply of a callback's JSON result.
+func (s *callbackServer) reply(msg *workerv1.Callback, v any) *workerv1.CallbackReply {
+	var err error
 	var b []byte
 	if raw, ok := v.(json.RawMessage); ok {
 		if !json.Valid(raw) {

@@ -43,6 +43,7 @@ type channel struct {
 	nextID atomic.Uint64
 
 	server *callbackServer // runs the tools' callbacks into Go
+	client *Client         // whose arenas hold the callbacks' arrays
 
 	mu        sync.Mutex
 	calls     map[uint64]*pending
@@ -72,6 +73,20 @@ type pending struct {
 	abandoned bool
 	over      func(error)
 	stuck     *time.Timer // fires if the body outlives the cancel grace
+	// holds free what the call's callbacks returned in shared memory: run once its body
+	// is over (or the channel breaks), since the tool may read them until then.
+	holds []func()
+}
+
+// unhold runs and forgets p's holds. Called with the channel's lock held.
+func (p *pending) unhold() (run func()) {
+	holds := p.holds
+	p.holds = nil
+	return func() {
+		for _, h := range holds {
+			h()
+		}
+	}
 }
 
 func newChannel(stream workerv1.WorkerService_ChannelClient, maxBytes int, server *callbackServer) *channel {
@@ -136,14 +151,17 @@ func (ch *channel) read() error {
 				ch.releaseRefs(f)
 			}
 		}
+		unhold := func() {}
 		if p != nil && terminal(f) {
 			delete(ch.calls, f.GetCallId())
 			ch.endCallbacks(f.GetCallId(), errCallOver)
 			if p.abandoned {
 				over = p.over
 			}
+			unhold = p.unhold()
 		}
 		ch.mu.Unlock()
+		unhold()
 		if over != nil { // its caller has gone; the body is over now
 			p.stopStuck()
 			over(context.Canceled)
@@ -172,13 +190,18 @@ func (ch *channel) fail(err error) {
 	// Calls whose callers have gone end with the channel: their bodies go with the
 	// process, which is killed or stopping.
 	var abandoned []*pending
+	var unholds []func()
 	for id, p := range ch.calls {
+		unholds = append(unholds, p.unhold()) // the bodies are over with the channel
 		if p.abandoned {
 			abandoned = append(abandoned, p)
 			delete(ch.calls, id)
 		}
 	}
 	ch.mu.Unlock()
+	for _, unhold := range unholds {
+		unhold()
+	}
 	for _, p := range abandoned {
 		p.stopStuck()
 		p.over(ErrWorkerCrashed)
@@ -350,6 +373,7 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 	}
 	if refused != nil {
 		ch.mu.Unlock()
+		ch.release(callbackRefs(msg)...) // its arrays are not read
 		go ch.reply(callID, refused)
 		return
 	}
@@ -357,11 +381,30 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 	ch.callbacks[id] = &runningCallback{call: callID, cancel: cancel}
 	ch.mu.Unlock()
 	go func() {
-		reply := ch.server.serve(ctx, p.cid, msg)
+		arrays, release, err := ch.client.callbackArrays(msg)
+		var reply *workerv1.CallbackReply
+		held := func() {}
+		if err != nil {
+			reply = callbackFailed(msg, workerv1.GoErrorKind_GO_ERROR_KIND_INVALID_ARGUMENT, err.Error())
+			ch.client.violation("callback", msg.GetName(), err)
+		} else {
+			if arrays != nil {
+				ctx = context.WithValue(ctx, arraysKey{}, arrays)
+			}
+			reply, held = ch.server.serve(ctx, p.cid, msg)
+		}
+		release() // the argument arrays were views for the function's run only
 		ch.mu.Lock()
 		delete(ch.callbacks, id)
 		moot := p.cancelled || p.ctx.Err() != nil
+		if ch.calls[callID] == p && !moot {
+			p.holds = append(p.holds, held) // freed once the call's body is over
+			held = nil
+		}
 		ch.mu.Unlock()
+		if held != nil {
+			held()
+		}
 		cancel(nil)
 		if moot {
 			// The call itself has ended on this side (its deadline, its caller gone, a

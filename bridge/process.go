@@ -290,6 +290,8 @@ func (p *Process) openChannel(ctx context.Context) error {
 	if p.arenas != nil {
 		c.in, c.out = p.arenas.in, p.arenas.out
 	}
+	ch.client = c
+	ch.server.place = c.placeReply
 	if tracer != nil {
 		c.tracing = &callTracing{tracer: tracer, prop: p.cfg.propagator}
 	}

@@ -225,3 +225,14 @@ def test_numpy_is_not_loaded_by_a_worker_that_sees_no_array() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ})
     assert out.stdout.strip() == "False False"
+
+
+async def test_a_scalar_array_keeps_its_empty_shape(start_worker: Any) -> None:
+    def scalar() -> Any:
+        return np.float64(2.5) * np.ones(())
+
+    w = await start_worker(tools=tools_with(scalar))
+    f = Frames(w.stub)
+    (arr,) = (await call(f, 1, "scalar", [])).result.arrays
+    assert list(arr.shape) == [] and np.frombuffer(arr.data, "float64")[0] == 2.5
+    await f.close()

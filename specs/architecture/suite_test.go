@@ -35,16 +35,17 @@ var _ = Describe("The package graph", Label("unit"), func() {
 		func(pkg string, allowed []string) {
 			Expect(projectDeps(pkg)).To(Or(BeEmpty(), HaveEach(BeElementOf(allowed))))
 		},
-		Entry("messages is a leaf", "messages", []string{}),
+		Entry("messages knows only the typed arrays it carries", "messages", []string{"nd"}),
+		Entry("typed arrays are a leaf", "nd", []string{}),
 		Entry("the generated wire code is a leaf", "messages/workerv1", []string{}),
 		Entry("supervision knows nothing of Python or the wire", "supervision", []string{"internal/lifecycle"}),
 		Entry("its test doubles know only supervision", "supervision/supervisiontest", []string{"supervision", "internal/lifecycle"}),
 		Entry("the embedded worker package is a leaf", "python", []string{}),
-		Entry("bridge knows nothing of actors (telemetry gives a callback's ctx the call's correlation id; python, the digest its workers must match; shm, the arenas of its payloads)", "bridge", []string{"messages/workerv1", "telemetry", "internal/lifecycle", "python", "shm"}),
+		Entry("bridge knows nothing of actors (telemetry gives a callback's ctx the call's correlation id; python, the digest its workers must match; shm, the arenas of its payloads; nd, its typed arrays)", "bridge", []string{"messages/workerv1", "telemetry", "internal/lifecycle", "python", "shm", "nd"}),
 		Entry("shared memory is a leaf", "shm", []string{}),
 		Entry("telemetry is a leaf", "telemetry", []string{}),
-		Entry("otelactor knows only the envelope header keys", "telemetry/otelactor", []string{"messages"}),
+		Entry("otelactor knows only the envelope header keys", "telemetry/otelactor", []string{"messages", "nd"}),
 		Entry("actors use bridge, supervision, messages and telemetry, not the facade", "actors",
-			[]string{"bridge", "supervision", "messages", "messages/workerv1", "telemetry", "telemetry/otelactor", "internal/lifecycle", "python", "shm"}),
+			[]string{"bridge", "supervision", "messages", "messages/workerv1", "telemetry", "telemetry/otelactor", "internal/lifecycle", "python", "shm", "nd"}),
 	)
 })

@@ -182,6 +182,24 @@ var _ = Describe("Payloads through shared memory", Label("python"), func() {
 		Expect(p.Err()).To(MatchError(bridge.ErrWorkerCrashed))
 	})
 
+	It("fail a call whose worker forges an array's handle or describes it wrongly with ErrProtocolViolation, and the worker with it", func() {
+		for _, forged := range []struct {
+			tool   string
+			args   any
+			detail string
+		}{
+			{"forge_array", map[string]uint64{"offset": 1 << 40, "length": 1 << 20}, "out of range"},
+			{"misshapen_array", nil, "is 20 bytes, the data 16"},
+		} {
+			p, _ := worker(bridge.WithTools("data_tools"), bridge.WithEnv("PYTHONPATH", testdataTools),
+				small(bridge.SharedMemory{OutputBytes: 8 << 20}))
+			_, err := call(p, forged.tool, forged.args)
+			Expect(err).To(MatchError(bridge.ErrProtocolViolation), forged.tool)
+			Expect(err.Error()).To(ContainSubstring(forged.detail))
+			Eventually(p.Done()).Should(BeClosed())
+		}
+	})
+
 	It("stream large chunks through shared memory, each byte-exact, while the worker's memory holds only a few", func() {
 		p, _ := worker(small(bridge.SharedMemory{OutputBytes: 8 << 20}))
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -127,7 +127,8 @@ def tensor_bytes(name: str, value: Any) -> tuple[Any, memoryview]:
             f"(one of: {', '.join(sorted(DTYPES))})")
     if dtype.byteorder == ">":
         value = value.astype(dtype.newbyteorder("<"))
-    value = np.ascontiguousarray(value)
+    if not value.flags.c_contiguous:
+        value = value.copy(order="C")  # (ascontiguousarray would make a scalar 1-d)
     flat = value.reshape(-1).view(np.uint8) if value.size else np.empty(0, np.uint8)
     wire = pb.Array(name=name, format=TENSOR, dtype=dtype.name, shape=list(value.shape))
     return wire, memoryview(flat)

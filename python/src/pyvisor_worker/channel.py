@@ -20,12 +20,13 @@ import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
+from pyvisor_worker import arrays as arraysmod
 from pyvisor_worker._proto import worker_pb2 as pb
 from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
 from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected
 from pyvisor_worker.gocall import GoCaller, GoError
-from pyvisor_worker.shm import Shared, refs
+from pyvisor_worker.shm import PayloadTooLarge, Shared, refs
 from pyvisor_worker.wire import CANCELLED, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
 
 log = logging.getLogger("pyvisor_worker.channel")
@@ -362,14 +363,18 @@ class Channel:
         running = self._calls.get(call_id)
         return running.cid if running is not None else ""
 
-    async def callback(self, call_id: int, name: str, args: bytes, carrier: dict[str, str]) -> Any:
+    async def callback(self, call_id: int, name: str, args: bytes, carrier: dict[str, str],
+                       arrays: dict[str, Any] | None = None) -> Any:
         """Ask the host to run Go callback ``name`` for call ``call_id``; return its reply
-        frame. Cancelled with the call; when cancelled, the host is told to cancel it too."""
+        frame. Cancelled with the call; when cancelled, the host is told to cancel it too.
+        ``arrays`` travel beside the JSON (in the output arena when large: the host gives
+        them back once the Go function has returned)."""
         running = self._calls.get(call_id)
         if running is not None and running.cancel_reason:
             raise GoError(GoError.CANCELLED, "the tool call was cancelled", name)
         if running is None or self._closed:
             raise GoError(GoError.UNAVAILABLE, "the tool call is over", name)
+        wire = await self._callback_arrays(name, arrays) if arrays else []
         self._next_callback += 1
         callback_id = self._next_callback
         loop = asyncio.get_running_loop()
@@ -383,7 +388,7 @@ class Channel:
             timeout = max(int((running.deadline - loop.time()) * 1e6), 1)
         self.post(pb.WorkerFrame(call_id=call_id, callback=pb.Callback(
             callback_id=callback_id, name=name, arguments=args, trace_context=carrier,
-            timeout_micros=timeout,
+            timeout_micros=timeout, arrays=wire,
         )))
         try:
             return await reply
@@ -396,6 +401,35 @@ class Channel:
             del self._replies[callback_id]
             if running.callbacks is not None:
                 running.callbacks.pop(callback_id, None)
+
+    async def _callback_arrays(self, name: str, arrays: dict[str, Any]) -> list[Any]:
+        """A callback's array arguments on the wire; GoError for one that cannot cross."""
+        shared = self.shared
+
+        async def place(data: memoryview) -> tuple[bytes, Any]:
+            if shared is not None and data.nbytes >= shared.threshold:
+                return b"", await shared.place(data, None)
+            return bytes(data), None
+
+        async def reserve(n: int) -> tuple[memoryview, Any] | None:
+            if shared is None or n < shared.threshold:
+                return None
+            return await shared.reserve(n)
+
+        wire: list[Any] = []
+        try:
+            for key, value in arrays.items():
+                wire.append(await arraysmod.encode(key, value, place, reserve))
+        except BaseException as exc:
+            if shared is not None:
+                shared.output.release(
+                    [a.data_ref.offset for a in wire if a.HasField("data_ref")])
+            if isinstance(exc, (arraysmod.ArrayError, PayloadTooLarge)):
+                kind = (GoError.MESSAGE_TOO_LARGE if isinstance(exc, PayloadTooLarge)
+                        else GoError.INVALID_ARGUMENT)
+                raise GoError(kind, f"argument arrays: {exc}", name) from None
+            raise
+        return wire
 
     # --- writing ----------------------------------------------------------------------------
 

@@ -280,6 +280,56 @@ def hold_payload(seconds: float, ctx: ToolContext) -> int:
 
 
 @tool
+def echo_array(x: Any) -> Any:
+    """Return the array or Arrow table it was given, as it is."""
+    return x
+
+
+@tool
+def array_info(x: Any, ctx: ToolContext) -> dict[str, Any]:
+    """Describe an array argument: a tensor's dtype, shape and flags, a table's rows and
+    nulls, and whether its bytes lie in shared memory (read in place)."""
+    if hasattr(x, "num_rows"):  # a pyarrow Table
+        first = x.column(0).chunk(0).buffers()[1] if x.num_columns and x.num_rows else None
+        return {"kind": "table", "rows": x.num_rows, "columns": x.column_names,
+                "nulls": [x.column(i).null_count for i in range(x.num_columns)],
+                "shared": first is not None and ctx.in_shared_memory(first)}
+    return {"kind": "tensor", "dtype": x.dtype.name, "shape": list(x.shape),
+            "writeable": bool(x.flags.writeable),
+            "shared": x.nbytes > 0 and ctx.in_shared_memory(x)}
+
+
+@tool
+def scale_array(x: Any, factor: float, label: str = "") -> dict[str, Any]:
+    """Mix JSON and arrays both ways: the label and sum come back as JSON, the scaled array
+    as an array."""
+    return {"label": label, "sum": float(x.sum()), "scaled": x * factor}
+
+
+@tool
+def array_frames(n: int, height: int, width: int) -> Iterator[Any]:
+    """Yield n uint8 frames of height x width, frame i filled with i % 256 (video-like)."""
+    import numpy as np
+
+    for i in range(n):
+        yield np.full((height, width), i % 256, dtype=np.uint8)
+
+
+@tool
+async def call_go_array(name: str, size: int, ctx: ToolContext) -> Any:
+    """Call a Go callback with a float32 ramp of size elements and a JSON note; return what
+    it returned (arrays included) and whether its arrays arrived in shared memory."""
+    import numpy as np
+
+    ramp = np.arange(size, dtype=np.float32)
+    got = await ctx.call_go(name, x=ramp, note="ramp")
+    if isinstance(got, dict):
+        shared = {k: ctx.in_shared_memory(v) for k, v in got.items() if hasattr(v, "dtype")}
+        return {**got, "shared": shared}
+    return got
+
+
+@tool
 def session_set(key: str, value: Any, ctx: ToolContext) -> None:
     """Store ``value`` under ``key`` in the call's session."""
     if ctx.session is None:

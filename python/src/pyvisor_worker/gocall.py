@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
+from pyvisor_worker import arrays as arraysmod
 from pyvisor_worker._proto import worker_pb2 as pb
+from pyvisor_worker.shm import Shared
 from pyvisor_worker.wire import go_error_kind
 
 if TYPE_CHECKING:
@@ -79,15 +81,17 @@ class GoCaller:
             return self._call_async(name, kwargs)
         return self._call_blocking(name, kwargs)
 
-    def _arguments(self, name: str, kwargs: dict[str, Any]) -> bytes:
-        """The JSON arguments of a callback the worker can make; GoError otherwise."""
+    def _arguments(self, name: str, kwargs: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """The JSON arguments of a callback the worker can make, and its array arguments;
+        GoError otherwise."""
         names = self._channel.callbacks
         if name not in names:
             registered = ", ".join(sorted(names)) or "none"
             raise GoError(GoError.UNKNOWN_CALLBACK,
                           f"no Go callback '{name}' (registered: {registered})", name)
+        rest, arrays = arraysmod.split(kwargs)
         try:
-            args = _ENCODER.encode(kwargs).encode()
+            args = _ENCODER.encode(rest).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise GoError(GoError.INVALID_ARGUMENT,
                           f"arguments are not JSON-encodable: {exc}", name) from None
@@ -95,7 +99,7 @@ class GoCaller:
         if len(args) > limit:
             raise GoError(GoError.MESSAGE_TOO_LARGE,
                           f"arguments are {len(args)} bytes, over the limit of {limit} bytes", name)
-        return args
+        return args, arrays
 
     @contextlib.contextmanager
     def _span(self, name: str) -> Iterator[dict[str, str]]:
@@ -120,32 +124,54 @@ class GoCaller:
             span.end()
 
     async def _call_async(self, name: str, kwargs: dict[str, Any]) -> Any:
-        args = self._arguments(name, kwargs)
+        args, arrays = self._arguments(name, kwargs)
         with self._span(name) as carrier:
-            reply = await self._channel.callback(self._call_id, name, args, carrier)
-            return _outcome(name, reply)
+            reply = await self._channel.callback(self._call_id, name, args, carrier, arrays)
+            return _outcome(name, reply, self._channel.shared)
 
     def _call_blocking(self, name: str, kwargs: dict[str, Any]) -> Any:
-        args = self._arguments(name, kwargs)
+        args, arrays = self._arguments(name, kwargs)
         with self._span(name) as carrier:
             try:
                 future = asyncio.run_coroutine_threadsafe(
-                    self._channel.callback(self._call_id, name, args, carrier), self._loop)
+                    self._channel.callback(self._call_id, name, args, carrier, arrays),
+                    self._loop)
             except RuntimeError:  # the loop is closed: the worker is stopping
                 raise GoError(GoError.UNAVAILABLE, "the worker is stopping", name) from None
             try:
                 reply = future.result()
             except concurrent.futures.CancelledError:
                 raise GoError(GoError.CANCELLED, "the tool call was cancelled", name) from None
-            return _outcome(name, reply)
+            return _outcome(name, reply, self._channel.shared)
 
 
-def _outcome(name: str, reply: Any) -> Any:
-    """The callback's result, decoded; GoError when it failed."""
+def _outcome(name: str, reply: Any, shared: Shared | None) -> Any:
+    """The callback's result, decoded (its arrays read in place, valid for the call); GoError
+    when it failed."""
     if reply.WhichOneof("outcome") == "error":
         e = reply.error
         raise GoError(e.kind or GoError.ERROR, e.message, e.callback or name)
-    return json.loads(reply.json)
+    value = json.loads(reply.json)
+    if not reply.arrays:
+        return value
+    arrays: dict[str, Any] = {}
+    for array in reply.arrays:
+        data: bytes | memoryview = array.data
+        try:
+            if array.HasField("data_ref"):
+                if shared is None:
+                    raise ValueError("a shared-memory array on a worker with no arena")
+                data = shared.payload(array.data_ref)
+            arrays[array.name] = arraysmod.decode(array, data)
+        except ValueError as exc:
+            raise GoError(GoError.INVALID_ARGUMENT, f"callback result: {exc}", name) from None
+    if "" in arrays:
+        return arrays[""]
+    if value is None:
+        value = {}
+    if isinstance(value, dict):
+        value.update(arrays)
+    return value
 
 
 def _failed(span: Any, exc: BaseException) -> None:

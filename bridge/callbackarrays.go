@@ -1,0 +1,127 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pyvisor/pyvisor/messages/workerv1"
+	"github.com/pyvisor/pyvisor/nd"
+	"github.com/pyvisor/pyvisor/shm"
+)
+
+type arraysKey struct{}
+
+// CallbackArrays are the arrays a callback's Python caller passed among its keyword
+// arguments (ctx.call_go(name, image=array)), by name: a callback reads them from its
+// ctx. Their Data is a view of the worker's memory, valid until the callback returns:
+// copy what must outlive it.
+func CallbackArrays(ctx context.Context) map[string]nd.Array {
+	a, _ := ctx.Value(arraysKey{}).(map[string]nd.Array)
+	return a
+}
+
+// callbackArrays reads a callback's argument arrays as views of the worker's output
+// arena; release gives the regions back. A ref outside the arena is the worker breaking
+// the wire contract.
+func (c *Client) callbackArrays(msg *workerv1.Callback) (arrays map[string]nd.Array, release func(), err error) {
+	release = func() {}
+	if len(msg.GetArrays()) == 0 {
+		return nil, release, nil
+	}
+	offs := callbackRefs(msg)
+	if len(offs) > 0 {
+		if c.out == nil {
+			return nil, release, errors.New("a shared-memory array from a worker given no arena")
+		}
+		if !c.out.Acquire() {
+			return nil, release, shm.ErrClosed
+		}
+		release = func() {
+			c.ch.release(offs...)
+			c.out.Release()
+		}
+	}
+	arrays = make(map[string]nd.Array, len(msg.GetArrays()))
+	for _, w := range msg.GetArrays() {
+		data := w.GetData()
+		if ref := w.GetDataRef(); ref != nil {
+			region := shm.Region{Off: ref.GetOffset(), Len: ref.GetLength()}
+			if err := c.out.Check(region); err != nil {
+				release()
+				return nil, func() {}, err
+			}
+			data = c.out.Bytes(region)
+		}
+		a, err := fromWire(w, data)
+		if err == nil && arrays[w.GetName()].Data != nil {
+			err = fmt.Errorf("two arrays named %q", w.GetName())
+		}
+		if err != nil {
+			release()
+			return nil, func() {}, err
+		}
+		arrays[w.GetName()] = a
+	}
+	return arrays, release, nil
+}
+
+// splitArrays takes the arrays out of a callback's result: an nd.Array is the whole
+// value (name ""), a map's nd.Array values are taken out by key; the rest is the JSON.
+func splitArrays(v any) (any, map[string]nd.Array) {
+	switch t := v.(type) {
+	case nd.Array:
+		return nil, map[string]nd.Array{"": t}
+	case map[string]nd.Array:
+		return map[string]any{}, t
+	case map[string]any:
+		var arrays map[string]nd.Array
+		for k, e := range t {
+			if a, ok := e.(nd.Array); ok {
+				if arrays == nil {
+					arrays = map[string]nd.Array{}
+				}
+				arrays[k] = a
+			}
+		}
+		if arrays == nil {
+			return v, nil
+		}
+		rest := make(map[string]any, len(t)-len(arrays))
+		for k, e := range t {
+			if _, ok := arrays[k]; !ok {
+				rest[k] = e
+			}
+		}
+		return rest, arrays
+	}
+	return v, nil
+}
+
+// placeReply puts the arrays of a callback's result where they travel to the worker, as
+// a call's arguments go; held frees them.
+func (c *Client) placeReply(ctx context.Context, name string, arrays map[string]nd.Array) ([]*workerv1.Array, func(), error) {
+	var dones []func()
+	held := func() {
+		for _, d := range dones {
+			d()
+		}
+	}
+	wire, err := c.placeArrays(ctx, "callback", name, arrays, &dones)
+	if err != nil {
+		held()
+		return nil, func() {}, err
+	}
+	return wire, held, nil
+}
+
+// callbackRefs are the output-arena offsets of a callback's argument arrays.
+func callbackRefs(msg *workerv1.Callback) []uint64 {
+	var offs []uint64
+	for _, w := range msg.GetArrays() {
+		if ref := w.GetDataRef(); ref != nil {
+			offs = append(offs, ref.GetOffset())
+		}
+	}
+	return offs
+}
