@@ -229,7 +229,7 @@ def test_numpy_is_not_loaded_by_a_worker_that_sees_no_array() -> None:
 
 async def test_a_scalar_array_keeps_its_empty_shape(start_worker: Any) -> None:
     def scalar() -> Any:
-        return np.float64(2.5) * np.ones(())
+        return np.full((), 2.5)
 
     w = await start_worker(tools=tools_with(scalar))
     f = Frames(w.stub)

@@ -161,7 +161,7 @@ var _ = Describe("Typed arrays beside the JSON", Label("python"), func() {
 			Expect(err).NotTo(HaveOccurred())
 			frame := res.Arrays[""]
 			Expect(frame.Shape).To(Equal([]int{480, 640}))
-			Expect(bytes.Count(frame.Data, []byte{byte(n)})).To(Equal(480 * 640), "frame %d", n)
+			Expect(bytes.Count(frame.Data, []byte{byte(n)})).To(Equal(480*640), "frame %d", n)
 			n++
 		}
 		Expect(n).To(Equal(12))
@@ -201,4 +201,3 @@ var _ = Describe("Arrays in callbacks", Label("python"), func() {
 		Expect(doubled[1<<20-1]).To(Equal(float32(2 * (1<<20 - 1))))
 	})
 })
-
