@@ -47,5 +47,12 @@ var _ = Describe("The package graph", Label("unit"), func() {
 		Entry("otelactor knows only the envelope header keys", "telemetry/otelactor", []string{"messages", "nd"}),
 		Entry("actors use bridge, supervision, messages and telemetry, not the facade", "actors",
 			[]string{"bridge", "supervision", "messages", "messages/workerv1", "telemetry", "telemetry/otelactor", "internal/lifecycle", "python", "shm", "nd"}),
+		Entry("the Arrow support knows only the typed arrays", "tables", []string{"nd"}),
 	)
+
+	It("links arrow-go only into programs that import the Arrow support", func() {
+		out, err := exec.Command("go", "list", "-deps", module).Output()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(out)).NotTo(ContainSubstring("github.com/apache/arrow-go"))
+	})
 })

@@ -9,11 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/nd"
+	"github.com/pyvisor/pyvisor/tables"
 )
 
 // randomArray is a tensor of dtype and shape filled with random bytes (bools 0 or 1).
@@ -199,5 +203,55 @@ var _ = Describe("Arrays in callbacks", Label("python"), func() {
 		doubled, err := nd.Values[float32](res.Arrays["doubled"])
 		Expect(err).NotTo(HaveOccurred())
 		Expect(doubled[1<<20-1]).To(Equal(float32(2 * (1<<20 - 1))))
+	})
+})
+
+var _ = Describe("Arrow tables", Label("python"), func() {
+	It("cross both ways with nulls and strings, read in place, beside JSON", func() {
+		rt, _ := start(pool(1))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		schema := arrow.NewSchema([]arrow.Field{
+			{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+			{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+			{Name: "score", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		}, nil)
+		b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+		defer b.Release()
+		const rows = 50_000 // about 1.3 MB: through shared memory
+		for i := range rows {
+			b.Field(0).(*array.Int64Builder).Append(int64(i))
+			if i%10 == 3 {
+				b.Field(1).(*array.StringBuilder).AppendNull()
+				b.Field(2).(*array.Float64Builder).AppendNull()
+			} else {
+				b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("ünïcode-%d", i))
+				b.Field(2).(*array.Float64Builder).Append(float64(i) / 2)
+			}
+		}
+		rec := b.NewRecordBatch()
+		defer rec.Release()
+		in, err := tables.FromRecord(rec)
+		Expect(err).NotTo(HaveOccurred())
+
+		res, err := rt.Execute(ctx, "default", "array_info", nil, pyvisor.WithArray("x", in))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(decodeJSON(res)).To(Equal(map[string]any{"kind": "table", "rows": float64(rows),
+			"columns": []any{"id", "name", "score"}, "nulls": []any{0.0, 5000.0, 5000.0}, "shared": true}))
+
+		res, err = rt.Execute(ctx, "default", "echo_array", nil, pyvisor.WithArray("x", in), pyvisor.WithResultView())
+		Expect(err).NotTo(HaveOccurred())
+		defer res.Release()
+		out, err := tables.Read(res.Arrays[""])
+		Expect(err).NotTo(HaveOccurred())
+		defer out.Release()
+		Expect(out.Schema().Equal(schema)).To(BeTrue())
+		Expect(out.NumRows()).To(Equal(int64(rows)))
+		names := out.Column(1).Data().Chunk(0).(*array.String)
+		scores := out.Column(2).Data().Chunk(0).(*array.Float64)
+		Expect(names.Value(49_999)).To(Equal("ünïcode-49999"))
+		Expect(names.IsNull(3)).To(BeTrue())
+		Expect(scores.IsNull(13)).To(BeTrue())
+		Expect(scores.Value(4)).To(Equal(2.0))
 	})
 })
