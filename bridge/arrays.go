@@ -96,3 +96,21 @@ func refs(r *workerv1.Result) []uint64 {
 	}
 	return offs
 }
+
+// ArraysToWire describes arrays on the wire in name order, without their bytes (for
+// messages between nodes).
+func ArraysToWire(arrays map[string]nd.Array) []*workerv1.Array {
+	names := make([]string, 0, len(arrays))
+	for name := range arrays {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	out := make([]*workerv1.Array, 0, len(names))
+	for _, name := range names {
+		out = append(out, toWire(name, arrays[name]))
+	}
+	return out
+}
+
+// ArrayFromWire is the checked Array a wire array describes over data.
+func ArrayFromWire(w *workerv1.Array, data []byte) (nd.Array, error) { return fromWire(w, data) }

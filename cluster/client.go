@@ -18,6 +18,7 @@ import (
 	"github.com/pyvisor/pyvisor/internal/lifecycle"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
+	"github.com/pyvisor/pyvisor/messages/workerv1"
 	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
@@ -121,7 +122,12 @@ func (n *Node) executeOn(ctx context.Context, t target, pool string, call messag
 		if node == "" {
 			node = t.name
 		}
-		return bridge.Result{JSON: r.GetJson(), Payload: r.GetPayload()}, node + "/" + r.GetWorker(), nil
+		res, err := n.received(ctx, t, p, r.GetJson(), r.GetPayload(), r.GetArrays(), r.GetBody())
+		if err != nil {
+			n.cancel(t, p)
+			return bridge.Result{}, "", err
+		}
+		return res, node + "/" + r.GetWorker(), nil
 	case <-p.lost:
 		n.cancel(t, p) // best effort: if the connection comes back, the node frees the worker
 		return bridge.Result{}, "", p.lostErr(t)
@@ -145,7 +151,13 @@ func (n *Node) streamOn(ctx context.Context, t target, pool string, call message
 			case v := <-p.ch:
 				switch r := v.(type) {
 				case *clusterv1.Chunk:
-					if !yield(bridge.Result{JSON: r.GetJson(), Payload: r.GetPayload()}, nil) {
+					res, err := n.received(ctx, t, p, r.GetJson(), r.GetPayload(), r.GetArrays(), r.GetBody())
+					if err != nil {
+						n.cancel(t, p)
+						yield(bridge.Result{}, err)
+						return
+					}
+					if !yield(res, nil) {
 						n.cancel(t, p)
 						return
 					}
@@ -186,8 +198,10 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 			attribute.String("server.address", t.addr), attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)))
 	}
 	p := n.out.open(n, t.addr, stream)
-	msg := &clusterv1.Call{Id: p.id, Pool: pool, Tool: call.Tool, Args: call.Args, Payload: call.Payload, Metadata: call.Metadata,
-		SessionId: call.SessionID, Idempotent: call.Idempotent, Stream: stream, Caller: n.name, Window: uint32(n.cfg.StreamWindow)}
+	out := split(call.Payload, call.Arrays)
+	msg := &clusterv1.Call{Id: p.id, Pool: pool, Tool: call.Tool, Args: call.Args, Payload: out.payload, Metadata: call.Metadata,
+		SessionId: call.SessionID, Idempotent: call.Idempotent, Stream: stream, Caller: n.name, Window: uint32(n.cfg.StreamWindow),
+		Arrays: out.arrays, Body: out.body}
 	if d, ok := ctx.Deadline(); ok {
 		msg.DeadlineUnixNano = d.UnixNano()
 	}
@@ -196,7 +210,16 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 		Message: msg,
 		Sender:  p.pid,
 	})
+	partsCtx, stopParts := context.WithCancel(ctx)
+	if out.body != nil {
+		go func() {
+			_ = sendParts(partsCtx, p.id, out.blobs, p.credits, func(part *clusterv1.Part) {
+				n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{Message: part, Sender: p.pid})
+			})
+		}()
+	}
 	return ctx, p, func(err error) {
+		stopParts()
 		n.out.close(n, p)
 		if err != nil {
 			span.RecordError(err)
@@ -223,12 +246,13 @@ func gatewayPID(addr string) *actor.PID { return actor.NewPID(addr, gatewayName)
 // (the envelope's sender) puts the node's Chunks and Result on ch; lost is closed if the
 // node is lost first.
 type pending struct {
-	id   string
-	addr string
-	pid  *actor.PID
-	ch   chan any
-	lost chan struct{}
-	why  error
+	id      string
+	addr    string
+	pid     *actor.PID
+	ch      chan any
+	credits chan struct{} // for the Parts of the call's own bytes
+	lost    chan struct{}
+	why     error
 }
 
 func (p *pending) lostErr(t target) error {
@@ -241,6 +265,10 @@ func (p *pending) lostErr(t target) error {
 // SendUserMessage takes what the hosting node sends back.
 func (p *pending) SendUserMessage(_ *actor.PID, message any) {
 	_, msg, _ := actor.UnwrapEnvelope(message)
+	if c, ok := msg.(*clusterv1.PartCredit); ok {
+		grant(p.credits, c.GetParts())
+		return
+	}
 	select {
 	case p.ch <- msg:
 	default: // over the window: the host broke the protocol; the call ends on its result or deadline
@@ -263,13 +291,13 @@ type outgoing struct {
 // ahead, a plain call's one result. Once this node has left (lose("")), the call is
 // born lost, with ErrStopped.
 func (o *outgoing) open(n *Node, addr string, stream bool) *pending {
-	size := 2
+	size := 2 + partWindow
 	if stream {
-		size = n.cfg.StreamWindow + 2
+		size += n.cfg.StreamWindow
 	}
 	// The id names this start of the node too: the node it goes to keys the call by it
 	// (with this node's address), so a restarted caller's calls never meet the old ones.
-	p := &pending{id: n.instance + "-" + strconv.FormatUint(n.seq.Add(1), 36), addr: addr, ch: make(chan any, size), lost: make(chan struct{})}
+	p := &pending{id: n.instance + "-" + strconv.FormatUint(n.seq.Add(1), 36), addr: addr, ch: make(chan any, size), credits: credits(), lost: make(chan struct{})}
 	p.pid, _ = n.system.ProcessRegistry.Add(p, "pyvisor-call-"+p.id)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -350,4 +378,38 @@ func (o *outgoing) lose(addr string, why error) int {
 		n++
 	}
 	return n
+}
+
+// received is a result or chunk that came back: its bytes inline, or assembled from the
+// Parts that follow it, granting the node credit as they arrive.
+func (n *Node) received(ctx context.Context, t target, p *pending, json, payload []byte, wire []*workerv1.Array, body *clusterv1.Body) (bridge.Result, error) {
+	var datas [][]byte
+	if body != nil {
+		next := func(ctx context.Context) (*clusterv1.Part, error) {
+			select {
+			case v := <-p.ch:
+				part, ok := v.(*clusterv1.Part)
+				if !ok {
+					return nil, fmt.Errorf("node %s: %T where a part was due", t.name, v)
+				}
+				return part, nil
+			case <-p.lost:
+				return nil, p.lostErr(t)
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		credit := func(parts uint32) {
+			n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{Message: &clusterv1.PartCredit{Id: p.id, Parts: parts}, Sender: p.pid})
+		}
+		var err error
+		if payload, datas, err = receiveParts(ctx, body, next, credit); err != nil {
+			return bridge.Result{}, err
+		}
+	}
+	arrays, err := inArrays(wire, datas)
+	if err != nil {
+		return bridge.Result{}, fmt.Errorf("node %s: %w", t.name, err)
+	}
+	return bridge.NewResult(json, payload, arrays, nil), nil
 }

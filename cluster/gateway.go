@@ -36,6 +36,10 @@ func (g *gateway) Receive(c actor.Context) {
 		g.node.in.cancel(key(sender))
 	case *clusterv1.Credit:
 		g.node.in.credit(key(sender), m.GetChunks())
+	case *clusterv1.Part:
+		g.node.in.part(key(sender), m)
+	case *clusterv1.PartCredit:
+		g.node.in.partCredit(key(sender), m.GetParts())
 	case *clusterv1.Ping:
 		c.Send(sender, &clusterv1.Pong{Node: g.node.name})
 	}
@@ -83,6 +87,11 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 		began := time.Now()
 		defer cancel()
 		defer n.in.remove(s)
+		if err := s.takeBytes(ctx, m, &call, reply); err != nil {
+			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(err)})
+			n.o.observe(m.GetPool(), m.GetCaller(), "in", time.Since(began), err)
+			return
+		}
 		ctx, span := n.tracer.Start(ctx, "remote "+call.Tool, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		if span.IsRecording() {
@@ -101,7 +110,12 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 			var res bridge.Result
 			var worker string
 			res, worker, err = n.local.Execute(ctx, m.GetPool(), call)
-			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Json: res.JSON, Payload: res.Payload, Worker: worker, Error: encodeError(err)})
+			out := split(res.Payload, res.Arrays)
+			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body,
+				Worker: worker, Error: encodeError(err)})
+			if perr := s.sendBytes(ctx, m.GetId(), out, reply); perr != nil && err == nil {
+				err = perr // the caller gave up mid-transfer
+			}
 		}
 		if err != nil {
 			span.RecordError(err)
@@ -127,7 +141,12 @@ func (n *Node) serveStream(ctx context.Context, s *served, m *clusterv1.Call, ca
 			failed = ctx.Err()
 			break
 		}
-		reply(&clusterv1.Chunk{Id: m.GetId(), Json: res.JSON, Payload: res.Payload})
+		out := split(res.Payload, res.Arrays)
+		reply(&clusterv1.Chunk{Id: m.GetId(), Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body})
+		if err := s.sendBytes(ctx, m.GetId(), out, reply); err != nil {
+			failed = err
+			break
+		}
 	}
 	reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(failed)})
 	return failed
@@ -138,10 +157,47 @@ const maxWindow = 1024
 
 // served is a call this node runs for another.
 type served struct {
-	key     string
-	caller  string // the calling node's address
-	cancel  context.CancelFunc
-	credits chan struct{}
+	key         string
+	caller      string // the calling node's address
+	cancel      context.CancelFunc
+	credits     chan struct{}
+	parts       chan *clusterv1.Part // the Parts of the call's bytes, as they arrive
+	partCredits chan struct{}        // for the Parts of its results' bytes
+}
+
+// takeBytes puts the call's payload and arrays into call: inline, or assembled from the
+// Parts that follow the call, granting the caller credit as they arrive.
+func (s *served) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.Call, reply func(any)) error {
+	var datas [][]byte
+	if body := m.GetBody(); body != nil {
+		next := func(ctx context.Context) (*clusterv1.Part, error) {
+			select {
+			case p := <-s.parts:
+				return p, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		credit := func(parts uint32) { reply(&clusterv1.PartCredit{Id: m.GetId(), Parts: parts}) }
+		var err error
+		if call.Payload, datas, err = receiveParts(ctx, body, next, credit); err != nil {
+			return err
+		}
+	}
+	arrays, err := inArrays(m.GetArrays(), datas)
+	if err != nil {
+		return fmt.Errorf("%w: %w", bridge.ErrInvalidArgument, err)
+	}
+	call.Arrays = arrays
+	return nil
+}
+
+// sendBytes sends the Parts of a result or chunk whose bytes do not travel inline.
+func (s *served) sendBytes(ctx context.Context, id string, out outBody, reply func(any)) error {
+	if out.body == nil {
+		return nil
+	}
+	return sendParts(ctx, id, out.blobs, s.partCredits, func(p *clusterv1.Part) { reply(p) })
 }
 
 // incoming are the calls this node runs for others, by key.
@@ -152,7 +208,8 @@ type incoming struct {
 }
 
 func (in *incoming) add(key, caller string, cancel context.CancelFunc, window int) *served {
-	s := &served{key: key, caller: caller, cancel: cancel, credits: make(chan struct{}, max(window, 1))}
+	s := &served{key: key, caller: caller, cancel: cancel, credits: make(chan struct{}, max(window, 1)),
+		parts: make(chan *clusterv1.Part, partWindow+1), partCredits: credits()}
 	for range max(window, 1) {
 		s.credits <- struct{}{}
 	}
@@ -195,6 +252,30 @@ func (in *incoming) credit(key string, chunks uint32) {
 		case s.credits <- struct{}{}:
 		default: // more than the window: ignore the excess
 		}
+	}
+}
+
+// part hands a Part of a call's bytes to the call (dropped past the window: the caller
+// broke the protocol, and the call ends on its deadline or cancellation).
+func (in *incoming) part(key string, p *clusterv1.Part) {
+	in.mu.Lock()
+	s := in.calls[key]
+	in.mu.Unlock()
+	if s == nil {
+		return
+	}
+	select {
+	case s.parts <- p:
+	default:
+	}
+}
+
+func (in *incoming) partCredit(key string, parts uint32) {
+	in.mu.Lock()
+	s := in.calls[key]
+	in.mu.Unlock()
+	if s != nil {
+		grant(s.partCredits, parts)
 	}
 }
 

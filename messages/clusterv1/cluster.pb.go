@@ -13,6 +13,7 @@
 package clusterv1
 
 import (
+	workerv1 "github.com/pyvisor/pyvisor/messages/workerv1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -43,6 +44,8 @@ type Call struct {
 	DeadlineUnixNano int64                  `protobuf:"varint,10,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"` // the caller's deadline; 0 for none
 	Caller           string                 `protobuf:"bytes,11,opt,name=caller,proto3" json:"caller,omitempty"`                                                // the calling node's name
 	Window           uint32                 `protobuf:"varint,12,opt,name=window,proto3" json:"window,omitempty"`                                               // a stream's chunks the caller takes before it grants more
+	Arrays           []*workerv1.Array      `protobuf:"bytes,13,rep,name=arrays,proto3" json:"arrays,omitempty"`                                                // typed arrays, data inline or in parts
+	Body             *Body                  `protobuf:"bytes,14,opt,name=body,proto3" json:"body,omitempty"`                                                    // set: the payload's and arrays' bytes follow in Parts
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -161,6 +164,175 @@ func (x *Call) GetWindow() uint32 {
 	return 0
 }
 
+func (x *Call) GetArrays() []*workerv1.Array {
+	if x != nil {
+		return x.Arrays
+	}
+	return nil
+}
+
+func (x *Call) GetBody() *Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// Body says that a message's bytes (its payload, then each array's data, in order) do not
+// travel in it but follow it as Parts, under credit: sizes[0] is the payload's length,
+// sizes[1+i] array i's. Large bytes never make one message that would hold the link (and
+// every other call on it) for its whole transfer.
+type Body struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sizes         []uint64               `protobuf:"varint,1,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Body) Reset() {
+	*x = Body{}
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Body) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Body) ProtoMessage() {}
+
+func (x *Body) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Body.ProtoReflect.Descriptor instead.
+func (*Body) Descriptor() ([]byte, []int) {
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Body) GetSizes() []uint64 {
+	if x != nil {
+		return x.Sizes
+	}
+	return nil
+}
+
+// Part is the next piece of the bytes a Body announced, sent to the same process as the
+// message it follows (a Call's to the gateway, a Result's or Chunk's to the caller).
+type Part struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Part) Reset() {
+	*x = Part{}
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Part) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Part) ProtoMessage() {}
+
+func (x *Part) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Part.ProtoReflect.Descriptor instead.
+func (*Part) Descriptor() ([]byte, []int) {
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Part) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Part) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// PartCredit lets the sender of Parts send that many more; each side starts with a window.
+type PartCredit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Parts         uint32                 `protobuf:"varint,2,opt,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartCredit) Reset() {
+	*x = PartCredit{}
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartCredit) ProtoMessage() {}
+
+func (x *PartCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartCredit.ProtoReflect.Descriptor instead.
+func (*PartCredit) Descriptor() ([]byte, []int) {
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PartCredit) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PartCredit) GetParts() uint32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
+}
+
 // Cancel: the caller gave up (its context ended, or it stopped reading a stream).
 type Cancel struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -171,7 +343,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +355,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +368,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Cancel) GetId() string {
@@ -217,7 +389,7 @@ type Credit struct {
 
 func (x *Credit) Reset() {
 	*x = Credit{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +401,7 @@ func (x *Credit) String() string {
 func (*Credit) ProtoMessage() {}
 
 func (x *Credit) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +414,7 @@ func (x *Credit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credit.ProtoReflect.Descriptor instead.
 func (*Credit) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Credit) GetId() string {
@@ -269,7 +441,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +453,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +466,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 // Pong answers Ping.
@@ -307,7 +479,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +491,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +504,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Pong) GetNode() string {
@@ -348,13 +520,15 @@ type Chunk struct {
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Json          []byte                 `protobuf:"bytes,2,opt,name=json,proto3" json:"json,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Arrays        []*workerv1.Array      `protobuf:"bytes,4,rep,name=arrays,proto3" json:"arrays,omitempty"`
+	Body          *Body                  `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +540,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +553,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Chunk) GetId() string {
@@ -403,6 +577,20 @@ func (x *Chunk) GetPayload() []byte {
 	return nil
 }
 
+func (x *Chunk) GetArrays() []*workerv1.Array {
+	if x != nil {
+		return x.Arrays
+	}
+	return nil
+}
+
+func (x *Chunk) GetBody() *Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 // Result ends a call: a plain call's value, or a stream's end; error when it failed.
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -412,13 +600,15 @@ type Result struct {
 	Error         *Error                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	Worker        string                 `protobuf:"bytes,5,opt,name=worker,proto3" json:"worker,omitempty"` // the worker slot that ran it
 	Node          string                 `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`     // the node that ran it
+	Arrays        []*workerv1.Array      `protobuf:"bytes,7,rep,name=arrays,proto3" json:"arrays,omitempty"`
+	Body          *Body                  `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +620,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +633,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Result) GetId() string {
@@ -488,6 +678,20 @@ func (x *Result) GetNode() string {
 	return ""
 }
 
+func (x *Result) GetArrays() []*workerv1.Array {
+	if x != nil {
+		return x.Arrays
+	}
+	return nil
+}
+
+func (x *Result) GetBody() *Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 // Error is a call's failure, as the hosting node saw it. code names the sentinel the
 // caller's node matches (errors.Is) again: a ToolError keeps its Python fields.
 type Error struct {
@@ -504,7 +708,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +720,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +733,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Error) GetCode() string {
@@ -588,7 +792,7 @@ type Load struct {
 
 func (x *Load) Reset() {
 	*x = Load{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +804,7 @@ func (x *Load) String() string {
 func (*Load) ProtoMessage() {}
 
 func (x *Load) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +817,7 @@ func (x *Load) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Load.ProtoReflect.Descriptor instead.
 func (*Load) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Load) GetNode() string {
@@ -655,7 +859,7 @@ type PoolLoad struct {
 
 func (x *PoolLoad) Reset() {
 	*x = PoolLoad{}
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +871,7 @@ func (x *PoolLoad) String() string {
 func (*PoolLoad) ProtoMessage() {}
 
 func (x *PoolLoad) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +884,7 @@ func (x *PoolLoad) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolLoad.ProtoReflect.Descriptor instead.
 func (*PoolLoad) Descriptor() ([]byte, []int) {
-	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PoolLoad) GetCapacity() uint32 {
@@ -708,7 +912,7 @@ var File_pyvisor_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	" pyvisor/cluster/v1/cluster.proto\x12\x12pyvisor.cluster.v1\"\xa2\x03\n" +
+	" pyvisor/cluster/v1/cluster.proto\x12\x12pyvisor.cluster.v1\x1a\x1epyvisor/worker/v1/worker.proto\"\x82\x04\n" +
 	"\x04Call\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x12\n" +
@@ -725,10 +929,21 @@ const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x12deadline_unix_nano\x18\n" +
 	" \x01(\x03R\x10deadlineUnixNano\x12\x16\n" +
 	"\x06caller\x18\v \x01(\tR\x06caller\x12\x16\n" +
-	"\x06window\x18\f \x01(\rR\x06window\x1a;\n" +
+	"\x06window\x18\f \x01(\rR\x06window\x120\n" +
+	"\x06arrays\x18\r \x03(\v2\x18.pyvisor.worker.v1.ArrayR\x06arrays\x12,\n" +
+	"\x04body\x18\x0e \x01(\v2\x18.pyvisor.cluster.v1.BodyR\x04body\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x18\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1c\n" +
+	"\x04Body\x12\x14\n" +
+	"\x05sizes\x18\x01 \x03(\x04R\x05sizes\"*\n" +
+	"\x04Part\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"2\n" +
+	"\n" +
+	"PartCredit\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05parts\x18\x02 \x01(\rR\x05parts\"\x18\n" +
 	"\x06Cancel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"0\n" +
 	"\x06Credit\x12\x0e\n" +
@@ -736,18 +951,22 @@ const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x06chunks\x18\x02 \x01(\rR\x06chunks\"\x06\n" +
 	"\x04Ping\"\x1a\n" +
 	"\x04Pong\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\"E\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\xa5\x01\n" +
 	"\x05Chunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\fR\x04json\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xa3\x01\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x120\n" +
+	"\x06arrays\x18\x04 \x03(\v2\x18.pyvisor.worker.v1.ArrayR\x06arrays\x12,\n" +
+	"\x04body\x18\x05 \x01(\v2\x18.pyvisor.cluster.v1.BodyR\x04body\"\x83\x02\n" +
 	"\x06Result\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\fR\x04json\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12/\n" +
 	"\x05error\x18\x04 \x01(\v2\x19.pyvisor.cluster.v1.ErrorR\x05error\x12\x16\n" +
 	"\x06worker\x18\x05 \x01(\tR\x06worker\x12\x12\n" +
-	"\x04node\x18\x06 \x01(\tR\x04node\"\x99\x01\n" +
+	"\x04node\x18\x06 \x01(\tR\x04node\x120\n" +
+	"\x06arrays\x18\a \x03(\v2\x18.pyvisor.worker.v1.ArrayR\x06arrays\x12,\n" +
+	"\x04body\x18\b \x01(\v2\x18.pyvisor.cluster.v1.BodyR\x04body\"\x99\x01\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
@@ -781,31 +1000,41 @@ func file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_pyvisor_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_pyvisor_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_pyvisor_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pyvisor_cluster_v1_cluster_proto_goTypes = []any{
-	(*Call)(nil),     // 0: pyvisor.cluster.v1.Call
-	(*Cancel)(nil),   // 1: pyvisor.cluster.v1.Cancel
-	(*Credit)(nil),   // 2: pyvisor.cluster.v1.Credit
-	(*Ping)(nil),     // 3: pyvisor.cluster.v1.Ping
-	(*Pong)(nil),     // 4: pyvisor.cluster.v1.Pong
-	(*Chunk)(nil),    // 5: pyvisor.cluster.v1.Chunk
-	(*Result)(nil),   // 6: pyvisor.cluster.v1.Result
-	(*Error)(nil),    // 7: pyvisor.cluster.v1.Error
-	(*Load)(nil),     // 8: pyvisor.cluster.v1.Load
-	(*PoolLoad)(nil), // 9: pyvisor.cluster.v1.PoolLoad
-	nil,              // 10: pyvisor.cluster.v1.Call.MetadataEntry
-	nil,              // 11: pyvisor.cluster.v1.Load.PoolsEntry
+	(*Call)(nil),           // 0: pyvisor.cluster.v1.Call
+	(*Body)(nil),           // 1: pyvisor.cluster.v1.Body
+	(*Part)(nil),           // 2: pyvisor.cluster.v1.Part
+	(*PartCredit)(nil),     // 3: pyvisor.cluster.v1.PartCredit
+	(*Cancel)(nil),         // 4: pyvisor.cluster.v1.Cancel
+	(*Credit)(nil),         // 5: pyvisor.cluster.v1.Credit
+	(*Ping)(nil),           // 6: pyvisor.cluster.v1.Ping
+	(*Pong)(nil),           // 7: pyvisor.cluster.v1.Pong
+	(*Chunk)(nil),          // 8: pyvisor.cluster.v1.Chunk
+	(*Result)(nil),         // 9: pyvisor.cluster.v1.Result
+	(*Error)(nil),          // 10: pyvisor.cluster.v1.Error
+	(*Load)(nil),           // 11: pyvisor.cluster.v1.Load
+	(*PoolLoad)(nil),       // 12: pyvisor.cluster.v1.PoolLoad
+	nil,                    // 13: pyvisor.cluster.v1.Call.MetadataEntry
+	nil,                    // 14: pyvisor.cluster.v1.Load.PoolsEntry
+	(*workerv1.Array)(nil), // 15: pyvisor.worker.v1.Array
 }
 var file_pyvisor_cluster_v1_cluster_proto_depIdxs = []int32{
-	10, // 0: pyvisor.cluster.v1.Call.metadata:type_name -> pyvisor.cluster.v1.Call.MetadataEntry
-	7,  // 1: pyvisor.cluster.v1.Result.error:type_name -> pyvisor.cluster.v1.Error
-	11, // 2: pyvisor.cluster.v1.Load.pools:type_name -> pyvisor.cluster.v1.Load.PoolsEntry
-	9,  // 3: pyvisor.cluster.v1.Load.PoolsEntry.value:type_name -> pyvisor.cluster.v1.PoolLoad
-	4,  // [4:4] is the sub-list for method output_type
-	4,  // [4:4] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	13, // 0: pyvisor.cluster.v1.Call.metadata:type_name -> pyvisor.cluster.v1.Call.MetadataEntry
+	15, // 1: pyvisor.cluster.v1.Call.arrays:type_name -> pyvisor.worker.v1.Array
+	1,  // 2: pyvisor.cluster.v1.Call.body:type_name -> pyvisor.cluster.v1.Body
+	15, // 3: pyvisor.cluster.v1.Chunk.arrays:type_name -> pyvisor.worker.v1.Array
+	1,  // 4: pyvisor.cluster.v1.Chunk.body:type_name -> pyvisor.cluster.v1.Body
+	10, // 5: pyvisor.cluster.v1.Result.error:type_name -> pyvisor.cluster.v1.Error
+	15, // 6: pyvisor.cluster.v1.Result.arrays:type_name -> pyvisor.worker.v1.Array
+	1,  // 7: pyvisor.cluster.v1.Result.body:type_name -> pyvisor.cluster.v1.Body
+	14, // 8: pyvisor.cluster.v1.Load.pools:type_name -> pyvisor.cluster.v1.Load.PoolsEntry
+	12, // 9: pyvisor.cluster.v1.Load.PoolsEntry.value:type_name -> pyvisor.cluster.v1.PoolLoad
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_pyvisor_cluster_v1_cluster_proto_init() }
@@ -819,7 +1048,7 @@ func file_pyvisor_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_cluster_v1_cluster_proto_rawDesc), len(file_pyvisor_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
