@@ -112,7 +112,7 @@ async def test_unknown_tool(start_worker: Any) -> None:
         await execute(w.stub, "nope")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert reason(info.value) == "unknown_tool"
-    assert info.value.details().startswith("unknown tool 'nope' (registered: add, call_go, ")
+    assert info.value.details().startswith("unknown tool 'nope' (registered: add, array_frames, array_info, call_go, ")
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyvisor_worker._proto import worker_pb2 as pb
+
+if TYPE_CHECKING:
+    from pyvisor_worker.shm import Shared
 
 TENSOR = pb.ARRAY_FORMAT_TENSOR
 ARROW = pb.ARRAY_FORMAT_ARROW
@@ -172,4 +175,33 @@ async def _encode_arrow(name: str, value: Any, reserve: Reserve) -> Any:
     view, ref = region
     write(pa.FixedSizeBufferWriter(pa.py_buffer(view)))
     wire.data_ref.CopyFrom(ref)
+    return wire
+
+
+async def encode_all(
+    arrays: dict[str, Any], shared: Shared | None, owned: set[int] | None,
+) -> list[Any]:
+    """The wire ``Array`` of each array, placed in the output arena from the threshold up
+    (in place when built in one of ``owned``, a call's ``ctx.buffer`` regions). On any
+    failure the regions already placed are given back before the exception propagates
+    (ArrayError, PayloadTooLarge, cancellation)."""
+
+    async def place(data: memoryview) -> tuple[bytes, Any]:
+        if shared is not None and data.nbytes >= shared.threshold:
+            return b"", await shared.place(data, owned)
+        return bytes(data), None
+
+    async def reserve(n: int) -> tuple[memoryview, Any] | None:
+        if shared is None or n < shared.threshold:
+            return None
+        return await shared.reserve(n)
+
+    wire: list[Any] = []
+    try:
+        for name, value in arrays.items():
+            wire.append(await encode(name, value, place, reserve))
+    except BaseException:
+        if shared is not None:
+            shared.output.release([a.data_ref.offset for a in wire if a.HasField("data_ref")])
+        raise
     return wire

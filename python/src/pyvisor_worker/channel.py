@@ -404,32 +404,12 @@ class Channel:
 
     async def _callback_arrays(self, name: str, arrays: dict[str, Any]) -> list[Any]:
         """A callback's array arguments on the wire; GoError for one that cannot cross."""
-        shared = self.shared
-
-        async def place(data: memoryview) -> tuple[bytes, Any]:
-            if shared is not None and data.nbytes >= shared.threshold:
-                return b"", await shared.place(data, None)
-            return bytes(data), None
-
-        async def reserve(n: int) -> tuple[memoryview, Any] | None:
-            if shared is None or n < shared.threshold:
-                return None
-            return await shared.reserve(n)
-
-        wire: list[Any] = []
         try:
-            for key, value in arrays.items():
-                wire.append(await arraysmod.encode(key, value, place, reserve))
-        except BaseException as exc:
-            if shared is not None:
-                shared.output.release(
-                    [a.data_ref.offset for a in wire if a.HasField("data_ref")])
-            if isinstance(exc, (arraysmod.ArrayError, PayloadTooLarge)):
-                kind = (GoError.MESSAGE_TOO_LARGE if isinstance(exc, PayloadTooLarge)
-                        else GoError.INVALID_ARGUMENT)
-                raise GoError(kind, f"argument arrays: {exc}", name) from None
-            raise
-        return wire
+            return await arraysmod.encode_all(arrays, self.shared, None)
+        except PayloadTooLarge as exc:
+            raise GoError(GoError.MESSAGE_TOO_LARGE, f"argument arrays: {exc}", name) from None
+        except arraysmod.ArrayError as exc:
+            raise GoError(GoError.INVALID_ARGUMENT, f"argument arrays: {exc}", name) from None
 
     # --- writing ----------------------------------------------------------------------------
 

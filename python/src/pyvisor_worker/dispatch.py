@@ -30,7 +30,7 @@ from pyvisor_worker import arrays as arraysmod
 from pyvisor_worker._proto import worker_pb2 as pb
 from pyvisor_worker.context import ToolContext
 from pyvisor_worker.errors import CallRejected
-from pyvisor_worker.shm import PayloadTooLarge, Shared, as_bytes, refs
+from pyvisor_worker.shm import PayloadTooLarge, Shared, as_bytes
 from pyvisor_worker.tools import Kind, Tool
 from pyvisor_worker.wire import (
     INVALID_ARGUMENT,
@@ -377,39 +377,16 @@ class Dispatcher:
         shared: Shared | None,
     ) -> Any:
         owned = tctx.buffers if tctx is not None else None
-
-        async def place(data: memoryview) -> tuple[bytes, Any]:
-            if shared is not None and data.nbytes >= shared.threshold:
-                return b"", await shared.place(data, owned)
-            return bytes(data), None
-
-        async def reserve(n: int) -> tuple[memoryview, Any] | None:
-            if shared is None or n < shared.threshold:
-                return None
-            return await shared.reserve(n)
-
         result = encode(tool, rest)
         try:
-            for name, value in arrays.items():
-                result.arrays.append(await arraysmod.encode(name, value, place, reserve))
+            result.arrays.extend(await arraysmod.encode_all(arrays, shared, owned))
         except PayloadTooLarge as exc:
-            self._free(result, shared)
             raise CallRejected(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE,
                 f"result of tool '{tool}': {exc}") from None
         except arraysmod.ArrayError as exc:
-            self._free(result, shared)
             raise _NotSerializable(f"result of tool '{tool}': {exc}") from None
-        except BaseException:
-            self._free(result, shared)
-            raise
         return result
-
-    @staticmethod
-    def _free(result: Any, shared: Shared | None) -> None:
-        """Give back the output regions of a result that will not be sent."""
-        if shared is not None:
-            shared.output.release(refs(result))
 
     async def execute(
         self, tool: Tool, args: dict[str, Any], tctx: ToolContext | None, cid: str,
