@@ -2,6 +2,7 @@ package pyvisor_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/cluster"
 	"github.com/pyvisor/pyvisor/internal/freeport"
+	"github.com/pyvisor/pyvisor/internal/reference"
 )
 
 // The cluster's benchmarks: nodes of one automanaged cluster, all in this process (each
@@ -173,5 +175,127 @@ func BenchmarkClusterThroughput(b *testing.B) {
 			b.ReportAllocs()
 			runCallers(b, c.call)
 		})
+	}
+}
+
+// clusterPayloadSizes are the sizes of BenchmarkClusterPayload and BenchmarkGRPCStream,
+// by their names in the benchmarks'.
+var clusterPayloadSizes = []struct {
+	name string
+	n    int
+}{{"16MiB", 16 << 20}, {"256MiB", 256 << 20}}
+
+// clusterPayloadDirs are their directions: a-to-b, the bytes from the calling node to
+// the node running the pool (or from the gRPC client to the server), and b-to-a back.
+var clusterPayloadDirs = []string{"a-to-b", "b-to-a"}
+
+// benchBytes runs call in b.Loop, size bytes an op, after one untimed call, with this
+// process's CPU per op as go-cpu-ns/op.
+func benchBytes(b *testing.B, size int, call func(context.Context) error) {
+	b.Helper()
+	ctx := context.Background()
+	if err := call(ctx); err != nil { // warm-up
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(size))
+	cpu, n := goCPUTime(), 0
+	for b.Loop() {
+		if err := call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.ReportMetric(float64(goCPUTime()-cpu)/float64(n), "go-cpu-ns/op")
+}
+
+// BenchmarkClusterPayload measures bytes one way between two nodes of a cluster in this
+// process: node a calls a 1-worker pool only node b runs, dir=a-to-b with a payload of
+// the size (payload_size: the answer a few bytes), dir=b-to-a asking for a result of
+// the size (fill: the call a few bytes; Result.Payload a heap copy on a). The bytes
+// cross protoactor's remote in 1 MiB Parts, and shared memory to and from b's worker.
+// MB/s is the size over the call's time, against BenchmarkGRPCStream's bare gRPC
+// stream under the same names (cmd/bench -steps clusterdata interleaves the two).
+// go-cpu-ns/op is both nodes' Go CPU per call.
+func BenchmarkClusterPayload(b *testing.B) {
+	python := benchPython(b)
+	rts := startBenchCluster(b, python,
+		benchNode{name: "b", pools: map[string]int{"remote": 1}},
+		benchNode{name: "a"},
+	)
+	a := rts[1]
+	payload := make([]byte, clusterPayloadSizes[len(clusterPayloadSizes)-1].n)
+	for i := range payload {
+		payload[i] = byte(i % 251)
+	}
+	for _, dir := range clusterPayloadDirs {
+		for _, size := range clusterPayloadSizes {
+			b.Run(fmt.Sprintf("dir=%s/size=%s", dir, size.name), func(b *testing.B) {
+				var ran pyvisor.Ran
+				var call func(context.Context) error
+				if dir == "a-to-b" {
+					in := payload[:size.n]
+					call = func(ctx context.Context) error {
+						res, err := a.Execute(ctx, "remote", "payload_size", nil, pyvisor.WithPayload(in), pyvisor.WithRan(&ran))
+						if err != nil {
+							return err
+						}
+						defer res.Release()
+						var n int
+						if err := json.Unmarshal(res.JSON, &n); err != nil || n != len(in) {
+							return fmt.Errorf("payload_size of %d bytes answered %s", len(in), res.JSON)
+						}
+						return nil
+					}
+				} else {
+					args := json.RawMessage(fmt.Sprintf(`{"size":%d,"value":7}`, size.n))
+					call = func(ctx context.Context) error {
+						res, err := a.Execute(ctx, "remote", "fill", args, pyvisor.WithRan(&ran))
+						if err != nil {
+							return err
+						}
+						defer res.Release()
+						if p := res.Payload; len(p) != size.n || p[0] != 7 || p[len(p)-1] != 7 {
+							return fmt.Errorf("fill of %d bytes returned %d", size.n, len(p))
+						}
+						return nil
+					}
+				}
+				benchBytes(b, size.n, call)
+				if ran.Node != "b" || ran.Worker == "" {
+					b.Fatalf("a call of pool remote from node a ran at %+v, want node b", ran)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkGRPCStream is BenchmarkClusterPayload's baseline, under the same names: a
+// bare gRPC stream between two endpoints of this process over loopback TCP
+// (reference.Stream), 1 MiB messages; dir=a-to-b a client stream the server counts,
+// dir=b-to-a a server stream the client counts. go-cpu-ns/op is both ends' Go CPU.
+func BenchmarkGRPCStream(b *testing.B) {
+	s, err := reference.StartStream()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	payload := make([]byte, clusterPayloadSizes[len(clusterPayloadSizes)-1].n)
+	for i := range payload {
+		payload[i] = byte(i % 251)
+	}
+	for _, dir := range clusterPayloadDirs {
+		for _, size := range clusterPayloadSizes {
+			b.Run(fmt.Sprintf("dir=%s/size=%s", dir, size.name), func(b *testing.B) {
+				call := func(ctx context.Context) error { return s.Download(ctx, size.n) }
+				if dir == "a-to-b" {
+					call = func(ctx context.Context) error { return s.Upload(ctx, payload[:size.n]) }
+				}
+				benchBytes(b, size.n, call)
+			})
+		}
 	}
 }

@@ -27,12 +27,16 @@
 //   - data (issue 19): round trips of 64 KiB to 1 GiB through the default API, the
 //     in-place API and the in-frame path, against a bare Unix-socket echo and memmove,
 //     interleaved; a numpy reduction against numpy's own time; RSS growth of both
-//     processes over a 1 GiB round trip (see data.go).
+//     processes over a 1 GiB round trip (see data.go);
+//   - clusterdata: bandwidth between two nodes of a cluster in this process, 16 and
+//     256 MiB one way (payload_size a -> b, fill b -> a), against a bare gRPC stream
+//     between two endpoints of this process (reference.Stream), interleaved (goal:
+//     pyvisor / gRPC >= 0.5 at 256 MiB; see clusterdata.go).
 //
 // Flags: -python, -calls and -warmup (latency and tracing, per path), -callers,
 // -throughput-time and -throughput-rounds (throughput and concurrency), -startups,
-// -recoveries, -data-rounds, -data-budget and -data-sums; -steps runs some steps only
-// (e.g. -steps data); see -h for their defaults.
+// -recoveries, -data-rounds, -data-budget, -data-sums and -clusterdata-rounds; -steps
+// runs some steps only (e.g. -steps data); see -h for their defaults.
 //
 // Figures are medians and percentiles of per-call (per-run) durations. Nothing is
 // asserted: the exit status is non-zero only when something fails. Every Python
@@ -78,7 +82,7 @@ type step struct {
 var steps = []step{
 	{"latency", latency}, {"tracing", tracingCost}, {"callbacks", callbacks}, {"throughput", throughput},
 	{"concurrency", concurrency}, {"cluster", clusterCalls}, {"startup", startup}, {"recovery", recovery},
-	{"data", data},
+	{"data", data}, {"clusterdata", clusterData},
 }
 
 func stepNames() []string {
