@@ -14,6 +14,7 @@ import (
 	"github.com/pyvisor/pyvisor/cluster"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
+	"github.com/pyvisor/pyvisor/nd"
 	"github.com/pyvisor/pyvisor/telemetry"
 )
 
@@ -133,6 +134,20 @@ func (l local) Stream(ctx context.Context, pool string, call messages.Call) iter
 			}
 		}
 	}
+}
+
+// Alloc is n bytes of pool's input arena, when the pool has one and n reaches its
+// threshold.
+func (l local) Alloc(ctx context.Context, pool string, n int) ([]byte, nd.Owner, error) {
+	a := l.r.arenas[pool]
+	if a == nil || n < l.r.thresholds[pool] {
+		return nil, nil, nil
+	}
+	lease, err := a.Lease(ctx, uint64(n))
+	if err != nil {
+		return nil, nil, err
+	}
+	return lease.Bytes(), lease, nil
 }
 
 // Load is each pool's capacity (ready workers × max concurrent), calls in flight and

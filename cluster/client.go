@@ -383,7 +383,7 @@ func (o *outgoing) lose(addr string, why error) int {
 // received is a result or chunk that came back: its bytes inline, or assembled from the
 // Parts that follow it, granting the node credit as they arrive.
 func (n *Node) received(ctx context.Context, t target, p *pending, json, payload []byte, wire []*workerv1.Array, body *clusterv1.Body) (bridge.Result, error) {
-	var datas [][]byte
+	var in received
 	if body != nil {
 		next := func(ctx context.Context) (*clusterv1.Part, error) {
 			select {
@@ -403,13 +403,13 @@ func (n *Node) received(ctx context.Context, t target, p *pending, json, payload
 			n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{Message: &clusterv1.PartCredit{Id: p.id, Parts: parts}, Sender: p.pid})
 		}
 		var err error
-		if payload, datas, err = receiveParts(ctx, body, next, credit); err != nil {
+		if in, err = receiveParts(ctx, body, next, credit, heap); err != nil {
 			return bridge.Result{}, err
 		}
 	}
-	arrays, err := inArrays(wire, datas)
+	arrays, err := in.arrays(wire)
 	if err != nil {
 		return bridge.Result{}, fmt.Errorf("node %s: %w", t.name, err)
 	}
-	return bridge.NewResult(json, payload, arrays, nil), nil
+	return bridge.NewResult(json, in.payload(payload), arrays, nil), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
+	"github.com/pyvisor/pyvisor/nd"
 	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
@@ -87,11 +88,14 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 		began := time.Now()
 		defer cancel()
 		defer n.in.remove(s)
-		if err := s.takeBytes(ctx, m, &call, reply); err != nil {
+		in, err := s.takeBytes(ctx, m, &call, reply, n.sharedAlloc(m.GetPool()))
+		if err != nil {
 			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(err)})
 			n.o.observe(m.GetPool(), m.GetCaller(), "in", time.Since(began), err)
 			return
 		}
+		defer in.release() // the call holds what it still needs
+		call.View = true   // results are sent from where they lie, then released
 		ctx, span := n.tracer.Start(ctx, "remote "+call.Tool, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		if span.IsRecording() {
@@ -103,7 +107,6 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 			log := telemetry.CallLogger(ctx, n.o.log)
 			log.Debug().Str("pool", m.GetPool()).Str("tool", call.Tool).Str("peer", m.GetCaller()).Msg("remote call received")
 		}
-		var err error
 		if m.GetStream() {
 			err = n.serveStream(ctx, s, m, call, reply)
 		} else {
@@ -116,6 +119,7 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 			if perr := s.sendBytes(ctx, m.GetId(), out, reply); perr != nil && err == nil {
 				err = perr // the caller gave up mid-transfer
 			}
+			res.Release()
 		}
 		if err != nil {
 			span.RecordError(err)
@@ -143,7 +147,9 @@ func (n *Node) serveStream(ctx context.Context, s *served, m *clusterv1.Call, ca
 		}
 		out := split(res.Payload, res.Arrays)
 		reply(&clusterv1.Chunk{Id: m.GetId(), Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body})
-		if err := s.sendBytes(ctx, m.GetId(), out, reply); err != nil {
+		err = s.sendBytes(ctx, m.GetId(), out, reply)
+		res.Release()
+		if err != nil {
 			failed = err
 			break
 		}
@@ -166,9 +172,10 @@ type served struct {
 }
 
 // takeBytes puts the call's payload and arrays into call: inline, or assembled from the
-// Parts that follow the call, granting the caller credit as they arrive.
-func (s *served) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.Call, reply func(any)) error {
-	var datas [][]byte
+// Parts that follow the call in memory from mem, granting the caller credit as they
+// arrive. The caller releases what it returns once the call is over.
+func (s *served) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.Call, reply func(any), mem alloc) (received, error) {
+	var in received
 	if body := m.GetBody(); body != nil {
 		next := func(ctx context.Context) (*clusterv1.Part, error) {
 			select {
@@ -180,16 +187,36 @@ func (s *served) takeBytes(ctx context.Context, m *clusterv1.Call, call *message
 		}
 		credit := func(parts uint32) { reply(&clusterv1.PartCredit{Id: m.GetId(), Parts: parts}) }
 		var err error
-		if call.Payload, datas, err = receiveParts(ctx, body, next, credit); err != nil {
-			return err
+		if in, err = receiveParts(ctx, body, next, credit, mem); err != nil {
+			return received{}, err
+		}
+		call.Payload = in.payload(nil)
+		if len(in.owners) == 0 {
+			return received{}, fmt.Errorf("%w: a body announcing no payload", bridge.ErrInvalidArgument)
+		}
+		if b, ok := in.owners[0].(messages.Buffer); ok {
+			call.Payload, call.Buffer = nil, b // in place in the pool's shared memory
 		}
 	}
-	arrays, err := inArrays(m.GetArrays(), datas)
+	arrays, err := in.arrays(m.GetArrays())
 	if err != nil {
-		return fmt.Errorf("%w: %w", bridge.ErrInvalidArgument, err)
+		in.release()
+		return received{}, fmt.Errorf("%w: %w", bridge.ErrInvalidArgument, err)
 	}
 	call.Arrays = arrays
-	return nil
+	return in, nil
+}
+
+// sharedAlloc assembles a call's bytes for pool in its shared memory where it has some,
+// else on the Go heap.
+func (n *Node) sharedAlloc(pool string) alloc {
+	return func(ctx context.Context, _ int, size int) ([]byte, nd.Owner, error) {
+		data, owner, err := n.local.Alloc(ctx, pool, size)
+		if err != nil || data != nil {
+			return data, owner, err
+		}
+		return heap(ctx, 0, size)
+	}
 }
 
 // sendBytes sends the Parts of a result or chunk whose bytes do not travel inline.

@@ -23,6 +23,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/pyvisor/pyvisor/actors"
@@ -30,6 +32,7 @@ import (
 	"github.com/pyvisor/pyvisor/internal/lifecycle"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
+	"github.com/pyvisor/pyvisor/nd"
 )
 
 // Local is the node's own runtime, where the gateway runs the calls other nodes send.
@@ -41,6 +44,10 @@ type Local interface {
 	Stream(ctx context.Context, pool string, call messages.Call) iter.Seq2[bridge.Result, error]
 	// Load is the load of each local pool, by name.
 	Load(ctx context.Context) map[string]*clusterv1.PoolLoad
+	// Alloc is n bytes of the local pool's shared memory for bytes a call brings from
+	// another node, written there as they arrive and sent to the worker in place; owner
+	// holds them (nil, nil, nil: the pool takes them from the Go heap).
+	Alloc(ctx context.Context, pool string, n int) (data []byte, owner nd.Owner, err error)
 }
 
 // Node is this runtime as a member of the cluster: it runs the calls other nodes send
@@ -121,14 +128,17 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		n.hosted[p] = true
 		kinds = append(kinds, pcluster.NewKind(Kind(p), actor.PropsFromFunc(func(actor.Context) {})))
 	}
+	pool := &bufferPool{}
 	ropts := []remote.ConfigOption{
 		// protoactor preallocates a ring of this many slots per connection (16 MB at
 		// its default of a million); the mailboxes in front of it queue beyond.
 		remote.WithEndpointWriterQueueSize(writerQueue),
 		// Calls and results up to the pools' own limits cross in one message, and the
 		// endpoint batches many: the pools bound sizes, not the hop.
-		remote.WithServerOptions(grpc.MaxRecvMsgSize(math.MaxInt32)),
-		remote.WithCallOptions(grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+		// Buffers of the links' own, reused without clearing (see bufferPool).
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(math.MaxInt32), experimental.BufferPool(pool), grpc.ForceServerCodecV2(codec{pool})),
+		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()), experimental.WithBufferPool(pool)),
+		remote.WithCallOptions(grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.ForceCodecV2(codec{pool})),
 	}
 	if cfg.Advertise != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.Advertise))

@@ -47,17 +47,17 @@ func TestLargeBytesCrossInPartsUnderCredit(t *testing.T) {
 		most = max(most, inFlight)
 		return p, nil
 	}
-	gotPayload, datas, err := receiveParts(ctx, out.body, next, func(n uint32) { grant(credit, n) })
+	in, err := receiveParts(ctx, out.body, next, func(n uint32) { grant(credit, n) }, heap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(gotPayload, payload) || !bytes.Equal(datas[0], x.Data) {
+	if !bytes.Equal(in.payload(nil), payload) || !bytes.Equal(in.blobs[1], x.Data) {
 		t.Fatal("bytes differ")
 	}
 	if most > partWindow {
 		t.Fatalf("%d parts in flight, over the window of %d", most, partWindow)
 	}
-	arrays, err := inArrays(out.arrays, datas)
+	arrays, err := in.arrays(out.arrays)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +69,11 @@ func TestLargeBytesCrossInPartsUnderCredit(t *testing.T) {
 
 func TestAReceiverRefusesWhatItWouldNotAllocateOrWhatOverruns(t *testing.T) {
 	next := func(context.Context) (*clusterv1.Part, error) { return &clusterv1.Part{Data: make([]byte, 10)}, nil }
-	_, _, err := receiveParts(context.Background(), &clusterv1.Body{Sizes: []uint64{maxBlob + 1}}, next, func(uint32) {})
+	_, err := receiveParts(context.Background(), &clusterv1.Body{Sizes: []uint64{maxBlob + 1}}, next, func(uint32) {}, heap)
 	if !errors.Is(err, bridge.ErrMessageTooLarge) {
 		t.Fatalf("want ErrMessageTooLarge, got %v", err)
 	}
-	_, _, err = receiveParts(context.Background(), &clusterv1.Body{Sizes: []uint64{5}}, next, func(uint32) {})
+	_, err = receiveParts(context.Background(), &clusterv1.Body{Sizes: []uint64{5}}, next, func(uint32) {}, heap)
 	if err == nil {
 		t.Fatal("a part past the announced bytes must fail")
 	}
@@ -85,5 +85,28 @@ func TestSendingStopsWithItsContext(t *testing.T) {
 	err := sendParts(ctx, "id", [][]byte{make([]byte, 2*partSize)}, make(chan struct{}), func(*clusterv1.Part) {})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
+	}
+}
+
+func TestTheWindowServesTheNextMessageOnceAllPartsAreIn(t *testing.T) {
+	credit := credits()
+	wire := make(chan *clusterv1.Part, 2*partWindow)
+	next := func(context.Context) (*clusterv1.Part, error) { return <-wire, nil }
+	for range 3 { // three messages in a row, as a stream's chunks
+		blobs := [][]byte{make([]byte, 2*partSize+1)}
+		sent := make(chan error, 1)
+		go func() {
+			sent <- sendParts(context.Background(), "id", blobs, credit, func(p *clusterv1.Part) { wire <- p })
+		}()
+		if _, err := receiveParts(context.Background(), &clusterv1.Body{Sizes: []uint64{2*partSize + 1}}, next,
+			func(n uint32) { grant(credit, n) }, heap); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		if len(credit) != partWindow {
+			t.Fatalf("%d credits left after a message, want the whole window of %d", len(credit), partWindow)
+		}
 	}
 }

@@ -55,6 +55,14 @@ var _ = Describe("Large payloads between nodes", Ordered, Label("cluster", "pyth
 		Expect(bytes.Equal(res.Payload, in)).To(BeTrue())
 	})
 
+	It("land a large payload from another node straight in the hosting pool's shared memory", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res, err := a.Execute(ctx, "beta", "payload_info", nil, pyvisor.WithPayload(make([]byte, 4<<20)))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.JSON).To(MatchJSON(`{"size": 4194304, "type": "memoryview", "readonly": true, "shared": true}`))
+	})
+
 	It("carry typed arrays, mixed with JSON, to a tool on another node and back", func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
