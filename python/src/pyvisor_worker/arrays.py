@@ -82,15 +82,21 @@ def decode(array: Any, data: bytes | memoryview) -> Any:
     return np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes, bytearray, memoryview, list})
+"""Types that are never arrays: the common results, checked in one set lookup."""
+
+
 def kind(value: Any) -> int | None:
     """TENSOR or ARROW when ``value`` crosses as an array, else None."""
+    if type(value) in _PLAIN:
+        return None
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.ndarray):
         return TENSOR
     pa = sys.modules.get("pyarrow")
     if pa is not None and isinstance(value, (pa.Table, pa.RecordBatch)):
         return ARROW
-    if hasattr(type(value), "__dlpack__") and not isinstance(value, (bytes, bytearray, memoryview)):
+    if hasattr(type(value), "__dlpack__"):
         return TENSOR
     return None
 
@@ -98,12 +104,21 @@ def kind(value: Any) -> int | None:
 def split(value: Any) -> tuple[Any, dict[str, Any]]:
     """A returned value as (its JSON part, its arrays by name): an array itself is ``""``,
     a dict's array values are taken out by key."""
+    t = type(value)
+    if t in _PLAIN:
+        return value, {}
+    if isinstance(value, dict):
+        arrays = None
+        for k, v in value.items():
+            if type(v) not in _PLAIN and isinstance(k, str) and kind(v) is not None:
+                if arrays is None:
+                    arrays = {}
+                arrays[k] = v
+        if arrays is None:
+            return value, {}
+        return {k: v for k, v in value.items() if k not in arrays}, arrays
     if kind(value) is not None:
         return None, {"": value}
-    if isinstance(value, dict):
-        arrays = {k: v for k, v in value.items() if isinstance(k, str) and kind(v) is not None}
-        if arrays:
-            return {k: v for k, v in value.items() if k not in arrays}, arrays
     return value, {}
 
 

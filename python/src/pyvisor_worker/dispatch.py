@@ -199,7 +199,10 @@ class Dispatcher:
                 message = f"tool '{tool.name}' is not a streaming tool; call it with Execute"
             raise CallRejected(grpc.StatusCode.FAILED_PRECONDITION, WRONG_CALL_KIND, message)
         raw = request.arguments
-        size = len(raw) + len(request.payload) + sum(len(a.data) for a in request.arrays)
+        size = len(raw) + len(request.payload)
+        arrays = request.arrays
+        if arrays:
+            size += sum(len(a.data) for a in arrays)
         if size > self.max_message_bytes:
             raise CallRejected(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE,
@@ -233,8 +236,8 @@ class Dispatcher:
             except ValueError as exc:
                 raise CallRejected(
                     grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT, str(exc)) from None
-        if request.arrays:
-            self._merge_arrays(tool.name, request.arrays, args, shared)
+        if arrays:
+            self._merge_arrays(tool.name, arrays, args, shared)
         problem = tool.validator.validate(args)
         if problem is not None:
             raise CallRejected(grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT, problem)
