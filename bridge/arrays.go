@@ -83,6 +83,9 @@ func fromWire(w *workerv1.Array, data []byte) (nd.Array, error) {
 	return a, nil
 }
 
+// noop is the done of what holds nothing.
+func noop() {}
+
 // refs are the output-arena offsets a result names: its payload's and its arrays'.
 func refs(r *workerv1.Result) []uint64 {
 	var offs []uint64

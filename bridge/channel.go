@@ -151,17 +151,21 @@ func (ch *channel) read() error {
 				ch.releaseRefs(f)
 			}
 		}
-		unhold := func() {}
+		var unhold func()
 		if p != nil && terminal(f) {
 			delete(ch.calls, f.GetCallId())
 			ch.endCallbacks(f.GetCallId(), errCallOver)
 			if p.abandoned {
 				over = p.over
 			}
-			unhold = p.unhold()
+			if len(p.holds) > 0 {
+				unhold = p.unhold()
+			}
 		}
 		ch.mu.Unlock()
-		unhold()
+		if unhold != nil {
+			unhold()
+		}
 		if over != nil { // its caller has gone; the body is over now
 			p.stopStuck()
 			over(context.Canceled)

@@ -170,11 +170,18 @@ func (c *Client) payload(ctx context.Context, op string, msg *workerv1.ExecuteRe
 		over(err)
 		return nil, err
 	}
+	if done == nil {
+		return over, nil
+	}
 	return overOnce(func(err error) { done(); over(err) }), nil
 }
 
-// place is payload's placement; done frees what the call holds.
+// place is payload's placement; done frees what the call holds (nil: nothing).
 func (c *Client) place(ctx context.Context, op string, msg *workerv1.ExecuteRequest, req Request) (done func(), err error) {
+	if req.Buffer == nil && len(req.Arrays) == 0 && (c.in == nil || len(req.Payload) < c.shared.Threshold) {
+		msg.Payload = req.Payload // the common call: in the frame, nothing to free
+		return nil, nil
+	}
 	var dones []func()
 	done = func() {
 		for _, d := range dones {
@@ -229,7 +236,7 @@ func (c *Client) blob(ctx context.Context, op, tool string, data []byte, owner n
 		if owner != nil {
 			data = bytes.Clone(data) // the owner may let go while the frame waits
 		}
-		return placed{inline: data, done: func() {}}, nil
+		return placed{inline: data, done: noop}, nil
 	}
 	lease, err := c.in.Lease(ctx, uint64(len(data)))
 	if err != nil {
@@ -268,6 +275,9 @@ func within(l *shm.Lease, data []byte) (uint64, bool) {
 // to be released by Result.Release.
 func (c *Client) result(op, tool string, r *workerv1.Result, view bool) (Result, error) {
 	res := Result{JSON: r.GetJson(), Payload: r.GetPayload()}
+	if r.GetPayloadRef() == nil && len(r.GetArrays()) == 0 {
+		return res, nil // the common result: all in the frame
+	}
 	offs := refs(r)
 	if len(offs) > 0 {
 		if c.out == nil {
