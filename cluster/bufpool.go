@@ -54,14 +54,18 @@ func (p *bufferPool) Put(b *[]byte) {
 	}
 }
 
-// codec is gRPC's proto codec over a buffer pool of its own: grpc-go's codec takes its
-// buffers from the process-wide default pool (which clears them), whatever pool the
-// connection has.
+// codec is gRPC's proto codec over a buffer pool of its own (grpc-go's codec takes its
+// buffers from the process-wide default pool, which clears them, whatever pool the
+// connection has), and the raw codec of bulk streams: a chunk goes out as it lies, and
+// comes in straight into the receiver's memory.
 type codec struct{ pool mem.BufferPool }
 
 func (codec) Name() string { return "proto" }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if ch, ok := v.(*chunk); ok { // a bulk stream's bytes, sent as they lie
+		return mem.BufferSlice{mem.SliceBuffer(ch.data)}, nil
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("cluster codec: %T is not a proto message", v)
@@ -85,6 +89,9 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if s, ok := v.(*sink); ok { // a bulk stream's bytes, copied once into place
+		return s.m.write(data)
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("cluster codec: %T is not a proto message", v)

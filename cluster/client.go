@@ -111,6 +111,10 @@ func (n *Node) executeOn(ctx context.Context, t target, pool string, call messag
 	defer func() { done(err) }()
 	select {
 	case v := <-p.ch:
+		if f, ok := v.(bodyFailed); ok {
+			n.cancel(t, p)
+			return bridge.Result{}, "", f.err
+		}
 		r, ok := v.(*clusterv1.Result)
 		if !ok {
 			return bridge.Result{}, "", fmt.Errorf("node %s: unexpected reply %T", t.name, v)
@@ -150,6 +154,11 @@ func (n *Node) streamOn(ctx context.Context, t target, pool string, call message
 			select {
 			case v := <-p.ch:
 				switch r := v.(type) {
+				case bodyFailed:
+					n.cancel(t, p)
+					err = r.err
+					yield(bridge.Result{}, err)
+					return
 				case *clusterv1.Chunk:
 					res, err := n.received(ctx, t, p, r.GetJson(), r.GetPayload(), r.GetArrays(), r.GetBody())
 					if err != nil {
@@ -198,7 +207,7 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 			attribute.String("server.address", t.addr), attribute.String("pyvisor.correlation_id", telemetry.CorrelationID(ctx)))
 	}
 	p := n.out.open(n, t.addr, stream)
-	out := split(call.Payload, call.Arrays)
+	out := n.split(call.Payload, call.Arrays)
 	msg := &clusterv1.Call{Id: p.id, Pool: pool, Tool: call.Tool, Args: call.Args, Payload: out.payload, Metadata: call.Metadata,
 		SessionId: call.SessionID, Idempotent: call.Idempotent, Stream: stream, Caller: n.name, Window: uint32(n.cfg.StreamWindow),
 		Arrays: out.arrays, Body: out.body}
@@ -210,16 +219,17 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 		Message: msg,
 		Sender:  p.pid,
 	})
-	partsCtx, stopParts := context.WithCancel(ctx)
+	bodyCtx, stopBody := context.WithCancel(ctx)
 	if out.body != nil {
 		go func() {
-			_ = sendParts(partsCtx, p.id, out.blobs, p.credits, func(part *clusterv1.Part) {
-				n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{Message: part, Sender: p.pid})
-			})
+			err := n.sendBody(bodyCtx, t.addr, out)
+			if err != nil && bodyCtx.Err() == nil {
+				p.SendUserMessage(nil, bodyFailed{err}) // the call fails with it at once
+			}
 		}()
 	}
 	return ctx, p, func(err error) {
-		stopParts()
+		stopBody()
 		n.out.close(n, p)
 		if err != nil {
 			span.RecordError(err)
@@ -242,17 +252,19 @@ func (n *Node) cancel(t target, p *pending) {
 
 func gatewayPID(addr string) *actor.PID { return actor.NewPID(addr, gatewayName) }
 
+// bodyFailed is what a call's bulk stream failed with: the call fails with it.
+type bodyFailed struct{ err error }
+
 // pending is a call this node sent, waiting for what comes back: its reply process
 // (the envelope's sender) puts the node's Chunks and Result on ch; lost is closed if the
 // node is lost first.
 type pending struct {
-	id      string
-	addr    string
-	pid     *actor.PID
-	ch      chan any
-	credits chan struct{} // for the Parts of the call's own bytes
-	lost    chan struct{}
-	why     error
+	id   string
+	addr string
+	pid  *actor.PID
+	ch   chan any
+	lost chan struct{}
+	why  error
 }
 
 func (p *pending) lostErr(t target) error {
@@ -265,10 +277,6 @@ func (p *pending) lostErr(t target) error {
 // SendUserMessage takes what the hosting node sends back.
 func (p *pending) SendUserMessage(_ *actor.PID, message any) {
 	_, msg, _ := actor.UnwrapEnvelope(message)
-	if c, ok := msg.(*clusterv1.PartCredit); ok {
-		grant(p.credits, c.GetParts())
-		return
-	}
 	select {
 	case p.ch <- msg:
 	default: // over the window: the host broke the protocol; the call ends on its result or deadline
@@ -291,13 +299,13 @@ type outgoing struct {
 // ahead, a plain call's one result. Once this node has left (lose("")), the call is
 // born lost, with ErrStopped.
 func (o *outgoing) open(n *Node, addr string, stream bool) *pending {
-	size := 2 + partWindow
+	size := 3 // a result, and room for a bodyFailed
 	if stream {
 		size += n.cfg.StreamWindow
 	}
 	// The id names this start of the node too: the node it goes to keys the call by it
 	// (with this node's address), so a restarted caller's calls never meet the old ones.
-	p := &pending{id: n.instance + "-" + strconv.FormatUint(n.seq.Add(1), 36), addr: addr, ch: make(chan any, size), credits: credits(), lost: make(chan struct{})}
+	p := &pending{id: n.instance + "-" + strconv.FormatUint(n.seq.Add(1), 36), addr: addr, ch: make(chan any, size), lost: make(chan struct{})}
 	p.pid, _ = n.system.ProcessRegistry.Add(p, "pyvisor-call-"+p.id)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -381,30 +389,13 @@ func (o *outgoing) lose(addr string, why error) int {
 }
 
 // received is a result or chunk that came back: its bytes inline, or assembled from the
-// Parts that follow it, granting the node credit as they arrive.
+// bulk stream that follows it.
 func (n *Node) received(ctx context.Context, t target, p *pending, json, payload []byte, wire []*workerv1.Array, body *clusterv1.Body) (bridge.Result, error) {
 	var in received
 	if body != nil {
-		next := func(ctx context.Context) (*clusterv1.Part, error) {
-			select {
-			case v := <-p.ch:
-				part, ok := v.(*clusterv1.Part)
-				if !ok {
-					return nil, fmt.Errorf("node %s: %T where a part was due", t.name, v)
-				}
-				return part, nil
-			case <-p.lost:
-				return nil, p.lostErr(t)
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		credit := func(parts uint32) {
-			n.system.Root.Send(gatewayPID(t.addr), &actor.MessageEnvelope{Message: &clusterv1.PartCredit{Id: p.id, Parts: parts}, Sender: p.pid})
-		}
 		var err error
-		if in, err = receiveParts(ctx, body, next, credit, heap); err != nil {
-			return bridge.Result{}, err
+		if in, err = n.receive(ctx, body, heap, p.lost, func() error { return p.lostErr(t) }); err != nil {
+			return bridge.Result{}, fmt.Errorf("node %s: %w", t.name, err)
 		}
 	}
 	arrays, err := in.arrays(wire)

@@ -37,10 +37,6 @@ func (g *gateway) Receive(c actor.Context) {
 		g.node.in.cancel(key(sender))
 	case *clusterv1.Credit:
 		g.node.in.credit(key(sender), m.GetChunks())
-	case *clusterv1.Part:
-		g.node.in.part(key(sender), m)
-	case *clusterv1.PartCredit:
-		g.node.in.partCredit(key(sender), m.GetParts())
 	case *clusterv1.Ping:
 		c.Send(sender, &clusterv1.Pong{Node: g.node.name})
 	}
@@ -88,7 +84,7 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 		began := time.Now()
 		defer cancel()
 		defer n.in.remove(s)
-		in, err := s.takeBytes(ctx, m, &call, reply, n.sharedAlloc(m.GetPool()))
+		in, err := n.takeBytes(ctx, m, &call, n.sharedAlloc(m.GetPool()))
 		if err != nil {
 			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(err)})
 			n.o.observe(m.GetPool(), m.GetCaller(), "in", time.Since(began), err)
@@ -113,10 +109,10 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 			var res bridge.Result
 			var worker string
 			res, worker, err = n.local.Execute(ctx, m.GetPool(), call)
-			out := split(res.Payload, res.Arrays)
+			out := n.split(res.Payload, res.Arrays)
 			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body,
 				Worker: worker, Error: encodeError(err)})
-			if perr := s.sendBytes(ctx, m.GetId(), out, reply); perr != nil && err == nil {
+			if perr := n.sendBody(ctx, s.caller, out); perr != nil && err == nil {
 				err = perr // the caller gave up mid-transfer
 			}
 			res.Release()
@@ -145,9 +141,9 @@ func (n *Node) serveStream(ctx context.Context, s *served, m *clusterv1.Call, ca
 			failed = ctx.Err()
 			break
 		}
-		out := split(res.Payload, res.Arrays)
+		out := n.split(res.Payload, res.Arrays)
 		reply(&clusterv1.Chunk{Id: m.GetId(), Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body})
-		err = s.sendBytes(ctx, m.GetId(), out, reply)
+		err = n.sendBody(ctx, s.caller, out)
 		res.Release()
 		if err != nil {
 			failed = err
@@ -163,37 +159,23 @@ const maxWindow = 1024
 
 // served is a call this node runs for another.
 type served struct {
-	key         string
-	caller      string // the calling node's address
-	cancel      context.CancelFunc
-	credits     chan struct{}
-	parts       chan *clusterv1.Part // the Parts of the call's bytes, as they arrive
-	partCredits chan struct{}        // for the Parts of its results' bytes
+	key     string
+	caller  string // the calling node's address
+	cancel  context.CancelFunc
+	credits chan struct{}
 }
 
 // takeBytes puts the call's payload and arrays into call: inline, or assembled from the
-// Parts that follow the call in memory from mem, granting the caller credit as they
-// arrive. The caller releases what it returns once the call is over.
-func (s *served) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.Call, reply func(any), mem alloc) (received, error) {
+// bulk stream that follows the call, in memory from mem. The caller releases what it
+// returns once the call is over.
+func (n *Node) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.Call, mem alloc) (received, error) {
 	var in received
 	if body := m.GetBody(); body != nil {
-		next := func(ctx context.Context) (*clusterv1.Part, error) {
-			select {
-			case p := <-s.parts:
-				return p, nil
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		credit := func(parts uint32) { reply(&clusterv1.PartCredit{Id: m.GetId(), Parts: parts}) }
 		var err error
-		if in, err = receiveParts(ctx, body, next, credit, mem); err != nil {
+		if in, err = n.receive(ctx, body, mem, nil, nil); err != nil {
 			return received{}, err
 		}
 		call.Payload = in.payload(nil)
-		if len(in.owners) == 0 {
-			return received{}, fmt.Errorf("%w: a body announcing no payload", bridge.ErrInvalidArgument)
-		}
 		if b, ok := in.owners[0].(messages.Buffer); ok {
 			call.Payload, call.Buffer = nil, b // in place in the pool's shared memory
 		}
@@ -219,14 +201,6 @@ func (n *Node) sharedAlloc(pool string) alloc {
 	}
 }
 
-// sendBytes sends the Parts of a result or chunk whose bytes do not travel inline.
-func (s *served) sendBytes(ctx context.Context, id string, out outBody, reply func(any)) error {
-	if out.body == nil {
-		return nil
-	}
-	return sendParts(ctx, id, out.blobs, s.partCredits, func(p *clusterv1.Part) { reply(p) })
-}
-
 // incoming are the calls this node runs for others, by key.
 type incoming struct {
 	mu    sync.Mutex
@@ -235,8 +209,7 @@ type incoming struct {
 }
 
 func (in *incoming) add(key, caller string, cancel context.CancelFunc, window int) *served {
-	s := &served{key: key, caller: caller, cancel: cancel, credits: make(chan struct{}, max(window, 1)),
-		parts: make(chan *clusterv1.Part, partWindow+1), partCredits: credits()}
+	s := &served{key: key, caller: caller, cancel: cancel, credits: make(chan struct{}, max(window, 1))}
 	for range max(window, 1) {
 		s.credits <- struct{}{}
 	}
@@ -279,30 +252,6 @@ func (in *incoming) credit(key string, chunks uint32) {
 		case s.credits <- struct{}{}:
 		default: // more than the window: ignore the excess
 		}
-	}
-}
-
-// part hands a Part of a call's bytes to the call (dropped past the window: the caller
-// broke the protocol, and the call ends on its deadline or cancellation).
-func (in *incoming) part(key string, p *clusterv1.Part) {
-	in.mu.Lock()
-	s := in.calls[key]
-	in.mu.Unlock()
-	if s == nil {
-		return
-	}
-	select {
-	case s.parts <- p:
-	default:
-	}
-}
-
-func (in *incoming) partCredit(key string, parts uint32) {
-	in.mu.Lock()
-	s := in.calls[key]
-	in.mu.Unlock()
-	if s != nil {
-		grant(s.partCredits, parts)
 	}
 }
 

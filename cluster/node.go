@@ -74,6 +74,7 @@ type Node struct {
 	in       incoming
 	draining atomic.Bool
 	seq      atomic.Uint64
+	bulk     bulk
 	stop     chan struct{}
 	release  func()         // what the provider holds beyond its Shutdown
 	stopped  sync.WaitGroup // the node's own goroutines
@@ -145,6 +146,10 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 	}
 	ropts = append(ropts, o.remote...)
 	rcfg := remote.Configure(host, port, ropts...)
+	// Bulk streams (large bytes) share the remote's port and its dial options (its
+	// credentials); added after the user's options, which replace lists.
+	n.bulk = bulk{dial: rcfg.DialOptions, codec: codec{pool}, conns: map[string]*grpc.ClientConn{}, meets: map[string]*meeting{}}
+	rcfg.ServerOptions = append(rcfg.ServerOptions, grpc.UnknownServiceHandler(n.bulk.serve), grpc.ForceServerCodecV2(codec{pool}))
 	// A connection attempt that fails is tried once, not five times 2 s apart: a node
 	// gone is known sooner (the gossip tells a live one from a dead one, see suspect),
 	// and no attempt outlives Stop by more than 2 s.
@@ -158,6 +163,7 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		system.Shutdown()
 		_ = quietly(func() error { return provider.Shutdown(false) })
 		release()
+		n.bulk.close()
 		return nil, fmt.Errorf("cluster: spawn gateway: %w", err)
 	}
 	if err := join(n.cluster); err != nil {
@@ -165,6 +171,7 @@ func Start(ctx context.Context, cfg Config, local Local, hosted []string, opts .
 		system.Shutdown()
 		_ = quietly(func() error { return provider.Shutdown(false) })
 		release()
+		n.bulk.close()
 		return nil, fmt.Errorf("cluster: join %s with %s: %w", cfg.Name, cfg.Provider, err)
 	}
 	n.addr = system.Address()
@@ -512,5 +519,6 @@ func (n *Node) leave() {
 	c.Gossip.Shutdown()
 	c.ActorSystem.Shutdown()
 	c.Remote.Shutdown(false)
+	n.bulk.close()
 	n.release()
 }

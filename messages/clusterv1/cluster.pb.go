@@ -179,12 +179,16 @@ func (x *Call) GetBody() *Body {
 }
 
 // Body says that a message's bytes (its payload, then each array's data, in order) do not
-// travel in it but follow it as Parts, under credit: sizes[0] is the payload's length,
-// sizes[1+i] array i's. Large bytes never make one message that would hold the link (and
-// every other call on it) for its whole transfer.
+// travel in it but on a bulk stream of their own: sizes[0] is the payload's length,
+// sizes[1+i] array i's. The sender opens the stream, pyvisor.cluster.v1.Bulk/Push, on the
+// receiving node's remote address (the same port, beside protoactor's service): a
+// BulkHeader naming key, then the bytes in raw messages of up to 1 MiB, then the receiver
+// answers a BulkAck once it has them all. Large bytes thus never ride the actor messages'
+// connection, holding up the calls behind them, and are copied into HTTP/2 frames once.
 type Body struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sizes         []uint64               `protobuf:"varint,1,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"` // names the bulk stream carrying the bytes
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,30 +230,35 @@ func (x *Body) GetSizes() []uint64 {
 	return nil
 }
 
-// Part is the next piece of the bytes a Body announced, sent to the same process as the
-// message it follows (a Call's to the gateway, a Result's or Chunk's to the caller).
-type Part struct {
+func (x *Body) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// BulkHeader opens a bulk stream.
+type BulkHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Part) Reset() {
-	*x = Part{}
+func (x *BulkHeader) Reset() {
+	*x = BulkHeader{}
 	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Part) String() string {
+func (x *BulkHeader) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Part) ProtoMessage() {}
+func (*BulkHeader) ProtoMessage() {}
 
-func (x *Part) ProtoReflect() protoreflect.Message {
+func (x *BulkHeader) ProtoReflect() protoreflect.Message {
 	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -261,48 +270,40 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Part.ProtoReflect.Descriptor instead.
-func (*Part) Descriptor() ([]byte, []int) {
+// Deprecated: Use BulkHeader.ProtoReflect.Descriptor instead.
+func (*BulkHeader) Descriptor() ([]byte, []int) {
 	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *Part) GetId() string {
+func (x *BulkHeader) GetKey() string {
 	if x != nil {
-		return x.Id
+		return x.Key
 	}
 	return ""
 }
 
-func (x *Part) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
-// PartCredit lets the sender of Parts send that many more; each side starts with a window.
-type PartCredit struct {
+// BulkAck ends a bulk stream: the receiver has every byte.
+type BulkAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Parts         uint32                 `protobuf:"varint,2,opt,name=parts,proto3" json:"parts,omitempty"`
+	Bytes         uint64                 `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *PartCredit) Reset() {
-	*x = PartCredit{}
+func (x *BulkAck) Reset() {
+	*x = BulkAck{}
 	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *PartCredit) String() string {
+func (x *BulkAck) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*PartCredit) ProtoMessage() {}
+func (*BulkAck) ProtoMessage() {}
 
-func (x *PartCredit) ProtoReflect() protoreflect.Message {
+func (x *BulkAck) ProtoReflect() protoreflect.Message {
 	mi := &file_pyvisor_cluster_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -314,21 +315,14 @@ func (x *PartCredit) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use PartCredit.ProtoReflect.Descriptor instead.
-func (*PartCredit) Descriptor() ([]byte, []int) {
+// Deprecated: Use BulkAck.ProtoReflect.Descriptor instead.
+func (*BulkAck) Descriptor() ([]byte, []int) {
 	return file_pyvisor_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *PartCredit) GetId() string {
+func (x *BulkAck) GetBytes() uint64 {
 	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *PartCredit) GetParts() uint32 {
-	if x != nil {
-		return x.Parts
+		return x.Bytes
 	}
 	return 0
 }
@@ -934,16 +928,15 @@ const file_pyvisor_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04body\x18\x0e \x01(\v2\x18.pyvisor.cluster.v1.BodyR\x04body\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1c\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\".\n" +
 	"\x04Body\x12\x14\n" +
-	"\x05sizes\x18\x01 \x03(\x04R\x05sizes\"*\n" +
-	"\x04Part\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"2\n" +
+	"\x05sizes\x18\x01 \x03(\x04R\x05sizes\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"\x1e\n" +
 	"\n" +
-	"PartCredit\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
-	"\x05parts\x18\x02 \x01(\rR\x05parts\"\x18\n" +
+	"BulkHeader\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x1f\n" +
+	"\aBulkAck\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\x04R\x05bytes\"\x18\n" +
 	"\x06Cancel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"0\n" +
 	"\x06Credit\x12\x0e\n" +
@@ -1004,8 +997,8 @@ var file_pyvisor_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInf
 var file_pyvisor_cluster_v1_cluster_proto_goTypes = []any{
 	(*Call)(nil),           // 0: pyvisor.cluster.v1.Call
 	(*Body)(nil),           // 1: pyvisor.cluster.v1.Body
-	(*Part)(nil),           // 2: pyvisor.cluster.v1.Part
-	(*PartCredit)(nil),     // 3: pyvisor.cluster.v1.PartCredit
+	(*BulkHeader)(nil),     // 2: pyvisor.cluster.v1.BulkHeader
+	(*BulkAck)(nil),        // 3: pyvisor.cluster.v1.BulkAck
 	(*Cancel)(nil),         // 4: pyvisor.cluster.v1.Cancel
 	(*Credit)(nil),         // 5: pyvisor.cluster.v1.Credit
 	(*Ping)(nil),           // 6: pyvisor.cluster.v1.Ping

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
@@ -10,17 +12,17 @@ import (
 	"github.com/pyvisor/pyvisor/nd"
 )
 
-// Large bytes between nodes travel as Parts after their message, partWindow of them in
-// flight at most: the receiver grants more as it takes them in.
+// Bytes of a message from bulkInline together travel on a bulk stream of their own
+// (see bulk), not in the message.
 const (
-	partSize   = 1 << 20
-	partWindow = 16
+	bulkInline = 1 << 20
 	// maxBlob bounds one blob a peer may announce: a node never allocates what a
 	// message merely claims beyond it.
 	maxBlob = 1 << 34
 )
 
-// outgoing bytes of one message: what stays in it, and what follows as Parts.
+// outBody is the bytes of one message: what stays in it, and what follows on a bulk
+// stream.
 type outBody struct {
 	payload []byte
 	arrays  []*workerv1.Array
@@ -29,60 +31,28 @@ type outBody struct {
 }
 
 // split takes the bytes of payload and arrays out of their message when together they
-// reach partSize.
-func split(payload []byte, arrays map[string]nd.Array) outBody {
+// reach bulkInline, to follow on a bulk stream named by a key of this node's.
+func (n *Node) split(payload []byte, arrays map[string]nd.Array) outBody {
 	total := len(payload)
 	for _, a := range arrays {
 		total += len(a.Data)
 	}
 	wire := bridge.ArraysToWire(arrays)
-	if total < partSize {
+	if total < bulkInline {
 		for i, w := range wire {
 			w.Data = arrays[w.GetName()].Data
 			wire[i] = w
 		}
 		return outBody{payload: payload, arrays: wire}
 	}
-	out := outBody{arrays: wire, body: &clusterv1.Body{Sizes: []uint64{uint64(len(payload))}}, blobs: [][]byte{payload}}
+	key := n.instance + "-bulk-" + strconv.FormatUint(n.seq.Add(1), 36)
+	out := outBody{arrays: wire, body: &clusterv1.Body{Sizes: []uint64{uint64(len(payload))}, Key: key}, blobs: [][]byte{payload}}
 	for _, w := range wire {
 		data := arrays[w.GetName()].Data
 		out.body.Sizes = append(out.body.Sizes, uint64(len(data)))
 		out.blobs = append(out.blobs, data)
 	}
 	return out
-}
-
-// sendParts sends blobs as Parts of call id, each waiting for a credit.
-func sendParts(ctx context.Context, id string, blobs [][]byte, credits chan struct{}, send func(*clusterv1.Part)) error {
-	for _, b := range blobs {
-		for len(b) > 0 {
-			n := min(len(b), partSize)
-			select {
-			case <-credits:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			send(&clusterv1.Part{Id: id, Data: b[:n]})
-			b = b[n:]
-		}
-	}
-	// Every Part is in once the receiver has granted the whole window back: only then
-	// are the bytes free to go (a view of a worker's memory, say). The window then
-	// serves the next message's Parts.
-	for back := range partWindow {
-		select {
-		case <-credits:
-		case <-ctx.Done():
-			for range back {
-				credits <- struct{}{}
-			}
-			return ctx.Err()
-		}
-	}
-	for range partWindow {
-		credits <- struct{}{}
-	}
-	return nil
 }
 
 // alloc returns the memory for blob i of n bytes and what holds it (nil owner: Go heap).
@@ -109,11 +79,13 @@ func (r received) release() {
 	}
 }
 
-// receiveParts assembles the blobs body announces (the payload, then each array's data)
-// from the Parts next returns, in memory from alloc, granting credit for half a window
-// at a time and for the rest at the end, so the sender knows when every Part is in.
-func receiveParts(ctx context.Context, body *clusterv1.Body, next func(context.Context) (*clusterv1.Part, error), credit func(parts uint32), mem alloc) (out received, err error) {
+// receive assembles the blobs body announces (the payload, then each array's data) from
+// its bulk stream, in memory from mem; lost and lostErr as bulk.take.
+func (n *Node) receive(ctx context.Context, body *clusterv1.Body, mem alloc, lost <-chan struct{}, lostErr func() error) (out received, err error) {
 	sizes := body.GetSizes()
+	if len(sizes) == 0 {
+		return received{}, errors.New("a body announcing no payload")
+	}
 	for _, s := range sizes {
 		if s > maxBlob {
 			return received{}, fmt.Errorf("%w: a blob of %d bytes announced, over %d", bridge.ErrMessageTooLarge, s, uint64(maxBlob))
@@ -133,39 +105,16 @@ func receiveParts(ctx context.Context, body *clusterv1.Body, next func(context.C
 		out.blobs = append(out.blobs, b[:s:s])
 		out.owners = append(out.owners, owner)
 	}
-	taken := uint32(0)
-	i, at := 0, 0 // the blob being filled, and how much of it is
-	for {
-		for i < len(out.blobs) && at == len(out.blobs[i]) {
-			i, at = i+1, 0
-		}
-		if i == len(out.blobs) {
-			break
-		}
-		p, err := next(ctx)
-		if err != nil {
-			return out, err
-		}
-		data := p.GetData()
-		for len(data) > 0 {
-			for i < len(out.blobs) && at == len(out.blobs[i]) {
-				i, at = i+1, 0
-			}
-			if i == len(out.blobs) {
-				return out, fmt.Errorf("parts overrun the %d blobs announced", len(sizes))
-			}
-			n := copy(out.blobs[i][at:], data)
-			at, data = at+n, data[n:]
-		}
-		if taken++; taken == partWindow/2 {
-			credit(taken)
-			taken = 0
-		}
+	return out, n.bulk.take(ctx, body.GetKey(), out.blobs, lost, lostErr)
+}
+
+// sendBody sends the bytes of a body that does not travel inline to the node at addr,
+// and returns once it has them all.
+func (n *Node) sendBody(ctx context.Context, addr string, out outBody) error {
+	if out.body == nil {
+		return nil
 	}
-	if taken > 0 {
-		credit(taken)
-	}
-	return out, nil
+	return n.bulk.push(ctx, addr, out.body.GetKey(), out.blobs)
 }
 
 // payload is the payload of a message that arrived: inline, or the first blob.
@@ -201,23 +150,4 @@ func (r received) arrays(wire []*workerv1.Array) (map[string]nd.Array, error) {
 		out[w.GetName()] = a
 	}
 	return out, nil
-}
-
-// credits is a full window of credits for sending Parts.
-func credits() chan struct{} {
-	c := make(chan struct{}, partWindow)
-	for range partWindow {
-		c <- struct{}{}
-	}
-	return c
-}
-
-// grant adds n credits to c, ignoring any beyond the window.
-func grant(c chan struct{}, n uint32) {
-	for range n {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
 }
