@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -12,36 +11,21 @@ import (
 	"github.com/pyvisor/pyvisor/nd"
 )
 
-// placeArrays puts a call's arrays where they travel (as blob does a payload), adding
-// what frees each to dones; the wire arrays in name order.
-func (c *Client) placeArrays(ctx context.Context, op, tool string, arrays map[string]nd.Array, dones *[]func()) ([]*workerv1.Array, error) {
+// checkArrays checks a call's arrays and describes them on the wire, in name order,
+// without their bytes.
+func checkArrays(op, tool string, arrays map[string]nd.Array) ([]*workerv1.Array, error) {
 	if len(arrays) == 0 {
 		return nil, nil
 	}
-	names := make([]string, 0, len(arrays))
-	for name := range arrays {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	out := make([]*workerv1.Array, 0, len(names))
-	for _, name := range names {
-		a := arrays[name]
+	for name, a := range arrays {
 		if name == "" {
 			return nil, &CallError{Op: op, Tool: tool, Reason: ErrInvalidArgument, Detail: "an array needs a name (the keyword argument it fills)", Code: codes.InvalidArgument}
 		}
 		if err := a.Check(); err != nil {
 			return nil, &CallError{Op: op, Tool: tool, Reason: ErrInvalidArgument, Detail: fmt.Sprintf("array %q: %v", name, err), Code: codes.InvalidArgument}
 		}
-		b, err := c.blob(ctx, op, tool, a.Data, a.Owner)
-		if err != nil {
-			return nil, err
-		}
-		*dones = append(*dones, b.done)
-		w := toWire(name, a)
-		w.Data, w.DataRef = b.inline, b.ref
-		out = append(out, w)
 	}
-	return out, nil
+	return ArraysToWire(arrays), nil
 }
 
 // toWire is a's description on the wire, without its bytes.
@@ -82,9 +66,6 @@ func fromWire(w *workerv1.Array, data []byte) (nd.Array, error) {
 	}
 	return a, nil
 }
-
-// noop is the done of what holds nothing.
-func noop() {}
 
 // refs are the output-arena offsets a result names: its payload's and its arrays'.
 func refs(r *workerv1.Result) []uint64 {

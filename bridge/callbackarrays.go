@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,7 @@ func (c *Client) callbackArrays(msg *workerv1.Callback) (arrays map[string]nd.Ar
 			data = c.out.Bytes(region)
 		}
 		a, err := fromWire(w, data)
-		if err == nil && arrays[w.GetName()].Data != nil {
+		if _, dup := arrays[w.GetName()]; err == nil && dup {
 			err = fmt.Errorf("two arrays named %q", w.GetName())
 		}
 		if err != nil {
@@ -101,16 +102,22 @@ func splitArrays(v any) (any, map[string]nd.Array) {
 // placeReply puts the arrays of a callback's result where they travel to the worker, as
 // a call's arguments go; held frees them.
 func (c *Client) placeReply(ctx context.Context, name string, arrays map[string]nd.Array) ([]*workerv1.Array, func(), error) {
-	var dones []func()
-	held := func() {
-		for _, d := range dones {
-			d()
-		}
-	}
-	wire, err := c.placeArrays(ctx, "callback", name, arrays, &dones)
+	wire, err := checkArrays("callback", name, arrays)
 	if err != nil {
-		held()
-		return nil, func() {}, err
+		return nil, nil, err
+	}
+	blobs := make([]blobIn, 0, len(wire))
+	for _, w := range wire {
+		a := arrays[w.GetName()]
+		blobs = append(blobs, blobIn{data: a.Data, owner: a.Owner, set: func(inline []byte, ref *workerv1.SharedRef) {
+			// The reply is serialized after the callback's argument arrays go back: inline
+			// bytes that are a slice of one must not be read there.
+			w.Data, w.DataRef = bytes.Clone(inline), ref
+		}})
+	}
+	held, err := c.placeAll(ctx, "callback", name, blobs)
+	if err != nil {
+		return nil, nil, err
 	}
 	return wire, held, nil
 }

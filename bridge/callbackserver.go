@@ -29,7 +29,7 @@ type callbackServer struct {
 	observe  CallbackObserver // nil: nobody listens
 	maxBytes int
 	// place puts the arrays of a callback's result where they travel (the client's
-	// placeArrays); held is what frees them, once the call is over.
+	// placeReply); held is what frees them, once the call is over.
 	place func(ctx context.Context, name string, arrays map[string]nd.Array) (wire []*workerv1.Array, held func(), err error)
 }
 
@@ -138,6 +138,9 @@ func (s *callbackServer) run(ctx context.Context, log zerolog.Logger, fn Callbac
 	wire, held, err := s.place(ctx, msg.GetName(), arrays)
 	if err != nil {
 		return callbackFailed(msg, callbackKind(err), "callback result: "+err.Error()), func() {}
+	}
+	if held == nil {
+		held = func() {}
 	}
 	reply.Arrays = wire
 	return reply, held

@@ -401,7 +401,8 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 		ch.mu.Lock()
 		delete(ch.callbacks, id)
 		moot := p.cancelled || p.ctx.Err() != nil
-		if ch.calls[callID] == p && !moot {
+		broken := ch.err != nil // the holds went with the channel: hold nothing more
+		if ch.calls[callID] == p && !moot && !broken {
 			p.holds = append(p.holds, held) // freed once the call's body is over
 			held = nil
 		}

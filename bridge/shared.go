@@ -182,77 +182,141 @@ func (c *Client) place(ctx context.Context, op string, msg *workerv1.ExecuteRequ
 		msg.Payload = req.Payload // the common call: in the frame, nothing to free
 		return nil, nil
 	}
+	var owner nd.Owner
+	data := req.Payload
+	if req.Buffer != nil {
+		owner, data = req.Buffer, req.Buffer.Bytes()
+	}
+	wire, err := checkArrays(op, msg.Tool, req.Arrays)
+	if err != nil {
+		return nil, err
+	}
+	blobs := make([]blobIn, 0, 1+len(wire))
+	blobs = append(blobs, blobIn{data: data, owner: owner, set: func(inline []byte, ref *workerv1.SharedRef) {
+		msg.Payload, msg.PayloadRef = inline, ref
+	}})
+	for _, w := range wire {
+		a := req.Arrays[w.GetName()]
+		blobs = append(blobs, blobIn{data: a.Data, owner: a.Owner, set: func(inline []byte, ref *workerv1.SharedRef) {
+			w.Data, w.DataRef = inline, ref
+		}})
+	}
+	if done, err = c.placeAll(ctx, op, msg.Tool, blobs); err != nil {
+		return nil, err
+	}
+	msg.Arrays = wire
+	return done, nil
+}
+
+// blobIn is one blob of bytes of a call (its payload, an array's data), held by owner
+// when not nil; set records where it travels.
+type blobIn struct {
+	data  []byte
+	owner nd.Owner
+	set   func(inline []byte, ref *workerv1.SharedRef)
+}
+
+// blobAlign is where each blob copied into one region starts: enough for any dtype.
+const blobAlign = 64
+
+// placeAll puts a call's blobs where they travel: in place when one already lies in the
+// input arena (a caller's Buffer), in the frame when small, else copied into shared
+// memory, all of them into one region taken at once (so two calls never each hold part
+// of what they need while waiting for the rest), or one region each when together they
+// pass the per-payload cap. done frees what the call holds.
+func (c *Client) placeAll(ctx context.Context, op, tool string, blobs []blobIn) (done func(), err error) {
 	var dones []func()
 	done = func() {
 		for _, d := range dones {
 			d()
 		}
 	}
-	var owner nd.Owner
-	data := req.Payload
-	if req.Buffer != nil {
-		owner, data = req.Buffer, req.Buffer.Bytes()
+	var copies []int // the blobs to copy into shared memory
+	var held []nd.Owner
+	defer func() {
+		for _, o := range held {
+			o.Release() // copied (or failed): the call does not hold them
+		}
+		if err != nil {
+			done()
+		}
+	}()
+	var total uint64
+	for i, b := range blobs {
+		if b.owner != nil {
+			if !b.owner.Acquire() {
+				return nil, &CallError{Op: op, Tool: tool, Reason: ErrInvalidArgument, Detail: "a buffer was released before the call", Code: codes.InvalidArgument}
+			}
+			if l, ok := b.owner.(*shm.Lease); ok && c.in != nil && l.Arena() == c.in {
+				if off, ok := within(l, b.data); ok {
+					b.set(nil, &workerv1.SharedRef{Offset: off, Length: uint64(len(b.data))})
+					dones = append(dones, b.owner.Release)
+					continue
+				}
+			}
+			held = append(held, b.owner)
+		}
+		if uint64(len(b.data)) > c.shared.MaxPayload && c.in != nil {
+			return nil, tooLarge(op, tool, fmt.Sprintf("payload is %d bytes, over the limit of %d bytes", len(b.data), c.shared.MaxPayload))
+		}
+		if c.in == nil || len(b.data) < c.shared.Threshold {
+			data := b.data
+			if b.owner != nil {
+				data = bytes.Clone(data) // the owner may let go while the frame waits
+			}
+			b.set(data, nil)
+			continue
+		}
+		copies = append(copies, i)
+		total += alignUp(uint64(len(b.data)))
 	}
-	b, err := c.blob(ctx, op, msg.Tool, data, owner)
-	if err != nil {
-		return nil, err
+	if len(copies) == 0 {
+		return done, nil
 	}
-	dones = append(dones, b.done)
-	msg.Payload, msg.PayloadRef = b.inline, b.ref
-	msg.Arrays, err = c.placeArrays(ctx, op, msg.Tool, req.Arrays, &dones)
-	if err != nil {
-		done()
-		return nil, err
+	groups := [][]int{copies} // one region for all
+	if total > c.shared.MaxPayload {
+		groups = groups[:0]
+		for _, i := range copies {
+			groups = append(groups, []int{i})
+		}
+	}
+	for _, g := range groups {
+		var size uint64
+		for _, i := range g {
+			size += alignUp(uint64(len(blobs[i].data)))
+		}
+		lease, err := c.lease(ctx, op, tool, size)
+		if err != nil {
+			return nil, err
+		}
+		dones = append(dones, lease.Release)
+		region, at := lease.Bytes(), uint64(0)
+		for _, i := range g {
+			n := uint64(copy(region[at:], blobs[i].data))
+			blobs[i].set(nil, &workerv1.SharedRef{Offset: lease.Region().Off + at, Length: n})
+			at += alignUp(n)
+		}
 	}
 	return done, nil
 }
 
-// placed is where one blob of bytes travels: inline in the frame, or at ref in the input
-// arena until done.
-type placed struct {
-	inline []byte
-	ref    *workerv1.SharedRef
-	done   func()
-}
+func alignUp(n uint64) uint64 { return (n + blobAlign - 1) &^ (blobAlign - 1) }
 
-// blob places data (held by owner, when not nil) for a call: in place when it already
-// lies in the input arena, else copied there when large, else in the frame.
-func (c *Client) blob(ctx context.Context, op, tool string, data []byte, owner nd.Owner) (placed, error) {
-	if owner != nil {
-		if !owner.Acquire() {
-			return placed{}, &CallError{Op: op, Tool: tool, Reason: ErrInvalidArgument, Detail: "a buffer was released before the call", Code: codes.InvalidArgument}
-		}
-		if l, ok := owner.(*shm.Lease); ok && c.in != nil && l.Arena() == c.in {
-			if off, ok := within(l, data); ok {
-				return placed{ref: &workerv1.SharedRef{Offset: off, Length: uint64(len(data))}, done: owner.Release}, nil
-			}
-		}
-		defer owner.Release() // copied below, before the call starts
+// lease is size bytes of the input arena, waiting for room until ctx ends.
+func (c *Client) lease(ctx context.Context, op, tool string, size uint64) (*shm.Lease, error) {
+	lease, err := c.in.Lease(ctx, size)
+	if err == nil {
+		return lease, nil
 	}
-	if uint64(len(data)) > c.shared.MaxPayload && c.in != nil {
-		return placed{}, tooLarge(op, tool, fmt.Sprintf("payload is %d bytes, over the limit of %d bytes", len(data), c.shared.MaxPayload))
+	switch {
+	case errors.Is(err, shm.ErrTooLarge):
+		return nil, tooLarge(op, tool, err.Error())
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%s: waiting for shared memory: %w", opName(op, tool), ctx.Err())
+	case errors.Is(err, shm.ErrClosed): // the worker is gone, and its own arena with it
+		return nil, &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: err.Error(), Code: codes.Unavailable}
 	}
-	if c.in == nil || len(data) < c.shared.Threshold {
-		if owner != nil {
-			data = bytes.Clone(data) // the owner may let go while the frame waits
-		}
-		return placed{inline: data, done: noop}, nil
-	}
-	lease, err := c.in.Lease(ctx, uint64(len(data)))
-	if err != nil {
-		switch {
-		case errors.Is(err, shm.ErrTooLarge):
-			return placed{}, tooLarge(op, tool, err.Error())
-		case ctx.Err() != nil:
-			return placed{}, fmt.Errorf("%s: waiting for shared memory: %w", opName(op, tool), ctx.Err())
-		case errors.Is(err, shm.ErrClosed): // the worker is gone, and its own arena with it
-			return placed{}, &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: err.Error(), Code: codes.Unavailable}
-		}
-		return placed{}, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: err.Error(), Code: codes.Unavailable}
-	}
-	copy(lease.Bytes(), data)
-	r := lease.Region()
-	return placed{ref: &workerv1.SharedRef{Offset: r.Off, Length: r.Len}, done: lease.Release}, nil
+	return nil, &CallError{Op: op, Tool: tool, Reason: ErrUnavailable, Detail: err.Error(), Code: codes.Unavailable}
 }
 
 // within is the arena offset of data when it lies inside l's region.

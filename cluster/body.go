@@ -1,8 +1,8 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -16,9 +16,9 @@ import (
 // (see bulk), not in the message.
 const (
 	bulkInline = 1 << 20
-	// maxBlob bounds one blob a peer may announce: a node never allocates what a
+	// maxBody bounds the bytes a peer's body may announce: a node never allocates what a
 	// message merely claims beyond it.
-	maxBlob = 1 << 34
+	maxBody = 1 << 34
 )
 
 // outBody is the bytes of one message: what stays in it, and what follows on a bulk
@@ -55,40 +55,45 @@ func (n *Node) split(payload []byte, arrays map[string]nd.Array) outBody {
 	return out
 }
 
-// alloc returns the memory for blob i of n bytes and what holds it (nil owner: Go heap).
-type alloc func(ctx context.Context, i int, n int) ([]byte, nd.Owner, error)
+// alloc returns the memory for blobs of sizes, all at once, and what holds it (nil:
+// the Go heap).
+type alloc func(ctx context.Context, sizes []uint64) ([][]byte, nd.Owner, error)
 
 // heap is the alloc of plain Go memory.
-func heap(_ context.Context, _ int, n int) ([]byte, nd.Owner, error) {
-	return make([]byte, n), nil, nil
+func heap(_ context.Context, sizes []uint64) ([][]byte, nd.Owner, error) {
+	blobs := make([][]byte, len(sizes))
+	for i, s := range sizes {
+		blobs[i] = make([]byte, s)
+	}
+	return blobs, nil, nil
 }
 
-// received are the blobs a body announced, assembled, and what holds each.
+// received are the blobs a body announced, assembled, and what holds them.
 type received struct {
-	blobs  [][]byte
-	owners []nd.Owner
+	blobs [][]byte
+	owner nd.Owner // nil: the Go heap
 }
 
 // release lets go of the blobs' memory (shared memory goes back once the calls using
 // it are over too).
 func (r received) release() {
-	for _, o := range r.owners {
-		if o != nil {
-			o.Release()
-		}
+	if r.owner != nil {
+		r.owner.Release()
 	}
 }
 
-// receive assembles the blobs body announces (the payload, then each array's data) from
-// its bulk stream, in memory from mem; lost and lostErr as bulk.take.
-func (n *Node) receive(ctx context.Context, body *clusterv1.Body, mem alloc, lost <-chan struct{}, lostErr func() error) (out received, err error) {
+// receive assembles the blobs body announces (the payload, then the data of each of
+// arrays) from its bulk stream, in memory from mem; lost and lostErr as bulk.take. What
+// the body announces is checked before anything is allocated.
+func (n *Node) receive(ctx context.Context, body *clusterv1.Body, arrays int, mem alloc, lost <-chan struct{}, lostErr func() error) (out received, err error) {
 	sizes := body.GetSizes()
-	if len(sizes) == 0 {
-		return received{}, errors.New("a body announcing no payload")
+	if len(sizes) != 1+arrays {
+		return received{}, fmt.Errorf("a body of %d blobs for a payload and %d arrays", len(sizes), arrays)
 	}
+	var total uint64
 	for _, s := range sizes {
-		if s > maxBlob {
-			return received{}, fmt.Errorf("%w: a blob of %d bytes announced, over %d", bridge.ErrMessageTooLarge, s, uint64(maxBlob))
+		if total += s; s > maxBody || total > maxBody {
+			return received{}, fmt.Errorf("%w: a body of over %d bytes announced", bridge.ErrMessageTooLarge, uint64(maxBody))
 		}
 	}
 	defer func() {
@@ -97,15 +102,19 @@ func (n *Node) receive(ctx context.Context, body *clusterv1.Body, mem alloc, los
 			out = received{}
 		}
 	}()
-	for i, s := range sizes {
-		b, owner, err := mem(ctx, i, int(s))
-		if err != nil {
-			return out, err
-		}
-		out.blobs = append(out.blobs, b[:s:s])
-		out.owners = append(out.owners, owner)
+	if out.blobs, out.owner, err = mem(ctx, sizes); err != nil {
+		return out, err
 	}
 	return out, n.bulk.take(ctx, body.GetKey(), out.blobs, lost, lostErr)
+}
+
+// detach copies the bytes a message carries inline out of where they lie (a worker's
+// memory the result is released back to before the message is serialized).
+func (o *outBody) detach() {
+	o.payload = bytes.Clone(o.payload)
+	for _, a := range o.arrays {
+		a.Data = bytes.Clone(a.Data)
+	}
 }
 
 // sendBody sends the bytes of a body that does not travel inline to the node at addr,
@@ -140,7 +149,7 @@ func (r received) arrays(wire []*workerv1.Array) (map[string]nd.Array, error) {
 		data := w.GetData()
 		var owner nd.Owner
 		if parted {
-			data, owner = r.blobs[i+1], r.owners[i+1]
+			data, owner = r.blobs[i+1], r.owner
 		}
 		a, err := bridge.ArrayFromWire(w, data)
 		if err != nil {

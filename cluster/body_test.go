@@ -70,7 +70,7 @@ func TestLargeBytesCrossOnABulkStreamWhicheverArrivesFirst(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		got := make(chan received, 1)
 		go func() {
-			in, err := b.receive(ctx, out.body, heap, nil, nil)
+			in, err := b.receive(ctx, out.body, len(out.arrays), heap, nil, nil)
 			if err != nil {
 				t.Error(err)
 			}
@@ -127,16 +127,19 @@ func TestAReceiverThatLeavesIsNeverWrittenToAfter(t *testing.T) {
 
 func TestAReceiverRefusesWhatItWouldNotAllocateOrWhatOverruns(t *testing.T) {
 	a, b, addr := twoNodes(t)
-	_, err := b.receive(context.Background(), &clusterv1.Body{Sizes: []uint64{maxBlob + 1}}, heap, nil, nil)
+	_, err := b.receive(context.Background(), &clusterv1.Body{Sizes: []uint64{maxBody / 2, maxBody/2 + 1}}, 1, heap, nil, nil)
 	if !errors.Is(err, bridge.ErrMessageTooLarge) {
 		t.Fatalf("want ErrMessageTooLarge, got %v", err)
+	}
+	if _, err = b.receive(context.Background(), &clusterv1.Body{Sizes: []uint64{1, 2, 3}}, 1, heap, nil, nil); err == nil {
+		t.Fatal("a body announcing more blobs than the message has arrays must fail")
 	}
 	out := a.split(make([]byte, 2*bulkChunk), nil)
 	short := &clusterv1.Body{Sizes: []uint64{bulkChunk}, Key: out.body.GetKey()}
 	go func() { _ = a.sendBody(context.Background(), addr, out) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := b.receive(ctx, short, heap, nil, nil); err == nil || ctx.Err() != nil {
+	if _, err := b.receive(ctx, short, 0, heap, nil, nil); err == nil || ctx.Err() != nil {
 		t.Fatalf("a stream past the announced bytes must fail at once, got %v", err)
 	}
 }

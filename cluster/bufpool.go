@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"fmt"
 	"math/bits"
 	"sync"
@@ -64,7 +65,11 @@ func (codec) Name() string { return "proto" }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if ch, ok := v.(*chunk); ok { // a bulk stream's bytes, sent as they lie
-		return mem.BufferSlice{mem.SliceBuffer(ch.data)}, nil
+		if mem.IsBelowBufferPoolingThreshold(len(ch.data)) {
+			return mem.BufferSlice{mem.SliceBuffer(bytes.Clone(ch.data))}, nil // too small to count
+		}
+		ch.held.add()
+		return mem.BufferSlice{mem.NewBuffer(&ch.data, ch.held)}, nil
 	}
 	m, ok := v.(proto.Message)
 	if !ok {

@@ -138,8 +138,64 @@ func (m *meeting) full() bool {
 // the meeting's memory with one copy.
 type sink struct{ m *meeting }
 
-// chunk is a piece of bytes sent as it lies: the codec hands it to gRPC with no copy.
-type chunk struct{ data []byte }
+// chunk is a piece of bytes sent as it lies: the codec hands it to gRPC with no copy,
+// counted in held until gRPC has let go of it (written, or dropped with its stream).
+type chunk struct {
+	data []byte
+	held *held
+}
+
+// held counts the chunks gRPC still holds: a mem.BufferPool whose Put is gRPC letting
+// go of one.
+type held struct {
+	mu    sync.Mutex
+	n     int
+	empty chan struct{} // closed, and replaced, each time n falls to 0
+}
+
+func newHeld() *held { return &held{empty: make(chan struct{})} }
+
+func (h *held) add() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+}
+
+func (h *held) Get(int) *[]byte { panic("cluster: held hands out no buffers") }
+
+func (h *held) Put(*[]byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n--; h.n == 0 {
+		close(h.empty)
+		h.empty = make(chan struct{})
+	}
+}
+
+// wait returns once gRPC holds none of the chunks, false after d.
+func (h *held) wait(d time.Duration) bool {
+	h.mu.Lock()
+	if h.n == 0 {
+		h.mu.Unlock()
+		return true
+	}
+	empty := h.empty
+	h.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-empty:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// errBytesHeld: a bulk stream ended but gRPC still held some of its bytes after
+// heldWait: they must stay as they are (a worker's memory is not given back).
+var errBytesHeld = errors.New("bulk stream: gRPC still holds the bytes")
+
+const heldWait = 10 * time.Second
 
 // serve is the gRPC server's handler for services protoactor does not know: it takes
 // the bulk streams.
@@ -190,39 +246,50 @@ func (b *bulk) receive(stream grpc.ServerStream, m *meeting) error {
 }
 
 // push sends blobs on a bulk stream named key to the node at addr, and returns once the
-// receiver has them all (until then they must not change), or ctx ends.
-func (b *bulk) push(ctx context.Context, addr, key string, blobs [][]byte) error {
+// receiver has them all, or ctx ends; either way, once gRPC no longer reads them (until
+// then they must not change). errBytesHeld: gRPC still read them after heldWait, and
+// the caller must leave them as they are.
+func (b *bulk) push(ctx context.Context, addr, key string, blobs [][]byte) (err error) {
 	conn, err := b.conn(addr)
 	if err != nil {
 		return err
 	}
+	h := newHeld()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	s, err := conn.NewStream(ctx, &bulkDesc, bulkMethod, grpc.ForceCodecV2(b.codec))
-	if err != nil {
+	defer func() {
+		cancel() // the stream ends: gRPC drops what it has not written
+		if !h.wait(heldWait) {
+			err = errors.Join(errBytesHeld, err)
+		}
+	}()
+	failed := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("bulk stream to %s: %w", addr, err)
 	}
+	s, err := conn.NewStream(ctx, &bulkDesc, bulkMethod, grpc.ForceCodecV2(b.codec))
+	if err != nil {
+		return failed(err)
+	}
 	if err := s.SendMsg(&clusterv1.BulkHeader{Key: key}); err != nil {
-		return fmt.Errorf("bulk stream to %s: %w", addr, err)
+		return failed(err)
 	}
 	for _, blob := range blobs {
 		for len(blob) > 0 {
 			n := min(len(blob), bulkChunk)
-			if err := s.SendMsg(&chunk{data: blob[:n]}); err != nil {
-				return fmt.Errorf("bulk stream to %s: %w", addr, err)
+			if err := s.SendMsg(&chunk{data: blob[:n], held: h}); err != nil {
+				return failed(err)
 			}
 			blob = blob[n:]
 		}
 	}
 	if err := s.CloseSend(); err != nil {
-		return fmt.Errorf("bulk stream to %s: %w", addr, err)
+		return failed(err)
 	}
 	var ack clusterv1.BulkAck
 	if err := s.RecvMsg(&ack); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("bulk stream to %s: %w", addr, err)
+		return failed(err)
 	}
 	return nil
 }

@@ -220,8 +220,12 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 		Sender:  p.pid,
 	})
 	bodyCtx, stopBody := context.WithCancel(ctx)
-	if out.body != nil {
+	bodySent := make(chan struct{})
+	if out.body == nil {
+		close(bodySent)
+	} else {
 		go func() {
+			defer close(bodySent)
 			err := n.sendBody(bodyCtx, t.addr, out)
 			if err != nil && bodyCtx.Err() == nil {
 				p.SendUserMessage(nil, bodyFailed{err}) // the call fails with it at once
@@ -230,6 +234,7 @@ func (n *Node) send(ctx context.Context, t target, pool string, call messages.Ca
 	}
 	return ctx, p, func(err error) {
 		stopBody()
+		<-bodySent // nothing reads the call's bytes once it returns
 		n.out.close(n, p)
 		if err != nil {
 			span.RecordError(err)
@@ -394,7 +399,7 @@ func (n *Node) received(ctx context.Context, t target, p *pending, json, payload
 	var in received
 	if body != nil {
 		var err error
-		if in, err = n.receive(ctx, body, heap, p.lost, func() error { return p.lostErr(t) }); err != nil {
+		if in, err = n.receive(ctx, body, len(wire), heap, p.lost, func() error { return p.lostErr(t) }); err != nil {
 			return bridge.Result{}, fmt.Errorf("node %s: %w", t.name, err)
 		}
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -109,13 +110,13 @@ func (n *Node) serve(sender *actor.PID, header actor.ReadonlyMessageHeader, m *c
 			var res bridge.Result
 			var worker string
 			res, worker, err = n.local.Execute(ctx, m.GetPool(), call)
-			out := n.split(res.Payload, res.Arrays)
-			reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body,
-				Worker: worker, Error: encodeError(err)})
-			if perr := n.sendBody(ctx, s.caller, out); perr != nil && err == nil {
+			perr := n.sendResult(ctx, s.caller, res, func(out outBody) {
+				reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body,
+					Worker: worker, Error: encodeError(err)})
+			})
+			if perr != nil && err == nil {
 				err = perr // the caller gave up mid-transfer
 			}
-			res.Release()
 		}
 		if err != nil {
 			span.RecordError(err)
@@ -138,13 +139,13 @@ func (n *Node) serveStream(ctx context.Context, s *served, m *clusterv1.Call, ca
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
+			res.Release()
 			failed = ctx.Err()
 			break
 		}
-		out := n.split(res.Payload, res.Arrays)
-		reply(&clusterv1.Chunk{Id: m.GetId(), Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body})
-		err = n.sendBody(ctx, s.caller, out)
-		res.Release()
+		err = n.sendResult(ctx, s.caller, res, func(out outBody) {
+			reply(&clusterv1.Chunk{Id: m.GetId(), Json: res.JSON, Payload: out.payload, Arrays: out.arrays, Body: out.body})
+		})
 		if err != nil {
 			failed = err
 			break
@@ -152,6 +153,23 @@ func (n *Node) serveStream(ctx context.Context, s *served, m *clusterv1.Call, ca
 	}
 	reply(&clusterv1.Result{Id: m.GetId(), Node: n.name, Error: encodeError(failed)})
 	return failed
+}
+
+// sendResult sends a result or chunk the local pool returned as a view of the worker's
+// memory: head sends its message (bytes inline, copied out first, since the message is
+// serialized later), then its bytes follow on a bulk stream; the view is released once
+// nothing reads it any more (never, if gRPC still held it: errBytesHeld).
+func (n *Node) sendResult(ctx context.Context, caller string, res bridge.Result, head func(outBody)) error {
+	out := n.split(res.Payload, res.Arrays)
+	if out.body == nil {
+		out.detach()
+	}
+	head(out)
+	err := n.sendBody(ctx, caller, out)
+	if !errors.Is(err, errBytesHeld) {
+		res.Release()
+	}
+	return err
 }
 
 // maxWindow bounds the chunks a caller may ask to have sent ahead.
@@ -172,11 +190,11 @@ func (n *Node) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.
 	var in received
 	if body := m.GetBody(); body != nil {
 		var err error
-		if in, err = n.receive(ctx, body, mem, nil, nil); err != nil {
+		if in, err = n.receive(ctx, body, len(m.GetArrays()), mem, nil, nil); err != nil {
 			return received{}, err
 		}
 		call.Payload = in.payload(nil)
-		if b, ok := in.owners[0].(messages.Buffer); ok {
+		if b, ok := in.owner.(messages.Buffer); ok {
 			call.Payload, call.Buffer = nil, b // in place in the pool's shared memory
 		}
 	}
@@ -190,16 +208,32 @@ func (n *Node) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.
 }
 
 // sharedAlloc assembles a call's bytes for pool in its shared memory where it has some,
-// else on the Go heap.
+// in one region taken at once, else on the Go heap.
 func (n *Node) sharedAlloc(pool string) alloc {
-	return func(ctx context.Context, _ int, size int) ([]byte, nd.Owner, error) {
-		data, owner, err := n.local.Alloc(ctx, pool, size)
-		if err != nil || data != nil {
-			return data, owner, err
+	return func(ctx context.Context, sizes []uint64) ([][]byte, nd.Owner, error) {
+		var total uint64
+		for _, s := range sizes {
+			total += alignUp(s)
 		}
-		return heap(ctx, 0, size)
+		region, owner, err := n.local.Alloc(ctx, pool, int(total))
+		if err != nil && ctx.Err() != nil {
+			return nil, nil, err
+		}
+		if region == nil { // no shared memory, or more than one region may hold
+			return heap(ctx, sizes)
+		}
+		blobs := make([][]byte, len(sizes))
+		at := uint64(0)
+		for i, s := range sizes {
+			blobs[i] = region[at : at+s : at+s]
+			at += alignUp(s)
+		}
+		return blobs, owner, nil
 	}
 }
+
+// alignUp rounds n up to where the next blob of a region starts: enough for any dtype.
+func alignUp(n uint64) uint64 { return (n + 63) &^ 63 }
 
 // incoming are the calls this node runs for others, by key.
 type incoming struct {

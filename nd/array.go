@@ -3,6 +3,7 @@ package nd
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // ErrInvalid: an Array whose description does not fit its bytes (unknown dtype, a
@@ -71,10 +72,15 @@ func (a Array) Check() error {
 	if err := a.DType.Check(); err != nil {
 		return err
 	}
+	n := a.DType.Size()
 	for _, d := range a.Shape {
 		if d < 0 {
 			return fmt.Errorf("%w: negative dimension in shape %v", ErrInvalid, a.Shape)
 		}
+		if d != 0 && n > math.MaxInt/d {
+			return fmt.Errorf("%w: shape %v of %s overflows", ErrInvalid, a.Shape, a.DType)
+		}
+		n *= d
 	}
 	if want := a.Len() * a.DType.Size(); want != len(a.Data) {
 		return fmt.Errorf("%w: shape %v of %s is %d bytes, the data %d", ErrInvalid, a.Shape, a.DType, want, len(a.Data))

@@ -68,6 +68,8 @@ func TestCheck(t *testing.T) {
 		{"float16 bits", nd.Array{DType: nd.Float16, Shape: []int{2}, Data: make([]byte, 4)}, true},
 		{"arrow with no bytes", nd.Array{Format: nd.Arrow}, false},
 		{"unknown format", nd.Array{Format: 9}, false},
+		{"overflowing shape", nd.Array{DType: nd.Float64, Shape: []int{1 << 30, 1 << 30, 16, 3}}, false},
+		{"overflow to zero", nd.Array{DType: nd.Uint8, Shape: []int{65536, 65536, 65536, 65536}}, false},
 	} {
 		if err := c.a.Check(); (err == nil) != c.ok {
 			t.Errorf("%s: Check() = %v", c.name, err)

@@ -236,3 +236,38 @@ async def test_a_scalar_array_keeps_its_empty_shape(start_worker: Any) -> None:
     (arr,) = (await call(f, 1, "scalar", [])).result.arrays
     assert list(arr.shape) == [] and np.frombuffer(arr.data, "float64")[0] == 2.5
     await f.close()
+
+
+async def test_an_oversize_result_gives_its_shared_regions_back(
+    start_worker: Any, arenas: Any,
+) -> None:
+    def too_big(n: int) -> dict[str, Any]:
+        return {"big": np.zeros(n, dtype=np.uint8), "text": "x" * (2 << 20)}
+
+    a = arenas(out_size=256 * PAGE)
+    w, f = await shm_worker(start_worker, a, tools=tools_with(too_big), max_message_bytes=1 << 20)
+    failed = (await call(f, 1, "too_big", [], n=100_000)).failed
+    assert failed.reason == "message_too_large"
+    assert shared_of(w).output.in_use() == 0, "the array placed before the refusal went back"
+    await f.close()
+
+
+async def test_an_arrow_table_that_fails_to_write_gives_its_region_back(
+    start_worker: Any, arenas: Any, monkeypatch: Any,
+) -> None:
+    def table() -> Any:
+        return pa.table({"i": pa.array(range(50_000), pa.int64())})
+
+    real = pa.FixedSizeBufferWriter
+
+    def failing(buf: Any) -> Any:
+        raise OSError("disk on fire")
+
+    a = arenas(out_size=256 * PAGE)
+    w, f = await shm_worker(start_worker, a, tools=tools_with(table))
+    monkeypatch.setattr(pa, "FixedSizeBufferWriter", failing)
+    failed = (await call(f, 1, "table", [])).failed
+    monkeypatch.setattr(pa, "FixedSizeBufferWriter", real)
+    assert failed.reason == "internal" and "disk on fire" in failed.message
+    assert shared_of(w).output.in_use() == 0
+    await f.close()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -42,7 +43,7 @@ var _ = Describe("Large payloads between nodes", Ordered, Label("cluster", "pyth
 		Eventually(a.Members).Should(ConsistOf("a", "b"))
 	})
 
-	It("carry 256 MiB to a tool on another node and back, byte-exact, in credit-controlled parts", func() {
+	It("carry 256 MiB to a tool on another node and back, byte-exact, on bulk streams beside the actors' messages", func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		in := make([]byte, 256<<20)
@@ -86,7 +87,32 @@ var _ = Describe("Large payloads between nodes", Ordered, Label("cluster", "pyth
 		Expect(back).To(Equal([]int16{1, -2, 3}), "small arrays travel inline")
 	})
 
-	It("stream large chunks from another node, each in parts", func() {
+	It("return results from another node's worker memory intact while other calls reuse it", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		failures := make(chan error, 16)
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer GinkgoRecover()
+				in := bytes.Repeat([]byte{byte(i)}, 256<<10) // in shared memory on b, inline between nodes
+				res, err := a.Execute(ctx, "beta", "echo_payload", nil, pyvisor.WithPayload(in))
+				if err == nil && !bytes.Equal(res.Payload, in) {
+					err = fmt.Errorf("caller %d got another call's bytes", i)
+				}
+				if err != nil {
+					failures <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(failures)
+		Expect(failures).To(BeEmpty())
+	})
+
+	It("stream large chunks from another node, each on a bulk stream", func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		n := 0

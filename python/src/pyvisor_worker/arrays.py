@@ -63,7 +63,7 @@ def decode(array: Any, data: bytes | memoryview) -> Any:
         pa = _pyarrow()
         try:
             return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.lib.ArrowException, OSError) as exc:
             raise ArrayError(f"array '{array.name}' is not an Arrow IPC stream: {exc}") from None
     if array.format != TENSOR:
         raise ArrayError(f"array '{array.name}' has an unknown format {array.format}")
@@ -152,10 +152,12 @@ def tensor_bytes(name: str, value: Any) -> tuple[Any, memoryview]:
     return wire, memoryview(flat)
 
 
-async def encode(name: str, value: Any, place: Place, reserve: Reserve) -> Any:
-    """The wire ``Array`` of one returned array."""
+async def encode(name: str, value: Any, place: Place, reserve: Reserve,
+                 release: Callable[[Any], None]) -> Any:
+    """The wire ``Array`` of one returned array (``release`` gives back a reserved region
+    that is not sent)."""
     if kind(value) == ARROW:
-        return await _encode_arrow(name, value, reserve)
+        return await _encode_arrow(name, value, reserve, release)
     wire, data = tensor_bytes(name, value)
     inline, ref = await place(data)
     if ref is not None:
@@ -165,7 +167,8 @@ async def encode(name: str, value: Any, place: Place, reserve: Reserve) -> Any:
     return wire
 
 
-async def _encode_arrow(name: str, value: Any, reserve: Reserve) -> Any:
+async def _encode_arrow(name: str, value: Any, reserve: Reserve,
+                        release: Callable[[Any], None]) -> Any:
     """An Arrow table or batch as an IPC stream, written once: straight into shared memory
     when large (its size measured first, without copying), else into the frame."""
     pa = _pyarrow()
@@ -188,7 +191,11 @@ async def _encode_arrow(name: str, value: Any, reserve: Reserve) -> Any:
         wire.data = sink.getvalue().to_pybytes()
         return wire
     view, ref = region
-    write(pa.FixedSizeBufferWriter(pa.py_buffer(view)))
+    try:
+        write(pa.FixedSizeBufferWriter(pa.py_buffer(view)))
+    except BaseException:
+        release(ref)  # reserved, written in part, never sent
+        raise
     wire.data_ref.CopyFrom(ref)
     return wire
 
@@ -211,10 +218,14 @@ async def encode_all(
             return None
         return await shared.reserve(n)
 
+    def release(ref: Any) -> None:
+        if shared is not None:
+            shared.output.release([ref.offset])
+
     wire: list[Any] = []
     try:
         for name, value in arrays.items():
-            wire.append(await encode(name, value, place, reserve))
+            wire.append(await encode(name, value, place, reserve, release))
     except BaseException:
         if shared is not None:
             shared.output.release([a.data_ref.offset for a in wire if a.HasField("data_ref")])

@@ -94,6 +94,7 @@ class _FrameStream:
         running.credit -= 1
         refused = self._channel.oversize(self._tool, result)
         if refused is not None:
+            self._channel.free(result)  # never sent: its regions go back here
             raise refused  # ends the stream (closing the generator) with a failed frame
         self._channel.post(pb.WorkerFrame(call_id=self._call_id, chunk=result))
 
@@ -338,11 +339,18 @@ class Channel:
             return pb.WorkerFrame(call_id=call_id, tool_error=error)
         refused = d.oversize(tool.name, result)
         if refused is not None:
+            self.free(result)  # never sent: its regions go back here
             return _failed(call_id, refused)
         return pb.WorkerFrame(call_id=call_id, result=result)
 
     def oversize(self, tool: str, result: Any) -> CallRejected | None:
         return self._dispatcher.oversize(tool, result)
+
+    def free(self, result: Any) -> None:
+        """Give back the output regions of a result that will not be sent."""
+        shared = self.shared
+        if shared is not None:
+            shared.output.release(refs(result))
 
     # --- callbacks into Go ------------------------------------------------------------------
 
