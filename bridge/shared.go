@@ -226,7 +226,7 @@ const blobAlign = 64
 // pass the per-payload cap. done frees what the call holds.
 func (c *Client) placeAll(ctx context.Context, op, tool string, blobs []blobIn) (done func(), err error) {
 	var dones []func()
-	done = func() {
+	free := func() {
 		for _, d := range dones {
 			d()
 		}
@@ -238,7 +238,7 @@ func (c *Client) placeAll(ctx context.Context, op, tool string, blobs []blobIn) 
 			o.Release() // copied (or failed): the call does not hold them
 		}
 		if err != nil {
-			done()
+			free()
 		}
 	}()
 	var total uint64
@@ -271,7 +271,7 @@ func (c *Client) placeAll(ctx context.Context, op, tool string, blobs []blobIn) 
 		total += alignUp(uint64(len(b.data)))
 	}
 	if len(copies) == 0 {
-		return done, nil
+		return free, nil
 	}
 	groups := [][]int{copies} // one region for all
 	if total > c.shared.MaxPayload {
@@ -297,7 +297,7 @@ func (c *Client) placeAll(ctx context.Context, op, tool string, blobs []blobIn) 
 			at += alignUp(n)
 		}
 	}
-	return done, nil
+	return free, nil
 }
 
 func alignUp(n uint64) uint64 { return (n + blobAlign - 1) &^ (blobAlign - 1) }
