@@ -10,24 +10,17 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/stats"
 
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 )
@@ -102,161 +95,35 @@ func Start(ctx context.Context, opts ...Option) (*Process, error) {
 // instrumentation names the bridge's tracer and meter.
 const instrumentation = "github.com/pyvisor/pyvisor/bridge"
 
+// start runs a worker's start in go-plugin's steps: the command and its environment
+// (command), the pipes and shared memory it inherits (plumb), the spawn and the readers of
+// its output (spawn), the handshake, and the dial. Each step that fails undoes what the
+// steps before it set up, in one place.
 func start(ctx context.Context, cfg config) (*Process, error) {
 	p := &Process{cfg: cfg, done: make(chan struct{}), stopped: make(chan struct{})}
 	p.log = cfg.logger.With().Str("worker", cfg.workerID).Logger()
-
-	args := []string{"-m", "pyvisor_worker"}
-	for _, m := range cfg.tools {
-		args = append(args, "--tools", m)
-	}
-	env := make(map[string]string, len(cfg.env)+2)
-	for k, v := range cfg.env {
-		env[k] = v
-	}
-	// Every process the worker's tools start inherits the tag, so that what survives the
-	// worker can be found and killed once it is gone (killTagged).
-	p.tag = newToken()[:32]
-	env[processTagEnv] = p.tag
-	var token string
-	if cfg.tcp {
-		token = newToken()
-		env["PYVISOR_WORKER_TOKEN"] = token
-		args = append(args, "--tcp")
-	} else {
-		dir, err := os.MkdirTemp(cfg.runtimeDir, "pyvisor-")
-		if err != nil {
-			return nil, fmt.Errorf("bridge: create socket directory: %w", err)
-		}
-		p.dir = dir
-		sock := filepath.Join(dir, "worker.sock")
-		if len(sock) > maxSocketPath {
-			p.removeDir()
-			return nil, fmt.Errorf("bridge: socket path %q is longer than %d bytes: choose a shorter WithRuntimeDir", sock, maxSocketPath)
-		}
-		args = append(args, "--socket", sock, "--remove-socket-dir")
-	}
-	args = append(args,
-		"--worker-id", cfg.workerID,
-		"--parent-pid", strconv.Itoa(os.Getpid()),
-		"--max-message-bytes", strconv.Itoa(cfg.maxMessageBytes),
-		"--shutdown-grace", strconv.FormatFloat((cfg.stopTimeout/2).Seconds(), 'f', 3, 64),
-	)
-
-	cmd := exec.Command(cfg.python, args...)
-	cmd.Env = WorkerEnv(env)
-	cmd.Dir = cfg.dir
-	stdoutR, stdoutW, err := os.Pipe()
+	var undo cleanups
+	cmd, token, err := p.command(&undo)
 	if err != nil {
-		p.removeDir()
-		return nil, fmt.Errorf("bridge: stdout pipe: %w", err)
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		p.removeDir()
-		stdoutR.Close()
-		stdoutW.Close()
-		return nil, fmt.Errorf("bridge: stderr pipe: %w", err)
-	}
-	// The worker's own log and span records travel on a pipe of their own (its fd 3),
-	// so nothing a tool prints can pass for one.
-	recordsR, recordsW, err := os.Pipe()
-	if err != nil {
-		p.removeDir()
-		for _, f := range []*os.File{stdoutR, stdoutW, stderrR, stderrW} {
-			f.Close()
-		}
-		return nil, fmt.Errorf("bridge: log pipe: %w", err)
-	}
-	cmd.Args = append(cmd.Args, "--log-fd", "3")
-	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = stdoutW, stderrW, []*os.File{recordsW}
-	if p.arenas, err = openArenas(cfg.shared, cfg.workerID); err != nil {
-		p.removeDir()
-		for _, f := range []*os.File{stdoutR, stdoutW, stderrR, stderrW, recordsR, recordsW} {
-			f.Close()
-		}
+		undo.run()
 		return nil, err
 	}
-	if p.arenas != nil {
-		// fds 4 and 5: the input arena (read-only) and the output arena.
-		cmd.Args = append(cmd.Args, p.arenas.args(cfg.shared, 4)...)
-		cmd.ExtraFiles = append(cmd.ExtraFiles, p.arenas.inFile, p.arenas.out.File())
-	}
-	outputDone := make(chan struct{})
-	// A worker that dies at once is reaped only after the fields below are set: reaped
-	// reads them (and kill(-0) would signal this very process group).
-	spawned := make(chan struct{})
-	err = spawn(cmd, func(waitErr error) {
-		<-spawned
-		p.reaped(cmd, outputDone)
-	})
-	stdoutW.Close()
-	stderrW.Close()
-	recordsW.Close()
-	p.arenas.spawned()
+	ends, err := p.plumb(cmd, &undo)
 	if err != nil {
-		stdoutR.Close()
-		stderrR.Close()
-		recordsR.Close()
-		p.arenas.release()
-		p.removeDir()
-		return nil, p.startError(spawnError(err), "", "")
+		undo.run()
+		return nil, err
 	}
-	p.pid = cmd.Process.Pid
-	p.log = p.log.With().Int("pid", p.pid).Logger()
-	p.stderr = newStderrForwarder(p.log, cfg.spanSink)
-	close(spawned)
-	var readers sync.WaitGroup
-	readers.Go(func() {
-		defer stderrR.Close()
-		p.stderr.run(stderrR)
-	})
-	readers.Go(func() {
-		defer recordsR.Close()
-		p.stderr.records(recordsR)
-	})
-	go func() {
-		readers.Wait()
-		close(outputDone)
-	}()
-
-	hs, err := p.handshake(ctx, stdoutR)
+	if err := p.spawn(cmd, ends); err != nil {
+		undo.run()
+		return nil, err
+	}
+	// From here on the process runs: abortStart kills and reaps it, and cleans up after.
+	hs, err := p.handshake(ctx, ends.stdout)
 	if err != nil {
 		return nil, p.abortStart(err)
 	}
 	p.hs = hs
-	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(cfg.maxMessageBytes+frameSlack),
-			grpc.MaxCallSendMsgSize(cfg.maxMessageBytes+frameSlack),
-		),
-	}
-	if token != "" {
-		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenCredentials(token)))
-	}
-	if _, off := cfg.tracerProvider.(tracenoop.TracerProvider); !off {
-		// Client spans, and trace context into the worker's gRPC metadata. pyvisor
-		// counts calls itself, so otelgrpc's own RPC metrics are not recorded; calls
-		// in an unsampled trace carry their context only (unsampledHandler).
-		traceHeartbeats := cfg.traceHeartbeats
-		dialOpts = append(dialOpts, grpc.WithStatsHandler(unsampledHandler{prop: cfg.propagator, inner: otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(cfg.tracerProvider),
-			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
-			otelgrpc.WithPropagators(cfg.propagator),
-			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
-				// The channel's calls get spans of their own (callTracing), the stream none.
-				return !strings.HasSuffix(info.FullMethodName, "/Channel") &&
-					(traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat"))
-			}),
-		)}))
-	}
-	conn, err := grpc.NewClient(hs.Target(), dialOpts...)
-	if err != nil {
-		return nil, p.abortStart(fmt.Errorf("dial %s: %w", hs.Target(), err))
-	}
-	p.conn = conn
-	if err := p.openChannel(ctx); err != nil {
+	if err := p.dial(ctx, token); err != nil {
 		return nil, p.abortStart(err)
 	}
 	p.log.Debug().Str("address", hs.Address).Msg("python worker serving")
