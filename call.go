@@ -69,7 +69,7 @@ func (r *Runtime) prepare(ctx context.Context, pool, tool string, args any, opts
 	}
 	pid, ok := r.pools[pool]
 	if !ok && r.node == nil {
-		return ctx, nil, messages.Call{}, nil, fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
+		return ctx, nil, messages.Call{}, nil, r.unknownPool(pool)
 	}
 	if telemetry.CorrelationID(ctx) == "" {
 		ctx = telemetry.WithCorrelationID(ctx, telemetry.NewCorrelationID())
@@ -82,6 +82,9 @@ func (r *Runtime) prepare(ctx context.Context, pool, tool string, args any, opts
 	default:
 		b, err := json.Marshal(a)
 		if err != nil {
+			return ctx, nil, call, nil, fmt.Errorf("pyvisor: execute %s: %w: %w", tool, ErrInvalidArgument, err)
+		}
+		if err := hiddenFields(a, b); err != nil {
 			return ctx, nil, call, nil, fmt.Errorf("pyvisor: execute %s: %w: %w", tool, ErrInvalidArgument, err)
 		}
 		call.Args = b
@@ -246,8 +249,21 @@ func (r *Runtime) callFailed(ctx context.Context, span trace.Span, op, tool stri
 	span.SetStatus(codes.Error, err.Error())
 	log := telemetry.CallLogger(ctx, r.log)
 	log.Debug().Err(err).Str("tool", tool).Msg(op + " failed")
-	return fmt.Errorf("pyvisor: %s %s (correlation id %s): %w", op, tool, telemetry.CorrelationID(ctx), err)
+	head := fmt.Sprintf("pyvisor: %s %s (correlation id %s): ", op, tool, telemetry.CorrelationID(ctx))
+	// The bridge's errors name the call too ("execute add: ..."): said once.
+	msg := strings.TrimPrefix(err.Error(), op+" "+tool+": ")
+	return &callError{msg: head + msg, err: err}
 }
+
+// callError is a call's error as the API returns it: its text says the call once, and
+// errors.Is and errors.As see what it wraps.
+type callError struct {
+	msg string
+	err error
+}
+
+func (e *callError) Error() string { return e.msg }
+func (e *callError) Unwrap() error { return e.err }
 
 // Stream runs a streaming tool and yields its chunks in order; the sequence ends after
 // the last chunk or with one error. Stopping early cancels the call, which closes the

@@ -64,7 +64,7 @@ func (r *Runtime) Alloc(ctx context.Context, pool string, n int) (*Buffer, error
 	arena := r.arenas[pool]
 	if arena == nil || n == 0 {
 		if _, ok := r.pools[pool]; !ok && r.node == nil {
-			return nil, fmt.Errorf("pyvisor: alloc: %w %q", ErrUnknownPool, pool)
+			return nil, fmt.Errorf("pyvisor: alloc: %w", r.unknownPool(pool))
 		}
 		return &Buffer{heap: make([]byte, n)}, nil
 	}

@@ -1,6 +1,10 @@
 package pyvisor
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/internal/lifecycle"
@@ -51,3 +55,17 @@ var (
 	ErrHandshake             = bridge.ErrHandshake             // the worker's first stdout line is not a handshake
 	ErrExitedBeforeHandshake = bridge.ErrExitedBeforeHandshake // the worker exited before it was ready
 )
+
+// unknownPool is ErrUnknownPool for pool, naming the pools this runtime runs.
+func (r *Runtime) unknownPool(pool string) error {
+	names := make([]string, 0, len(r.pools))
+	for name := range r.pools {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	have := strings.Join(names, ", ")
+	if have == "" {
+		have = "none"
+	}
+	return fmt.Errorf("pyvisor: %w %q (pools: %s)", ErrUnknownPool, pool, have)
+}

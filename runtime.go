@@ -350,7 +350,7 @@ func (r *Runtime) Stats(ctx context.Context) ([]PoolStats, error) {
 func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 	pid, ok := r.pools[pool]
 	if !ok {
-		return fmt.Errorf("pyvisor: %w %q", ErrUnknownPool, pool)
+		return r.unknownPool(pool)
 	}
 	if r.stopped.Load() {
 		return fmt.Errorf("pyvisor: resize %s: %w", pool, ErrStopped)

@@ -68,7 +68,8 @@ def add(a: int, b: int) -> int:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"a": 1}, "missing required argument 'b' for tool 'add'"),
+        ({"a": 1}, "missing required argument 'b' for tool 'add' (sent: a; parameters: a, b)"),
+        ({"A": 1, "B": 2}, "missing required argument 'a' for tool 'add' (sent: A, B; parameters: a, b)"),
         ({"a": 1, "b": 2, "c": 3}, "unknown argument 'c' for tool 'add' (parameters: a, b)"),
         ({"a": "1", "b": 2}, "argument 'a' of tool 'add' must be integer, got string"),
         ({"a": True, "b": 2}, "argument 'a' of tool 'add' must be integer, got boolean"),

@@ -139,12 +139,12 @@ async def test_wrong_call_kind(start_worker: Any) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await execute(w.stub, "count", n=1)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert reason(info.value) == "wrong_call_kind" and "ExecuteStream" in info.value.details()
+    assert reason(info.value) == "wrong_call_kind" and "Runtime.Stream" in info.value.details()
     with pytest.raises(grpc.aio.AioRpcError) as info:
         async for _ in w.stub.ExecuteStream(pb.ExecuteRequest(tool="add", arguments=args(a=1, b=2))):
             pass
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert reason(info.value) == "wrong_call_kind" and "call it with Execute" in info.value.details()
+    assert reason(info.value) == "wrong_call_kind" and "Runtime.Execute" in info.value.details()
 
 
 @pytest.mark.parametrize("tool", ["count", "count_sync"])

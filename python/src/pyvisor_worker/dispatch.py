@@ -194,9 +194,11 @@ class Dispatcher:
             )
         if tool.streaming != streaming:
             if tool.streaming:
-                message = f"tool '{tool.name}' is a streaming tool; call it with ExecuteStream"
+                message = (f"tool '{tool.name}' is a streaming tool: call it as a stream "
+                           "(Go: Runtime.Stream or pyvisor.CallStream; gRPC: ExecuteStream)")
             else:
-                message = f"tool '{tool.name}' is not a streaming tool; call it with Execute"
+                message = (f"tool '{tool.name}' is not a streaming tool: call it once "
+                           "(Go: Runtime.Execute or pyvisor.Call; gRPC: Execute)")
             raise CallRejected(grpc.StatusCode.FAILED_PRECONDITION, WRONG_CALL_KIND, message)
         raw = request.arguments
         size = len(raw) + len(request.payload)

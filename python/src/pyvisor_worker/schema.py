@@ -221,7 +221,9 @@ class ParamsValidator:
             return f"arguments for tool '{self.tool}' must be a JSON object"
         for name in self.required:
             if name not in args:
-                return f"missing required argument '{name}' for tool '{self.tool}'"
+                sent = ", ".join(args) or "none"
+                return (f"missing required argument '{name}' for tool '{self.tool}' "
+                        f"(sent: {sent}; parameters: {', '.join(self.ordered) or 'none'})")
         if len(args) > len(self.required):
             names = self.names
             for key in args:
