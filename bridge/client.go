@@ -86,22 +86,22 @@ func (r Result) Decode(v any) error { return json.Unmarshal(r.JSON, v) }
 
 // Info describes a worker and its tools.
 type Info struct {
-	PID             int
-	PythonVersion   string
-	PackageVersion  string
-	ProtocolVersion int
-	WorkerID        string
-	Tools           []Tool
-	Callbacks       []string // the Go callbacks its tools can call (WithCallback)
+	PID             int      `json:"pid"`
+	PythonVersion   string   `json:"python_version"`
+	PackageVersion  string   `json:"package_version"`
+	ProtocolVersion int      `json:"protocol_version"`
+	WorkerID        string   `json:"worker_id"`
+	Tools           []Tool   `json:"tools"`
+	Callbacks       []string `json:"callbacks"` // the Go callbacks its tools can call (WithCallback)
 }
 
 // Tool describes one registered tool.
 type Tool struct {
-	Name        string
-	Description string
-	Parameters  json.RawMessage // JSON Schema of the keyword arguments
-	Streaming   bool
-	Async       bool
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Parameters  json.RawMessage `json:"parameters"` // JSON Schema of the keyword arguments
+	Streaming   bool            `json:"streaming"`
+	Async       bool            `json:"async"`
 }
 
 // Pong is a heartbeat reply.

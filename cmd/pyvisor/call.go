@@ -29,16 +29,17 @@ func call(ctx context.Context, args []string, out, errOut io.Writer) error {
 	trace := fs.Bool("trace", false, "print the call's trace tree after it")
 	timeout := fs.Duration("timeout", 30*time.Second, "the call's deadline")
 	verbose := fs.Bool("v", false, "print the runtime's and the worker's log lines (stderr)")
-	if fs.Parse(args) != nil {
+	positional, err := parse(fs, args)
+	if err != nil {
 		return errUsage // the flag package has said why
 	}
-	if fs.NArg() < 2 || fs.NArg() > 3 {
+	if len(positional) < 2 || len(positional) > 3 {
 		fmt.Fprintln(errOut, "usage: pyvisor call [-python P] [-config FILE] [-trace] [-timeout D] [-v] POOL-or-MODULE TOOL [JSON]")
 		return errUsage
 	}
-	target, tool, argsJSON := fs.Arg(0), fs.Arg(1), "{}"
-	if fs.NArg() == 3 {
-		argsJSON = fs.Arg(2)
+	target, tool, argsJSON := positional[0], positional[1], "{}"
+	if len(positional) == 3 {
+		argsJSON = positional[2]
 	}
 	if !json.Valid([]byte(argsJSON)) {
 		return fmt.Errorf("the arguments are not JSON: %s", argsJSON)
@@ -53,7 +54,7 @@ func call(ctx context.Context, args []string, out, errOut io.Writer) error {
 
 	log := zerolog.Nop()
 	if *verbose {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: errOut}).With().Timestamp().Logger()
+		log = consoleLog(errOut)
 	}
 	opts := []pyvisor.Option{pyvisor.WithLogger(log)}
 	var spans *traceSink

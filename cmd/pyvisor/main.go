@@ -27,6 +27,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rs/zerolog"
+
 	"github.com/pyvisor/pyvisor/python"
 )
 
@@ -106,4 +108,32 @@ func version(_ context.Context, args []string, out, errOut io.Writer) error {
 	}
 	fmt.Fprintf(out, "pyvisor-worker %s (embedded)\n", python.Version())
 	return nil
+}
+
+// parse parses a command line whose flags may come before, between or after its
+// arguments (pyvisor call pool add '{}' -trace), and returns the arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// consoleLog is a human-readable logger on w, coloured only when w is a terminal (never
+// in a file or a pipe).
+func consoleLog(w io.Writer) zerolog.Logger {
+	color := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			color = true
+		}
+	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: w, NoColor: !color}).With().Timestamp().Logger()
 }

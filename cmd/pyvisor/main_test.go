@@ -101,3 +101,33 @@ func TestCallPrintsTheResultTheChunksTheErrorAndTheTrace(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 	}
 }
+
+func TestToolsJSONUsesSnakeCaseAndLogsCarryTimesWithoutColourInAPipe(t *testing.T) {
+	py := workerPython(t)
+	code, out, errOut := runCmd(t, "tools", "-json", "-python", py, "-tools", "pyvisor_worker.examples")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{`"python_version": "3.`, `"pid": `, `"name": "add"`, `"streaming": true`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %s in:\n%.300s", want, out)
+		}
+	}
+	if strings.Contains(out, `"PID"`) || strings.Contains(out, `"Name"`) {
+		t.Error("Go field names in the JSON")
+	}
+	var buf bytes.Buffer
+	log := consoleLog(&buf)
+	log.Warn().Msg("hello")
+	if line := buf.String(); strings.Contains(line, "<nil>") || strings.Contains(line, "\x1b[") {
+		t.Errorf("a log line without its time, or with colour codes, in a pipe: %q", line)
+	}
+}
+
+func TestCallTakesFlagsAfterItsArguments(t *testing.T) {
+	py := workerPython(t)
+	code, out, errOut := runCmd(t, "call", "pyvisor_worker.examples", "add", `{"a": 1, "b": 2}`, "-python", py, "-timeout", "20s")
+	if code != 0 || out != "3\n" {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+}

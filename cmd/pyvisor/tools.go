@@ -21,16 +21,17 @@ func tools(ctx context.Context, args []string, out, errOut io.Writer) error {
 	py := fs.String("python", "", "the worker interpreter (default: $PYVISOR_PYTHON, else the nearest .venv, else python3)")
 	modules := fs.String("tools", "", "comma-separated tools modules (required)")
 	asJSON := fs.Bool("json", false, "print the worker's description as JSON")
-	if fs.Parse(args) != nil {
+	positional, err := parse(fs, args)
+	if err != nil {
 		return errUsage // the flag package has said why
 	}
-	if *modules == "" || fs.NArg() > 0 {
+	if *modules == "" || len(positional) > 0 {
 		fmt.Fprintln(errOut, "usage: pyvisor tools [-python P] -tools M,... [-json]")
 		return errUsage
 	}
 	opts := []bridge.Option{
 		bridge.WithTools(strings.Split(*modules, ",")...),
-		bridge.WithLogger(zerolog.New(zerolog.ConsoleWriter{Out: errOut}).Level(zerolog.WarnLevel)),
+		bridge.WithLogger(consoleLog(errOut).Level(zerolog.WarnLevel)),
 	}
 	if *py != "" {
 		opts = append(opts, bridge.WithPython(*py))
