@@ -2,6 +2,7 @@ package supervision
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -29,8 +30,14 @@ type EscalationError struct {
 	Err        error
 }
 
+// Error names the supervisor by its path under the actor system's root, never by its
+// address: the text reaches users.
 func (e *EscalationError) Error() string {
-	return fmt.Sprintf("supervisor %v failed: %v", e.Supervisor, e.Err)
+	name := strings.TrimPrefix(e.Supervisor.GetId(), "guardian/")
+	if name == "" {
+		name = "?"
+	}
+	return fmt.Sprintf("supervisor %s failed: %v", name, e.Err)
 }
 
 func (e *EscalationError) Unwrap() error { return e.Err }
