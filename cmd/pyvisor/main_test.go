@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -129,5 +132,45 @@ func TestCallTakesFlagsAfterItsArguments(t *testing.T) {
 	code, out, errOut := runCmd(t, "call", "pyvisor_worker.examples", "add", `{"a": 1, "b": 2}`, "-python", py, "-timeout", "20s")
 	if code != 0 || out != "3\n" {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+}
+
+// fakePython writes a shell script that answers setup's and doctor's questions as an
+// interpreter of version would, with the Go module's own worker package installed.
+func fakePython(t *testing.T, path, version string) {
+	t.Helper()
+	script := fmt.Sprintf(`#!/bin/sh
+case "$2" in
+*version_info*) echo %s; case %s in 3.9*) exit 1;; esac;;
+*__version__*) echo %s;;
+*digest*) echo %s;;
+*) exit 3;;
+esac
+`, version, version, python.Version(), python.Digest())
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSetupReusesAVenvThatHasTheWorkerAndChecksThePythonBeforeMakingOne(t *testing.T) {
+	dir := t.TempDir()
+	venv := filepath.Join(dir, "venv")
+	fakePython(t, filepath.Join(venv, "bin", "python"), "3.12.1")
+	code, out, errOut := runCmd(t, "setup", venv)
+	if code != 0 || !strings.Contains(out, "is already in "+venv) || strings.Contains(out, "installing") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	old := filepath.Join(dir, "python3.9")
+	fakePython(t, old, "3.9.18")
+	fresh := filepath.Join(dir, "fresh")
+	code, out, errOut = runCmd(t, "setup", "-python", old, fresh)
+	if code != 1 || !strings.Contains(errOut, "older than 3.10") || strings.Contains(out, "creating") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("setup left %s behind: %v", fresh, err)
 	}
 }

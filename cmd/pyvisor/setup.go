@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,14 +43,33 @@ func setup(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	py := filepath.Join(dir, "bin", "python")
+	created := false
 	if _, err := os.Stat(py); err != nil {
+		if c := interpreterCheck(ctx, *base); !c.ok { // before anything is made
+			return fmt.Errorf("%s: %s; %s", c.what, c.detail, c.fix)
+		}
 		fmt.Fprintf(out, "creating a venv in %s with %s\n", dir, *base)
 		if err := runPython(ctx, *base, out, "-m", "venv", dir); err != nil {
 			return fmt.Errorf("create the venv: %w (is %s a Python 3.10+ with the venv module? On Debian: apt install python3-venv)", err, *base)
 		}
+		created = true
 	} else {
+		if c := interpreterCheck(ctx, py); !c.ok {
+			return fmt.Errorf("the venv in %s: %s; remove it and run setup with a newer -python", dir, c.detail)
+		}
+		if len(reqs) == 0 && installed(ctx, py) {
+			fmt.Fprintf(out, "ok: pyvisor-worker %s (source %s) is already in %s\n", python.Version(), python.Digest(), dir)
+			return nil
+		}
 		fmt.Fprintf(out, "reusing the venv in %s\n", dir)
 	}
+	// A venv this run created and could not finish is removed: none is left half-made.
+	done := false
+	defer func() {
+		if created && !done {
+			os.RemoveAll(dir)
+		}
+	}()
 	src, err := os.MkdirTemp("", "pyvisor-worker-src-")
 	if err != nil {
 		return err
@@ -58,13 +78,13 @@ func setup(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := python.Unpack(src); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "installing pyvisor-worker %s (the Go module's own)\n", python.Version())
-	install := []string{"-m", "pip", "install", "--quiet", "--disable-pip-version-check", src}
+	fmt.Fprintf(out, "installing pyvisor-worker %s (the Go module's own) and its packages: pip's progress follows\n", python.Version())
+	install := []string{"-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check", src}
 	for _, r := range reqs {
 		install = append(install, "-r", r)
 	}
 	if err := runPython(ctx, py, out, install...); err != nil {
-		return fmt.Errorf("pip install: %w (pip needs to reach PyPI, or a mirror set with PIP_INDEX_URL)", err)
+		return fmt.Errorf("pip install failed (its output is above)%s", pipHint(err))
 	}
 	got, err := workerVersion(ctx, py)
 	if err != nil {
@@ -76,29 +96,56 @@ func setup(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if stamp := sourceDigest(ctx, py); stamp != python.Digest() {
 		return fmt.Errorf("the venv's worker package is stamped %q after installing source %s", stamp, python.Digest())
 	}
+	done = true
 	fmt.Fprintf(out, "ok: pyvisor-worker %s (source %s) in %s\n", got, python.Digest(), dir)
 	fmt.Fprintf(out, "the runtime finds it as the nearest .venv above its working directory, or set PYVISOR_PYTHON=%s\n", py)
 	return nil
 }
 
-// runPython runs py with args, its output going to out; on failure the error carries
-// the tail of that output.
+// runPython runs py with args, its output going to out (once: the error does not repeat
+// it, but keeps it for pipHint).
 func runPython(ctx context.Context, py string, out io.Writer, args ...string) error {
-	var tail bytes.Buffer
+	var output bytes.Buffer
 	cmd := exec.CommandContext(ctx, py, args...)
-	cmd.Stdout = io.MultiWriter(out, &tail)
-	cmd.Stderr = io.MultiWriter(out, &tail)
+	cmd.Stdout = io.MultiWriter(out, &output)
+	cmd.Stderr = io.MultiWriter(out, &output)
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(tail.String())
-		if len(msg) > 2000 {
-			msg = "..." + msg[len(msg)-2000:]
-		}
-		if msg != "" {
-			return fmt.Errorf("%s %s: %w\n%s", py, strings.Join(args, " "), err, msg)
-		}
-		return fmt.Errorf("%s %s: %w", py, strings.Join(args, " "), err)
+		return &runError{cmd: py + " " + strings.Join(args, " "), err: err, output: output.String()}
 	}
 	return nil
+}
+
+// runError is a Python command that failed, with what it printed.
+type runError struct {
+	cmd, output string
+	err         error
+}
+
+func (e *runError) Error() string { return e.cmd + ": " + e.err.Error() }
+func (e *runError) Unwrap() error { return e.err }
+
+// pipHint says what a failed pip install most likely needs, from what pip printed.
+func pipHint(err error) string {
+	var r *runError
+	if !errors.As(err, &r) {
+		return ": " + err.Error()
+	}
+	switch out := r.output; {
+	case strings.Contains(out, "Requires-Python") || strings.Contains(out, "requires a different Python"):
+		return ": a package needs a newer Python than the venv's; run setup with a newer -python"
+	case strings.Contains(out, "Failed to establish a new connection") || strings.Contains(out, "Temporary failure in name resolution") ||
+		strings.Contains(out, "Could not fetch URL") || strings.Contains(out, "ConnectionError"):
+		return ": pip could not reach the package index (PyPI, or the mirror set with PIP_INDEX_URL)"
+	case strings.Contains(out, "No matching distribution") || strings.Contains(out, "ResolutionImpossible"):
+		return ": pip found no version that fits (see the resolver's message above)"
+	}
+	return ""
+}
+
+// installed says whether py already has this Go module's own worker package.
+func installed(ctx context.Context, py string) bool {
+	got, err := workerVersion(ctx, py)
+	return err == nil && got == python.Version() && sourceDigest(ctx, py) == python.Digest()
 }
 
 // workerVersion is pyvisor_worker.__version__ as py imports it.
