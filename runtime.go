@@ -63,8 +63,10 @@ type Runtime struct {
 	arenas     map[string]*shm.Arena // each pool's input arena; none with shared memory off
 	thresholds map[string]int        // each pool's shared-memory threshold
 	unobserve  func() error          // stops the shared-memory gauges
-	cfg        Config
-	log        zerolog.Logger
+	// shutdownTelemetry flushes and stops what WithTelemetryFromEnv built.
+	shutdownTelemetry func(context.Context) error
+	cfg               Config
+	log               zerolog.Logger
 }
 
 // Option configures Start.
@@ -78,6 +80,8 @@ type options struct {
 	pythonSpans    func(PythonSpan)
 	callbacks      []callbackEntry
 	remote         []remote.ConfigOption
+	// WithTelemetryFromEnv, and which providers the program gave itself.
+	fromEnv, tracerSet, meterSet, propagatorSet bool
 }
 
 // WithMeterProvider records the runtime's metrics with mp (default: the OpenTelemetry
@@ -86,7 +90,7 @@ type options struct {
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(o *options) {
 		if mp != nil {
-			o.meterProvider = mp
+			o.meterProvider, o.meterSet = mp, true
 		}
 	}
 }
@@ -108,7 +112,7 @@ func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.logger = 
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(o *options) {
 		if tp != nil {
-			o.tracerProvider = tp
+			o.tracerProvider, o.tracerSet = tp, true
 		}
 	}
 }
@@ -119,7 +123,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(o *options) {
 		if p != nil {
-			o.propagator = p
+			o.propagator, o.propagatorSet = p, true
 		}
 	}
 }
@@ -137,12 +141,21 @@ func WithPythonSpans(sink func(PythonSpan)) Option {
 // Start validates cfg (filling its defaults), starts every pool and returns once all
 // their workers serve. If a pool cannot get there (for example its tools module does not
 // import), Start stops everything and returns the reason.
-func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
+func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err error) {
 	o := options{logger: zerolog.Nop(), tracerProvider: otel.GetTracerProvider(), meterProvider: otel.GetMeterProvider(),
 		propagator: otel.GetTextMapPropagator()}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	shutdownTelemetry, err := o.telemetryFromEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = shutdownTelemetry(context.Background())
+		}
+	}()
 	if !tracing(o.tracerProvider) {
 		// Nothing would record or carry a span: skip the instrumentation entirely.
 		o.tracerProvider = tracenoop.NewTracerProvider()
@@ -226,7 +239,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
 	done := make(chan struct{})
-	rt := &Runtime{metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
+	rt := &Runtime{shutdownTelemetry: shutdownTelemetry, metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
 		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, arenas: arenas, thresholds: map[string]int{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	for _, pc := range cfg.Pools {
@@ -443,7 +456,8 @@ func (r *Runtime) stop(ctx context.Context) error {
 		_ = r.unobserve()
 	}
 	releaseArenas(r.arenas) // Buffers and result views still held keep theirs mapped
-	if err = errors.Join(leaveErr, err); err != nil {
+	telemetryErr := r.shutdownTelemetry(ctx)
+	if err = errors.Join(leaveErr, err, telemetryErr); err != nil {
 		return fmt.Errorf("pyvisor: stop: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
@@ -49,4 +50,27 @@ func TracerProvider(ctx context.Context, extra ...sdktrace.SpanProcessor) (*sdkt
 		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// MeterProvider builds a meter provider from the OpenTelemetry environment variables:
+// OTEL_METRICS_EXPORTER (console, otlp, prometheus or none; unset means none: metrics
+// are opt-in here too), OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL, OTEL_SERVICE_NAME,
+// OTEL_RESOURCE_ATTRIBUTES. nil, nil when it names none. Shut it down on exit.
+func MeterProvider(ctx context.Context) (*sdkmetric.MeterProvider, error) {
+	reader, err := autoexport.NewMetricReader(ctx, autoexport.WithFallbackMetricReader(
+		func(context.Context) (sdkmetric.Reader, error) { return nil, nil }))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: metric reader from OTEL_METRICS_EXPORTER: %w", err)
+	}
+	if reader == nil || autoexport.IsNoneMetricReader(reader) {
+		return nil, nil
+	}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(semconv.ServiceName(DefaultServiceName), semconv.ProcessPID(os.Getpid())),
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res)), nil
 }
