@@ -1,7 +1,9 @@
 package pyvisor
 
 import (
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pyvisor/pyvisor/bridge"
@@ -65,6 +67,13 @@ type Config struct {
 	// choice (bridge.Interpreter: $PYVISOR_PYTHON, else the nearest
 	// .venv/bin/python, else python3). Env: PYVISOR_PYTHON.
 	Python string `json:"python" yaml:"python"`
+	// Dir is the folder the configuration's relative paths start from: a relative
+	// Python, each pool's Dir (a pool with none runs its workers there, so the tools
+	// modules beside the configuration import), and where the nearest .venv is looked
+	// for when Python is unset. LoadConfig sets it to the configuration file's folder
+	// (a relative Dir in the file is taken from there). Default "": the working
+	// directory, as before.
+	Dir string `json:"dir" yaml:"dir"`
 	// Pools are the worker pools, started in this order. No default: at
 	// least one pool is required.
 	Pools []PoolConfig `json:"pools" yaml:"pools"`
@@ -274,8 +283,25 @@ func (c Config) WithDefaults() Config {
 	c.Pools = slices.Clone(c.Pools)
 	for i := range c.Pools {
 		c.Pools[i] = c.Pools[i].withDefaults()
+		if c.Dir != "" {
+			c.Pools[i].Dir = under(c.Dir, c.Pools[i].Dir)
+		}
+	}
+	if c.Dir != "" && strings.ContainsRune(c.Python, filepath.Separator) {
+		c.Python = under(c.Dir, c.Python)
 	}
 	return c
+}
+
+// under is path taken from base: base itself for "", path itself when absolute.
+func under(base, path string) string {
+	switch {
+	case path == "":
+		return base
+	case filepath.IsAbs(path):
+		return path
+	}
+	return filepath.Join(base, path)
 }
 
 func (p PoolConfig) withDefaults() PoolConfig {

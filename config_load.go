@@ -33,7 +33,17 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("load config: %w", err)
 	}
-	return ParseConfig(path, data)
+	cfg, err := ParseConfig(path, data)
+	if err != nil {
+		return Config{}, err
+	}
+	// Relative paths in the file are the file's, wherever the program runs from.
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w", err)
+	}
+	cfg.Dir = under(filepath.Dir(abs), cfg.Dir)
+	return cfg, nil
 }
 
 // ParseConfig decodes a configuration held in memory (an embedded default,

@@ -199,6 +199,11 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("LoadConfig: %v", err)
 			}
+			// Relative paths are the file's: Dir is its folder.
+			if dir, _ := filepath.Abs(filepath.Dir(testdata(tt.file))); got.Dir != dir {
+				t.Errorf("Dir = %q, want the file's folder %q", got.Dir, dir)
+			}
+			got.Dir = ""
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("LoadConfig:\n got %+v\nwant %+v", got, tt.want)
 			}
@@ -217,6 +222,7 @@ func TestLoadConfigExampleIsValidAndDocumented(t *testing.T) {
 	want.Heartbeat.Enabled = true
 	want.Env = map[string]string{"PYTHONUNBUFFERED": "1"}
 	want.Restart.Backoff = pyvisor.BackoffConfig{Max: 30 * time.Second, Multiplier: 2}
+	want.Dir = cfg.Dir // a pool with no dir runs in the file's folder
 	if got := cfg.WithDefaults(); !reflect.DeepEqual(got.Pools[0], want) {
 		t.Errorf("example pool:\n got %+v\nwant %+v", got.Pools[0], want)
 	}
@@ -273,7 +279,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{"unknown.yaml:6: pools[0].heartbeat.intervl: unknown field (known: enabled, interval, timeout, max_missed, initial_delay, trace)"},
 			true, nil},
 		{"unknown top-level field, also reported", "unknown.yaml",
-			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, pools, start_timeout, stop_timeout, metrics, cluster)"},
+			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, dir, pools, start_timeout, stop_timeout, metrics, cluster)"},
 			true, nil},
 		{"unknown field in JSON is case-sensitive", "unknown.json",
 			[]string{"unknown.json:3: pools[0].Workers: unknown field"}, true, nil},
@@ -643,5 +649,24 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 	if !errors.Is(err, pyvisor.ErrInvalidConfig) {
 		t.Errorf("joined error does not match ErrInvalidConfig")
+	}
+}
+
+func TestRelativePathsAreTakenFromDir(t *testing.T) {
+	cfg := pyvisor.Config{Dir: "/srv/app", Python: "envs/ml/bin/python", Pools: []pyvisor.PoolConfig{
+		{Name: "a", Tools: []string{"m"}},
+		{Name: "b", Tools: []string{"m"}, Dir: "tools/b"},
+		{Name: "c", Tools: []string{"m"}, Dir: "/opt/c"},
+	}}.WithDefaults()
+	if cfg.Python != "/srv/app/envs/ml/bin/python" {
+		t.Errorf("Python = %q", cfg.Python)
+	}
+	for i, want := range []string{"/srv/app", "/srv/app/tools/b", "/opt/c"} {
+		if got := cfg.Pools[i].Dir; got != want {
+			t.Errorf("pool %s: Dir = %q, want %q", cfg.Pools[i].Name, got, want)
+		}
+	}
+	if got := (pyvisor.Config{Python: "python3.12"}).WithDefaults().Python; got != "python3.12" {
+		t.Errorf("a bare command is looked up in PATH, not under Dir: %q", got)
 	}
 }

@@ -286,8 +286,11 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 		bridge.WithStopTimeout(pc.StopTimeout),
 		bridge.WithMaxMessageBytes(pc.MaxMessageBytes),
 	}
-	if cfg.Python != "" {
+	switch {
+	case cfg.Python != "":
 		b = append(b, bridge.WithPython(cfg.Python))
+	case cfg.Dir != "":
+		b = append(b, bridge.WithPython(bridge.InterpreterFrom(cfg.Dir)))
 	}
 	if pc.Dir != "" {
 		b = append(b, bridge.WithDir(pc.Dir))
