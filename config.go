@@ -13,7 +13,9 @@ import (
 // Defaults of the configuration. A zero field means its default; WithDefaults
 // fills them in. See docs/configuration.md.
 const (
-	DefaultStartTimeout = 60 * time.Second
+	// DefaultStartTimeout is no cap of Start's own: its ctx, and each worker's handshake
+	// and load timeouts, bound it.
+	DefaultStartTimeout = 0
 	DefaultStopTimeout  = 30 * time.Second
 
 	DefaultWorkers           = 2
@@ -25,6 +27,7 @@ const (
 	DefaultAffinity          = AffinityHint
 	DefaultMetricsAddress    = "127.0.0.1:9568"
 	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultLoadTimeout       = 10 * time.Minute
 	DefaultWorkerStopTimeout = 5 * time.Second
 	DefaultCancelGrace       = 5 * time.Second
 	DefaultMaxMessageBytes   = 16 << 20
@@ -134,8 +137,12 @@ type PoolConfig struct {
 	// default) or AffinityStrict ("strict").
 	Affinity string `json:"affinity" yaml:"affinity"`
 	// HandshakeTimeout bounds how long a starting worker has to answer its
-	// handshake. Default 10s.
+	// handshake: the interpreter and the worker package, not the tools modules.
+	// Default 10s.
 	HandshakeTimeout time.Duration `json:"handshake_timeout" yaml:"handshake_timeout"`
+	// LoadTimeout bounds the import of a worker's tools modules, which comes after its
+	// handshake (a model's load may take minutes). Default 10m.
+	LoadTimeout time.Duration `json:"load_timeout" yaml:"load_timeout"`
 	// StopTimeout is how long a worker may take to stop gracefully before
 	// its process is killed. Default 5s.
 	StopTimeout time.Duration `json:"stop_timeout" yaml:"stop_timeout"`
@@ -312,6 +319,7 @@ func (p PoolConfig) withDefaults() PoolConfig {
 	setDefault(&p.QueueTimeout, DefaultQueueTimeout)
 	setDefault(&p.Affinity, DefaultAffinity)
 	setDefault(&p.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&p.LoadTimeout, DefaultLoadTimeout)
 	setDefault(&p.StopTimeout, DefaultWorkerStopTimeout)
 	setDefault(&p.CancelGrace, DefaultCancelGrace)
 	setDefault(&p.MaxMessageBytes, DefaultMaxMessageBytes)

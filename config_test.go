@@ -33,6 +33,7 @@ func defaultPool() pyvisor.PoolConfig {
 		QueueTimeout:     10 * time.Second,
 		Affinity:         "hint",
 		HandshakeTimeout: 10 * time.Second,
+		LoadTimeout:      10 * time.Minute,
 		StopTimeout:      5 * time.Second,
 		CancelGrace:      5 * time.Second,
 		MaxMessageBytes:  16 << 20,
@@ -64,6 +65,7 @@ func fullConfig() pyvisor.Config {
 			QueueTimeout:     1500 * time.Millisecond,
 			Affinity:         "strict",
 			HandshakeTimeout: 20 * time.Second,
+			LoadTimeout:      2 * time.Minute,
 			StopTimeout:      7 * time.Second,
 			CancelGrace:      3 * time.Second,
 			MaxMessageBytes:  1 << 20,
@@ -99,7 +101,7 @@ func TestWithDefaults(t *testing.T) {
 	defaulted := func(edit func(*pyvisor.PoolConfig)) pyvisor.Config {
 		p := defaultPool()
 		edit(&p)
-		return pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second, Metrics: defaultMetrics, Pools: []pyvisor.PoolConfig{p}}
+		return pyvisor.Config{StopTimeout: 30 * time.Second, Metrics: defaultMetrics, Pools: []pyvisor.PoolConfig{p}}
 	}
 	same := func(*pyvisor.PoolConfig) {}
 	tests := []struct {
@@ -107,7 +109,7 @@ func TestWithDefaults(t *testing.T) {
 		in   pyvisor.Config
 		want pyvisor.Config
 	}{
-		{"zero config", pyvisor.Config{}, pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second, Metrics: defaultMetrics}},
+		{"zero config", pyvisor.Config{}, pyvisor.Config{StopTimeout: 30 * time.Second, Metrics: defaultMetrics}},
 		{"minimal pool", minimal(), defaulted(same)},
 		{"set values are kept", fullConfig(), func() pyvisor.Config {
 			c := fullConfig()
@@ -116,7 +118,7 @@ func TestWithDefaults(t *testing.T) {
 			c.Pools[1] = p
 			return c
 		}()},
-		{"python stays empty", pyvisor.Config{Python: ""}, pyvisor.Config{StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second, Metrics: defaultMetrics}},
+		{"python stays empty", pyvisor.Config{Python: ""}, pyvisor.Config{StopTimeout: 30 * time.Second, Metrics: defaultMetrics}},
 		{"initial delay defaults to the interval",
 			withPool(func(p *pyvisor.PoolConfig) { p.Heartbeat.Interval = 3 * time.Second }),
 			defaulted(func(p *pyvisor.PoolConfig) {
@@ -522,7 +524,7 @@ func TestValidate(t *testing.T) {
 		{"metrics address", func(c *pyvisor.Config) { c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "nowhere"} },
 			`metrics.address: must be host:port, got "nowhere"`},
 		{"start timeout", func(c *pyvisor.Config) { c.StartTimeout = -time.Second },
-			"start_timeout: must be positive, got -1s"},
+			"start_timeout: must not be negative, got -1s"},
 		{"stop timeout", func(c *pyvisor.Config) { c.StopTimeout = -1 },
 			"stop_timeout: must be positive, got -1ns"},
 		{"no pools", func(c *pyvisor.Config) { c.Pools = nil },
@@ -555,6 +557,8 @@ func TestValidate(t *testing.T) {
 			`pools[0].affinity: must be "hint" or "strict", got "sticky"`},
 		{"handshake timeout", pool(func(p *pyvisor.PoolConfig) { p.HandshakeTimeout = -time.Second }),
 			"pools[0].handshake_timeout: must be positive, got -1s"},
+		{"load timeout", pool(func(p *pyvisor.PoolConfig) { p.LoadTimeout = -time.Second }),
+			"pools[0].load_timeout: must be positive, got -1s"},
 		{"worker stop timeout", pool(func(p *pyvisor.PoolConfig) { p.StopTimeout = -time.Second }),
 			"pools[0].stop_timeout: must be positive, got -1s"},
 		{"max message bytes", pool(func(p *pyvisor.PoolConfig) { p.MaxMessageBytes = -1 }),
@@ -641,7 +645,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.Pools[0].Workers = 1000
 	c.Pools[0].Heartbeat.Interval = -time.Second
 	err := c.Validate()
-	want := "start_timeout: must be positive, got -1ns\n" +
+	want := "start_timeout: must not be negative, got -1ns\n" +
 		"pools[0].workers: must be between 1 and 256, got 1000\n" +
 		"pools[0].heartbeat.interval: must be positive, got -1s"
 	if err == nil || err.Error() != want {

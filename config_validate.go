@@ -59,7 +59,7 @@ var (
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	v := &validator{}
-	v.positive("start_timeout", c.StartTimeout)
+	v.notNegative("start_timeout", c.StartTimeout)
 	v.positive("stop_timeout", c.StopTimeout)
 	if c.Metrics.Enabled {
 		if _, port, err := net.SplitHostPort(c.Metrics.Address); err != nil || port == "" {
@@ -173,6 +173,7 @@ func (p PoolConfig) validate(v *validator, path string) {
 		v.fail(path+".affinity", fmt.Sprintf("must be %q or %q, got %q", AffinityHint, AffinityStrict, p.Affinity))
 	}
 	v.positive(path+".handshake_timeout", p.HandshakeTimeout)
+	v.positive(path+".load_timeout", p.LoadTimeout)
 	v.positive(path+".stop_timeout", p.StopTimeout)
 	v.positive(path+".cancel_grace", p.CancelGrace)
 	v.atLeast(path+".max_message_bytes", p.MaxMessageBytes, 1)

@@ -53,7 +53,9 @@ var (
 	ErrInterpreterNotFound   = bridge.ErrInterpreterNotFound   // the Python interpreter cannot be run
 	ErrHandshakeTimeout      = bridge.ErrHandshakeTimeout      // no handshake within the handshake timeout
 	ErrHandshake             = bridge.ErrHandshake             // the worker's first stdout line is not a handshake
-	ErrExitedBeforeHandshake = bridge.ErrExitedBeforeHandshake // the worker exited before it was ready
+	ErrExitedBeforeHandshake = bridge.ErrExitedBeforeHandshake // the worker exited before its handshake
+	ErrExitedWhileLoading    = bridge.ErrExitedWhileLoading    // the worker exited loading its tools (an import failed)
+	ErrLoadTimeout           = bridge.ErrLoadTimeout           // the tools did not load within PoolConfig.LoadTimeout
 )
 
 // unknownPool is ErrUnknownPool for pool, naming the pools this runtime runs.

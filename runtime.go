@@ -168,7 +168,10 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 	if err != nil {
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	cancel := context.CancelFunc(func() {})
+	if cfg.StartTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, cfg.StartTimeout)
+	}
 	defer cancel()
 
 	log := o.logger
@@ -283,6 +286,7 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 	b := []bridge.Option{
 		bridge.WithTools(pc.Tools...),
 		bridge.WithHandshakeTimeout(pc.HandshakeTimeout),
+		bridge.WithLoadTimeout(pc.LoadTimeout),
 		bridge.WithStopTimeout(pc.StopTimeout),
 		bridge.WithMaxMessageBytes(pc.MaxMessageBytes),
 	}

@@ -40,6 +40,11 @@ var (
 	ErrInterpreterNotFound = errors.New("python interpreter not found")
 	// ErrExitedBeforeHandshake: the worker process exited before its handshake.
 	ErrExitedBeforeHandshake = errors.New("worker exited before handshake")
+	// ErrExitedWhileLoading: the worker process exited while it loaded its tools
+	// modules (an import that failed: the traceback is in StartError.Stderr).
+	ErrExitedWhileLoading = errors.New("worker exited while loading its tools")
+	// ErrLoadTimeout: the tools modules did not load within the load timeout.
+	ErrLoadTimeout = errors.New("tools did not load in time")
 )
 
 // ToolError is an exception raised by a Python tool. The worker keeps serving.

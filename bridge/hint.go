@@ -27,7 +27,7 @@ func startHint(cause error, exit *ExitError, stderr string, cfg config) string {
 	case strings.Contains(stderr, "No module named pyvisor_worker"):
 		return fmt.Sprintf("the interpreter %q does not have the worker package: run `%s` in your Go module (it creates .venv with the worker package of the pyvisor version you require; `... setup DIR` and PYVISOR_PYTHON=DIR/bin/python for another place)", cfg.python, SetupCommand)
 	case exit != nil && exit.ExitCode == exitToolsImport:
-		return fmt.Sprintf("a tools module (%s) could not be imported: check its name, that it imports cleanly with %s, and that its directory is on PYTHONPATH (bridge.WithEnv(\"PYTHONPATH\", dir) or WithDir); the traceback is below", strings.Join(cfg.tools, ", "), cfg.python)
+		return fmt.Sprintf("a tools module (%s) could not be imported: check its name, that it imports cleanly with %s, and that its directory is the workers' (PoolConfig.Dir, or the config file's folder) or on PYTHONPATH (PoolConfig.Env; bridge.WithDir, WithEnv); the traceback is below", strings.Join(cfg.tools, ", "), cfg.python)
 	case exit != nil && exit.ExitCode == exitUsage:
 		return fmt.Sprintf("the worker rejected its command line: the Go module and the pyvisor-worker package are probably different versions; `go run github.com/pyvisor/pyvisor/cmd/pyvisor doctor` says which, and `%s` reinstalls the matching one", SetupCommand)
 	case exit != nil && exit.ExitCode == exitVersion:
@@ -35,7 +35,9 @@ func startHint(cause error, exit *ExitError, stderr string, cfg config) string {
 	case exit != nil && exit.ExitCode == exitBind:
 		return "the worker could not listen on its socket: check that the runtime directory (WithRuntimeDir, default $TMPDIR) is writable and the path is short enough"
 	case errors.Is(cause, ErrHandshakeTimeout):
-		return fmt.Sprintf("the worker did not report ready within %v: a slow import in a tools module? Raise the handshake timeout, or look for what blocks in the stderr below", cfg.handshakeTimeout)
+		return fmt.Sprintf("the worker did not hand over within %v (the interpreter and the worker package; tools modules load after): an overloaded machine or a slow sitecustomize? Raise the handshake timeout, or look for what blocks in the stderr below", cfg.handshakeTimeout)
+	case errors.Is(cause, ErrLoadTimeout):
+		return fmt.Sprintf("the tools modules (%s) did not load within %v: raise PoolConfig.LoadTimeout (bridge.WithLoadTimeout) for a model that takes longer, or look for what blocks in the stderr below", strings.Join(cfg.tools, ", "), cfg.loadTimeout)
 	case errors.Is(cause, ErrHandshake):
 		return "something wrote to the worker's stdout before its handshake line (an interpreter wrapper script, sitecustomize or a shell profile?): pyvisor needs the worker's stdout to carry only the handshake; send other output to stderr"
 	case errors.Is(cause, ErrExitedBeforeHandshake):

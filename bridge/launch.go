@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -181,8 +182,9 @@ func (p *Process) dial(ctx context.Context, token string) error {
 			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 			otelgrpc.WithPropagators(cfg.propagator),
 			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
-				// The channel's calls get spans of their own (callTracing), the stream none.
-				return !strings.HasSuffix(info.FullMethodName, "/Channel") &&
+				// The channel's calls get spans of their own (callTracing), the stream none;
+				// Describe is metadata (and the wait for the load phase, in "worker start").
+				return !strings.HasSuffix(info.FullMethodName, "/Channel") && !strings.HasSuffix(info.FullMethodName, "/Describe") &&
 					(traceHeartbeats || !strings.HasSuffix(info.FullMethodName, "/Heartbeat"))
 			}),
 		)}))
@@ -193,4 +195,39 @@ func (p *Process) dial(ctx context.Context, token string) error {
 	}
 	p.conn = conn
 	return p.openChannel(ctx)
+}
+
+// load waits for the load phase: the worker imports its tools modules after its
+// handshake, and answers Describe once they are in. It fails when the process exits
+// first (ErrExitedWhileLoading), after the load timeout (ErrLoadTimeout), or with ctx.
+func (p *Process) load(ctx context.Context) error {
+	if p.cfg.onLoading != nil {
+		p.cfg.onLoading(p.pid)
+	}
+	lctx, cancel := context.WithTimeout(ctx, p.cfg.loadTimeout)
+	defer cancel()
+	described := make(chan error, 1)
+	go func() {
+		_, err := p.client.Describe(lctx)
+		described <- err
+	}()
+	select {
+	case err := <-described:
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("loading its tools: %w", ctx.Err())
+		case lctx.Err() != nil:
+			return fmt.Errorf("%w: %v", ErrLoadTimeout, p.cfg.loadTimeout)
+		}
+		select { // the worker exiting ends the call too: say which
+		case <-p.done:
+			return ErrExitedWhileLoading
+		case <-time.After(stderrDrainWait + time.Second):
+		}
+		return fmt.Errorf("loading its tools: describe: %w", err)
+	case <-p.done:
+		return ErrExitedWhileLoading
+	}
 }

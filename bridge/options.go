@@ -16,6 +16,7 @@ import (
 // Defaults of the options below.
 const (
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultLoadTimeout      = 10 * time.Minute
 	DefaultStopTimeout      = 5 * time.Second
 	DefaultMaxMessageBytes  = 16 << 20
 	DefaultCrashGrace       = 2 * time.Second
@@ -37,6 +38,8 @@ type config struct {
 	runtimeDir       string
 	env              map[string]string
 	handshakeTimeout time.Duration
+	loadTimeout      time.Duration
+	onLoading        func(pid int)
 	stopTimeout      time.Duration
 	maxMessageBytes  int
 	tcp              bool
@@ -55,6 +58,7 @@ type config struct {
 func newConfig(opts []Option) (config, error) {
 	c := config{
 		handshakeTimeout: DefaultHandshakeTimeout,
+		loadTimeout:      DefaultLoadTimeout,
 		stopTimeout:      DefaultStopTimeout,
 		maxMessageBytes:  DefaultMaxMessageBytes,
 		logger:           zerolog.Nop(),
@@ -101,6 +105,8 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("bridge: no tools module: pass WithTools(\"your.module\")")
 	case c.handshakeTimeout <= 0:
 		return c, fmt.Errorf("bridge: handshake timeout must be positive, got %v", c.handshakeTimeout)
+	case c.loadTimeout <= 0:
+		return c, fmt.Errorf("bridge: load timeout must be positive, got %v", c.loadTimeout)
 	case c.stopTimeout <= 0:
 		return c, fmt.Errorf("bridge: stop timeout must be positive, got %v", c.stopTimeout)
 	case c.cancelGrace <= 0:
@@ -143,10 +149,21 @@ func withEnv(env map[string]string, key, value string) map[string]string {
 	return env
 }
 
-// WithHandshakeTimeout bounds the time from spawn to the handshake line (default 10 s).
+// WithHandshakeTimeout bounds the time from spawn to the handshake line (default 10 s):
+// the interpreter's start and the worker package's import, not the tools modules'.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(c *config) { c.handshakeTimeout = d }
 }
+
+// WithLoadTimeout bounds the load phase, from the handshake to the tools modules
+// imported (default DefaultLoadTimeout, 10 minutes: a model's import may take that).
+func WithLoadTimeout(d time.Duration) Option {
+	return func(c *config) { c.loadTimeout = d }
+}
+
+// WithLoading is called with the process's pid once its handshake is in and its tools
+// modules are loading: until Start returns, the worker is loading.
+func WithLoading(f func(pid int)) Option { return func(c *config) { c.onLoading = f } }
 
 // WithStopTimeout bounds a graceful stop before the process group is killed (default 5 s).
 func WithStopTimeout(d time.Duration) Option { return func(c *config) { c.stopTimeout = d } }

@@ -126,6 +126,9 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	if err := p.dial(ctx, token); err != nil {
 		return nil, p.abortStart(err)
 	}
+	if err := p.load(ctx); err != nil {
+		return nil, p.abortStart(err)
+	}
 	p.log.Debug().Str("address", hs.Address).Msg("python worker serving")
 	return p, nil
 }
@@ -228,7 +231,7 @@ func (p *Process) handshake(ctx context.Context, stdout *os.File) (Handshake, er
 // abortStart kills what was started and returns the *StartError for cause.
 func (p *Process) abortStart(cause error) error {
 	p.stopping.Store(true)
-	if errors.Is(cause, ErrExitedBeforeHandshake) {
+	if errors.Is(cause, ErrExitedBeforeHandshake) || errors.Is(cause, ErrExitedWhileLoading) {
 		// stdout closed: the process is exiting; let the reaper record how.
 		select {
 		case <-p.done:

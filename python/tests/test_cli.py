@@ -55,11 +55,13 @@ async def test_handshake_is_the_only_stdout_output(
     assert not sock.exists() and sock.parent.exists()  # no --remove-socket-dir
 
 
-def test_bad_tools_module_exits_3_with_a_json_error(cli_worker: Any, short_dir: Path) -> None:
+def test_bad_tools_module_exits_3_with_a_json_error_after_its_handshake(
+    cli_worker: Any, short_dir: Path,
+) -> None:
     w = cli_worker("--tools", "broken_tools", "--socket", str(short_dir / "w.sock"),
                    handshake=False)
     assert wait_exit(w.proc) == 3
-    assert w.proc.stdout.read() == b""
+    assert w.proc.stdout.read().startswith(b"PYVISOR|"), "the load phase comes after the handshake"
     errors = [x for x in json_lines(w.stderr()) if x["level"] == "error"]
     assert errors[0]["message"].startswith("cannot import tools module 'broken_tools'")
     assert "broken on purpose" in errors[0]["exception"]
@@ -250,3 +252,16 @@ def test_a_package_stamped_from_another_source_refuses_to_serve_exit_5(
     assert "is not the one the Go runtime embeds" in w.stderr()
     ok = cli_worker(*args, env=worker_env(PYTHONPATH=path, PYVISOR_SOURCE_DIGEST="aaaaaaaaaaaaaaaa"))
     assert ok.handshake.startswith("PYVISOR|1|unix|"), "the same digest serves"
+
+
+def test_tools_load_after_the_handshake_and_say_how_long_they_took(
+    cli_worker: Any, short_dir: Path,
+) -> None:
+    w = cli_worker("--tools", "sample_tools", "--socket", str(short_dir / "w.sock"))
+    w.proc.terminate()
+    wait_exit(w.proc)
+    messages = [x["message"] for x in json_lines(w.stderr())]
+    serving = messages.index("worker serving")
+    loading = next(i for i, m in enumerate(messages) if m.startswith("loading tools modules sample_tools"))
+    loaded = next(i for i, m in enumerate(messages) if m.startswith("tools loaded in "))
+    assert serving < loading < loaded

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,7 +52,7 @@ var _ = Describe("A worker that will not start", Label("python"), func() {
 
 	It("says when a tools module cannot be imported, with the Python traceback", func() {
 		err := startFailing(bridge.WithTools("broken_import"), bridge.WithEnv("PYTHONPATH", testdataTools))
-		Expect(err).To(MatchError(bridge.ErrExitedBeforeHandshake))
+		Expect(err).To(MatchError(bridge.ErrExitedWhileLoading))
 		Expect(err.Exit).To(Equal("exited with status 3"))
 		Expect(err.Stderr).To(ContainSubstring("no_such_dependency_xyz"))
 		Expect(err.Hint).To(ContainSubstring("PYTHONPATH"))
@@ -74,13 +75,34 @@ var _ = Describe("A worker that will not start", Label("python"), func() {
 
 	It("gives up after the handshake timeout, kills the worker and shows its stderr", func() {
 		start := time.Now()
-		err := startFailing(bridge.WithTools("slow_import"), bridge.WithEnv("PYTHONPATH", testdataTools),
+		err := startFailing(bridge.WithPython(wrapper(`echo "waiting for a slow disk" >&2; sleep 30; exec "`+python+`" "$@"`)),
 			bridge.WithHandshakeTimeout(1500*time.Millisecond))
 		Expect(time.Since(start)).To(BeNumerically("<", 1500*time.Millisecond+2*margin))
 		Expect(err).To(MatchError(bridge.ErrHandshakeTimeout))
 		Expect(err.Exit).To(Equal("still running; killed"))
-		Expect(err.Stderr).To(ContainSubstring("loading a very large model"))
+		Expect(err.Stderr).To(ContainSubstring("waiting for a slow disk"))
 		Expect(err.Hint).To(ContainSubstring("handshake timeout"))
+	})
+
+	It("gives up loading its tools after the load timeout, kills the worker and shows its stderr", func() {
+		start := time.Now()
+		err := startFailing(bridge.WithTools("slow_import"), bridge.WithEnv("PYTHONPATH", testdataTools),
+			bridge.WithLoadTimeout(1500*time.Millisecond))
+		Expect(time.Since(start)).To(BeNumerically("<", 1500*time.Millisecond+2*margin))
+		Expect(err).To(MatchError(bridge.ErrLoadTimeout))
+		Expect(err.Exit).To(Equal("still running; killed"))
+		Expect(err.Stderr).To(ContainSubstring("loading a very large model"))
+		Expect(err.Hint).To(ContainSubstring("PoolConfig.LoadTimeout"))
+	})
+})
+
+var _ = Describe("A worker whose tools take long to import", Label("python"), func() {
+	It("hands over at once and loads them after, however short the handshake timeout, saying it is loading", func() {
+		var loading atomic.Int64
+		p, _ := worker(bridge.WithTools("model_import"), bridge.WithEnv("PYTHONPATH", testdataTools),
+			bridge.WithHandshakeTimeout(time.Second), bridge.WithLoading(func(pid int) { loading.Store(int64(pid)) }))
+		Expect(loading.Load()).To(Equal(int64(p.PID())), "told which process was loading")
+		Expect(decoded(p, "predict", map[string]float64{"x": 21})).To(Equal(42.0))
 	})
 })
 

@@ -16,7 +16,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TextIO
 
@@ -28,7 +29,7 @@ from pyvisor_worker.config import (
     WorkerConfig,
 )
 from pyvisor_worker.server import BindError, Worker
-from pyvisor_worker.tools import discover
+from pyvisor_worker.tools import Tool, discover
 
 log = logging.getLogger("pyvisor_worker")
 
@@ -155,8 +156,12 @@ def import_tools(names: Sequence[str]) -> list[ModuleType] | None:
     return modules
 
 
-async def serve(config: WorkerConfig, worker: Worker, handshake_fd: int) -> int:
-    """Start ``worker``, write the handshake line to ``handshake_fd``, serve until stopped."""
+async def serve(config: WorkerConfig, worker: Worker, handshake_fd: int,
+                load: Callable[[], Mapping[str, Tool] | None] | None = None) -> int:
+    """Start ``worker``, write the handshake line to ``handshake_fd``, then ``load`` its
+    tools (the load phase: imports that take minutes, a model's, do not hold up the
+    handshake; nothing is served until they are in, and the host waits in Describe), serve
+    until stopped. A load that fails exits with EXIT_IMPORT, its traceback logged."""
     try:
         line = await worker.start()
     except BindError as exc:
@@ -182,8 +187,55 @@ async def serve(config: WorkerConfig, worker: Worker, handshake_fd: int) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     os.write(handshake_fd, line.encode())
     os.close(handshake_fd)
+    if load is not None:
+        tools = _load(config, load)  # on the loop: nothing runs before the tools are in
+        if tools is None:
+            await worker.stop(0)
+            return EXIT_IMPORT
+        worker.load(tools)
     await worker.wait_stopped()
     return EXIT_OK
+
+
+def _load(config: WorkerConfig,
+          load: Callable[[], Mapping[str, Tool] | None]) -> Mapping[str, Tool] | None:
+    """Run the load phase, logging when it starts, every 10 s while it lasts, and how
+    long it took."""
+    modules = ", ".join(config.tools)
+    log.info("loading tools modules %s", modules, extra={"tools_modules": modules})
+    began = time.monotonic()
+    done = threading.Event()
+
+    def still_loading() -> None:
+        while not done.wait(10.0):
+            log.info("still loading tools modules %s (%.0f s)", modules, time.monotonic() - began,
+                     extra={"tools_modules": modules, "elapsed_s": round(time.monotonic() - began, 1)})
+
+    threading.Thread(target=still_loading, name="pyvisor-loading", daemon=True).start()
+    try:
+        tools = load()
+    finally:
+        done.set()
+    if tools is not None:
+        took = time.monotonic() - began
+        log.info("tools loaded in %.1f s", took,
+                 extra={"tools_modules": modules, "elapsed_s": round(took, 3), "tools": sorted(tools)})
+    return tools
+
+
+def load_tools(names: Sequence[str]) -> Mapping[str, Tool] | None:
+    """Import the tools modules and collect their tools; log and return None on failure."""
+    modules = import_tools(names)
+    if modules is None:
+        return None
+    try:
+        tools = discover(modules)
+    except (TypeError, ValueError) as exc:
+        log.error("cannot load the tools of %s: %s", ", ".join(names), exc, exc_info=exc)
+        return None
+    if not tools:
+        log.warning("no @tool functions found in %s", ", ".join(names))
+    return tools
 
 
 def _flush() -> None:
@@ -241,21 +293,10 @@ def _serve_tools(config: WorkerConfig, handshake_fd: int, tracing: telemetry.Tra
                 tracing.shutdown(QUICK_FLUSH_TIMEOUT)
 
         watchdog.start(config.parent_pid, cleanup)
-    # (c) tools.
-    modules = import_tools(config.tools)
-    if modules is None:
-        return EXIT_IMPORT
+    # (c)-(g) serve, then load the tools (the load phase: after the handshake).
+    worker = Worker(config, {}, tracing)
     try:
-        tools = discover(modules)
-    except (TypeError, ValueError) as exc:
-        log.error("cannot load the tools of %s: %s", ", ".join(config.tools), exc, exc_info=exc)
-        return EXIT_IMPORT
-    if not tools:
-        log.warning("no @tool functions found in %s", ", ".join(config.tools))
-    # (d)-(g) serve.
-    worker = Worker(config, tools, tracing)
-    try:
-        return asyncio.run(serve(config, worker, handshake_fd))
+        return asyncio.run(serve(config, worker, handshake_fd, lambda: load_tools(config.tools)))
     finally:
         sockets.remove(worker.socket_path, config.remove_socket_dir)
 

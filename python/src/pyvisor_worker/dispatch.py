@@ -167,16 +167,20 @@ class Dispatcher:
         max_message_bytes: int = 16 * 1024 * 1024,
         shared: Shared | None = None,
     ) -> None:
-        self.tools = dict(tools)
+        self.set_tools(tools)
         self.shared = shared
         """The shared-memory arenas, when the host passed them (Channel calls only)."""
         self.max_message_bytes = max_message_bytes
-        self._registered = ", ".join(sorted(self.tools)) or "none"
         self.executor = executor
         self.worker_id = worker_id
         self.tracer = tracer
         self.sessions: dict[str, dict[str, Any]] = {}
         self.running = 0
+
+    def set_tools(self, tools: Mapping[str, Tool]) -> None:
+        """The tools this worker serves (set once their modules are loaded)."""
+        self.tools = dict(tools)
+        self._registered = ", ".join(sorted(self.tools)) or "none"
 
     # --- before the body --------------------------------------------------------------------
 

@@ -79,6 +79,10 @@ class Worker:
         self._stop_task: asyncio.Task[None] | None = None
         self.interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()
 
+    def load(self, tools: Mapping[str, Tool]) -> None:
+        """Serve ``tools`` from now on (the end of the load phase)."""
+        self.servicer.dispatcher.set_tools(tools)
+
     @property
     def stopping(self) -> bool:
         return self._stop_grace is not None

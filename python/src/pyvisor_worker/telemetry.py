@@ -45,7 +45,10 @@ ENV_TRACE_HEARTBEATS = "PYVISOR_TRACE_HEARTBEATS"
 
 # The Channel is one RPC for the life of the worker: its calls get spans of their own
 # (channel.py), the stream itself none.
-_UNTRACED_METHODS = frozenset({"/pyvisor.worker.v1.WorkerService/Heartbeat"})
+# Heartbeats, and Describe: the host's wait for the load phase, under its own "worker
+# start" span; metadata, not work.
+_UNTRACED_METHODS = frozenset({"/pyvisor.worker.v1.WorkerService/Heartbeat",
+                               "/pyvisor.worker.v1.WorkerService/Describe"})
 _UNINSTRUMENTED_METHODS = frozenset({"/pyvisor.worker.v1.WorkerService/Channel"})
 _UNTRACED_PREFIX = "/grpc.health.v1."
 

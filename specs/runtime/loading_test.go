@@ -1,0 +1,48 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/bridge"
+)
+
+var modelTools, _ = filepath.Abs("../bridge/testdata/tools")
+
+var _ = Describe("A pool whose tools take long to import, as a model's load does", Label("python"), func() {
+	It("starts once they are loaded, however short the handshake timeout", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) {
+			p.Tools = []string{"model_import"}
+			p.Env = map[string]string{"PYTHONPATH": modelTools}
+			p.HandshakeTimeout = time.Second // the import takes 2.5 s
+		}))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		got, err := pyvisor.Call[float64](ctx, rt, "default", "predict", map[string]float64{"x": 21})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(Equal(42.0))
+	})
+
+	It("fails Start past its load timeout, saying which setting to raise", func() {
+		cfg := pool(1, func(p *pyvisor.PoolConfig) {
+			p.Tools = []string{"model_import"}
+			p.Env = map[string]string{"PYTHONPATH": modelTools}
+			p.LoadTimeout = 500 * time.Millisecond
+			p.Restart.MaxRestarts = 0
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := pyvisor.Start(ctx, cfg)
+		Expect(err).To(MatchError(pyvisor.ErrLoadTimeout))
+		var startErr *bridge.StartError
+		Expect(errors.As(err, &startErr)).To(BeTrue())
+		Expect(startErr.Hint).To(ContainSubstring("PoolConfig.LoadTimeout"))
+		Expect(startErr.Stderr).To(ContainSubstring("loading the model"))
+	})
+})
