@@ -265,3 +265,27 @@ def test_tools_load_after_the_handshake_and_say_how_long_they_took(
     loading = next(i for i, m in enumerate(messages) if m.startswith("loading tools modules sample_tools"))
     loaded = next(i for i, m in enumerate(messages) if m.startswith("tools loaded in "))
     assert serving < loading < loaded
+
+
+def test_a_host_waiting_in_describe_never_sees_a_failed_load_as_ready(
+    cli_worker: Any, short_dir: Path,
+) -> None:
+    import grpc
+
+    from pyvisor_worker._proto import worker_pb2 as pb
+    from pyvisor_worker._proto import worker_pb2_grpc as pb_grpc
+
+    sock = short_dir / "w.sock"
+    w = cli_worker("--tools", "slow_broken_tools", "--socket", str(sock), handshake=False)
+    line = w.proc.stdout.readline()
+    assert line.startswith(b"PYVISOR|")
+    with grpc.insecure_channel(f"unix:{sock}") as channel:
+        stub = pb_grpc.WorkerServiceStub(channel)
+        try:
+            stub.Describe(pb.DescribeRequest(), timeout=10)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            code = exc.code()
+    assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), (
+        f"Describe ended with {code}, not as a worker that is exiting")
+    assert wait_exit(w.proc) == 3

@@ -190,6 +190,7 @@ async def serve(config: WorkerConfig, worker: Worker, handshake_fd: int,
     if load is not None:
         tools = _load(config, load)  # on the loop: nothing runs before the tools are in
         if tools is None:
+            worker.servicer.load_failed = True  # before any queued Describe is answered
             await worker.stop(0)
             return EXIT_IMPORT
         worker.load(tools)

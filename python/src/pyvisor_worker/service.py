@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
+import grpc
 from opentelemetry import baggage, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
@@ -105,6 +106,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self._pid = os.getpid()
         self._tracer = tracer
         self._channels: set[Channel] = set()
+        self.load_failed = False
+        """Set when the load phase failed: the worker is exiting, and says so."""
 
     @property
     def tool_names(self) -> list[str]:
@@ -185,6 +188,9 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     # --- the rest ---------------------------------------------------------------------------
 
     async def Describe(self, request: Any, context: Any) -> Any:
+        if self.load_failed:  # the host's wait for the load phase: it must not see "ready"
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "the tools modules failed to load: the worker is exiting")
         return pb.DescribeResponse(
             pid=self._pid,
             python_version=platform.python_version(),
