@@ -30,7 +30,7 @@ func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 	if s == nil || s.removed {
 		return
 	}
-	s.inc, s.proc, s.started, s.calls, s.inFlight = msg.inc, msg.proc, msg.started, 0, 0
+	s.inc, s.proc, s.started, s.calls, s.inFlight, s.loading = msg.inc, msg.proc, msg.started, 0, 0, 0
 	s.counters.pid.Store(int64(msg.proc.PID()))
 	p.recordWorkers()
 	if s.restart != nil {
@@ -65,7 +65,7 @@ func (p *pool) readyCount() int {
 
 // down marks a slot as not serving; its sessions are gone with its process.
 func (p *pool) down(s *slot) {
-	s.inc, s.proc, s.inFlight = 0, nil, 0
+	s.inc, s.proc, s.inFlight, s.loading = 0, nil, 0, 0
 	s.counters.pid.Store(0)
 	defer p.recordWorkers()
 	for id, owner := range p.sessions {

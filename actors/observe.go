@@ -71,18 +71,21 @@ func (p *pool) zeroMetrics() {
 
 // recordWorkers sets the workers-by-state gauge.
 func (p *pool) recordWorkers() {
-	ready, down := 0, 0
+	ready, loading, down := 0, 0, 0
 	for _, s := range p.slots {
 		switch {
 		case s.removed:
 		case s.inc != 0:
 			ready++
+		case s.loading != 0:
+			loading++
 		default:
 			down++
 		}
 	}
 	bg := context.Background()
 	p.spec.Metrics.Workers.Record(bg, int64(ready), p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelState, "ready")))
+	p.spec.Metrics.Workers.Record(bg, int64(loading), p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelState, "loading")))
 	p.spec.Metrics.Workers.Record(bg, int64(down), p.attrs, metric.WithAttributes(attribute.String(telemetry.LabelState, "down")))
 }
 

@@ -57,6 +57,7 @@ type slot struct {
 	calls    uint64 // since the current process started
 	total    uint64
 	counters *slotCounters
+	loading  int // the pid of the slot's process while it loads its tools, else 0
 	removed  bool
 	restart  trace.Span // from the failure until the slot serves again
 }
@@ -67,10 +68,10 @@ func stopTimer(t *time.Timer) {
 	}
 }
 
-// procPID is the serving process's pid, 0 while down.
+// procPID is the serving (or loading) process's pid, 0 while down.
 func (s *slot) procPID() int {
 	if s.proc == nil {
-		return 0
+		return s.loading
 	}
 	return s.proc.PID()
 }
@@ -87,6 +88,8 @@ func (s *slot) state() string {
 	switch {
 	case s.inc != 0:
 		return "ready"
+	case s.loading != 0:
+		return "loading"
 	default:
 		return "down"
 	}
@@ -153,6 +156,11 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.requeue(ctx, msg)
 	case *workerReady:
 		p.ready(ctx, msg)
+	case *workerLoading:
+		if s := p.byID[msg.slot]; s != nil && s.inc == 0 && !s.removed {
+			s.loading = msg.pid
+			p.recordWorkers()
+		}
 	case *workerDown:
 		if s := p.byID[msg.slot]; s != nil && s.inc == msg.inc {
 			p.down(s)

@@ -34,6 +34,12 @@ type (
 		proc    *live // lent to calls by the pool, owned by the worker
 		started time.Time
 	}
+	// workerLoading tells the pool a slot's new process has handed over and is loading
+	// its tools modules (the load phase), until its workerReady.
+	workerLoading struct {
+		slot string
+		pid  int
+	}
 	// workerDown tells the pool a slot's process is gone (restart, recycle, stop).
 	workerDown struct {
 		slot string
@@ -150,8 +156,9 @@ func (w *worker) Receive(ctx actor.Context) {
 // startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
-	system, self, sem, inc := ctx.ActorSystem(), ctx.Self(), w.startSem, w.inc
+	system, self, sem, inc, pool, slot := ctx.ActorSystem(), ctx.Self(), w.startSem, w.inc, w.pool, w.slot
 	opts := append(append([]bridge.Option(nil), w.spec.Bridge...),
+		bridge.WithLoading(func(pid int) { system.Root.Send(pool, &workerLoading{slot: slot, pid: pid}) }),
 		bridge.WithStuckBody(func(tool string) { system.Root.Send(self, &bodyStuck{inc: inc, tool: tool}) }),
 		bridge.WithWorkerID(w.slot),
 		bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()),

@@ -42,7 +42,7 @@ type WorkerStats struct {
 	ID       string
 	PID      int    // of the current Python process; 0 while down
 	Address  string // where that process serves (its Unix socket, or 127.0.0.1:port)
-	State    string // "ready" or "down"
+	State    string // "ready", "loading" (importing its tools) or "down"
 	InFlight int
 	Calls    uint64 // calls finished on this slot, across restarts
 	Started  time.Time

@@ -46,3 +46,24 @@ var _ = Describe("A pool whose tools take long to import, as a model's load does
 		Expect(startErr.Stderr).To(ContainSubstring("loading the model"))
 	})
 })
+
+var _ = Describe("A worker loading its tools", Label("python"), func() {
+	It("shows as loading, with its pid, in Stats until it is ready", func() {
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) {
+			p.Tools = []string{"model_import"}
+			p.Env = map[string]string{"PYTHONPATH": modelTools}
+		}))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		go func() { _ = rt.Resize(ctx, "default", 2) }() // a second worker, 2.5 s of import
+		state := func() string {
+			if w := stats(rt).Workers; len(w) == 2 {
+				return w[1].State
+			}
+			return ""
+		}
+		Eventually(state).WithTimeout(10 * time.Second).Should(Equal("loading"))
+		Expect(stats(rt).Workers[1].PID).NotTo(BeZero())
+		Eventually(state).WithTimeout(15 * time.Second).Should(Equal("ready"))
+	})
+})
