@@ -2,11 +2,14 @@ package actors
 
 import (
 	"context"
+	"errors"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
 	"github.com/pyvisor/pyvisor/telemetry"
@@ -29,7 +32,7 @@ func (p *pool) startRestartSpan(s *slot, ev *supervision.ChildFailed, reason str
 	s.restart.RecordError(err)
 }
 
-func (p *pool) supervisionEvent(e supervision.Event) {
+func (p *pool) supervisionEvent(ctx actor.Context, e supervision.Event) {
 	switch ev := e.(type) {
 	case *supervision.ChildStarted:
 		if s := p.byID[ev.ID]; s != nil {
@@ -45,6 +48,13 @@ func (p *pool) supervisionEvent(e supervision.Event) {
 		if s := p.byID[ev.ID]; s != nil {
 			p.down(s)
 			p.startRestartSpan(s, ev, reason, err)
+		}
+		var startErr *bridge.StartError
+		if p.state == StateStarting && errors.As(err, &startErr) && startErr.Deterministic() {
+			// Trying again would fail the same way: the pool fails now, with the cause,
+			// and Start returns it (later failures back off under the intensity).
+			p.fail(ctx, err)
+			return
 		}
 		p.log.Warn().Str("worker", ev.ID).Str("reason", reason).Err(err).Msg("worker failed; its supervisor restarts it")
 	case *supervision.ChildRestarted:

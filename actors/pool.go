@@ -173,7 +173,7 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *recycleCheck:
 		p.recycleByAgeAndMemory(ctx)
 	case supervision.Event:
-		p.supervisionEvent(msg)
+		p.supervisionEvent(ctx, msg)
 	case *workersFailed:
 		p.fail(ctx, msg.reason)
 	case *messages.GetStats:

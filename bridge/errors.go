@@ -91,6 +91,24 @@ type StartError struct {
 	Exit     string // how the process ended, when it did
 	Stderr   string // the last lines the process wrote on stderr
 	Hint     string // how to fix the common causes
+	// ExitCode is the worker's exit status when it exited on its own (0 otherwise):
+	// 2 usage, 3 a tools module would not import, 4 bind, 5 another version's package.
+	ExitCode int
+}
+
+// Deterministic says whether starting again would fail the same way: the interpreter
+// cannot be run or lacks the worker package, a tools module does not import (a wrong
+// name, a syntax error, a missing package, a tool the schema cannot take), or the
+// worker package is another pyvisor's. A pool still starting fails at once on one, rather
+// than trying again.
+func (e *StartError) Deterministic() bool {
+	switch {
+	case errors.Is(e.Err, ErrInterpreterNotFound):
+		return true
+	case e.ExitCode == exitToolsImport, e.ExitCode == exitUsage, e.ExitCode == exitVersion:
+		return true
+	}
+	return strings.Contains(e.Stderr, "No module named pyvisor_worker")
 }
 
 func (e *StartError) Error() string {

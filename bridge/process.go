@@ -260,7 +260,12 @@ func (p *Process) abortStart(cause error) error {
 }
 
 func (p *Process) startError(cause error, exit, tail string) *StartError {
+	code := 0
+	if p.exit != nil && exit != "still running; killed" {
+		code = p.exit.ExitCode
+	}
 	return &StartError{
+		ExitCode: code,
 		WorkerID: p.cfg.workerID,
 		Python:   p.cfg.python,
 		Err:      cause,

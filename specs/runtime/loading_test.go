@@ -1,13 +1,17 @@
 package runtime_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/rs/zerolog"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/bridge"
@@ -67,3 +71,42 @@ var _ = Describe("A worker loading its tools", Label("python"), func() {
 		Eventually(state).WithTimeout(15 * time.Second).Should(Equal("ready"))
 	})
 })
+
+var _ = Describe("A tools module that cannot import", Label("python"), func() {
+	It("fails Start at once with the traceback and a hint in pyvisor terms, trying once", func() {
+		var logs syncBuffer
+		cfg := pool(2, func(p *pyvisor.PoolConfig) {
+			p.Tools = []string{"broken_import"}
+			p.Env = map[string]string{"PYTHONPATH": modelTools}
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_, err := pyvisor.Start(ctx, cfg, pyvisor.WithLogger(zerolog.New(&logs)))
+		Expect(err).To(MatchError(pyvisor.ErrPoolFailed))
+		Expect(err).To(MatchError(pyvisor.ErrExitedWhileLoading))
+		var startErr *bridge.StartError
+		Expect(errors.As(err, &startErr)).To(BeTrue())
+		Expect(startErr.Stderr).To(ContainSubstring("no_such_dependency_xyz"))
+		Expect(startErr.Hint).To(ContainSubstring("PoolConfig.Dir"))
+		Expect(startErr.Error()).NotTo(ContainSubstring("nonhost"))
+		Expect(strings.Count(logs.String(), "worker failed; its supervisor restarts it")).To(BeZero(), "not retried")
+	})
+})
+
+// syncBuffer is a bytes.Buffer safe for the runtime's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
