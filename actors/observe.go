@@ -49,6 +49,9 @@ func (p *pool) supervisionEvent(ctx actor.Context, e supervision.Event) {
 			p.down(s)
 			p.startRestartSpan(s, ev, reason, err)
 		}
+		if p.state == StateFailed {
+			return // the pool has given up and said why, once
+		}
 		var startErr *bridge.StartError
 		if p.state == StateStarting && errors.As(err, &startErr) && startErr.Deterministic() {
 			// Trying again would fail the same way: the pool fails now, with the cause,

@@ -197,6 +197,17 @@ func (p *Process) dial(ctx context.Context, token string) error {
 	return p.openChannel(ctx)
 }
 
+// exitedWhileLoading is ErrExitedWhileLoading when the process exits within a moment
+// (a failure after the handshake is the load's, whatever call it broke first), else err.
+func (p *Process) exitedWhileLoading(err error) error {
+	select {
+	case <-p.done:
+		return ErrExitedWhileLoading
+	case <-time.After(stderrDrainWait + time.Second):
+		return err
+	}
+}
+
 // load waits for the load phase: the worker imports its tools modules after its
 // handshake, and answers Describe once they are in. It fails when the process exits
 // first (ErrExitedWhileLoading), after the load timeout (ErrLoadTimeout), or with ctx.
@@ -221,12 +232,7 @@ func (p *Process) load(ctx context.Context) error {
 		case lctx.Err() != nil:
 			return fmt.Errorf("%w: %v", ErrLoadTimeout, p.cfg.loadTimeout)
 		}
-		select { // the worker exiting ends the call too: say which
-		case <-p.done:
-			return ErrExitedWhileLoading
-		case <-time.After(stderrDrainWait + time.Second):
-		}
-		return fmt.Errorf("loading its tools: describe: %w", err)
+		return p.exitedWhileLoading(fmt.Errorf("loading its tools: describe: %w", err))
 	case <-p.done:
 		return ErrExitedWhileLoading
 	}

@@ -124,7 +124,9 @@ func start(ctx context.Context, cfg config) (*Process, error) {
 	}
 	p.hs = hs
 	if err := p.dial(ctx, token); err != nil {
-		return nil, p.abortStart(err)
+		// A worker whose tools fail to load at once may be gone before its channel
+		// opens: what ended it is the load, not the dial.
+		return nil, p.abortStart(p.exitedWhileLoading(err))
 	}
 	if err := p.load(ctx); err != nil {
 		return nil, p.abortStart(err)
