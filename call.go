@@ -340,16 +340,16 @@ func inMessage(call messages.Call) messages.Call {
 // call runs on this side; the returned func lets go. A buffer released before the call
 // is refused.
 func hold(tool string, call messages.Call) (func(), error) {
+	if call.Buffer == nil && len(call.Arrays) == 0 {
+		return func() {}, nil // the common call holds nothing: nothing allocated
+	}
 	var held []func()
 	unhold := func() {
 		for _, release := range held {
 			release()
 		}
 	}
-	take := func(o interface {
-		Acquire() bool
-		Release()
-	}, what string) error {
+	take := func(o nd.Owner, what string) error {
 		if !o.Acquire() {
 			unhold()
 			return fmt.Errorf("pyvisor: execute %s: %w: %s was released before the call", tool, ErrInvalidArgument, what)

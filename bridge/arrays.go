@@ -73,7 +73,12 @@ func refs(r *workerv1.Result) []uint64 {
 	if ref := r.GetPayloadRef(); ref != nil {
 		offs = append(offs, ref.GetOffset())
 	}
-	for _, a := range r.GetArrays() {
+	return arrayRefs(r.GetArrays(), offs)
+}
+
+// arrayRefs appends to offs the output-arena offsets of the arrays' data.
+func arrayRefs(arrays []*workerv1.Array, offs []uint64) []uint64 {
+	for _, a := range arrays {
 		if ref := a.GetDataRef(); ref != nil {
 			offs = append(offs, ref.GetOffset())
 		}

@@ -3,12 +3,9 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/pyvisor/pyvisor/messages/workerv1"
 	"github.com/pyvisor/pyvisor/nd"
-	"github.com/pyvisor/pyvisor/shm"
 )
 
 type arraysKey struct{}
@@ -26,43 +23,12 @@ func CallbackArrays(ctx context.Context) map[string]nd.Array {
 // arena; release gives the regions back. A ref outside the arena is the worker breaking
 // the wire contract.
 func (c *Client) callbackArrays(msg *workerv1.Callback) (arrays map[string]nd.Array, release func(), err error) {
-	release = func() {}
-	if len(msg.GetArrays()) == 0 {
-		return nil, release, nil
+	if release, err = c.holdOut(arrayRefs(msg.GetArrays(), nil)); err != nil {
+		return nil, func() {}, err
 	}
-	offs := callbackRefs(msg)
-	if len(offs) > 0 {
-		if c.out == nil {
-			return nil, release, errors.New("a shared-memory array from a worker given no arena")
-		}
-		if !c.out.Acquire() {
-			return nil, release, shm.ErrClosed
-		}
-		release = func() {
-			c.ch.release(offs...)
-			c.out.Release()
-		}
-	}
-	arrays = make(map[string]nd.Array, len(msg.GetArrays()))
-	for _, w := range msg.GetArrays() {
-		data := w.GetData()
-		if ref := w.GetDataRef(); ref != nil {
-			region := shm.Region{Off: ref.GetOffset(), Len: ref.GetLength()}
-			if err := c.out.Check(region); err != nil {
-				release()
-				return nil, func() {}, err
-			}
-			data = c.out.Bytes(region)
-		}
-		a, err := fromWire(w, data)
-		if _, dup := arrays[w.GetName()]; err == nil && dup {
-			err = fmt.Errorf("two arrays named %q", w.GetName())
-		}
-		if err != nil {
-			release()
-			return nil, func() {}, err
-		}
-		arrays[w.GetName()] = a
+	if arrays, err = c.outArrays(msg.GetArrays()); err != nil {
+		release()
+		return nil, func() {}, err
 	}
 	return arrays, release, nil
 }
@@ -120,15 +86,4 @@ func (c *Client) placeReply(ctx context.Context, name string, arrays map[string]
 		return nil, nil, err
 	}
 	return wire, held, nil
-}
-
-// callbackRefs are the output-arena offsets of a callback's argument arrays.
-func callbackRefs(msg *workerv1.Callback) []uint64 {
-	var offs []uint64
-	for _, w := range msg.GetArrays() {
-		if ref := w.GetDataRef(); ref != nil {
-			offs = append(offs, ref.GetOffset())
-		}
-	}
-	return offs
 }

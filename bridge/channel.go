@@ -377,7 +377,7 @@ func (ch *channel) startCallback(callID uint64, msg *workerv1.Callback) {
 	}
 	if refused != nil {
 		ch.mu.Unlock()
-		ch.release(callbackRefs(msg)...) // its arrays are not read
+		ch.release(arrayRefs(msg.GetArrays(), nil)...) // its arrays are not read
 		go ch.reply(callID, refused)
 		return
 	}

@@ -216,9 +216,6 @@ type blobIn struct {
 	set   func(inline []byte, ref *workerv1.SharedRef)
 }
 
-// blobAlign is where each blob copied into one region starts: enough for any dtype.
-const blobAlign = 64
-
 // placeAll puts a call's blobs where they travel: in place when one already lies in the
 // input arena (a caller's Buffer), in the frame when small, else copied into shared
 // memory, all of them into one region taken at once (so two calls never each hold part
@@ -241,7 +238,6 @@ func (c *Client) placeAll(ctx context.Context, op, tool string, blobs []blobIn) 
 			free()
 		}
 	}()
-	var total uint64
 	for i, b := range blobs {
 		if b.owner != nil {
 			if !b.owner.Acquire() {
@@ -268,39 +264,42 @@ func (c *Client) placeAll(ctx context.Context, op, tool string, blobs []blobIn) 
 			continue
 		}
 		copies = append(copies, i)
-		total += alignUp(uint64(len(b.data)))
 	}
 	if len(copies) == 0 {
 		return free, nil
 	}
 	groups := [][]int{copies} // one region for all
-	if total > c.shared.MaxPayload {
+	if _, total := shm.Pack(sizesOf(blobs, copies)); total > c.shared.MaxPayload {
 		groups = groups[:0]
 		for _, i := range copies {
 			groups = append(groups, []int{i})
 		}
 	}
 	for _, g := range groups {
-		var size uint64
-		for _, i := range g {
-			size += alignUp(uint64(len(blobs[i].data)))
-		}
+		sizes := sizesOf(blobs, g)
+		offsets, size := shm.Pack(sizes)
 		lease, err := c.lease(ctx, op, tool, size)
 		if err != nil {
 			return nil, err
 		}
 		dones = append(dones, lease.Release)
-		region, at := lease.Bytes(), uint64(0)
-		for _, i := range g {
-			n := uint64(copy(region[at:], blobs[i].data))
-			blobs[i].set(nil, &workerv1.SharedRef{Offset: lease.Region().Off + at, Length: n})
-			at += alignUp(n)
+		region, base := lease.Bytes(), lease.Region().Off
+		for j, i := range g {
+			copy(region[offsets[j]:], blobs[i].data)
+			blobs[i].set(nil, &workerv1.SharedRef{Offset: base + offsets[j], Length: sizes[j]})
 		}
 	}
 	return free, nil
 }
 
-func alignUp(n uint64) uint64 { return (n + blobAlign - 1) &^ (blobAlign - 1) }
+// sizesOf are the sizes of blobs[i] for each i of which.
+func sizesOf(blobs []blobIn, which []int) []uint64 {
+	sizes := make([]uint64, len(which))
+	for j, i := range which {
+		sizes[j] = uint64(len(blobs[i].data))
+	}
+	return sizes
+}
 
 // lease is size bytes of the input arena, waiting for room until ctx ends.
 func (c *Client) lease(ctx context.Context, op, tool string, size uint64) (*shm.Lease, error) {
@@ -342,63 +341,90 @@ func (c *Client) result(op, tool string, r *workerv1.Result, view bool) (Result,
 	if r.GetPayloadRef() == nil && len(r.GetArrays()) == 0 {
 		return res, nil // the common result: all in the frame
 	}
-	offs := refs(r)
-	if len(offs) > 0 {
-		if c.out == nil {
-			return Result{}, c.violation(op, tool, errors.New("a shared-memory result from a worker given no arena"))
-		}
-		if !c.out.Acquire() { // the process is gone, and its arena with it
-			return Result{}, &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: "the worker's output arena is gone", Code: codes.Unavailable}
-		}
-		res.release = sync.OnceFunc(func() {
-			c.ch.release(offs...)
-			c.out.Release()
-		})
-	}
-	bytesOf := func(inline []byte, ref *workerv1.SharedRef) ([]byte, error) {
-		if ref == nil {
-			return inline, nil
-		}
-		region := shm.Region{Off: ref.GetOffset(), Len: ref.GetLength()}
-		if err := c.out.Check(region); err != nil {
-			return nil, err
-		}
-		b := c.out.Bytes(region)
-		if !view {
-			b = bytes.Clone(b)
-		}
-		return b, nil
-	}
-	fail := func(err error) (Result, error) {
-		res.Release()
+	release, err := c.holdOut(refs(r))
+	switch {
+	case errors.Is(err, shm.ErrClosed): // the process is gone, and its arena with it
+		return Result{}, &CallError{Op: op, Tool: tool, Reason: ErrWorkerCrashed, Detail: "the worker's output arena is gone", Code: codes.Unavailable}
+	case err != nil:
 		return Result{}, c.violation(op, tool, err)
 	}
-	var err error
-	if res.Payload, err = bytesOf(r.GetPayload(), r.GetPayloadRef()); err != nil {
+	fail := func(err error) (Result, error) {
+		release()
+		return Result{}, c.violation(op, tool, err)
+	}
+	if res.Payload, err = c.outBytes(r.GetPayload(), r.GetPayloadRef()); err != nil {
 		return fail(err)
 	}
-	if len(r.GetArrays()) > 0 {
-		res.Arrays = make(map[string]nd.Array, len(r.GetArrays()))
-		for _, w := range r.GetArrays() {
-			data, err := bytesOf(w.GetData(), w.GetDataRef())
-			if err != nil {
-				return fail(err)
-			}
-			a, err := fromWire(w, data)
-			if err != nil {
-				return fail(err)
-			}
-			if _, dup := res.Arrays[w.GetName()]; dup {
-				return fail(fmt.Errorf("two arrays named %q", w.GetName()))
-			}
-			res.Arrays[w.GetName()] = a
+	if res.Arrays, err = c.outArrays(r.GetArrays()); err != nil {
+		return fail(err)
+	}
+	if !view { // copied out, and the regions given back at once
+		res.Payload = bytes.Clone(res.Payload)
+		for name, a := range res.Arrays {
+			a.Data = bytes.Clone(a.Data)
+			res.Arrays[name] = a
 		}
+		release()
+		return res, nil
 	}
-	if !view && res.release != nil {
-		res.release() // everything was copied out
-		res.release = nil
-	}
+	res.release = sync.OnceFunc(release)
 	return res, nil
+}
+
+// holdOut holds the worker's output arena for the regions at offs, which it gives back
+// with release (a no-op when offs is empty). shm.ErrClosed: the arena is gone with its
+// process; another error: the worker sent refs without an arena.
+func (c *Client) holdOut(offs []uint64) (release func(), err error) {
+	if len(offs) == 0 {
+		return func() {}, nil
+	}
+	if c.out == nil {
+		return nil, errors.New("shared-memory refs from a worker given no arena")
+	}
+	if !c.out.Acquire() {
+		return nil, shm.ErrClosed
+	}
+	return func() {
+		c.ch.release(offs...)
+		c.out.Release()
+	}, nil
+}
+
+// outBytes is inline, or the region at ref of the worker's output arena once checked
+// against its bounds (a worker never makes Go read outside it): a view.
+func (c *Client) outBytes(inline []byte, ref *workerv1.SharedRef) ([]byte, error) {
+	if ref == nil {
+		return inline, nil
+	}
+	region := shm.Region{Off: ref.GetOffset(), Len: ref.GetLength()}
+	if err := c.out.Check(region); err != nil {
+		return nil, err
+	}
+	return c.out.Bytes(region), nil
+}
+
+// outArrays are the arrays a worker sent, as views, each checked: its bytes (outBytes),
+// its description (fromWire), its name unique. nil for none.
+func (c *Client) outArrays(wire []*workerv1.Array) (map[string]nd.Array, error) {
+	if len(wire) == 0 {
+		return nil, nil
+	}
+	arrays := make(map[string]nd.Array, len(wire))
+	for _, w := range wire {
+		data, err := c.outBytes(w.GetData(), w.GetDataRef())
+		if err != nil {
+			return nil, err
+		}
+		a, err := fromWire(w, data)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := arrays[w.GetName()]; dup {
+			return nil, fmt.Errorf("two arrays named %q", w.GetName())
+		}
+		arrays[w.GetName()] = a
+	}
+	return arrays, nil
 }
 
 // violation fails a call whose worker broke the wire contract, and kills the worker.

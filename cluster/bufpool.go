@@ -12,10 +12,10 @@ import (
 
 // bufferPool is the gRPC buffer pool of the links between nodes: buffers by powers of
 // two, reused without clearing. grpc-go's default pool clears the whole capacity of
-// every buffer over 1 MiB it hands out; between nodes the endpoint batches Parts into
-// messages of a few MiB, so that clearing cost as much as the copies that fill the
-// buffers right after (gRPC writes a buffer it gets before reading it). The links carry
-// only this process's own traffic.
+// every buffer over 1 MiB it hands out; between nodes the bulk streams' 1 MiB chunks
+// and the endpoint's batches of messages are that large, so that clearing cost as much
+// as the copies that fill the buffers right after (gRPC writes a buffer it gets before
+// reading it). The links carry only this process's own traffic.
 type bufferPool struct {
 	tiers [maxTier + 1]sync.Pool
 }

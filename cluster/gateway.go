@@ -17,6 +17,7 @@ import (
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/messages/clusterv1"
 	"github.com/pyvisor/pyvisor/nd"
+	"github.com/pyvisor/pyvisor/shm"
 	"github.com/pyvisor/pyvisor/telemetry"
 	"github.com/pyvisor/pyvisor/telemetry/otelactor"
 )
@@ -211,10 +212,7 @@ func (n *Node) takeBytes(ctx context.Context, m *clusterv1.Call, call *messages.
 // in one region taken at once, else on the Go heap.
 func (n *Node) sharedAlloc(pool string) alloc {
 	return func(ctx context.Context, sizes []uint64) ([][]byte, nd.Owner, error) {
-		var total uint64
-		for _, s := range sizes {
-			total += alignUp(s)
-		}
+		offsets, total := shm.Pack(sizes)
 		region, owner, err := n.local.Alloc(ctx, pool, int(total))
 		if err != nil && ctx.Err() != nil {
 			return nil, nil, err
@@ -223,17 +221,12 @@ func (n *Node) sharedAlloc(pool string) alloc {
 			return heap(ctx, sizes)
 		}
 		blobs := make([][]byte, len(sizes))
-		at := uint64(0)
 		for i, s := range sizes {
-			blobs[i] = region[at : at+s : at+s]
-			at += alignUp(s)
+			blobs[i] = region[offsets[i] : offsets[i]+s : offsets[i]+s]
 		}
 		return blobs, owner, nil
 	}
 }
-
-// alignUp rounds n up to where the next blob of a region starts: enough for any dtype.
-func alignUp(n uint64) uint64 { return (n + 63) &^ 63 }
 
 // incoming are the calls this node runs for others, by key.
 type incoming struct {

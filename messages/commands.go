@@ -30,8 +30,7 @@ type Call struct {
 // Buffer is a payload written in place in shared memory: *shm.Lease.
 type Buffer interface {
 	Bytes() []byte
-	Acquire() bool
-	Release()
+	nd.Owner // a call holds it while it runs
 }
 
 // Execute asks a pool to run a call. Ctx is the caller's context: its deadline and

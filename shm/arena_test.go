@@ -217,3 +217,16 @@ func TestLeaseFreesWithItsLastReference(t *testing.T) {
 		t.Fatalf("in use %d/%d after the last release", b, n)
 	}
 }
+
+func TestPackAlignsEachPayload(t *testing.T) {
+	offsets, total := Pack([]uint64{1, 64, 0, 100})
+	want := []uint64{0, 64, 128, 128}
+	for i := range want {
+		if offsets[i] != want[i] {
+			t.Fatalf("offsets %v, want %v", offsets, want)
+		}
+	}
+	if total != 256 {
+		t.Fatalf("total %d, want 256", total)
+	}
+}

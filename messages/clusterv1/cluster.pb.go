@@ -44,8 +44,8 @@ type Call struct {
 	DeadlineUnixNano int64                  `protobuf:"varint,10,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"` // the caller's deadline; 0 for none
 	Caller           string                 `protobuf:"bytes,11,opt,name=caller,proto3" json:"caller,omitempty"`                                                // the calling node's name
 	Window           uint32                 `protobuf:"varint,12,opt,name=window,proto3" json:"window,omitempty"`                                               // a stream's chunks the caller takes before it grants more
-	Arrays           []*workerv1.Array      `protobuf:"bytes,13,rep,name=arrays,proto3" json:"arrays,omitempty"`                                                // typed arrays, data inline or in parts
-	Body             *Body                  `protobuf:"bytes,14,opt,name=body,proto3" json:"body,omitempty"`                                                    // set: the payload's and arrays' bytes follow in Parts
+	Arrays           []*workerv1.Array      `protobuf:"bytes,13,rep,name=arrays,proto3" json:"arrays,omitempty"`                                                // typed arrays, data inline or on a bulk stream
+	Body             *Body                  `protobuf:"bytes,14,opt,name=body,proto3" json:"body,omitempty"`                                                    // set: the payload's and arrays' bytes follow on a bulk stream
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }

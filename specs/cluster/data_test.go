@@ -67,7 +67,7 @@ var _ = Describe("Large payloads between nodes", Ordered, Label("cluster", "pyth
 	It("carry typed arrays, mixed with JSON, to a tool on another node and back", func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		values := make([]float32, 4<<20) // 16 MiB: in parts
+		values := make([]float32, 4<<20) // 16 MiB: on a bulk stream
 		for i := range values {
 			values[i] = 1
 		}

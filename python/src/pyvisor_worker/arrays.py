@@ -57,6 +57,19 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
+def read(array: Any, shared: Shared | None) -> Any:
+    """The value of a wire ``Array`` a host sent: its bytes inline, or read in place in the
+    input arena. ArrayError (a ValueError) for one that cannot be read."""
+    data: bytes | memoryview = array.data
+    if array.HasField("data_ref"):
+        if shared is None:
+            raise ArrayError(
+                f"array '{array.name}' is in shared memory, which this call has none of "
+                "(a data_ref is only valid on the runtime's Channel)")
+        data = shared.payload(array.data_ref)
+    return decode(array, data)
+
+
 def decode(array: Any, data: bytes | memoryview) -> Any:
     """The value of a wire ``Array`` over ``data`` (its bytes), with no copy."""
     if array.format == ARROW:

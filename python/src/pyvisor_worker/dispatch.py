@@ -287,22 +287,19 @@ class Dispatcher:
                     grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
                     f"argument '{array.name}' of tool '{tool}' is given twice: "
                     "in the JSON arguments and as an array")
-            data: bytes | memoryview = array.data
             try:
-                if array.HasField("data_ref"):
-                    if shared is None:
-                        raise ValueError(
-                            "a shared-memory data_ref is only valid on the runtime's Channel")
-                    data = shared.payload(array.data_ref)
-                args[array.name] = arraysmod.decode(array, data)
-            except ValueError as exc:  # ArrayError too
+                args[array.name] = arraysmod.read(array, shared)
+            except ValueError as exc:  # ArrayError, a ref outside the arena
                 raise CallRejected(
                     grpc.StatusCode.INVALID_ARGUMENT, INVALID_ARGUMENT,
                     f"tool '{tool}': {exc}") from None
 
     def oversize(self, tool: str, result: Any) -> CallRejected | None:
         """The refusal of a result over the message limit (None when it fits)."""
-        size = (len(result.payload) or len(result.json)) + sum(len(a.data) for a in result.arrays)
+        size = len(result.payload) or len(result.json)
+        arrays = result.arrays
+        if arrays:  # most results have none: no generator on the hot path
+            size += sum(len(a.data) for a in arrays)
         if size <= self.max_message_bytes:
             return None
         return CallRejected(

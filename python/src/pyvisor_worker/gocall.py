@@ -156,13 +156,8 @@ def _outcome(name: str, reply: Any, shared: Shared | None) -> Any:
         return value
     arrays: dict[str, Any] = {}
     for array in reply.arrays:
-        data: bytes | memoryview = array.data
         try:
-            if array.HasField("data_ref"):
-                if shared is None:
-                    raise ValueError("a shared-memory array on a worker with no arena")
-                data = shared.payload(array.data_ref)
-            arrays[array.name] = arraysmod.decode(array, data)
+            arrays[array.name] = arraysmod.read(array, shared)
         except ValueError as exc:
             raise GoError(GoError.INVALID_ARGUMENT, f"callback result: {exc}", name) from None
     if "" in arrays:

@@ -305,7 +305,6 @@ class Shared:
                 owned.discard(start)
                 self.output.handed[off] = start
                 return pb.SharedRef(offset=off, length=n)
-        start = await self.output.alloc(n)
-        self.output.view[start:start + n] = data
-        self.output.handed[start] = start
-        return pb.SharedRef(offset=start, length=n)
+        view, ref = await self.reserve(n)
+        view[:] = data
+        return ref
