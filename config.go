@@ -77,6 +77,10 @@ type Config struct {
 	// (a relative Dir in the file is taken from there). Default "": the working
 	// directory, as before.
 	Dir string `json:"dir" yaml:"dir"`
+	// Environments is the folder of the pools' built environments (PoolConfig.Requirements),
+	// relative to Dir. Default "": $PYVISOR_ENVIRONMENTS, else pyvisor/environments in the
+	// user's cache folder (envs.DefaultDir). See docs/environments.md.
+	Environments string `json:"environments" yaml:"environments"`
 	// Pools are the worker pools, started in this order. No default: at
 	// least one pool is required.
 	Pools []PoolConfig `json:"pools" yaml:"pools"`
@@ -159,6 +163,15 @@ type PoolConfig struct {
 	// Dir is the working directory of the worker processes. Default "": the
 	// runtime's working directory.
 	Dir string `json:"dir" yaml:"dir"`
+	// Python is the pool's own interpreter (a path, relative to Config.Dir, or a command),
+	// over Config.Python; with Requirements, the Python its environment is built on.
+	// Default "": Config.Python's choice.
+	Python string `json:"python" yaml:"python"`
+	// Requirements gives the pool an environment of its own, built by `pyvisor setup
+	// -config FILE` into Config.Environments: a requirements file, a pyproject.toml or a
+	// uv.lock, relative to Config.Dir. Two pools may pin different versions of one
+	// package. Default "": the pool runs Python (or Config.Python) as it is.
+	Requirements string `json:"requirements" yaml:"requirements"`
 	// Heartbeat configures the liveness pings (off by default).
 	Heartbeat HeartbeatConfig `json:"heartbeat" yaml:"heartbeat"`
 	// Restart configures the restart intensity of the pool's workers.
@@ -289,13 +302,13 @@ func (c Config) WithDefaults() Config {
 	c.Cluster = c.Cluster.WithDefaults()
 	c.Pools = slices.Clone(c.Pools)
 	for i := range c.Pools {
-		c.Pools[i] = c.Pools[i].withDefaults()
-		if c.Dir != "" {
-			c.Pools[i].Dir = under(c.Dir, c.Pools[i].Dir)
-		}
+		c.Pools[i] = c.placed(c.Pools[i].withDefaults())
 	}
-	if c.Dir != "" && strings.ContainsRune(c.Python, filepath.Separator) {
-		c.Python = under(c.Dir, c.Python)
+	if c.Dir != "" {
+		c.Python = pathUnder(c.Dir, c.Python)
+		if c.Environments != "" {
+			c.Environments = under(c.Dir, c.Environments)
+		}
 	}
 	return c
 }
@@ -309,6 +322,28 @@ func under(base, path string) string {
 		return path
 	}
 	return filepath.Join(base, path)
+}
+
+// placed is p with its paths taken from c.Dir (p unchanged when c has no Dir).
+func (c Config) placed(p PoolConfig) PoolConfig {
+	if c.Dir == "" {
+		return p
+	}
+	p.Dir = under(c.Dir, p.Dir)
+	p.Python = pathUnder(c.Dir, p.Python)
+	if p.Requirements != "" {
+		p.Requirements = under(c.Dir, p.Requirements)
+	}
+	return p
+}
+
+// pathUnder is an interpreter taken from base when it is a path (has a separator); a
+// command such as python3 is looked up on PATH as it is.
+func pathUnder(base, python string) string {
+	if strings.ContainsRune(python, filepath.Separator) {
+		return under(base, python)
+	}
+	return python
 }
 
 func (p PoolConfig) withDefaults() PoolConfig {

@@ -6,11 +6,14 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/pyvisor/pyvisor/envs"
 )
 
 // Environment variables that override the configuration (see WithEnv).
 const (
 	EnvPython       = "PYVISOR_PYTHON"        // Config.Python
+	EnvEnvironments = envs.EnvCache           // Config.Environments
 	EnvWorkers      = "PYVISOR_WORKERS"       // PoolConfig.Workers, every pool
 	EnvHeartbeat    = "PYVISOR_HEARTBEAT"     // PoolConfig.Heartbeat.Enabled, every pool
 	EnvQueueSize    = "PYVISOR_QUEUE_SIZE"    // PoolConfig.QueueSize, every pool
@@ -23,6 +26,7 @@ const (
 // field's value as a file would set it, in every pool for the pool fields:
 //
 //	PYVISOR_PYTHON         python                     a path or command
+//	PYVISOR_ENVIRONMENTS   environments               a folder
 //	PYVISOR_WORKERS        pools[*].workers           an integer
 //	PYVISOR_HEARTBEAT      pools[*].heartbeat.enabled true or false (strconv.ParseBool)
 //	PYVISOR_QUEUE_SIZE     pools[*].queue_size        an integer (-1: no queue)
@@ -47,6 +51,9 @@ func (c Config) WithEnv(lookup func(string) (string, bool)) (Config, error) {
 	out.Pools = slices.Clone(c.Pools)
 	if v, ok := get(EnvPython); ok {
 		out.Python = v
+	}
+	if v, ok := get(EnvEnvironments); ok {
+		out.Environments = v
 	}
 	if v, ok := get(EnvMetricsAddr); ok {
 		out.Metrics = MetricsConfig{Enabled: true, Address: v}

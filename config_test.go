@@ -281,7 +281,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{"unknown.yaml:6: pools[0].heartbeat.intervl: unknown field (known: enabled, interval, timeout, max_missed, initial_delay, trace)"},
 			true, nil},
 		{"unknown top-level field, also reported", "unknown.yaml",
-			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, dir, pools, start_timeout, stop_timeout, metrics, cluster)"},
+			[]string{"unknown.yaml:7: start_timout: unknown field (known: python, dir, environments, pools, start_timeout, stop_timeout, metrics, cluster)"},
 			true, nil},
 		{"unknown field in JSON is case-sensitive", "unknown.json",
 			[]string{"unknown.json:3: pools[0].Workers: unknown field"}, true, nil},
@@ -657,8 +657,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 }
 
 func TestRelativePathsAreTakenFromDir(t *testing.T) {
-	cfg := pyvisor.Config{Dir: "/srv/app", Python: "envs/ml/bin/python", Pools: []pyvisor.PoolConfig{
-		{Name: "a", Tools: []string{"m"}},
+	cfg := pyvisor.Config{Dir: "/srv/app", Python: "envs/ml/bin/python", Environments: "cache", Pools: []pyvisor.PoolConfig{
+		{Name: "a", Tools: []string{"m"}, Python: "py/bin/python", Requirements: "a/requirements.txt"},
 		{Name: "b", Tools: []string{"m"}, Dir: "tools/b"},
 		{Name: "c", Tools: []string{"m"}, Dir: "/opt/c"},
 	}}.WithDefaults()
@@ -669,6 +669,9 @@ func TestRelativePathsAreTakenFromDir(t *testing.T) {
 		if got := cfg.Pools[i].Dir; got != want {
 			t.Errorf("pool %s: Dir = %q, want %q", cfg.Pools[i].Name, got, want)
 		}
+	}
+	if a := cfg.Pools[0]; a.Python != "/srv/app/py/bin/python" || a.Requirements != "/srv/app/a/requirements.txt" || cfg.Environments != "/srv/app/cache" {
+		t.Errorf("pool python %q, requirements %q, environments %q: want them under /srv/app", a.Python, a.Requirements, cfg.Environments)
 	}
 	if got := (pyvisor.Config{Python: "python3.12"}).WithDefaults().Python; got != "python3.12" {
 		t.Errorf("a bare command is looked up in PATH, not under Dir: %q", got)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pyvisor/pyvisor/actors"
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/envs"
 	"github.com/pyvisor/pyvisor/internal/lifecycle"
 )
 
@@ -56,6 +57,7 @@ var (
 	ErrExitedBeforeHandshake = bridge.ErrExitedBeforeHandshake // the worker exited before its handshake
 	ErrExitedWhileLoading    = bridge.ErrExitedWhileLoading    // the worker exited loading its tools (an import failed)
 	ErrLoadTimeout           = bridge.ErrLoadTimeout           // the tools did not load within PoolConfig.LoadTimeout
+	ErrEnvironmentNotBuilt   = envs.ErrNotBuilt                // a pool's environment (PoolConfig.Requirements) is not built: pyvisor setup -config FILE
 )
 
 // unknownPool is ErrUnknownPool for pool, naming the pools this runtime runs.

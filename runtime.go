@@ -168,6 +168,10 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 	if err != nil {
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
+	pythons, err := interpreters(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pyvisor: start: %w", err)
+	}
 	cancel := context.CancelFunc(func() {})
 	if cfg.StartTimeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, cfg.StartTimeout)
@@ -215,7 +219,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 	}
 	ready, halt := make(chan error, len(cfg.Pools)), make(chan struct{})
 	for _, pc := range cfg.Pools {
-		ps := poolSpec(cfg, pc, log, func(err error) { ready <- err })
+		ps := poolSpec(pc, pythons[pc.Name], log, func(err error) { ready <- err })
 		ps.Bridge = append(ps.Bridge, bridge.WithSharedMemory(sharedMemory(pc.SharedMemory, arenas[pc.Name])))
 		ps.TracerProvider, ps.Propagator, ps.Metrics, ps.Halt = o.tracerProvider, o.propagator, metrics, halt
 		if o.pythonSpans != nil {
@@ -282,19 +286,29 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 	return rt, nil
 }
 
-func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)) actors.PoolSpec {
+// interpreters is the Python of each pool of cfg, by name: every missing environment is
+// reported at once.
+func interpreters(ctx context.Context, cfg Config) (map[string]string, error) {
+	pythons := make(map[string]string, len(cfg.Pools))
+	var errs []error
+	for _, pc := range cfg.Pools {
+		py, err := cfg.Interpreter(ctx, pc)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		pythons[pc.Name] = py
+	}
+	return pythons, errors.Join(errs...)
+}
+
+func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(error)) actors.PoolSpec {
 	b := []bridge.Option{
+		bridge.WithPython(python),
 		bridge.WithTools(pc.Tools...),
 		bridge.WithHandshakeTimeout(pc.HandshakeTimeout),
 		bridge.WithLoadTimeout(pc.LoadTimeout),
 		bridge.WithStopTimeout(pc.StopTimeout),
 		bridge.WithMaxMessageBytes(pc.MaxMessageBytes),
-	}
-	switch {
-	case cfg.Python != "":
-		b = append(b, bridge.WithPython(cfg.Python))
-	case cfg.Dir != "":
-		b = append(b, bridge.WithPython(bridge.InterpreterFrom(cfg.Dir)))
 	}
 	if pc.Dir != "" {
 		b = append(b, bridge.WithDir(pc.Dir))
