@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pyvisor/pyvisor"
 	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/envs"
 	"github.com/pyvisor/pyvisor/python"
 )
 
@@ -26,13 +29,15 @@ type check struct {
 }
 
 // doctor checks what a runtime needs of the Python side and says how to fix each
-// problem: the interpreter, the worker package and its version, the tools modules (of
-// -tools, or of every pool in -config, with each pool's dir and env), the runtime dir.
+// problem: for every pool (of -config, and one of -tools), its interpreter or built
+// environment, the worker package there, and a real worker started with the pool's
+// settings: its tools loaded, how long that took against the pool's load_timeout. Then
+// the runtime dir.
 func doctor(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := flags("doctor", errOut)
 	py := fs.String("python", "", "the worker interpreter (default: $PYVISOR_PYTHON, else the nearest .venv, else python3)")
-	toolsFlag := fs.String("tools", "", "comma-separated tools modules to import")
-	configFile := fs.String("config", "", "a pyvisor YAML or JSON config: check every pool's tools, with its dir and env")
+	toolsFlag := fs.String("tools", "", "comma-separated tools modules to load in a worker")
+	configFile := fs.String("config", "", "a pyvisor YAML or JSON config: start a worker of every pool, with its settings")
 	runtimeDir := fs.String("runtime-dir", os.TempDir(), "where workers' socket directories go (bridge.WithRuntimeDir)")
 	if fs.Parse(args) != nil {
 		return errUsage // the flag package has said why
@@ -41,33 +46,52 @@ func doctor(ctx context.Context, args []string, out, errOut io.Writer) error {
 		fmt.Fprintln(errOut, "usage: pyvisor doctor [-python P] [-tools M,...] [-config FILE] [-runtime-dir DIR]")
 		return errUsage
 	}
-	var pools []pyvisor.PoolConfig
+	var cfg pyvisor.Config
 	if *configFile != "" {
-		cfg, err := pyvisor.LoadConfig(*configFile)
+		var err error
+		if cfg, err = pyvisor.LoadConfig(*configFile); err == nil {
+			cfg, err = cfg.WithEnv(os.LookupEnv)
+		}
 		if err != nil {
 			return err
 		}
-		pools = cfg.Pools
-		if *py == "" {
-			*py = cfg.Python
-		}
+	}
+	if *py != "" {
+		cfg.Python = *py
 	}
 	if *toolsFlag != "" {
-		pools = append(pools, pyvisor.PoolConfig{Name: "-tools", Tools: strings.Split(*toolsFlag, ",")})
+		cfg.Pools = append(cfg.Pools, pyvisor.PoolConfig{Name: "-tools", Tools: strings.Split(*toolsFlag, ",")})
 	}
-	if *py == "" {
-		*py = bridge.Interpreter()
-	}
+	cfg = cfg.WithDefaults()
 
-	checks := []check{interpreterCheck(ctx, *py)}
-	if checks[0].ok {
-		checks = append(checks, packageCheck(ctx, *py))
-		if checks[1].ok {
-			for _, p := range pools {
-				for _, m := range p.Tools {
-					checks = append(checks, importCheck(ctx, *py, p, strings.TrimSpace(m)))
-				}
-			}
+	var checks []check
+	usable := map[string]bool{} // interpreter: it runs and has the worker package
+	interpreter := func(py string) bool {
+		if ok, seen := usable[py]; seen {
+			return ok
+		}
+		c := interpreterCheck(ctx, py)
+		checks = append(checks, c)
+		if c.ok {
+			c = packageCheck(ctx, py)
+			checks = append(checks, c)
+		}
+		usable[py] = c.ok
+		return c.ok
+	}
+	if len(cfg.Pools) == 0 {
+		py, _ := cfg.Interpreter(ctx, pyvisor.PoolConfig{})
+		interpreter(py)
+	}
+	for _, p := range cfg.Pools {
+		py, err := cfg.Interpreter(ctx, p)
+		if err != nil {
+			checks = append(checks, check{what: "environment of pool " + p.Name, detail: err.Error(),
+				fix: "`" + setupCmd + " -config " + orDefault(*configFile, "FILE") + "` builds it"})
+			continue
+		}
+		if interpreter(py) {
+			checks = append(checks, workerCheck(ctx, py, p, *runtimeDir))
 		}
 	}
 	checks = append(checks, runtimeDirCheck(*runtimeDir))
@@ -80,7 +104,7 @@ func doctor(ctx context.Context, args []string, out, errOut io.Writer) error {
 		case c.warn:
 			mark = "warn"
 		}
-		fmt.Fprintf(out, "%s %s: %s\n", mark, c.what, c.detail)
+		fmt.Fprintf(out, "%s %s: %s\n", mark, c.what, strings.ReplaceAll(c.detail, "\n", "\n     "))
 		if (!c.ok || c.warn) && c.fix != "" {
 			fmt.Fprintf(out, "     fix: %s\n", c.fix)
 		}
@@ -91,6 +115,13 @@ func doctor(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	fmt.Fprintf(out, "all %d checks passed\n", len(checks))
 	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func interpreterCheck(ctx context.Context, py string) check {
@@ -116,13 +147,12 @@ const setupCmd = bridge.SetupCommand
 func packageCheck(ctx context.Context, py string) check {
 	want, digest := python.Version(), python.Digest()
 	c := check{what: "worker package pyvisor-worker"}
-	got, err := workerVersion(ctx, py)
+	got, stamp, err := envs.Worker(ctx, py)
 	if err != nil {
 		c.detail = "not installed in " + py
 		c.fix = "run `" + setupCmd + "` in your Go module (it creates .venv with pyvisor-worker " + want + "), or `... setup DIR` and set PYVISOR_PYTHON=DIR/bin/python"
 		return c
 	}
-	stamp := sourceDigest(ctx, py)
 	switch {
 	case got != want || (stamp != "" && stamp != digest):
 		c.detail = fmt.Sprintf("%s (source %s) installed, but this Go module embeds %s (source %s)", got, orNone(stamp), want, digest)
@@ -135,15 +165,6 @@ func packageCheck(ctx context.Context, py string) check {
 		c.ok, c.detail = true, fmt.Sprintf("%s (source %s), the Go module's own", got, stamp)
 	}
 	return c
-}
-
-// sourceDigest is the digest setup stamped into py's worker package ("" for none).
-func sourceDigest(ctx context.Context, py string) string {
-	b, err := exec.CommandContext(ctx, py, "-c", "from pyvisor_worker import source; print(source.digest())").Output()
-	if err != nil {
-		return "" // a package from before the stamp
-	}
-	return strings.TrimSpace(string(b))
 }
 
 func orNone(s string) string {
@@ -161,19 +182,50 @@ func venvOf(py string) string {
 	return ".venv"
 }
 
-func importCheck(ctx context.Context, py string, p pyvisor.PoolConfig, module string) check {
-	c := check{what: fmt.Sprintf("tools module %s (pool %s)", module, p.Name)}
-	cmd := exec.CommandContext(ctx, py, "-c", "import importlib, sys; importlib.import_module(sys.argv[1])", module)
-	cmd.Env = bridge.WorkerEnv(p.Env) // what the worker gets, nothing more
-	cmd.Dir = p.Dir
-	b, err := cmd.CombinedOutput()
+// workerCheck starts one worker of pool p as the runtime would (its interpreter py, tools,
+// dir, env and timeouts), times its load against the pool's load_timeout, and stops it.
+func workerCheck(ctx context.Context, py string, p pyvisor.PoolConfig, runtimeDir string) check {
+	c := check{what: fmt.Sprintf("pool %s: a worker of %s", p.Name, strings.Join(p.Tools, ", "))}
+	opts := []bridge.Option{
+		bridge.WithPython(py),
+		bridge.WithTools(p.Tools...),
+		bridge.WithDir(p.Dir),
+		bridge.WithRuntimeDir(runtimeDir),
+		bridge.WithHandshakeTimeout(p.HandshakeTimeout),
+		bridge.WithLoadTimeout(p.LoadTimeout),
+		bridge.WithStopTimeout(p.StopTimeout),
+	}
+	for k, v := range p.Env {
+		opts = append(opts, bridge.WithEnv(k, v))
+	}
+	began := time.Now()
+	proc, err := bridge.Start(ctx, opts...)
+	took := time.Since(began)
 	if err != nil {
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		c.detail = "does not import: " + lines[len(lines)-1]
-		c.fix = "check its name; put its directory on the pool's PYTHONPATH (env: {PYTHONPATH: DIR}) or set the pool's dir; install its packages with `" + setupCmd + " -r requirements.txt`"
+		c.detail = fmt.Sprintf("did not start in %.1f s: %v", took.Seconds(), err)
+		c.fix = "the hint above says what to change: the pool's tools, dir, env or python, or `" + setupCmd + "`"
+		var se *bridge.StartError
+		if errors.As(err, &se) && errors.Is(se, bridge.ErrLoadTimeout) {
+			c.fix = "raise the pool's load_timeout (now " + p.LoadTimeout.String() + ") above the import's time"
+		}
 		return c
 	}
-	c.ok, c.detail = true, "imports"
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), p.StopTimeout+5*time.Second)
+		defer cancel()
+		_ = proc.Stop(stopCtx)
+	}()
+	info, err := proc.Client().Describe(ctx)
+	if err != nil {
+		c.detail = "started, but Describe failed: " + err.Error()
+		return c
+	}
+	c.ok = true
+	c.detail = fmt.Sprintf("started and loaded %d tools in %.1f s (load_timeout %s), Python %s", len(info.Tools), took.Seconds(), p.LoadTimeout, info.PythonVersion)
+	if took > p.LoadTimeout/2 {
+		c.warn = true
+		c.fix = "the load takes over half the pool's load_timeout: raise it, or a slower machine will fail to start"
+	}
 	return c
 }
 

@@ -10,7 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/bridge"
+	"github.com/pyvisor/pyvisor/envs"
 	"github.com/pyvisor/pyvisor/python"
 )
 
@@ -21,23 +25,83 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // setup creates a venv in DIR (default .venv), or reuses the one there, and installs the
-// embedded worker package into it (and the user's requirements with -r).
+// embedded worker package into it (and the user's requirements with -r). With -config, it
+// makes what every pool of the configuration runs: each pool's own environment
+// (requirements) in the cache, and the default venv for pools without one.
 func setup(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := flags("setup", errOut)
 	base := fs.String("python", "python3", "the Python 3.10+ interpreter that creates the venv")
+	configFile := fs.String("config", "", "a pyvisor YAML or JSON config: build every pool's environment")
 	var reqs stringList
 	fs.Var(&reqs, "r", "a requirements file of your own tools' packages to install too (repeatable)")
 	if fs.Parse(args) != nil {
 		return errUsage // the flag package has said why
 	}
-	if fs.NArg() > 1 {
-		fmt.Fprintln(errOut, "usage: pyvisor setup [-python python3] [-r requirements.txt] [DIR]")
+	if fs.NArg() > 1 || (*configFile != "" && (fs.NArg() > 0 || len(reqs) > 0)) {
+		fmt.Fprintln(errOut, "usage: pyvisor setup [-python python3] [-r requirements.txt] [DIR]\n       pyvisor setup -config FILE")
 		return errUsage
+	}
+	if *configFile != "" {
+		return setupConfig(ctx, *configFile, out)
 	}
 	dir := ".venv"
 	if fs.NArg() == 1 {
 		dir = fs.Arg(0)
 	}
+	return setupVenv(ctx, *base, dir, reqs, out)
+}
+
+// setupConfig builds or reuses the environment of every pool of the configuration in
+// file; a pool without requirements that runs the default venv gets it made.
+func setupConfig(ctx context.Context, file string, out io.Writer) error {
+	cfg, err := pyvisor.LoadConfig(file)
+	if err == nil {
+		cfg, err = cfg.WithEnv(os.LookupEnv)
+	}
+	if err != nil {
+		return err
+	}
+	cfg = cfg.WithDefaults()
+	defaultVenv := false
+	for _, p := range cfg.Pools {
+		cache, spec, ok := cfg.Environment(p)
+		if !ok {
+			py, _ := cfg.Interpreter(ctx, p)
+			switch {
+			case p.Python == "" && cfg.Python == "":
+				defaultVenv = true
+			case !installed(ctx, py):
+				return fmt.Errorf("pool %s runs %s, which lacks pyvisor-worker %s: run `%s %s`, or give the pool requirements", p.Name, py, python.Version(), setupCmd, venvOf(py))
+			default:
+				fmt.Fprintf(out, "ok: pool %s runs %s\n", p.Name, py)
+			}
+			continue
+		}
+		start := time.Now()
+		e, reused, err := cache.Build(ctx, spec, out)
+		if err != nil {
+			return fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		how := fmt.Sprintf("built in %.1f s", time.Since(start).Seconds())
+		if reused {
+			how = "already built"
+		}
+		fmt.Fprintf(out, "ok: pool %s runs environment %s (%s, Python %s): %s\n", p.Name, e.Key, how, e.Python.Version, e.Interpreter())
+	}
+	if defaultVenv {
+		dir := filepath.Join(cfg.Dir, ".venv")
+		if py := bridge.InterpreterFrom(cfg.Dir); py != "python3" && installed(ctx, py) {
+			fmt.Fprintf(out, "ok: pools without requirements run %s\n", py)
+			return nil
+		}
+		return setupVenv(ctx, "python3", dir, nil, out)
+	}
+	return nil
+}
+
+// setupVenv creates a venv in dir with base, or reuses the one there, and installs the
+// embedded worker package and reqs into it.
+func setupVenv(ctx context.Context, base, dir string, reqs []string, out io.Writer) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -45,12 +109,12 @@ func setup(ctx context.Context, args []string, out, errOut io.Writer) error {
 	py := filepath.Join(dir, "bin", "python")
 	created := false
 	if _, err := os.Stat(py); err != nil {
-		if c := interpreterCheck(ctx, *base); !c.ok { // before anything is made
+		if c := interpreterCheck(ctx, base); !c.ok { // before anything is made
 			return fmt.Errorf("%s: %s; %s", c.what, c.detail, c.fix)
 		}
-		fmt.Fprintf(out, "creating a venv in %s with %s\n", dir, *base)
-		if err := runPython(ctx, *base, out, "-m", "venv", dir); err != nil {
-			return fmt.Errorf("create the venv: %w (is %s a Python 3.10+ with the venv module? On Debian: apt install python3-venv)", err, *base)
+		fmt.Fprintf(out, "creating a venv in %s with %s\n", dir, base)
+		if err := runPython(ctx, base, out, "-m", "venv", dir); err != nil {
+			return fmt.Errorf("create the venv: %w (is %s a Python 3.10+ with the venv module? On Debian: apt install python3-venv)", err, base)
 		}
 		created = true
 	} else {
@@ -86,15 +150,12 @@ func setup(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := runPython(ctx, py, out, install...); err != nil {
 		return fmt.Errorf("pip install failed (its output is above)%s", pipHint(err))
 	}
-	got, err := workerVersion(ctx, py)
+	got, stamp, err := envs.Worker(ctx, py)
 	if err != nil {
 		return err
 	}
-	if got != python.Version() {
-		return fmt.Errorf("the venv reports pyvisor-worker %s after installing %s", got, python.Version())
-	}
-	if stamp := sourceDigest(ctx, py); stamp != python.Digest() {
-		return fmt.Errorf("the venv's worker package is stamped %q after installing source %s", stamp, python.Digest())
+	if got != python.Version() || stamp != python.Digest() {
+		return fmt.Errorf("the venv reports pyvisor-worker %s (source %q) after installing %s (source %s)", got, stamp, python.Version(), python.Digest())
 	}
 	done = true
 	fmt.Fprintf(out, "ok: pyvisor-worker %s (source %s) in %s\n", got, python.Digest(), dir)
@@ -144,15 +205,6 @@ func pipHint(err error) string {
 
 // installed says whether py already has this Go module's own worker package.
 func installed(ctx context.Context, py string) bool {
-	got, err := workerVersion(ctx, py)
-	return err == nil && got == python.Version() && sourceDigest(ctx, py) == python.Digest()
-}
-
-// workerVersion is pyvisor_worker.__version__ as py imports it.
-func workerVersion(ctx context.Context, py string) (string, error) {
-	b, err := exec.CommandContext(ctx, py, "-c", "import pyvisor_worker; print(pyvisor_worker.__version__)").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%s cannot import pyvisor_worker: %w: %s", py, err, strings.TrimSpace(string(b)))
-	}
-	return strings.TrimSpace(string(b)), nil
+	got, stamp, err := envs.Worker(ctx, py)
+	return err == nil && got == python.Version() && stamp == python.Digest()
 }

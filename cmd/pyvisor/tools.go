@@ -36,9 +36,9 @@ func tools(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if *py != "" {
 		opts = append(opts, bridge.WithPython(*py))
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	p, err := bridge.Start(sctx, opts...)
+	// The worker's handshake and load timeouts bound its start (a model's import may
+	// take minutes); Ctrl-C ends it sooner.
+	p, err := bridge.Start(ctx, opts...)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func tools(ctx context.Context, args []string, out, errOut io.Writer) error {
 		defer cancel()
 		_ = p.Stop(stopCtx)
 	}()
-	info, err := p.Client().Describe(sctx)
+	info, err := p.Client().Describe(ctx)
 	if err != nil {
 		return err
 	}
