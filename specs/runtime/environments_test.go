@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -80,6 +81,29 @@ var _ = Describe("Pools with environments of their own", Label("python", "enviro
 		changed := project(cache, map[string]string{"a": "six==1.17.0"})
 		_, err := changed.Interpreter(context.Background(), changed.Pools[0])
 		Expect(err).To(MatchError(pyvisor.ErrEnvironmentNotBuilt))
+	})
+
+	It("build from a project's uv.lock, with the versions it pins", func() {
+		cache := GinkgoT().TempDir()
+		cfg := project(cache, map[string]string{"old": "six==1.16.0"})
+		Expect(build(cfg)).To(Equal(map[string]bool{"old": false})) // and the cache has its uv
+
+		dir := cfg.Dir // the project's folder
+		Expect(os.WriteFile(filepath.Join(dir, "pyproject.toml"), []byte(
+			"[project]\nname = \"model\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"six>=1.15,<1.17\"]\n"), 0o644)).To(Succeed())
+		lock := exec.Command(filepath.Join(cache, ".uv", envs.UVVersion, "bin", "uv"), "lock", "--quiet")
+		lock.Dir, lock.Env = dir, append(os.Environ(), "UV_CACHE_DIR="+filepath.Join(cache, ".uv-cache"))
+		lock.Stdout, lock.Stderr = GinkgoWriter, GinkgoWriter
+		Expect(lock.Run()).To(Succeed())
+
+		cfg.Pools[0].Requirements = filepath.Join(dir, "uv.lock")
+		Expect(build(cfg)).To(Equal(map[string]bool{"old": false}), "a new key: the lock is not the requirements file")
+		rt, _ := start(cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		got, err := pyvisor.Call[string](ctx, rt, "old", "six_version", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(Equal("1.16.0"))
 	})
 
 	It("refuse to start a pool whose environment is not built, saying how to build it", func() {
