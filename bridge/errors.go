@@ -99,11 +99,12 @@ type StartError struct {
 // Deterministic says whether starting again would fail the same way: the interpreter
 // cannot be run or lacks the worker package, a tools module does not import (a wrong
 // name, a syntax error, a missing package, a tool the schema cannot take), or the
-// worker package is another pyvisor's. A pool still starting fails at once on one, rather
-// than trying again.
+// worker package is another pyvisor's; or the tools took longer to load than the load
+// timeout allows, which the next try would too, after as long again. A pool still starting
+// fails at once on one, rather than trying again.
 func (e *StartError) Deterministic() bool {
 	switch {
-	case errors.Is(e.Err, ErrInterpreterNotFound):
+	case errors.Is(e.Err, ErrInterpreterNotFound), errors.Is(e.Err, ErrLoadTimeout):
 		return true
 	case e.ExitCode == exitToolsImport, e.ExitCode == exitUsage, e.ExitCode == exitVersion:
 		return true

@@ -273,8 +273,16 @@ func (p *Process) startError(cause error, exit, tail string) *StartError {
 		Err:      cause,
 		Exit:     exit,
 		Stderr:   tail,
-		Hint:     startHint(cause, p.exit, tail, p.cfg),
+		Hint:     startHint(cause, p.exit, tail, p.failure(), p.cfg),
 	}
+}
+
+// failure is the last exception the worker logged (none before it has output).
+func (p *Process) failure() failure {
+	if p.stderr == nil {
+		return failure{}
+	}
+	return p.stderr.Failure()
 }
 
 func spawnError(err error) error {

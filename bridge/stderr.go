@@ -26,9 +26,10 @@ type stderrForwarder struct {
 	log   zerolog.Logger
 	spans func(PythonSpan) // receives {"pyvisor_span": ...} lines; nil logs them
 
-	mu   sync.Mutex
-	tail []string
-	next int
+	mu      sync.Mutex
+	tail    []string
+	next    int
+	failure failure // of the last record with an exception
 }
 
 func newStderrForwarder(log zerolog.Logger, spans func(PythonSpan)) *stderrForwarder {
@@ -96,8 +97,40 @@ func (f *stderrForwarder) record(line []byte) {
 			return
 		}
 	}
-	f.remember(line)
+	f.rememberRecord(fields, line)
 	f.forwardJSON(fields)
+}
+
+// rememberRecord keeps a log record in the tail as a person reads it: its level and
+// message, and its exception's traceback cut to the user's frames (the JSON line would be
+// cut at tailLineBytes, before the user's file and line).
+func (f *stderrForwarder) rememberRecord(fields map[string]json.RawMessage, line []byte) {
+	var level, message, exception string
+	_ = json.Unmarshal(fields["level"], &level)
+	_ = json.Unmarshal(fields["message"], &message)
+	_ = json.Unmarshal(fields["exception"], &exception)
+	if message == "" && exception == "" {
+		f.remember(line)
+		return
+	}
+	f.remember([]byte(strings.ToUpper(level) + " " + message))
+	if exception == "" {
+		return
+	}
+	kept, fail := userTraceback(exception)
+	for _, l := range kept {
+		f.remember([]byte(l))
+	}
+	f.mu.Lock()
+	f.failure = fail
+	f.mu.Unlock()
+}
+
+// Failure is the last exception the worker logged, and where in the user's code.
+func (f *stderrForwarder) Failure() failure {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failure
 }
 
 // reserved are the fields of a forwarded record that Go sets (the logger's own context:

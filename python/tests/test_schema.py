@@ -50,8 +50,11 @@ def test_schema_from_type_hints() -> None:
 def test_unsupported_annotation_is_a_clear_error() -> None:
     def f(x: complex) -> None: ...
 
-    with pytest.raises(TypeError, match="tool 'f': parameter 'x': unsupported"):
+    with pytest.raises(TypeError, match="tool 'f': parameter 'x': unsupported") as info:
         make_tool(f)
+    # Where the tool is: the worker's start error points the user at their own file and line.
+    line = f.__code__.co_firstlineno
+    assert f'(File "{__file__}", line {line})' in str(info.value)
 
 
 def test_positional_only_is_rejected() -> None:
@@ -69,8 +72,11 @@ def add(a: int, b: int) -> int:
     ("arguments", "message"),
     [
         ({"a": 1}, "missing required argument 'b' for tool 'add' (sent: a; parameters: a, b)"),
-        ({"A": 1, "B": 2}, "missing required argument 'a' for tool 'add' (sent: A, B; parameters: a, b)"),
-        ({"a": 1, "b": 2, "c": 3}, "unknown argument 'c' for tool 'add' (parameters: a, b)"),
+        ({"A": 1, "B": 2}, ("missing required argument 'a' for tool 'add' (sent: A, B; parameters: a, b;"
+                            " Go struct fields without json tags? Tag them: `json:\"a\"`)")),
+        ({"a": 1, "b": 2, "c": 3}, "unknown argument 'c' for tool 'add' (sent: a, b, c; parameters: a, b)"),
+        ({"a": 1, "b": 2, "c": 3, "d": 4},
+         "unknown arguments 'c', 'd' for tool 'add' (sent: a, b, c, d; parameters: a, b)"),
         ({"a": "1", "b": 2}, "argument 'a' of tool 'add' must be integer, got string"),
         ({"a": True, "b": 2}, "argument 'a' of tool 'add' must be integer, got boolean"),
         ({"a": 1.5, "b": 2}, "argument 'a' of tool 'add' must be integer, got number"),
@@ -117,11 +123,21 @@ def test_bool_is_not_a_number_either() -> None:
     )
 
 
+def test_go_fields_without_tags_are_named_when_every_parameter_is_optional() -> None:
+    def f(a: int = 0, b: int = 0) -> int:
+        return a + b
+
+    assert make_tool(f).validator.validate({"A": 1}) == (
+        "unknown argument 'A' for tool 'f' (sent: A; parameters: a, b;"
+        " Go struct fields without json tags? Tag them: `json:\"a\"`)"
+    )
+
+
 def test_context_parameter_cannot_be_passed_as_an_argument() -> None:
     def f(ctx: ToolContext) -> None: ...
 
     assert make_tool(f).validator.validate({"ctx": 1}) == (
-        "unknown argument 'ctx' for tool 'f' (parameters: none)"
+        "unknown argument 'ctx' for tool 'f' (sent: ctx; parameters: none)"
     )
 
 

@@ -53,11 +53,20 @@ var _ = Describe("A worker that will not start", Label("python"), func() {
 		Expect(err.Error()).To(ContainSubstring("PYVISOR_PYTHON"))
 	})
 
-	It("says when a tools module cannot be imported, with the Python traceback", func() {
+	It("says when a tools module cannot be imported, with the Python traceback cut to the user's frames", func() {
 		err := startFailing(bridge.WithTools("broken_import"), bridge.WithEnv("PYTHONPATH", testdataTools))
 		Expect(err).To(MatchError(bridge.ErrExitedWhileLoading))
 		Expect(err.Exit).To(Equal("exited with status 3"))
-		Expect(err.Stderr).To(ContainSubstring("no_such_dependency_xyz"))
+		Expect(err.Stderr).To(ContainSubstring(`File "` + filepath.Join(testdataTools, "broken_import.py") + `", line 3`))
+		Expect(err.Stderr).To(ContainSubstring("ModuleNotFoundError: No module named 'no_such_dependency_xyz'"))
+		Expect(err.Stderr).NotTo(ContainSubstring("importlib"), "the import system's frames are not the user's")
+		Expect(err.Hint).To(ContainSubstring(`package "no_such_dependency_xyz"`))
+	})
+
+	It("says when a tools module is not where the worker looks, naming the folder settings", func() {
+		err := startFailing(bridge.WithTools("broken_import")) // its folder is not on the path
+		Expect(err).To(MatchError(bridge.ErrExitedWhileLoading))
+		Expect(err.Hint).To(ContainSubstring(`the tools module "broken_import" was not found`))
 		Expect(err.Hint).To(ContainSubstring("PYTHONPATH"))
 	})
 
@@ -84,7 +93,7 @@ var _ = Describe("A worker that will not start", Label("python"), func() {
 		Expect(err).To(MatchError(bridge.ErrHandshakeTimeout))
 		Expect(err.Exit).To(Equal("still running; killed"))
 		Expect(err.Stderr).To(ContainSubstring("waiting for a slow disk"))
-		Expect(err.Hint).To(ContainSubstring("handshake timeout"))
+		Expect(err.Hint).To(ContainSubstring("handshake_timeout"))
 	})
 
 	It("gives up loading its tools after the load timeout, kills the worker and shows its stderr", func() {

@@ -73,7 +73,10 @@ def first_paragraph(doc: str | None) -> str:
 def make_tool(fn: Callable[..., Any], name: str | None = None, description: str | None = None) -> Tool:
     """Build a Tool for ``fn`` (its name defaults to ``fn.__name__``)."""
     tool_name = name or fn.__name__
-    params = parameters_of(fn, tool_name, ToolContext)
+    try:
+        params = parameters_of(fn, tool_name, ToolContext)
+    except TypeError as exc:
+        raise TypeError(f"{exc} ({where(fn)})") from None
     return Tool(
         name=tool_name,
         description=description if description is not None else first_paragraph(fn.__doc__),
@@ -83,6 +86,14 @@ def make_tool(fn: Callable[..., Any], name: str | None = None, description: str 
         validator=params.validator,
         context_param=params.context_param,
     )
+
+
+def where(fn: Callable[..., Any]) -> str:
+    """Say where ``fn`` is defined, as a traceback's frame does: File "path", line N."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return f"in {getattr(fn, '__module__', '?')}"
+    return f'File "{code.co_filename}", line {code.co_firstlineno}'
 
 
 def discover(modules: Iterable[ModuleType]) -> Mapping[str, Tool]:
