@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -271,7 +272,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 		select {
 		case err = <-ready:
 		case <-ctx.Done():
-			err = fmt.Errorf("waiting for workers: %w", ctx.Err())
+			err = fmt.Errorf("waiting for workers: %w%s", ctx.Err(), rt.notReady())
 		}
 	}
 	if err == nil && cfg.Cluster.Enabled() {
@@ -284,6 +285,32 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
 	return rt, nil
+}
+
+// notReady says which pools were not ready when Start gave up, and what their workers
+// were doing: ctx ended while a model loaded is another fix than a worker that failed.
+func (rt *Runtime) notReady() string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	stats, err := rt.Stats(ctx)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, st := range stats {
+		if st.State == actors.StateRunning {
+			continue
+		}
+		states := map[string]int{}
+		for _, w := range st.Workers {
+			states[w.State]++
+		}
+		fmt.Fprintf(&b, "\n  pool %s: %s, workers %d ready, %d loading their tools, %d down", st.Pool, st.State, states["ready"], states["loading"], states["down"])
+		if states["loading"] > 0 {
+			b.WriteString(" (a slow import, such as a model's load: give Start a longer context; the pool's load_timeout bounds each worker's load)")
+		}
+	}
+	return b.String()
 }
 
 // interpreters is the Python of each pool of cfg, by name: every missing environment is

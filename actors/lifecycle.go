@@ -137,12 +137,24 @@ func rss(pid int) int64 {
 	return pages * int64(os.Getpagesize())
 }
 
+// gaveUp says why the workers' supervisor gave up in the pool's terms (its restart
+// settings), not the supervisor's actor path; the cause still matches with errors.Is.
+func (p *pool) gaveUp(reason any) any {
+	var esc *supervision.EscalationError
+	err, _ := reason.(error)
+	if !errors.As(err, &esc) || !errors.Is(esc.Err, supervision.ErrIntensityExceeded) {
+		return reason
+	}
+	return fmt.Errorf("its workers failed more than %d times within %v (the pool's restart.max_restarts and restart.within): %w",
+		p.spec.MaxRestarts, p.spec.Within, supervision.ErrIntensityExceeded)
+}
+
 func (p *pool) fail(ctx actor.Context, reason any) {
 	err, _ := reason.(error)
 	if err == nil {
 		err = fmt.Errorf("%v", reason)
 	}
-	if p.lastFailure != nil {
+	if p.lastFailure != nil && !errors.Is(err, p.lastFailure) { // said once
 		err = fmt.Errorf("%w; last worker failure: %w", err, p.lastFailure)
 	}
 	p.state, p.err = StateFailed, err

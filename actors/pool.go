@@ -175,7 +175,7 @@ func (p *pool) Receive(ctx actor.Context) {
 	case supervision.Event:
 		p.supervisionEvent(ctx, msg)
 	case *workersFailed:
-		p.fail(ctx, msg.reason)
+		p.fail(ctx, p.gaveUp(msg.reason))
 	case *messages.GetStats:
 		ctx.Respond(p.stats())
 	case *messages.Resize:
