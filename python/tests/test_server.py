@@ -119,7 +119,7 @@ async def test_unknown_tool(start_worker: Any) -> None:
     ("raw", "message"),
     [
         (args(a=1), "missing required argument 'b' for tool 'add'"),
-        (args(a=1, b=2, c=3), "unknown argument 'c' for tool 'add' (parameters: a, b)"),
+        (args(a=1, b=2, c=3), "unknown argument 'c' for tool 'add' (sent: a, b, c; parameters: a, b)"),
         (args(a="x", b=2), "argument 'a' of tool 'add' must be integer, got string"),
         (b"[1, 2]", "arguments for tool 'add' must be a JSON object"),
         (b"{not json", "arguments for tool 'add' must be a JSON object"),

@@ -39,7 +39,7 @@ var _ = Describe("Error messages", Label("python"), func() {
 		type Args struct{ A, B int } // exported, but no json tags: "A" and "B"
 		_, err := execute(rt, "add", Args{1, 2})
 		Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
-		Expect(err.Error()).To(ContainSubstring("missing required argument 'a' for tool 'add' (sent: A, B; parameters: a, b)"))
+		Expect(err.Error()).To(ContainSubstring("missing required argument 'a' for tool 'add' (sent: A, B; parameters: a, b; Go struct fields without json tags? Tag them: `json:\"a\"`)"))
 	})
 
 	It("say how to call a streaming tool from Go", func() {

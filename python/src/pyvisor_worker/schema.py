@@ -215,23 +215,28 @@ class ParamsValidator:
     required: tuple[str, ...]
     checks: tuple[tuple[str, Check], ...]
 
+    def _sent(self, args: dict[str, Any]) -> str:
+        """Say what was sent against what the tool takes, and spot a Go struct's field names
+        (A for a): a struct without json tags encodes its fields as they are spelled."""
+        said = f"(sent: {', '.join(args) or 'none'}; parameters: {', '.join(self.ordered) or 'none'}"
+        for key in args:
+            if key not in self.names and key.lower() in self.names:
+                return said + f'; Go struct fields without json tags? Tag them: `json:"{key.lower()}"`)'
+        return said + ")"
+
     def validate(self, args: Any) -> str | None:
         """Return None when ``args`` is valid, else an error message naming the parameter."""
         if not isinstance(args, dict):
             return f"arguments for tool '{self.tool}' must be a JSON object"
         for name in self.required:
             if name not in args:
-                sent = ", ".join(args) or "none"
-                return (f"missing required argument '{name}' for tool '{self.tool}' "
-                        f"(sent: {sent}; parameters: {', '.join(self.ordered) or 'none'})")
+                return f"missing required argument '{name}' for tool '{self.tool}' {self._sent(args)}"
         if len(args) > len(self.required):
-            names = self.names
-            for key in args:
-                if key not in names:
-                    return (
-                        f"unknown argument '{key}' for tool '{self.tool}' "
-                        f"(parameters: {', '.join(self.ordered) or 'none'})"
-                    )
+            unknown = [key for key in args if key not in self.names]
+            if unknown:
+                quoted = ", ".join(f"'{key}'" for key in unknown)
+                plural = "s" if len(unknown) > 1 else ""
+                return f"unknown argument{plural} {quoted} for tool '{self.tool}' {self._sent(args)}"
         for name, check in self.checks:
             if name in args:
                 problem = check(args[name], name)
