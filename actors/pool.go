@@ -121,7 +121,7 @@ type pool struct {
 	rejected    map[string]int
 	completed   uint64
 	drainers    []*actor.PID
-	stopRecycle chan struct{} // closed when the pool stops: ends the recycle ticker
+	stopRecycle context.CancelFunc // ends the recycle ticker when the pool stops
 	// The drain and shutdown deadlines, stopped with the pool: no timer outlives it.
 	drainTimer, shutdownTimer *time.Timer
 	workersGone               bool               // the workers' supervisor has terminated
@@ -207,7 +207,7 @@ func (p *pool) Receive(ctx actor.Context) {
 			p.stopObserving = nil
 		}
 		if p.stopRecycle != nil {
-			close(p.stopRecycle)
+			p.stopRecycle()
 			p.stopRecycle = nil
 		}
 		stopTimer(p.drainTimer)
@@ -255,21 +255,7 @@ func (p *pool) start(ctx actor.Context) {
 		return
 	}
 	p.workers = supervision.Attach(system, pid)
-	if r := p.spec.Recycle; r.MaxAge > 0 || r.MaxRSSBytes > 0 {
-		tick, stop := time.NewTicker(recycleInterval(r.MaxAge)), make(chan struct{})
-		p.stopRecycle = stop
-		go func() {
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					system.Root.Send(self, &recycleCheck{})
-				case <-stop:
-					return
-				}
-			}
-		}()
-	}
+	p.startRecycling(ctx)
 }
 
 func (p *pool) slotID(i int) string { return p.spec.Name + "-" + strconv.Itoa(i) }
