@@ -313,6 +313,7 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 		StopTimeout:    pc.StopTimeout,
 		CancelGrace:    pc.CancelGrace,
 		Bridge:         b,
+		SlotEnv:        slotEnv(pc),
 		Heartbeat: actors.HeartbeatSpec{
 			Enabled:      pc.Heartbeat.Enabled,
 			Trace:        pc.Heartbeat.Trace,
@@ -342,6 +343,9 @@ const instrumentation = "github.com/pyvisor/pyvisor"
 
 // PoolStats is a snapshot of one pool.
 type PoolStats = messages.PoolStats
+
+// WorkerStats is a snapshot of one worker slot, within PoolStats.
+type WorkerStats = messages.WorkerStats
 
 // Stats returns a snapshot of every pool, in configuration order: this node's pools
 // only, in a cluster.

@@ -2,8 +2,6 @@ package pyvisor
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"text/template"
 )
@@ -59,33 +57,27 @@ func (t slotTemplate) render(d SlotData) (string, error) {
 	return b.String(), nil
 }
 
-// slotEnv returns the function that makes each slot's environment of pool pc from its
-// slots.env templates (nil when there are none): slot and the pool's size in, the
-// variables out. Validate has checked the templates; an error is one that fails for a
-// slot past the configured size (added by Resize).
-func slotEnv(pc PoolConfig) (func(slot, workers int) (map[string]string, error), error) {
+// slotEnv returns the function that makes each slot's environment in pool pc from its
+// slots.env templates (nil when there are none): the slot's index and the pool's size
+// in, the variables out. Validate has run the templates for every slot of the configured
+// size; an error is one that fails for a slot that Resize added past it.
+func slotEnv(pc PoolConfig) func(slot, workers int) (map[string]string, error) {
 	if len(pc.Slots.Env) == 0 {
-		return nil, nil
+		return nil
 	}
-	var templates []slotTemplate
-	for _, name := range slices.Sorted(maps.Keys(pc.Slots.Env)) {
-		t, err := parseSlotTemplate(name, pc.Slots.Env[name])
-		if err != nil {
-			return nil, fmt.Errorf("pool %s: slots.env.%s: %w", pc.Name, name, err)
-		}
-		templates = append(templates, slotTemplate{name: name, tmpl: t})
-	}
-	slots := pc.Slots
+	slots, name := pc.Slots, pc.Name
 	return func(slot, workers int) (map[string]string, error) {
-		d := slots.data(pc.Name, workers, slot)
-		env := make(map[string]string, len(templates))
-		for _, t := range templates {
-			v, err := t.render(d)
-			if err != nil {
-				return nil, fmt.Errorf("pool %s: slot %d: slots.env.%s: %w", pc.Name, slot, t.name, err)
+		d := slots.data(name, workers, slot)
+		env := make(map[string]string, len(slots.Env))
+		for k, text := range slots.Env {
+			t, err := parseSlotTemplate(k, text)
+			if err == nil {
+				env[k], err = slotTemplate{name: k, tmpl: t}.render(d)
 			}
-			env[t.name] = v
+			if err != nil {
+				return nil, fmt.Errorf("pool %s: slot %d: slots.env.%s: %w", name, slot, k, err)
+			}
 		}
 		return env, nil
-	}, nil
+	}
 }

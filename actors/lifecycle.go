@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -196,9 +197,17 @@ func (p *pool) resize(ctx actor.Context, n int) {
 	switch {
 	case n > len(live):
 		for i := 0; len(add) < n-len(live); i++ {
-			if _, taken := p.byID[p.slotID(i)]; !taken {
-				add = append(add, p.child(ctx, p.slotID(i)))
+			if _, taken := p.byID[p.slotID(i)]; taken {
+				continue
 			}
+			c, err := p.child(ctx, i, n)
+			if err != nil {
+				p.forget(slices.Clone(p.slots[len(p.slots)-len(add):])) // the slots made for this resize
+				p.resizing = false
+				ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: %w", p.spec.Name, err)})
+				return
+			}
+			add = append(add, c)
 		}
 	case n < len(live):
 		remove = live[n:]
