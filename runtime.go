@@ -328,6 +328,7 @@ func poolSpec(cfg Config, pc PoolConfig, log zerolog.Logger, onReady func(error)
 			MaxCalls:    uint64(pc.Recycle.MaxCalls),
 			MaxAge:      pc.Recycle.MaxAge,
 			MaxRSSBytes: pc.Recycle.MaxRSSBytes,
+			MaxGPUBytes: pc.Recycle.MaxGPUBytes,
 		},
 		Logger:  log,
 		OnReady: onReady,

@@ -33,7 +33,9 @@ const (
 // Messages the pool sends itself.
 type (
 	queueExpired struct{ id uint64 }
-	recycleCheck struct{}
+	// recycleCheck: time to check the recycle rules; gpu is GPU memory by pid, with
+	// descendants (see gpuWatch), nil when it was not read.
+	recycleCheck struct{ gpu map[int]int64 }
 	drainExpired struct{}
 	// shutdownExpired: the workers did not stop within the pool's shutdown budget.
 	shutdownExpired struct{}
@@ -173,7 +175,7 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *queueExpired:
 		p.expire(ctx, msg.id)
 	case *recycleCheck:
-		p.recycleByAgeAndMemory(ctx)
+		p.recycleIdle(ctx, msg)
 	case supervision.Event:
 		p.supervisionEvent(ctx, msg)
 	case *workersFailed:

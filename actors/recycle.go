@@ -15,10 +15,15 @@ import (
 )
 
 // startRecycling starts the pool's recycle ticker when a recycle rule needs one (age,
-// memory): it sends the pool a recycleCheck on each tick until stopRecycle is called.
+// memory, GPU memory): it sends the pool a recycleCheck on each tick until stopRecycle
+// is called. GPU memory is read on the ticker's goroutine, not the pool's.
 func (p *pool) startRecycling(ctx actor.Context) {
 	r := p.spec.Recycle
-	if r.MaxAge <= 0 && r.MaxRSSBytes <= 0 {
+	var gpu *gpuWatch
+	if r.MaxGPUBytes > 0 {
+		gpu = newGPUWatch(p.log)
+	}
+	if r.MaxAge <= 0 && r.MaxRSSBytes <= 0 && gpu == nil {
 		return
 	}
 	system, self := ctx.ActorSystem(), ctx.Self()
@@ -30,7 +35,7 @@ func (p *pool) startRecycling(ctx actor.Context) {
 		for {
 			select {
 			case <-tick.C:
-				system.Root.Send(self, &recycleCheck{})
+				system.Root.Send(self, &recycleCheck{gpu: gpu.poll(rctx)})
 			case <-rctx.Done():
 				return
 			}
@@ -57,7 +62,9 @@ func (p *pool) recycle(ctx actor.Context, s *slot, reason string) {
 	ctx.Send(s.pid, &recycleWorker{reason: reason})
 }
 
-func (p *pool) recycleByAgeAndMemory(ctx actor.Context) {
+// recycleIdle recycles each serving worker with nothing in flight that is past its age,
+// its memory or its GPU memory.
+func (p *pool) recycleIdle(ctx actor.Context, check *recycleCheck) {
 	r := p.spec.Recycle
 	for _, s := range p.slots {
 		if s.inc == 0 || s.removed || s.inFlight > 0 {
@@ -68,6 +75,8 @@ func (p *pool) recycleByAgeAndMemory(ctx actor.Context) {
 			p.recycle(ctx, s, "max_age")
 		case r.MaxRSSBytes > 0 && rss(s.procPID()) >= r.MaxRSSBytes:
 			p.recycle(ctx, s, "max_memory")
+		case r.MaxGPUBytes > 0 && check.gpu[s.procPID()] > r.MaxGPUBytes:
+			p.recycle(ctx, s, "max_gpu_memory")
 		}
 	}
 }

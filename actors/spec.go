@@ -63,4 +63,5 @@ type RecycleSpec struct {
 	MaxCalls    uint64
 	MaxAge      time.Duration
 	MaxRSSBytes int64
+	MaxGPUBytes int64 // of the process and its descendants, as nvidia-smi reports it
 }
