@@ -75,7 +75,7 @@ func slotEnv(pc PoolConfig) func(slot, workers int) (map[string]string, error) {
 				env[k], err = slotTemplate{name: k, tmpl: t}.render(d)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("pool %s: slot %d: slots.env.%s: %w", name, slot, k, err)
+				return nil, fmt.Errorf("slot %d: slots.env.%s: %w", slot, k, err)
 			}
 		}
 		return env, nil

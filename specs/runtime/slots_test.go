@@ -187,6 +187,17 @@ var _ = Describe("Worker slots", Label("python"), func() {
 			Expect(after[2].PID).NotTo(Equal(before[2].PID))
 			Expect(envOf(after[2])).To(Equal(envOf(before[2])))
 		})
+
+		It("refuses to grow into a slot whose environment cannot be made, and keeps serving", func() {
+			rt, _ := start(slotted(2, func(p *pyvisor.PoolConfig) {
+				p.Slots.Env["SHARD"] = "{{if ge .Slot 2}}{{index .Pool 99}}{{end}}" // fine for the 2 slots Start checks
+			}))
+			err := rt.Resize(context.Background(), "default", 3)
+			Expect(err).To(MatchError(ContainSubstring("slot 2: slots.env.SHARD")))
+			Expect(stats(rt).Workers).To(HaveLen(2))
+			Expect(everyWorkerEnv(rt, 2)).To(HaveLen(2))
+			Expect(rt.Resize(context.Background(), "default", 1)).To(Succeed(), "the refused resize is over")
+		})
 	})
 
 	It("puts the slot on its workers' log lines, the Python ones too", func() {
