@@ -115,7 +115,7 @@ func (w *worker) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		w.inc = incarnations.Add(1)
-		w.log = w.spec.Logger.With().Str("pool", w.spec.Name).Str("worker", w.slot).Int("slot", w.index).Logger()
+		w.log = w.spec.Logger.With().Str("pool", w.spec.Name).Int("slot", w.index).Str("worker", w.slot).Logger()
 		w.startProcess(ctx)
 	case *processStarted:
 		w.started(ctx, msg)
