@@ -267,6 +267,8 @@ func envName(v *validator, field, name string) bool {
 		v.fail(field, "variable name is empty")
 	case strings.ContainsAny(name, "=\x00"):
 		v.fail(field, "variable name must not contain '=' or NUL")
+	case name == slotVar || name == poolVar:
+		v.fail(field, "is set by the runtime (the worker's slot and pool): it cannot be set here")
 	default:
 		return true
 	}

@@ -2,6 +2,8 @@ package pyvisor
 
 import (
 	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"text/template"
 )
@@ -57,18 +59,22 @@ func (t slotTemplate) render(d SlotData) (string, error) {
 	return b.String(), nil
 }
 
-// slotEnv returns the function that makes each slot's environment in pool pc from its
-// slots.env templates (nil when there are none): the slot's index and the pool's size
-// in, the variables out. Validate has run the templates for every slot of the configured
-// size; an error is one that fails for a slot that Resize added past it.
+// Variables every worker process gets, naming its slot and its pool (docs/gpus.md).
+const (
+	slotVar = "PYVISOR_SLOT"
+	poolVar = "PYVISOR_POOL"
+)
+
+// slotEnv returns the function that makes the environment of each slot of pool pc,
+// beyond its Env: its slots.env templates run for the slot, then PYVISOR_SLOT and
+// PYVISOR_POOL, which nothing overrides. The slot's index and the pool's size go in.
+// Validate has run the templates for every slot of the configured size; an error is one
+// that fails for a slot that Resize added past it.
 func slotEnv(pc PoolConfig) func(slot, workers int) (map[string]string, error) {
-	if len(pc.Slots.Env) == 0 {
-		return nil
-	}
 	slots, name := pc.Slots, pc.Name
 	return func(slot, workers int) (map[string]string, error) {
 		d := slots.data(name, workers, slot)
-		env := make(map[string]string, len(slots.Env))
+		env := make(map[string]string, len(slots.Env)+2)
 		for k, text := range slots.Env {
 			t, err := parseSlotTemplate(k, text)
 			if err == nil {
@@ -78,6 +84,25 @@ func slotEnv(pc PoolConfig) func(slot, workers int) (map[string]string, error) {
 				return nil, fmt.Errorf("slot %d: slots.env.%s: %w", slot, k, err)
 			}
 		}
+		env[slotVar], env[poolVar] = strconv.Itoa(slot), name
 		return env, nil
 	}
+}
+
+// SlotEnv is the environment the runtime gives the processes of slot in pool p, on top
+// of the few variables every worker inherits (bridge.WorkerEnv): Env, then slots.env run
+// for the slot (.Workers is p's size), then PYVISOR_SLOT and PYVISOR_POOL. pyvisor doctor
+// imports the tools modules with slot 0's.
+func (p PoolConfig) SlotEnv(slot int) (map[string]string, error) {
+	p = p.withDefaults()
+	extra, err := slotEnv(p)(slot, p.Workers)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+	}
+	env := maps.Clone(p.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, extra)
+	return env, nil
 }

@@ -280,7 +280,7 @@ func (p *pool) slotIndex(id string) int {
 // child registers the slot of index in a pool of workers workers and returns its child
 // spec, or why the slot's environment cannot be made.
 func (p *pool) child(ctx actor.Context, index, workers int) (supervision.Child, error) {
-	env := map[string]string(nil)
+	var env map[string]string
 	if p.spec.SlotEnv != nil {
 		var err error
 		if env, err = p.spec.SlotEnv(index, workers); err != nil {

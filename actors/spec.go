@@ -26,7 +26,8 @@ type PoolSpec struct {
 	CancelGrace    time.Duration // how long a cancelled body may run on before its worker is replaced
 	Bridge         []bridge.Option
 	// SlotEnv makes the environment of a slot's processes, on top of Bridge's, from the
-	// slot's index and the pool's size; nil adds none. It is called once per slot, when
+	// slot's index and the pool's size (the facade's names the slot and the pool in
+	// PYVISOR_SLOT and PYVISOR_POOL); nil adds none. It is called once per slot, when
 	// the slot is made (its restarts and recycles reuse the result); an error fails the
 	// pool's start, or the Resize that made the slot.
 	SlotEnv        func(slot, workers int) (map[string]string, error)

@@ -105,7 +105,7 @@ type worker struct {
 }
 
 func newWorkerProducer(spec *PoolSpec, slot workerSlot, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
-	env := slot.options(spec.Name)
+	env := slot.options()
 	return func() actor.Actor {
 		return &worker{spec: spec, slot: slot.id, index: slot.index, env: env, pool: pool, startSem: startSem, counters: counters}
 	}

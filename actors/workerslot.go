@@ -1,10 +1,6 @@
 package actors
 
-import (
-	"strconv"
-
-	"github.com/pyvisor/pyvisor/bridge"
-)
+import "github.com/pyvisor/pyvisor/bridge"
 
 // workerSlot is the slot a worker serves: its id, its index and the environment made
 // for it (PoolSpec.SlotEnv), the same for each of its processes.
@@ -14,18 +10,11 @@ type workerSlot struct {
 	env   map[string]string
 }
 
-// Environment variables that tell a worker process where it serves.
-const (
-	slotEnvName = "PYVISOR_SLOT"
-	poolEnvName = "PYVISOR_POOL"
-)
-
-// options give a process of the slot in pool its environment: the slot's own, then
-// PYVISOR_SLOT and PYVISOR_POOL, which nothing overrides.
-func (s workerSlot) options(pool string) []bridge.Option {
-	opts := make([]bridge.Option, 0, len(s.env)+2)
+// options give a process of the slot its environment, on top of the pool's.
+func (s workerSlot) options() []bridge.Option {
+	opts := make([]bridge.Option, 0, len(s.env))
 	for k, v := range s.env {
 		opts = append(opts, bridge.WithEnv(k, v))
 	}
-	return append(opts, bridge.WithEnv(slotEnvName, strconv.Itoa(s.index)), bridge.WithEnv(poolEnvName, pool))
+	return opts
 }

@@ -163,8 +163,13 @@ func venvOf(py string) string {
 
 func importCheck(ctx context.Context, py string, p pyvisor.PoolConfig, module string) check {
 	c := check{what: fmt.Sprintf("tools module %s (pool %s)", module, p.Name)}
+	env, err := p.SlotEnv(0)
+	if err != nil {
+		c.detail, c.fix = err.Error(), "fix the pool's slots.env (docs/gpus.md)"
+		return c
+	}
 	cmd := exec.CommandContext(ctx, py, "-c", "import importlib, sys; importlib.import_module(sys.argv[1])", module)
-	cmd.Env = bridge.WorkerEnv(p.Env) // what the worker gets, nothing more
+	cmd.Env = bridge.WorkerEnv(env) // what the first worker gets, nothing more
 	cmd.Dir = p.Dir
 	b, err := cmd.CombinedOutput()
 	if err != nil {
