@@ -1,6 +1,7 @@
 package pyvisor_test
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -56,4 +57,30 @@ func TestSlotEnvNamesTheSlotAndVariableItFailsFor(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "pool infer: slot 2: slots.env.SHARD: template: SHARD:") {
 		t.Errorf("SlotEnv(2): %v, want an error naming the pool, the slot and the variable", err)
 	}
+}
+
+// Four workers over two GPUs, two on each, each with a port of its own: what each slot's
+// processes get.
+func ExamplePoolConfig_SlotEnv() {
+	p := pyvisor.PoolConfig{
+		Name:    "infer",
+		Tools:   []string{"myproject.infer"},
+		Workers: 4,
+		Slots: pyvisor.SlotsConfig{
+			Devices: []string{"0", "1"},
+			Env:     map[string]string{"CUDA_VISIBLE_DEVICES": "{{.Device}}", "PORT": "{{add 9000 .Slot}}"},
+		},
+	}
+	for slot := range p.Workers {
+		env, err := p.SlotEnv(slot)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(env["PYVISOR_SLOT"], env["CUDA_VISIBLE_DEVICES"], env["PORT"])
+	}
+	// Output:
+	// 0 0 9000
+	// 1 1 9001
+	// 2 0 9002
+	// 3 1 9003
 }
