@@ -160,6 +160,9 @@ type PoolConfig struct {
 	// Env is extra environment for the worker processes, on top of the
 	// runtime's own. Default none.
 	Env map[string]string `json:"env" yaml:"env"`
+	// Slots is environment that differs per worker slot (a GPU each, a port
+	// each), on top of Env. Default none. See docs/gpus.md.
+	Slots SlotsConfig `json:"slots" yaml:"slots"`
 	// Dir is the working directory of the worker processes. Default "": the
 	// runtime's working directory.
 	Dir string `json:"dir" yaml:"dir"`
@@ -273,6 +276,27 @@ type RecycleConfig struct {
 	// MaxRSSBytes recycles a worker whose Python process's resident memory
 	// (as the OS reports it) passes this many bytes. Default 0: never.
 	MaxRSSBytes int64 `json:"max_rss_bytes" yaml:"max_rss_bytes"`
+	// MaxGPUBytes recycles a worker whose Python process, with its descendants,
+	// uses more GPU memory than this many bytes, as nvidia-smi reports it (read
+	// about once a second; without nvidia-smi on PATH the pool logs a warning and
+	// never recycles for it). Default 0: never. See docs/gpus.md.
+	MaxGPUBytes int64 `json:"max_gpu_bytes" yaml:"max_gpu_bytes"`
+}
+
+// SlotsConfig is a pool's per-slot environment. Every worker has a slot, an
+// index from 0 to Workers-1 that it keeps across restarts and recycles (the i
+// of its id "<pool>-<i>"), given to its process as PYVISOR_SLOT, with the
+// pool's name as PYVISOR_POOL.
+type SlotsConfig struct {
+	// Devices are what the slots share out, round robin: slot i gets
+	// Devices[i % len(Devices)] as {{.Device}} (GPU ids "0", "1", say). Default
+	// none: {{.Device}} is "".
+	Devices []string `json:"devices" yaml:"devices"`
+	// Env is environment whose values are Go text/template templates, run
+	// for each slot with SlotData (.Slot, .Device, .Pool, .Workers) and the
+	// function add: CUDA_VISIBLE_DEVICES: "{{.Device}}", PORT: "{{add 9000
+	// .Slot}}". It is set on top of the pool's Env. Default none.
+	Env map[string]string `json:"env" yaml:"env"`
 }
 
 // Pool returns the configuration of the pool named name, as it is in c

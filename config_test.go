@@ -71,6 +71,10 @@ func fullConfig() pyvisor.Config {
 			MaxMessageBytes:  1 << 20,
 			Env:              map[string]string{"DEBUG": "1", "LANG": "C.UTF-8"},
 			Dir:              "/srv/work",
+			Slots: pyvisor.SlotsConfig{
+				Devices: []string{"0", "1"},
+				Env:     map[string]string{"CUDA_VISIBLE_DEVICES": "{{.Device}}", "PORT": "{{add 9000 .Slot}}"},
+			},
 			Heartbeat: pyvisor.HeartbeatConfig{
 				Enabled: true, Interval: time.Second, Timeout: 4 * time.Second, MaxMissed: 5, InitialDelay: 3 * time.Second,
 			},
@@ -78,7 +82,7 @@ func fullConfig() pyvisor.Config {
 				MaxRestarts: 10, Within: time.Minute,
 				Backoff: pyvisor.BackoffConfig{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 1.5},
 			},
-			Recycle: pyvisor.RecycleConfig{MaxCalls: 10000, MaxAge: time.Hour, MaxRSSBytes: 512 << 20},
+			Recycle: pyvisor.RecycleConfig{MaxCalls: 10000, MaxAge: time.Hour, MaxRSSBytes: 512 << 20, MaxGPUBytes: 8 << 30},
 			SharedMemory: pyvisor.SharedMemoryConfig{
 				Threshold: 1 << 20, MaxPayloadBytes: 1 << 30, PoolBytes: 8 << 30, WorkerBytes: 2 << 30,
 				RetainBytes: 64 << 20, TrimAfter: 30 * time.Second,
@@ -486,6 +490,13 @@ func TestValidate(t *testing.T) {
 		{"multiplier 1", pool(func(p *pyvisor.PoolConfig) { p.Restart.Backoff = pyvisor.BackoffConfig{Initial: 1, Multiplier: 1} }), ""},
 		{"strict affinity", pool(func(p *pyvisor.PoolConfig) { p.Affinity = "strict" }), ""},
 		{"dotted and underscored module", pool(func(p *pyvisor.PoolConfig) { p.Tools = []string{"_a.b_2.C"} }), ""},
+		{"slots", func(c *pyvisor.Config) {
+			c.Pools[0].Workers = 4
+			c.Pools[0].Slots = pyvisor.SlotsConfig{Devices: []string{"0", "1"}, Env: map[string]string{
+				"CUDA_VISIBLE_DEVICES": "{{.Device}}", "PORT": "{{add 9000 .Slot}}", "RUN": "{{.Pool}}-{{.Slot}}-of-{{.Workers}}",
+			}}
+		}, ""},
+		{"slots without devices", slots(2, nil, "CUDA_VISIBLE_DEVICES", "{{.Device}}"), ""},
 
 		{"metrics on a free port", func(c *pyvisor.Config) { c.Metrics = pyvisor.MetricsConfig{Enabled: true, Address: "127.0.0.1:0"} }, ""},
 		{"a bad metrics address is fine while metrics are off", func(c *pyvisor.Config) { c.Metrics.Address = "nowhere" }, ""},
@@ -601,6 +612,30 @@ func TestValidate(t *testing.T) {
 			"pools[0].recycle.max_age: must not be negative, got -1h0m0s"},
 		{"recycle max rss", pool(func(p *pyvisor.PoolConfig) { p.Recycle.MaxRSSBytes = -1 }),
 			"pools[0].recycle.max_rss_bytes: must be at least 0, got -1"},
+		{"recycle max gpu bytes", pool(func(p *pyvisor.PoolConfig) { p.Recycle.MaxGPUBytes = -1 }),
+			"pools[0].recycle.max_gpu_bytes: must be at least 0, got -1"},
+		{"slots template syntax", slots(1, nil, "PORT", "{{add 9000 .Slot"),
+			"pools[0].slots.env.PORT: is not a valid template: template: PORT:1: unclosed action"},
+		{"slots template function", slots(1, nil, "PORT", "{{sub 9000 .Slot}}"),
+			`pools[0].slots.env.PORT: is not a valid template: template: PORT:1: function "sub" not defined`},
+		{"slots template field", slots(1, []string{"0"}, "CUDA_VISIBLE_DEVICES", "{{.GPU}}"),
+			`pools[0].slots.env.CUDA_VISIBLE_DEVICES: fails for slot 0: template: CUDA_VISIBLE_DEVICES:1:2: executing "CUDA_VISIBLE_DEVICES" at <.GPU>: can't evaluate field GPU in type pyvisor.SlotData`},
+		{"slots template argument", slots(1, nil, "PORT", "{{add .Pool 1}}"),
+			`pools[0].slots.env.PORT: fails for slot 0: template: PORT:1:6: executing "PORT" at <.Pool>: wrong type for value; expected int; got string`},
+		{"slots template failing for a later slot", slots(3, []string{"0", "1"}, "X", "{{if eq .Slot 2}}{{.Nope}}{{end}}"),
+			`pools[0].slots.env.X: fails for slot 2: template: X:1:19: executing "X" at <.Nope>: can't evaluate field Nope in type pyvisor.SlotData`},
+		{"slots value with NUL", slots(1, nil, "X", "a\x00{{.Slot}}"),
+			"pools[0].slots.env.X: fails for slot 0: template: X: the value contains NUL"},
+		{"slots env name", slots(1, nil, "A=B", "{{.Slot}}"),
+			`pools[0].slots.env["A=B"]: variable name must not contain '=' or NUL`},
+		{"slots env setting the slot", slots(1, nil, "PYVISOR_SLOT", "{{add 1 .Slot}}"),
+			"pools[0].slots.env.PYVISOR_SLOT: is set by the runtime (the worker's slot and pool): it cannot be set here"},
+		{"env setting the pool", pool(func(p *pyvisor.PoolConfig) { p.Env = map[string]string{"PYVISOR_POOL": "x"} }),
+			"pools[0].env.PYVISOR_POOL: is set by the runtime (the worker's slot and pool): it cannot be set here"},
+		{"slots device", slots(2, []string{"0", ""}, "CUDA_VISIBLE_DEVICES", "{{.Device}}"),
+			`pools[0].slots.devices[1]: must be a device id such as "0", got ""`},
+		{"slots devices unused", slots(2, []string{"0", "1"}, "", ""),
+			"pools[0].slots.devices: are only used by slots.env templates ({{.Device}}), and there are none"},
 		{"second pool's field", func(c *pyvisor.Config) {
 			c.Pools = append(c.Pools, pyvisor.PoolConfig{Name: "b", Tools: []string{"m"}, Heartbeat: pyvisor.HeartbeatConfig{Interval: -1}})
 		}, "pools[1].heartbeat.interval: must be positive, got -1ns"},
@@ -630,6 +665,18 @@ func TestValidate(t *testing.T) {
 				t.Errorf("errors.As(*FieldError) = %+v", fe)
 			}
 		})
+	}
+}
+
+// slots sets the first pool's size and slots section: its devices and one
+// slots.env variable (none when name is "").
+func slots(workers int, devices []string, name, template string) func(*pyvisor.Config) {
+	return func(c *pyvisor.Config) {
+		p := &c.Pools[0]
+		p.Workers, p.Slots.Devices = workers, devices
+		if name != "" {
+			p.Slots.Env = map[string]string{name: template}
+		}
 	}
 }
 

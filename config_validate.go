@@ -3,9 +3,11 @@ package pyvisor
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -188,15 +190,11 @@ func (p PoolConfig) validate(v *validator, path string) {
 	}
 	for k, val := range p.Env {
 		field := keyPath(path+".env", k)
-		switch {
-		case k == "":
-			v.fail(field, "variable name is empty")
-		case strings.ContainsAny(k, "=\x00"):
-			v.fail(field, "variable name must not contain '=' or NUL")
-		case strings.ContainsRune(val, 0):
+		if envName(v, field, k) && strings.ContainsRune(val, 0) {
 			v.fail(field, "value must not contain NUL")
 		}
 	}
+	p.validateSlots(v, path+".slots")
 
 	h := p.Heartbeat
 	v.positive(path+".heartbeat.interval", h.Interval)
@@ -225,6 +223,56 @@ func (p PoolConfig) validate(v *validator, path string) {
 	if rc.MaxRSSBytes < 0 {
 		v.fail(path+".recycle.max_rss_bytes", fmt.Sprintf("must be at least 0, got %d", rc.MaxRSSBytes))
 	}
+	if rc.MaxGPUBytes < 0 {
+		v.fail(path+".recycle.max_gpu_bytes", fmt.Sprintf("must be at least 0, got %d", rc.MaxGPUBytes))
+	}
+}
+
+// validateSlots checks the slots section: each template parses and runs for every slot
+// of the pool's size, giving a value an environment can hold.
+func (p PoolConfig) validateSlots(v *validator, path string) {
+	s := p.Slots
+	for i, d := range s.Devices {
+		if d == "" || strings.ContainsRune(d, 0) {
+			v.fail(fmt.Sprintf("%s.devices[%d]", path, i), fmt.Sprintf("must be a device id such as \"0\", got %q", d))
+		}
+	}
+	if len(s.Devices) > 0 && len(s.Env) == 0 {
+		v.fail(path+".devices", "are only used by slots.env templates ({{.Device}}), and there are none")
+	}
+	workers := min(max(p.Workers, 1), MaxWorkers) // a bad size is reported on its own
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		field := keyPath(path+".env", k)
+		if !envName(v, field, k) {
+			continue
+		}
+		t, err := parseSlotTemplate(k, s.Env[k])
+		if err != nil {
+			v.errs = append(v.errs, &FieldError{Field: field, Problem: "is not a valid template", Err: err})
+			continue
+		}
+		for slot := range workers {
+			if _, err := (slotTemplate{name: k, tmpl: t}).render(s.data(p.Name, workers, slot)); err != nil {
+				v.errs = append(v.errs, &FieldError{Field: field, Problem: fmt.Sprintf("fails for slot %d", slot), Err: err})
+				break
+			}
+		}
+	}
+}
+
+// envName checks the name of an environment variable, reporting it under field.
+func envName(v *validator, field, name string) bool {
+	switch {
+	case name == "":
+		v.fail(field, "variable name is empty")
+	case strings.ContainsAny(name, "=\x00"):
+		v.fail(field, "variable name must not contain '=' or NUL")
+	case name == slotVar || name == poolVar:
+		v.fail(field, "is set by the runtime (the worker's slot and pool): it cannot be set here")
+	default:
+		return true
+	}
+	return false
 }
 
 // keyPath is the path of a map entry: base.key, or base["odd key"].

@@ -354,6 +354,7 @@ func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(err
 		StopTimeout:    pc.StopTimeout,
 		CancelGrace:    pc.CancelGrace,
 		Bridge:         b,
+		SlotEnv:        slotEnv(pc),
 		Heartbeat: actors.HeartbeatSpec{
 			Enabled:      pc.Heartbeat.Enabled,
 			Trace:        pc.Heartbeat.Trace,
@@ -368,6 +369,7 @@ func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(err
 			MaxCalls:    uint64(pc.Recycle.MaxCalls),
 			MaxAge:      pc.Recycle.MaxAge,
 			MaxRSSBytes: pc.Recycle.MaxRSSBytes,
+			MaxGPUBytes: pc.Recycle.MaxGPUBytes,
 		},
 		Logger:  log,
 		OnReady: onReady,
@@ -383,6 +385,9 @@ const instrumentation = "github.com/pyvisor/pyvisor"
 
 // PoolStats is a snapshot of one pool.
 type PoolStats = messages.PoolStats
+
+// WorkerStats is a snapshot of one worker slot, within PoolStats.
+type WorkerStats = messages.WorkerStats
 
 // Stats returns a snapshot of every pool, in configuration order: this node's pools
 // only, in a cluster.

@@ -4,26 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
-	"github.com/pyvisor/pyvisor/telemetry"
 )
-
-func recycleInterval(maxAge time.Duration) time.Duration {
-	if maxAge > 0 && maxAge/4 < time.Second {
-		return max(maxAge/4, 10*time.Millisecond)
-	}
-	return time.Second
-}
 
 func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 	s := p.byID[msg.slot]
@@ -94,47 +83,6 @@ func (p *pool) drained(ctx actor.Context) {
 	if p.state == StateDraining && len(p.drainers) > 0 && p.inFlight() == 0 {
 		p.answerDrainers(ctx)
 	}
-}
-
-func (p *pool) recycleDue(s *slot) bool {
-	return p.spec.Recycle.MaxCalls > 0 && s.calls >= p.spec.Recycle.MaxCalls
-}
-
-func (p *pool) recycle(ctx actor.Context, s *slot, reason string) {
-	p.recycled[reason]++
-	p.spec.Metrics.WorkerExits.Add(context.Background(), 1, p.attrs, metric.WithAttributes(
-		attribute.String(telemetry.LabelWorker, s.id), attribute.String(telemetry.LabelReason, "recycle_"+reason)))
-	p.down(s)
-	ctx.Send(s.pid, &recycleWorker{reason: reason})
-}
-
-func (p *pool) recycleByAgeAndMemory(ctx actor.Context) {
-	r := p.spec.Recycle
-	for _, s := range p.slots {
-		if s.inc == 0 || s.removed || s.inFlight > 0 {
-			continue
-		}
-		switch {
-		case r.MaxAge > 0 && time.Since(s.started) >= r.MaxAge:
-			p.recycle(ctx, s, "max_age")
-		case r.MaxRSSBytes > 0 && rss(s.procPID()) >= r.MaxRSSBytes:
-			p.recycle(ctx, s, "max_memory")
-		}
-	}
-}
-
-// rss reads the resident memory of a process from /proc, 0 if unknown.
-func rss(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
 }
 
 // gaveUp says why the workers' supervisor gave up in the pool's terms (its restart
@@ -261,9 +209,17 @@ func (p *pool) resize(ctx actor.Context, n int) {
 	switch {
 	case n > len(live):
 		for i := 0; len(add) < n-len(live); i++ {
-			if _, taken := p.byID[p.slotID(i)]; !taken {
-				add = append(add, p.child(ctx, p.slotID(i)))
+			if _, taken := p.byID[p.slotID(i)]; taken {
+				continue
 			}
+			c, err := p.child(ctx, i, n)
+			if err != nil {
+				p.forget(slices.Clone(p.slots[len(p.slots)-len(add):])) // the slots made for this resize
+				p.resizing = false
+				ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: %w", p.spec.Name, err)})
+				return
+			}
+			add = append(add, c)
 		}
 	case n < len(live):
 		remove = live[n:]

@@ -59,14 +59,14 @@ func (p *pool) supervisionEvent(ctx actor.Context, e supervision.Event) {
 			p.fail(ctx, err)
 			return
 		}
-		p.log.Warn().Str("worker", ev.ID).Str("reason", reason).Err(err).Msg("worker failed; its supervisor restarts it")
+		p.log.Warn().Str("worker", ev.ID).Int("slot", p.slotIndex(ev.ID)).Str("reason", reason).Err(err).Msg("worker failed; its supervisor restarts it")
 	case *supervision.ChildRestarted:
 		p.spec.Metrics.SupervisorRestarts.Add(context.Background(), 1, p.attrs)
 	case *supervision.ChildStopped:
 		p.spec.Metrics.WorkerExits.Add(context.Background(), 1, p.attrs, metric.WithAttributes(
 			attribute.String(telemetry.LabelWorker, ev.ID), attribute.String(telemetry.LabelReason, "stop")))
 	case *supervision.IntensityExceeded:
-		p.log.Error().Str("worker", ev.ID).Int("restarts", ev.Restarts).Dur("within", ev.Within).Msg("worker restart intensity exceeded; the pool gives up")
+		p.log.Error().Str("worker", ev.ID).Int("slot", p.slotIndex(ev.ID)).Int("restarts", ev.Restarts).Dur("within", ev.Within).Msg("worker restart intensity exceeded; the pool gives up")
 	}
 }
 
@@ -132,7 +132,7 @@ func (p *pool) stats() *messages.PoolStats {
 			continue
 		}
 		st.Workers = append(st.Workers, messages.WorkerStats{
-			ID: s.id, PID: s.procPID(), Address: s.address(), State: s.state(), InFlight: s.inFlight, Calls: s.total, Started: s.started,
+			ID: s.id, Slot: s.index, PID: s.procPID(), Address: s.address(), State: s.state(), InFlight: s.inFlight, Calls: s.total, Started: s.started,
 			HeartbeatPings: s.counters.pings.Load(), HeartbeatMisses: s.counters.misses.Load(),
 		})
 	}

@@ -33,7 +33,9 @@ const (
 // Messages the pool sends itself.
 type (
 	queueExpired struct{ id uint64 }
-	recycleCheck struct{}
+	// recycleCheck: time to check the recycle rules; gpu is GPU memory by pid, with
+	// descendants (see gpuWatch), nil when it was not read.
+	recycleCheck struct{ gpu map[int]int64 }
 	drainExpired struct{}
 	// shutdownExpired: the workers did not stop within the pool's shutdown budget.
 	shutdownExpired struct{}
@@ -46,9 +48,11 @@ type (
 	}
 )
 
-// slot is one worker position in the pool; its id is stable across restarts.
+// slot is one worker position in the pool; its id "<pool>-<index>" is stable across
+// restarts and recycles.
 type slot struct {
 	id       string
+	index    int
 	pid      *actor.PID
 	inc      uint64 // the incarnation serving, 0 while down
 	proc     *live  // the serving process, lent to calls; nil while down
@@ -121,7 +125,7 @@ type pool struct {
 	rejected    map[string]int
 	completed   uint64
 	drainers    []*actor.PID
-	stopRecycle chan struct{} // closed when the pool stops: ends the recycle ticker
+	stopRecycle context.CancelFunc // ends the recycle ticker when the pool stops
 	// The drain and shutdown deadlines, stopped with the pool: no timer outlives it.
 	drainTimer, shutdownTimer *time.Timer
 	workersGone               bool               // the workers' supervisor has terminated
@@ -171,7 +175,7 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *queueExpired:
 		p.expire(ctx, msg.id)
 	case *recycleCheck:
-		p.recycleByAgeAndMemory(ctx)
+		p.recycleIdle(ctx, msg)
 	case supervision.Event:
 		p.supervisionEvent(ctx, msg)
 	case *workersFailed:
@@ -207,7 +211,7 @@ func (p *pool) Receive(ctx actor.Context) {
 			p.stopObserving = nil
 		}
 		if p.stopRecycle != nil {
-			close(p.stopRecycle)
+			p.stopRecycle()
 			p.stopRecycle = nil
 		}
 		stopTimer(p.drainTimer)
@@ -239,7 +243,12 @@ func (p *pool) start(ctx actor.Context) {
 		Backoff:     p.spec.Backoff,
 	}
 	for i := range p.spec.Workers {
-		spec.Children = append(spec.Children, p.child(ctx, p.slotID(i)))
+		c, err := p.child(ctx, i, p.spec.Workers)
+		if err != nil {
+			p.fail(ctx, err)
+			return
+		}
+		spec.Children = append(spec.Children, c)
 	}
 	system, self := ctx.ActorSystem(), ctx.Self()
 	props, err := supervision.Props(spec, supervision.WithEventHook(func(e supervision.Event) {
@@ -255,28 +264,31 @@ func (p *pool) start(ctx actor.Context) {
 		return
 	}
 	p.workers = supervision.Attach(system, pid)
-	if r := p.spec.Recycle; r.MaxAge > 0 || r.MaxRSSBytes > 0 {
-		tick, stop := time.NewTicker(recycleInterval(r.MaxAge)), make(chan struct{})
-		p.stopRecycle = stop
-		go func() {
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					system.Root.Send(self, &recycleCheck{})
-				case <-stop:
-					return
-				}
-			}
-		}()
-	}
+	p.startRecycling(ctx)
 }
 
 func (p *pool) slotID(i int) string { return p.spec.Name + "-" + strconv.Itoa(i) }
 
-// child registers slot id and returns its child spec.
-func (p *pool) child(ctx actor.Context, id string) supervision.Child {
-	s := &slot{id: id, counters: &slotCounters{}}
+// slotIndex is the index of the slot whose id is id, -1 if it has none.
+func (p *pool) slotIndex(id string) int {
+	if s := p.byID[id]; s != nil {
+		return s.index
+	}
+	return -1
+}
+
+// child registers the slot of index in a pool of workers workers and returns its child
+// spec, or why the slot's environment cannot be made.
+func (p *pool) child(ctx actor.Context, index, workers int) (supervision.Child, error) {
+	var env map[string]string
+	if p.spec.SlotEnv != nil {
+		var err error
+		if env, err = p.spec.SlotEnv(index, workers); err != nil {
+			return supervision.Child{}, err
+		}
+	}
+	id := p.slotID(index)
+	s := &slot{id: id, index: index, counters: &slotCounters{}}
 	p.slots = append(p.slots, s)
 	p.byID[id] = s
 	p.countersMu.Lock()
@@ -284,12 +296,12 @@ func (p *pool) child(ctx actor.Context, id string) supervision.Child {
 	p.countersMu.Unlock()
 	return supervision.Child{
 		ID:       id,
-		Producer: newWorkerProducer(p.spec, id, ctx.Self(), p.startSem, s.counters),
+		Producer: newWorkerProducer(p.spec, workerSlot{id: id, index: index, env: env}, ctx.Self(), p.startSem, s.counters),
 		Options:  tracingOptions(*p.spec),
 		Restart:  supervision.Permanent,
 		Shutdown: supervision.Timeout(p.spec.StopTimeout + 2*time.Second),
 		TrapExit: true, // it stops itself once its process is stopped and its mailbox drained
-	}
+	}, nil
 }
 
 // tracingOptions adds the receive-span middleware, unless tracing is off (a noop

@@ -25,6 +25,12 @@ type PoolSpec struct {
 	StopTimeout    time.Duration // per worker
 	CancelGrace    time.Duration // how long a cancelled body may run on before its worker is replaced
 	Bridge         []bridge.Option
+	// SlotEnv makes the environment of a slot's processes, on top of Bridge's, from the
+	// slot's index and the pool's size (the facade's names the slot and the pool in
+	// PYVISOR_SLOT and PYVISOR_POOL); nil adds none. It is called once per slot, when
+	// the slot is made (its restarts and recycles reuse the result); an error fails the
+	// pool's start, or the Resize that made the slot.
+	SlotEnv        func(slot, workers int) (map[string]string, error)
 	Heartbeat      HeartbeatSpec
 	MaxRestarts    int
 	Within         time.Duration
@@ -58,4 +64,5 @@ type RecycleSpec struct {
 	MaxCalls    uint64
 	MaxAge      time.Duration
 	MaxRSSBytes int64
+	MaxGPUBytes int64 // of the process and its descendants, as nvidia-smi reports it
 }

@@ -90,6 +90,8 @@ type worker struct {
 	otelactor.Traced
 	spec     *PoolSpec
 	slot     string
+	index    int
+	env      []bridge.Option // the slot's environment
 	pool     *actor.PID
 	startSem chan struct{}
 	counters *slotCounters
@@ -102,9 +104,10 @@ type worker struct {
 	log       zerolog.Logger
 }
 
-func newWorkerProducer(spec *PoolSpec, slot string, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
+func newWorkerProducer(spec *PoolSpec, slot workerSlot, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
+	env := slot.options()
 	return func() actor.Actor {
-		return &worker{spec: spec, slot: slot, pool: pool, startSem: startSem, counters: counters}
+		return &worker{spec: spec, slot: slot.id, index: slot.index, env: env, pool: pool, startSem: startSem, counters: counters}
 	}
 }
 
@@ -112,7 +115,7 @@ func (w *worker) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		w.inc = incarnations.Add(1)
-		w.log = w.spec.Logger.With().Str("pool", w.spec.Name).Str("worker", w.slot).Logger()
+		w.log = w.spec.Logger.With().Str("pool", w.spec.Name).Int("slot", w.index).Str("worker", w.slot).Logger()
 		w.startProcess(ctx)
 	case *processStarted:
 		w.started(ctx, msg)
@@ -157,11 +160,11 @@ func (w *worker) Receive(ctx actor.Context) {
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
 	system, self, sem, inc, pool, slot := ctx.ActorSystem(), ctx.Self(), w.startSem, w.inc, w.pool, w.slot
-	opts := append(append([]bridge.Option(nil), w.spec.Bridge...),
+	opts := append(append(append([]bridge.Option(nil), w.spec.Bridge...), w.env...),
 		bridge.WithLoading(func(pid int) { system.Root.Send(pool, &workerLoading{slot: slot, pid: pid}) }),
 		bridge.WithStuckBody(func(tool string) { system.Root.Send(self, &bodyStuck{inc: inc, tool: tool}) }),
 		bridge.WithWorkerID(w.slot),
-		bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Logger()),
+		bridge.WithLogger(w.spec.Logger.With().Str("pool", w.spec.Name).Int("slot", w.index).Logger()),
 		bridge.WithTracerProvider(w.spec.TracerProvider),
 		bridge.WithPropagator(w.spec.Propagator),
 		bridge.WithTraceHeartbeats(w.spec.Heartbeat.Trace))

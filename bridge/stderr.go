@@ -134,11 +134,11 @@ func (f *stderrForwarder) Failure() failure {
 }
 
 // reserved are the fields of a forwarded record that Go sets (the logger's own context:
-// pool, worker, pid) or reads itself: a record never overrides them, so no forwarded line
-// has a duplicate key.
+// pool, slot, worker, pid) or reads itself: a record never overrides them, so no
+// forwarded line has a duplicate key.
 var reserved = map[string]bool{
 	"level": true, "message": true, "time": true, "worker_id": true,
-	"source": true, "stream": true, "pool": true, "worker": true, "pid": true,
+	"source": true, "stream": true, "pool": true, "slot": true, "worker": true, "pid": true,
 }
 
 func (f *stderrForwarder) forwardJSON(fields map[string]json.RawMessage) {

@@ -39,7 +39,8 @@ type PoolStats struct {
 
 // WorkerStats is a snapshot of one worker slot.
 type WorkerStats struct {
-	ID       string
+	ID       string // "<pool>-<Slot>"
+	Slot     int    // the slot's index, kept across restarts and recycles (PYVISOR_SLOT)
 	PID      int    // of the current Python process; 0 while down
 	Address  string // where that process serves (its Unix socket, or 127.0.0.1:port)
 	State    string // "ready", "loading" (importing its tools) or "down"

@@ -186,6 +186,11 @@ func venvOf(py string) string {
 // dir, env and timeouts), times its load against the pool's load_timeout, and stops it.
 func workerCheck(ctx context.Context, py string, p pyvisor.PoolConfig, runtimeDir string) check {
 	c := check{what: fmt.Sprintf("pool %s: a worker of %s", p.Name, strings.Join(p.Tools, ", "))}
+	env, err := p.SlotEnv(0) // what the first worker gets
+	if err != nil {
+		c.detail, c.fix = err.Error(), "fix the pool's slots.env (docs/gpus.md)"
+		return c
+	}
 	opts := []bridge.Option{
 		bridge.WithPython(py),
 		bridge.WithTools(p.Tools...),
@@ -195,7 +200,7 @@ func workerCheck(ctx context.Context, py string, p pyvisor.PoolConfig, runtimeDi
 		bridge.WithLoadTimeout(p.LoadTimeout),
 		bridge.WithStopTimeout(p.StopTimeout),
 	}
-	for k, v := range p.Env {
+	for k, v := range env {
 		opts = append(opts, bridge.WithEnv(k, v))
 	}
 	began := time.Now()

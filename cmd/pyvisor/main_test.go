@@ -74,6 +74,26 @@ func TestDoctorPassesWithTheProjectsVenvAndNamesAToolsModuleThatDoesNotImport(t 
 	}
 }
 
+func TestDoctorImportsAToolsModuleWithTheFirstSlotsEnvironment(t *testing.T) {
+	py := workerPython(t)
+	dir := t.TempDir()
+	module := "import os\n" +
+		"assert os.environ['PYVISOR_SLOT'] == '0', os.environ.get('PYVISOR_SLOT')\n" +
+		"assert os.environ['PYVISOR_POOL'] == 'gpu', os.environ.get('PYVISOR_POOL')\n" +
+		"assert os.environ['CUDA_VISIBLE_DEVICES'] == '3', os.environ.get('CUDA_VISIBLE_DEVICES')\n"
+	config := "pools:\n  - name: gpu\n    tools: [needs_slot]\n    env: {PYTHONPATH: " + dir + "}\n" +
+		"    slots:\n      devices: [\"3\", \"4\"]\n      env: {CUDA_VISIBLE_DEVICES: \"{{.Device}}\"}\n"
+	for name, text := range map[string]string{"needs_slot.py": module, "pyvisor.yaml": config} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ := runCmd(t, "doctor", "-python", py, "-config", filepath.Join(dir, "pyvisor.yaml"))
+	if code != 0 || !strings.Contains(out, "ok   pool gpu: a worker of needs_slot: started and loaded 0 tools") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
 func TestToolsListsToolsWithTheirSchemas(t *testing.T) {
 	py := workerPython(t)
 	code, out, errOut := runCmd(t, "tools", "-python", py, "-tools", "pyvisor_worker.examples")
