@@ -50,10 +50,10 @@ func (c Cache) uv(ctx context.Context, base string, out io.Writer) (*uv, error) 
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	defer os.RemoveAll(tmp)
-	if err := run(ctx, out, "", nil, base, "-m", "venv", tmp); err != nil {
+	if err := Run(ctx, out, "", nil, base, "-m", "venv", tmp); err != nil {
 		return nil, fmt.Errorf("%w: create a venv for uv with %s: %w (on Debian: apt install python3-venv; or set %s to a uv binary)", ErrBuild, base, err, EnvUV)
 	}
-	if err := run(ctx, out, "", nil, filepath.Join(tmp, "bin", "python"), "-m", "pip", "install",
+	if err := Run(ctx, out, "", nil, filepath.Join(tmp, "bin", "python"), "-m", "pip", "install",
 		"--disable-pip-version-check", "--progress-bar", "off", "--quiet", "uv=="+UVVersion); err != nil {
 		return nil, fmt.Errorf("%w: pip install uv==%s: %w (is PyPI, or PIP_INDEX_URL's mirror, reachable? Or set %s to a uv binary)", ErrBuild, UVVersion, err, EnvUV)
 	}
@@ -78,7 +78,7 @@ func (u *uv) run(ctx context.Context, out io.Writer, dir string, args ...string)
 	if os.Getenv("UV_CACHE_DIR") == "" {
 		env = append(env, "UV_CACHE_DIR="+u.cache)
 	}
-	return run(ctx, out, dir, env, u.bin, args...)
+	return Run(ctx, out, dir, env, u.bin, args...)
 }
 
 // requirements is the requirements file to install for path: path itself, or for a
@@ -102,8 +102,9 @@ func (u *uv) requirements(ctx context.Context, path string, out io.Writer) (file
 	return f.Name(), cleanup, nil
 }
 
-// run runs name with args, its output going to out once and kept for the error.
-func run(ctx context.Context, out io.Writer, dir string, env []string, name string, args ...string) error {
+// Run runs name with args in dir ("" for here) with env (nil for this process's), its
+// output going to out once; a failure is a *RunError that keeps the output, for hints.
+func Run(ctx context.Context, out io.Writer, dir string, env []string, name string, args ...string) error {
 	var output bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Env = dir, env

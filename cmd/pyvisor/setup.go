@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -113,7 +111,7 @@ func setupVenv(ctx context.Context, base, dir string, reqs []string, out io.Writ
 			return fmt.Errorf("%s: %s; %s", c.what, c.detail, c.fix)
 		}
 		fmt.Fprintf(out, "creating a venv in %s with %s\n", dir, base)
-		if err := runPython(ctx, base, out, "-m", "venv", dir); err != nil {
+		if err := envs.Run(ctx, out, "", nil, base, "-m", "venv", dir); err != nil {
 			return fmt.Errorf("create the venv: %w (is %s a Python 3.10+ with the venv module? On Debian: apt install python3-venv)", err, base)
 		}
 		created = true
@@ -147,7 +145,7 @@ func setupVenv(ctx context.Context, base, dir string, reqs []string, out io.Writ
 	for _, r := range reqs {
 		install = append(install, "-r", r)
 	}
-	if err := runPython(ctx, py, out, install...); err != nil {
+	if err := envs.Run(ctx, out, "", nil, py, install...); err != nil {
 		return fmt.Errorf("pip install failed (its output is above)%s", pipHint(err))
 	}
 	got, stamp, err := envs.Worker(ctx, py)
@@ -163,35 +161,13 @@ func setupVenv(ctx context.Context, base, dir string, reqs []string, out io.Writ
 	return nil
 }
 
-// runPython runs py with args, its output going to out (once: the error does not repeat
-// it, but keeps it for pipHint).
-func runPython(ctx context.Context, py string, out io.Writer, args ...string) error {
-	var output bytes.Buffer
-	cmd := exec.CommandContext(ctx, py, args...)
-	cmd.Stdout = io.MultiWriter(out, &output)
-	cmd.Stderr = io.MultiWriter(out, &output)
-	if err := cmd.Run(); err != nil {
-		return &runError{cmd: py + " " + strings.Join(args, " "), err: err, output: output.String()}
-	}
-	return nil
-}
-
-// runError is a Python command that failed, with what it printed.
-type runError struct {
-	cmd, output string
-	err         error
-}
-
-func (e *runError) Error() string { return e.cmd + ": " + e.err.Error() }
-func (e *runError) Unwrap() error { return e.err }
-
 // pipHint says what a failed pip install most likely needs, from what pip printed.
 func pipHint(err error) string {
-	var r *runError
+	var r *envs.RunError
 	if !errors.As(err, &r) {
 		return ": " + err.Error()
 	}
-	switch out := r.output; {
+	switch out := r.Output; {
 	case strings.Contains(out, "Requires-Python") || strings.Contains(out, "requires a different Python"):
 		return ": a package needs a newer Python than the venv's; run setup with a newer -python"
 	case strings.Contains(out, "Failed to establish a new connection") || strings.Contains(out, "Temporary failure in name resolution") ||
