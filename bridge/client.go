@@ -93,6 +93,9 @@ type Info struct {
 	WorkerID        string   `json:"worker_id"`
 	Tools           []Tool   `json:"tools"`
 	Callbacks       []string `json:"callbacks"` // the Go callbacks its tools can call (WithCallback)
+	// CodeVersion names the tool code it loaded: WithCodeVersion's label, else 12 hex
+	// digits of a hash of the tools modules' source files (docs/upgrades.md).
+	CodeVersion string `json:"code_version"`
 }
 
 // Tool describes one registered tool.
@@ -129,6 +132,7 @@ func (c *Client) Describe(ctx context.Context) (Info, error) {
 		PackageVersion:  resp.GetPackageVersion(),
 		ProtocolVersion: int(resp.GetProtocolVersion()),
 		WorkerID:        resp.GetWorkerId(),
+		CodeVersion:     resp.GetCodeVersion(),
 	}
 	for _, cb := range resp.GetCallbacks() {
 		info.Callbacks = append(info.Callbacks, cb.GetName())

@@ -219,7 +219,8 @@ func (p *Process) load(ctx context.Context) error {
 	defer cancel()
 	described := make(chan error, 1)
 	go func() {
-		_, err := p.client.Describe(lctx)
+		info, err := p.client.Describe(lctx)
+		p.info = info
 		described <- err
 	}()
 	select {

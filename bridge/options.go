@@ -128,6 +128,15 @@ func WithTools(modules ...string) Option {
 // WithWorkerID names the worker in logs and in the worker itself (default "worker").
 func WithWorkerID(id string) Option { return func(c *config) { c.workerID = id } }
 
+// WithCodeVersion labels the tool code the worker loads (a release name, a commit): it is
+// the worker's CodeVersion instead of the hash of its tools modules' files.
+func WithCodeVersion(label string) Option {
+	return WithEnv(codeVersionEnv, label)
+}
+
+// codeVersionEnv carries WithCodeVersion's label to the worker (pyvisor_worker.version).
+const codeVersionEnv = "PYVISOR_CODE_VERSION"
+
 // WithDir sets the worker's working directory (default: the host's).
 func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 

@@ -65,6 +65,7 @@ type Process struct {
 	arenas       *arenas            // shared memory; nil when off
 	closeChannel context.CancelFunc // ends the channel's stream; nil before it opens
 	tag          string             // processTagEnv's value for this worker and what it starts
+	info         Info               // its Describe at the end of the load phase
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -356,6 +357,12 @@ func (p *Process) Address() string { return p.hs.Address }
 
 // Client talks to this worker.
 func (p *Process) Client() *Client { return p.client }
+
+// Info is what the worker said of itself once its tools were loaded (its Describe).
+func (p *Process) Info() Info { return p.info }
+
+// CodeVersion names the tool code the worker loaded (Info().CodeVersion).
+func (p *Process) CodeVersion() string { return p.info.CodeVersion }
 
 // Done is closed once the process has exited and been reaped.
 func (p *Process) Done() <-chan struct{} { return p.done }

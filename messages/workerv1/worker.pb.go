@@ -379,7 +379,10 @@ type DescribeResponse struct {
 	Tools           []*ToolSpec `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
 	// callbacks are the Go functions the worker's tools can call (ctx.call_go), as the host
 	// announced them when it started the worker.
-	Callbacks     []*CallbackSpec `protobuf:"bytes,7,rep,name=callbacks,proto3" json:"callbacks,omitempty"`
+	Callbacks []*CallbackSpec `protobuf:"bytes,7,rep,name=callbacks,proto3" json:"callbacks,omitempty"`
+	// code_version names the tool code the worker loaded: the host's label, or a hash of the
+	// tools modules' source files (docs/upgrades.md).
+	CodeVersion   string `protobuf:"bytes,8,opt,name=code_version,json=codeVersion,proto3" json:"code_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,6 +464,13 @@ func (x *DescribeResponse) GetCallbacks() []*CallbackSpec {
 		return x.Callbacks
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetCodeVersion() string {
+	if x != nil {
+		return x.CodeVersion
+	}
+	return ""
 }
 
 // CallbackSpec names one Go callback a worker's tools can reach.
@@ -2681,7 +2691,7 @@ var File_pyvisor_worker_v1_worker_proto protoreflect.FileDescriptor
 const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
 	"\x1epyvisor/worker/v1/worker.proto\x12\x11pyvisor.worker.v1\x1a google/protobuf/descriptor.proto\"\x11\n" +
-	"\x0fDescribeRequest\"\xae\x02\n" +
+	"\x0fDescribeRequest\"\xd1\x02\n" +
 	"\x10DescribeResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12%\n" +
 	"\x0epython_version\x18\x02 \x01(\tR\rpythonVersion\x12'\n" +
@@ -2689,7 +2699,8 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tworker_id\x18\x05 \x01(\tR\bworkerId\x121\n" +
 	"\x05tools\x18\x06 \x03(\v2\x1b.pyvisor.worker.v1.ToolSpecR\x05tools\x12=\n" +
-	"\tcallbacks\x18\a \x03(\v2\x1f.pyvisor.worker.v1.CallbackSpecR\tcallbacks\"\"\n" +
+	"\tcallbacks\x18\a \x03(\v2\x1f.pyvisor.worker.v1.CallbackSpecR\tcallbacks\x12!\n" +
+	"\fcode_version\x18\b \x01(\tR\vcodeVersion\"\"\n" +
 	"\fCallbackSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\xa6\x01\n" +
 	"\bToolSpec\x12\x12\n" +

@@ -32,6 +32,7 @@ from pyvisor_worker.context import ToolContext
 from pyvisor_worker.errors import CallRejected
 from pyvisor_worker.shm import PayloadTooLarge, Shared, as_bytes
 from pyvisor_worker.tools import Kind, Tool
+from pyvisor_worker.version import code_version
 from pyvisor_worker.wire import (
     INVALID_ARGUMENT,
     MESSAGE_TOO_LARGE,
@@ -181,6 +182,7 @@ class Dispatcher:
         """The tools this worker serves (set once their modules are loaded)."""
         self.tools = dict(tools)
         self._registered = ", ".join(sorted(self.tools)) or "none"
+        self.code_version = code_version(self.tools.values())
 
     # --- before the body --------------------------------------------------------------------
 

@@ -208,6 +208,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 for t in self.dispatcher.tools.values()
             ],
             callbacks=[pb.CallbackSpec(name=n) for n in sorted(self.callbacks)],
+            code_version=self.dispatcher.code_version,
         )
 
     def _pong(self, request: Any) -> Any:

@@ -86,7 +86,7 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("pid", "python_version", "package_version", "protocol_version", "worker_id", "tools", "callbacks")
+    __slots__ = ("pid", "python_version", "package_version", "protocol_version", "worker_id", "tools", "callbacks", "code_version")
     PID_FIELD_NUMBER: _ClassVar[int]
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
     PACKAGE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class DescribeResponse(_message.Message):
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     CALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
     pid: int
     python_version: str
     package_version: str
@@ -101,7 +102,8 @@ class DescribeResponse(_message.Message):
     worker_id: str
     tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
     callbacks: _containers.RepeatedCompositeFieldContainer[CallbackSpec]
-    def __init__(self, pid: _Optional[int] = ..., python_version: _Optional[str] = ..., package_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., callbacks: _Optional[_Iterable[_Union[CallbackSpec, _Mapping]]] = ...) -> None: ...
+    code_version: str
+    def __init__(self, pid: _Optional[int] = ..., python_version: _Optional[str] = ..., package_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., callbacks: _Optional[_Iterable[_Union[CallbackSpec, _Mapping]]] = ..., code_version: _Optional[str] = ...) -> None: ...
 
 class CallbackSpec(_message.Message):
     __slots__ = ("name",)
