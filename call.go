@@ -130,6 +130,9 @@ func (r *Runtime) Execute(ctx context.Context, pool, tool string, args any, opts
 	if err == nil {
 		if res.Worker != "" && span.IsRecording() {
 			span.SetAttributes(attribute.String("pyvisor.worker", res.Worker))
+			if res.Version != "" {
+				span.SetAttributes(attribute.String("pyvisor.pool.version", res.Version))
+			}
 		}
 		if ran != nil && res.Worker != "" {
 			*ran = Ran{Node: r.Node(), Worker: res.Worker}

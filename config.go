@@ -39,6 +39,9 @@ const (
 	DefaultMaxRestarts   = 3
 	DefaultRestartWithin = 5 * time.Second
 
+	DefaultWarmUpTimeout = time.Minute
+	DefaultDrainTimeout  = 30 * time.Second
+
 	DefaultBackoffMax        = 30 * time.Second
 	DefaultBackoffMultiplier = 2.0
 )
@@ -182,6 +185,9 @@ type PoolConfig struct {
 	// Recycle configures when a healthy worker is replaced (never by
 	// default).
 	Recycle RecycleConfig `json:"recycle" yaml:"recycle"`
+	// Upgrade says how Runtime.Reload rolls new tool code through the pool
+	// (docs/upgrades.md).
+	Upgrade UpgradeConfig `json:"upgrade" yaml:"upgrade"`
 	// SharedMemory says how large payloads travel between Go and the workers
 	// (docs/data.md): through shared memory by default, where the system has it.
 	SharedMemory SharedMemoryConfig `json:"shared_memory" yaml:"shared_memory"`
@@ -263,6 +269,23 @@ type SharedMemoryConfig struct {
 	RetainBytes int64 `json:"retain_bytes" yaml:"retain_bytes"`
 	// TrimAfter: see RetainBytes. Default 10s.
 	TrimAfter time.Duration `json:"trim_after" yaml:"trim_after"`
+}
+
+// UpgradeConfig says how Runtime.Reload rolls new tool code through a pool: one worker
+// at a time, each new process loaded (and warmed up) before it takes a call, each old one
+// kept until the whole pool runs the new code, so a failure rolls back.
+type UpgradeConfig struct {
+	// WarmUpTool is called on each new worker, with WarmUpArgs, before it takes traffic;
+	// an error rolls the upgrade back. Default "": no warm-up.
+	WarmUpTool string `json:"warm_up_tool" yaml:"warm_up_tool"`
+	// WarmUpArgs are the warm-up call's arguments, a JSON object. Default none.
+	WarmUpArgs string `json:"warm_up_args" yaml:"warm_up_args"`
+	// WarmUpTimeout bounds the warm-up call. Default 1m.
+	WarmUpTimeout time.Duration `json:"warm_up_timeout" yaml:"warm_up_timeout"`
+	// DrainTimeout bounds how long an old worker may finish its calls once the pool runs
+	// the new code; then it is stopped (its calls cancelled, their grace, then kill).
+	// Default 30s.
+	DrainTimeout time.Duration `json:"drain_timeout" yaml:"drain_timeout"`
 }
 
 // RecycleConfig says when a healthy worker is replaced by a fresh one. A
@@ -397,6 +420,9 @@ func (p PoolConfig) withDefaults() PoolConfig {
 	if h.Interval > 0 { // a bad interval is reported once, by Validate
 		setDefault(&h.InitialDelay, h.Interval)
 	}
+
+	setDefault(&p.Upgrade.WarmUpTimeout, DefaultWarmUpTimeout)
+	setDefault(&p.Upgrade.DrainTimeout, DefaultDrainTimeout)
 
 	r := &p.Restart
 	if r.Within == 0 {

@@ -1,6 +1,7 @@
 package pyvisor
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -217,6 +218,17 @@ func (p PoolConfig) validate(v *validator, path string) {
 		v.fail(path+".restart.backoff.multiplier", fmt.Sprintf("must be a finite number at least 1, got %v", m))
 	}
 
+	up := p.Upgrade
+	v.positive(path+".upgrade.warm_up_timeout", up.WarmUpTimeout)
+	v.positive(path+".upgrade.drain_timeout", up.DrainTimeout)
+	if up.WarmUpArgs != "" {
+		var args map[string]any
+		if up.WarmUpTool == "" {
+			v.fail(path+".upgrade.warm_up_args", "needs upgrade.warm_up_tool")
+		} else if err := json.Unmarshal([]byte(up.WarmUpArgs), &args); err != nil {
+			v.fail(path+".upgrade.warm_up_args", fmt.Sprintf("must be a JSON object: %v", err))
+		}
+	}
 	rc := p.Recycle
 	v.atLeast(path+".recycle.max_calls", rc.MaxCalls, 0)
 	v.notNegative(path+".recycle.max_age", rc.MaxAge)

@@ -371,6 +371,12 @@ func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(err
 			MaxRSSBytes: pc.Recycle.MaxRSSBytes,
 			MaxGPUBytes: pc.Recycle.MaxGPUBytes,
 		},
+		Upgrade: actors.UpgradeSpec{
+			WarmUpTool:    pc.Upgrade.WarmUpTool,
+			WarmUpArgs:    []byte(pc.Upgrade.WarmUpArgs),
+			WarmUpTimeout: pc.Upgrade.WarmUpTimeout,
+			DrainTimeout:  pc.Upgrade.DrainTimeout,
+		},
 		Logger:  log,
 		OnReady: onReady,
 	}
@@ -427,6 +433,39 @@ func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
 	}
 	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
 		return ack.Err
+	}
+	return nil
+}
+
+// Reload rolls the pool's tool code, as it is on disk now, through its workers, one at
+// a time: each new worker loads (and answers the pool's upgrade.warm_up_tool) before it
+// takes a call, each old one finishes its calls, and the pool never has fewer ready
+// workers than it had. It returns once every worker runs the new code, or with an error
+// matching ErrRolledBack and carrying the cause (a traceback for code that does not
+// import) once the old code serves again: no call fails because of a rejected version.
+// A second Reload, or a Resize, while one runs is refused with ErrUpgrading. If ctx ends
+// first, Reload returns ctx's error and the upgrade goes on (Stats' Upgrading).
+// See docs/upgrades.md.
+func (r *Runtime) Reload(ctx context.Context, pool string) error {
+	return r.ReloadAs(ctx, pool, "")
+}
+
+// ReloadAs is Reload with version, a label of the new code (a release, a commit), as the
+// workers' Version instead of the hash of their tools modules' files.
+func (r *Runtime) ReloadAs(ctx context.Context, pool, version string) error {
+	pid, ok := r.pools[pool]
+	if !ok {
+		return r.unknownPool(pool)
+	}
+	if r.stopped.Load() {
+		return fmt.Errorf("pyvisor: reload %s: %w", pool, ErrStopped)
+	}
+	reply, err := r.request(ctx, pid, &messages.Reload{Version: version})
+	if err != nil {
+		return fmt.Errorf("pyvisor: reload %s: %w", pool, err)
+	}
+	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
+		return fmt.Errorf("pyvisor: %w", ack.Err)
 	}
 	return nil
 }

@@ -19,4 +19,10 @@ var (
 	ErrPoolFailed = errors.New("pool failed")
 	// ErrUnknownPool: no pool of that name runs here (or, in a cluster, on any node).
 	ErrUnknownPool = errors.New("unknown pool")
+	// ErrUpgrading: a Reload of the pool is under way (a second Reload, or a Resize, is
+	// refused until it returns).
+	ErrUpgrading = errors.New("an upgrade of the pool is under way")
+	// ErrRolledBack: a Reload's new code did not start, failed its warm-up, or crashed;
+	// the old code serves on, and the error carries the cause.
+	ErrRolledBack = errors.New("upgrade rolled back")
 )

@@ -44,6 +44,9 @@ func (g *grant) finish(err error) {
 		if !errors.Is(err, bridge.ErrWorkerCrashed) {
 			g.untrack()
 		}
+		if g.proc != nil {
+			g.proc.end()
+		}
 		g.system.Root.Send(g.pool, &callFinished{slot: g.slot, inc: g.inc})
 	})
 }
@@ -80,7 +83,7 @@ func (c Caller) Execute(ctx context.Context, pid *actor.PID, msg *messages.Execu
 			msg, front = &retry, true
 			continue
 		}
-		return &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Arrays: res.Arrays, Err: err, Worker: g.slot, Release: res.Release}, nil
+		return &messages.ExecuteResult{JSON: res.JSON, Payload: res.Payload, Arrays: res.Arrays, Err: err, Worker: g.slot, Version: g.proc.CodeVersion(), Release: res.Release}, nil
 	}
 }
 

@@ -106,6 +106,7 @@ func (p *pool) fail(ctx actor.Context, reason any) {
 		err = fmt.Errorf("%w; last worker failure: %w", err, p.lastFailure)
 	}
 	p.state, p.err = StateFailed, err
+	p.abandonUpgrade(ctx)
 	p.spec.Metrics.SupervisorEscalated.Add(context.Background(), 1, p.attrs)
 	p.log.Error().Err(err).Msg("pool failed: its workers kept failing")
 	for _, q := range p.queue {
@@ -133,6 +134,7 @@ func (p *pool) inFlight() int {
 // drain stops taking calls, fails the queued ones and answers once nothing is in
 // flight or the deadline passed.
 func (p *pool) drain(ctx actor.Context, msg *messages.Drain) {
+	p.abandonUpgrade(ctx)
 	if p.state != StateFailed {
 		p.state = StateDraining
 	}
@@ -157,6 +159,7 @@ func (p *pool) answerDrainers(ctx actor.Context) {
 // shutdown stops the workers in reverse start order (the supervisor's ordered stop),
 // then the pool itself.
 func (p *pool) shutdown(ctx actor.Context) {
+	p.abandonUpgrade(ctx)
 	p.state = StateDraining
 	p.failQueue(ctx, ErrStopped)
 	if p.workers == nil || p.workersGone {
@@ -195,6 +198,10 @@ func (p *pool) resize(ctx actor.Context, n int) {
 	}
 	if p.resizing {
 		ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: another resize is under way; try again when it returns", p.spec.Name)})
+		return
+	}
+	if p.upgrade != nil {
+		ctx.Respond(&messages.Ack{Err: fmt.Errorf("resize pool %s: %w; resize when Reload returns", p.spec.Name, ErrUpgrading)})
 		return
 	}
 	p.resizing = true

@@ -60,6 +60,39 @@ type live struct {
 	sessions map[string]bool
 	calls    map[uint64]trace.SpanContext
 	nextCall uint64
+	running  int             // calls granted on it and not finished
+	idleCh   []chan struct{} // closed when running is back to 0
+}
+
+// begin counts a call granted on the process; end, when it is over.
+func (l *live) begin() {
+	l.mu.Lock()
+	l.running++
+	l.mu.Unlock()
+}
+
+func (l *live) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running--; l.running == 0 {
+		for _, ch := range l.idleCh {
+			close(ch)
+		}
+		l.idleCh = nil
+	}
+}
+
+// idle is closed once no call granted on the process is running.
+func (l *live) idle() <-chan struct{} {
+	ch := make(chan struct{})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running == 0 {
+		close(ch)
+		return ch
+	}
+	l.idleCh = append(l.idleCh, ch)
+	return ch
 }
 
 func newLive(p *bridge.Process) *live {

@@ -49,6 +49,7 @@ func (p *pool) supervisionEvent(ctx actor.Context, e supervision.Event) {
 			p.down(s)
 			p.startRestartSpan(s, ev, reason, err)
 		}
+		p.upgradeCrashed(ctx, ev.ID, err)
 		if p.state == StateFailed {
 			return // the pool has given up and said why, once
 		}
@@ -126,13 +127,14 @@ func (p *pool) stats() *messages.PoolStats {
 		Recycled:  copyCounts(p.recycled),
 		Rejected:  copyCounts(p.rejected),
 		Completed: p.completed,
+		Upgrading: p.upgrade != nil,
 	}
 	for _, s := range p.slots {
 		if s.removed {
 			continue
 		}
 		st.Workers = append(st.Workers, messages.WorkerStats{
-			ID: s.id, Slot: s.index, PID: s.procPID(), Address: s.address(), State: s.state(), InFlight: s.inFlight, Calls: s.total, Started: s.started,
+			ID: s.id, Slot: s.index, PID: s.procPID(), Address: s.address(), State: s.state(), Version: s.version(), InFlight: s.inFlight, Calls: s.total, Started: s.started,
 			HeartbeatPings: s.counters.pings.Load(), HeartbeatMisses: s.counters.misses.Load(),
 		})
 	}

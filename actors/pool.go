@@ -80,6 +80,14 @@ func (s *slot) procPID() int {
 	return s.proc.PID()
 }
 
+// version names the tool code of the serving process, "" while down.
+func (s *slot) version() string {
+	if s.proc == nil {
+		return ""
+	}
+	return s.proc.CodeVersion()
+}
+
 // address is where the serving process listens, "" while down.
 func (s *slot) address() string {
 	if s.proc == nil {
@@ -130,6 +138,7 @@ type pool struct {
 	drainTimer, shutdownTimer *time.Timer
 	workersGone               bool               // the workers' supervisor has terminated
 	resizing                  bool               // a Resize is under way (they run one at a time)
+	upgrade                   *upgrade           // a Reload under way, or nil
 	cancelResize              context.CancelFunc // ends the Resize under way when the pool stops
 
 	attrs         metric.MeasurementOption // pool=<name>
@@ -184,6 +193,12 @@ func (p *pool) Receive(ctx actor.Context) {
 		ctx.Respond(p.stats())
 	case *messages.Resize:
 		p.resize(ctx, msg.Workers)
+	case *messages.Reload:
+		p.reload(ctx, msg)
+	case *workerUpgraded:
+		p.upgraded(ctx, msg)
+	case *upgradeFailed:
+		p.upgradeFailedOn(ctx, msg)
 	case *resized:
 		p.resizing = false
 		p.cancelResize = nil

@@ -204,6 +204,7 @@ func (p *pool) available(s *slot) bool {
 
 func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	s.inFlight++
+	s.proc.begin()
 	q.done(nil)
 	if !q.queued.IsZero() {
 		p.spec.Metrics.QueueWait.Record(context.Background(), time.Since(q.queued).Seconds(), p.attrs)

@@ -25,6 +25,7 @@ type PoolSpec struct {
 	StopTimeout    time.Duration // per worker
 	CancelGrace    time.Duration // how long a cancelled body may run on before its worker is replaced
 	Bridge         []bridge.Option
+	Upgrade        UpgradeSpec
 	// SlotEnv makes the environment of a slot's processes, on top of Bridge's, from the
 	// slot's index and the pool's size (the facade's names the slot and the pool in
 	// PYVISOR_SLOT and PYVISOR_POOL); nil adds none. It is called once per slot, when
@@ -57,6 +58,19 @@ type HeartbeatSpec struct {
 	Timeout      time.Duration
 	MaxMissed    int
 	InitialDelay time.Duration
+}
+
+// UpgradeSpec says how a Reload rolls new code through a pool (docs/upgrades.md).
+type UpgradeSpec struct {
+	// WarmUpTool, when set, is called with WarmUpArgs (JSON) on each new process before it
+	// takes traffic; an error rolls the upgrade back.
+	WarmUpTool string
+	WarmUpArgs []byte
+	// WarmUpTimeout bounds the warm-up call.
+	WarmUpTimeout time.Duration
+	// DrainTimeout bounds how long an old process may finish its calls once the upgrade is
+	// done; then it is stopped (cancel, grace, kill).
+	DrainTimeout time.Duration
 }
 
 // RecycleSpec says when a healthy worker's process is replaced; zero means never.

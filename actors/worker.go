@@ -79,7 +79,19 @@ type (
 type slotCounters struct {
 	pings, pongs, misses atomic.Uint64
 	pid                  atomic.Int64 // of the serving Python process, 0 while down
+	// version is the label of the code the slot runs ("": its hash), kept across restarts.
+	version atomic.Pointer[string]
 }
+
+// label is the slot's code label ("": the code's hash).
+func (c *slotCounters) label() string {
+	if v := c.version.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
+func (c *slotCounters) setLabel(label string) { c.version.Store(&label) }
 
 // incarnations numbers every Worker actor value, so late messages about an earlier
 // process are recognised.
@@ -99,7 +111,14 @@ type worker struct {
 	inc       uint64
 	starting  *start
 	proc      *live
-	retiring  map[*bridge.Process]bool // recycled processes still stopping
+	retiring  map[*bridge.Process]bool // recycled, upgraded or rolled-back processes still stopping
+	// An upgrade under way (workerupgrade.go): the new code's process starting, then
+	// warming up; once it serves, the old one parked for a rollback.
+	next                   *start
+	nextInc                uint64
+	nextLabel, parkedLabel string
+	warming                *bridge.Process
+	parked                 *live
 	heartbeat *actor.PID
 	log       zerolog.Logger
 }
@@ -118,7 +137,19 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.log = w.spec.Logger.With().Str("pool", w.spec.Name).Int("slot", w.index).Str("worker", w.slot).Logger()
 		w.startProcess(ctx)
 	case *processStarted:
+		if w.next != nil && msg.start == w.next {
+			w.nextStarted(ctx, msg)
+			return
+		}
 		w.started(ctx, msg)
+	case *upgradeWorker:
+		w.upgrade(ctx, msg)
+	case *warmedUp:
+		w.warmedUp(ctx, msg)
+	case *finishUpgrade:
+		w.finishUpgrade(ctx)
+	case *rollbackUpgrade:
+		w.rollback(ctx)
 	case *processExited:
 		if w.proc != nil && msg.proc == w.proc.Process {
 			panic(&crash{err: msg.proc.Err(), calls: w.proc.links()})
@@ -159,7 +190,13 @@ func (w *worker) Receive(ctx actor.Context) {
 // startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
-	system, self, sem, inc, pool, slot := ctx.ActorSystem(), ctx.Self(), w.startSem, w.inc, w.pool, w.slot
+	w.starting = w.spawn(ctx, w.counters.label(), w.inc)
+}
+
+// spawn starts a process of the code on disk, labelled label ("": its hash), whose stuck
+// bodies are reported for incarnation inc.
+func (w *worker) spawn(ctx actor.Context, label string, inc uint64) *start {
+	system, self, sem, pool, slot := ctx.ActorSystem(), ctx.Self(), w.startSem, w.pool, w.slot
 	opts := append(append(append([]bridge.Option(nil), w.spec.Bridge...), w.env...),
 		bridge.WithLoading(func(pid int) { system.Root.Send(pool, &workerLoading{slot: slot, pid: pid}) }),
 		bridge.WithStuckBody(func(tool string) { system.Root.Send(self, &bodyStuck{inc: inc, tool: tool}) }),
@@ -168,11 +205,13 @@ func (w *worker) startProcess(ctx actor.Context) {
 		bridge.WithTracerProvider(w.spec.TracerProvider),
 		bridge.WithPropagator(w.spec.Propagator),
 		bridge.WithTraceHeartbeats(w.spec.Heartbeat.Trace))
+	if label != "" {
+		opts = append(opts, bridge.WithCodeVersion(label))
+	}
 	if w.spec.CancelGrace > 0 { // else the bridge's default
 		opts = append(opts, bridge.WithCancelGrace(w.spec.CancelGrace))
 	}
 	st := newStart()
-	w.starting = st
 	m, attrs := w.spec.Metrics, metric.WithAttributes(attribute.String(telemetry.LabelPool, w.spec.Name), attribute.String(telemetry.LabelWorker, w.slot))
 	go func() {
 		defer close(st.over)
@@ -199,6 +238,7 @@ func (w *worker) startProcess(ctx actor.Context) {
 		}
 		system.Root.Send(self, &processStarted{start: st, proc: p, err: err})
 	}()
+	return st
 }
 
 func (w *worker) started(ctx actor.Context, msg *processStarted) {
@@ -210,12 +250,24 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 		w.log.Error().Err(msg.err).Msg("python worker did not start")
 		panic(&startFailure{err: msg.err})
 	}
-	w.proc = newLive(msg.proc)
-	system, self, p := ctx.ActorSystem(), ctx.Self(), msg.proc
+	w.serve(ctx, msg.proc, func(r workerReady) any { return &r })
+}
+
+// serve makes p the process the worker serves from, and tells the pool in the message
+// ready wraps (a workerReady, or an upgrade's workerUpgraded).
+func (w *worker) serve(ctx actor.Context, p *bridge.Process, ready func(workerReady) any) {
+	system, self := ctx.ActorSystem(), ctx.Self()
 	go func() {
 		<-p.Done()
 		system.Root.Send(self, &processExited{proc: p})
 	}()
+	w.serveLive(ctx, newLive(p), ready)
+}
+
+// serveLive serves from l, whose exit the worker already watches, as incarnation w.inc.
+func (w *worker) serveLive(ctx actor.Context, l *live, ready func(workerReady) any) {
+	w.proc = l
+	p, self := l.Process, ctx.Self()
 	if hb := w.spec.Heartbeat; hb.Enabled {
 		w.heartbeat = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
 			return &heartbeat{spec: hb, client: p.Client(), worker: self, counters: w.counters, log: w.log,
@@ -223,8 +275,8 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 				attrs: metric.WithAttributes(attribute.String(telemetry.LabelPool, w.spec.Name), attribute.String(telemetry.LabelWorker, w.slot))}
 		}))
 	}
-	w.log.Info().Int("pid", p.PID()).Msg("python worker ready")
-	ctx.Send(w.pool, &workerReady{slot: w.slot, inc: w.inc, proc: w.proc, started: time.Now()})
+	w.log.Info().Int("pid", p.PID()).Str("version", p.CodeVersion()).Msg("python worker ready")
+	ctx.Send(w.pool, ready(workerReady{slot: w.slot, inc: w.inc, proc: l, started: time.Now()}))
 }
 
 // recycle replaces a healthy process with a fresh one, outside supervision (a recycle
@@ -259,9 +311,15 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 func (w *worker) release(ctx actor.Context, brutal bool) {
 	w.stopHeartbeat(ctx)
 	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})
+	w.dropUpgrade(brutal)
 	for p := range w.retiring {
-		// A recycled process still stopping goes with the worker, not after it.
-		_ = p.Kill(context.Background())
+		// A recycled or upgraded process still stopping goes with the worker, not after
+		// it: at once when the worker failed, else with its calls' grace.
+		if brutal {
+			_ = p.Kill(context.Background())
+		} else {
+			w.stopNow(p)
+		}
 		delete(w.retiring, p)
 	}
 	if st := w.starting; st != nil {
@@ -286,6 +344,15 @@ func (w *worker) release(ctx actor.Context, brutal bool) {
 		w.log.Warn().Err(err).Msg("stopping python worker")
 		// Cut short (halted, or past the stop timeout): the stop under way kills the
 		// process group now; wait for it to be reaped, which takes moments.
+		_ = p.Kill(context.Background())
+	}
+}
+
+// stopNow stops p gracefully within the stop timeout, then kills it.
+func (w *worker) stopNow(p *bridge.Process) {
+	sctx, cancel := w.stopContext()
+	defer cancel()
+	if err := p.Stop(sctx); err != nil {
 		_ = p.Kill(context.Background())
 	}
 }

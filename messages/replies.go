@@ -14,6 +14,7 @@ type ExecuteResult struct {
 	Arrays  map[string]nd.Array
 	Err     error
 	Worker  string // the worker slot that ran it
+	Version string // the tool code it ran (bridge.Info.CodeVersion)
 	// Release gives back a payload and arrays viewed in shared memory (Call.View); nil
 	// otherwise.
 	Release func()
@@ -26,9 +27,11 @@ type Ack struct {
 
 // PoolStats is a snapshot of a pool.
 type PoolStats struct {
-	Pool      string
-	State     string // "starting", "running", "draining", "failed"
-	Err       error  // why the pool failed, when it did
+	Pool  string
+	State string // "starting", "running", "draining", "failed"
+	// Upgrading: a Reload is rolling new code through the pool.
+	Upgrading bool
+	Err       error // why the pool failed, when it did
 	Workers   []WorkerStats
 	Queued    int
 	Restarts  map[string]int // by reason
@@ -39,11 +42,13 @@ type PoolStats struct {
 
 // WorkerStats is a snapshot of one worker slot.
 type WorkerStats struct {
-	ID       string // "<pool>-<Slot>"
-	Slot     int    // the slot's index, kept across restarts and recycles (PYVISOR_SLOT)
-	PID      int    // of the current Python process; 0 while down
-	Address  string // where that process serves (its Unix socket, or 127.0.0.1:port)
-	State    string // "ready", "loading" (importing its tools) or "down"
+	ID      string // "<pool>-<Slot>"
+	Slot    int    // the slot's index, kept across restarts and recycles (PYVISOR_SLOT)
+	PID     int    // of the current Python process; 0 while down
+	Address string // where that process serves (its Unix socket, or 127.0.0.1:port)
+	State   string // "ready", "loading" (importing its tools) or "down"
+	// Version names the tool code the worker runs (bridge.Info.CodeVersion); "" while down.
+	Version  string
 	InFlight int
 	Calls    uint64 // calls finished on this slot, across restarts
 	Started  time.Time

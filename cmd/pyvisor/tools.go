@@ -56,7 +56,7 @@ func tools(ctx context.Context, args []string, out, errOut io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(info)
 	}
-	fmt.Fprintf(out, "%d tools (pyvisor-worker %s, Python %s)\n", len(info.Tools), info.PackageVersion, info.PythonVersion)
+	fmt.Fprintf(out, "%d tools (code version %s, pyvisor-worker %s, Python %s)\n", len(info.Tools), info.CodeVersion, info.PackageVersion, info.PythonVersion)
 	for _, t := range info.Tools {
 		kind := "sync"
 		switch {

@@ -1,0 +1,141 @@
+package actors
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pyvisor/pyvisor/messages"
+)
+
+// upgrade is a Reload under way: the pool's serving slots, upgraded one at a time. A slot
+// serves from its new process as soon as that one is ready; its old process stays parked
+// until every slot is upgraded (finishUpgrade: it drains and stops) or one fails
+// (rollbackUpgrade: the upgraded slots serve from their old processes again). So the pool
+// never has fewer ready workers than it had, and a rejected version takes no call.
+type upgrade struct {
+	sender *actor.PID // the Reload's, answered with an *messages.Ack
+	label  string
+	order  []*slot
+	next   int     // the slot upgrading now: order[next]
+	done   []*slot // upgraded, their old processes parked
+	began  time.Time
+}
+
+func (u *upgrade) current() *slot {
+	if u.next < len(u.order) {
+		return u.order[u.next]
+	}
+	return nil
+}
+
+// reload starts an upgrade, or refuses one the pool cannot take now.
+func (p *pool) reload(ctx actor.Context, msg *messages.Reload) {
+	refuse := func(err error) {
+		ctx.Respond(&messages.Ack{Err: fmt.Errorf("reload pool %s: %w", p.spec.Name, err)})
+	}
+	switch {
+	case p.workers == nil || p.state == StateFailed || p.state == StateDraining:
+		refuse(ErrStopped)
+		return
+	case p.state == StateStarting:
+		refuse(fmt.Errorf("%w: the pool is still starting", ErrUpgrading))
+		return
+	case p.upgrade != nil:
+		refuse(fmt.Errorf("%w: it returns when every worker runs the new code, or with why not", ErrUpgrading))
+		return
+	case p.resizing:
+		refuse(fmt.Errorf("%w: a resize is under way; reload when it returns", ErrUpgrading))
+		return
+	}
+	u := &upgrade{sender: ctx.Sender(), label: msg.Version, began: time.Now()}
+	for _, s := range p.slots {
+		if !s.removed {
+			u.order = append(u.order, s)
+		}
+	}
+	p.upgrade = u
+	p.log.Info().Str("version", orHash(msg.Version)).Int("workers", len(u.order)).Msg("upgrade started")
+	p.upgradeNext(ctx)
+}
+
+// upgradeNext asks the next serving slot to upgrade, or finishes the upgrade. A slot that
+// is down (restarting) is skipped: it comes back on the code on disk, the new one.
+func (p *pool) upgradeNext(ctx actor.Context) {
+	u := p.upgrade
+	for s := u.current(); s != nil; s = u.current() {
+		if !s.removed && s.inc != 0 && s.pid != nil {
+			ctx.Send(s.pid, &upgradeWorker{label: u.label})
+			return
+		}
+		u.next++
+	}
+	for _, s := range u.done {
+		if !s.removed {
+			ctx.Send(s.pid, &finishUpgrade{})
+		}
+	}
+	p.upgrade = nil
+	p.log.Info().Str("version", orHash(u.label)).Dur("took", time.Since(u.began)).Msg("upgrade done: every worker runs the new code")
+	ctx.Send(u.sender, &messages.Ack{})
+}
+
+// upgraded: a slot serves from its new process.
+func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
+	p.ready(ctx, &msg.ready)
+	u := p.upgrade
+	if u == nil {
+		return
+	}
+	if s := u.current(); s != nil && s.id == msg.ready.slot {
+		u.done = append(u.done, s)
+		u.next++
+		p.upgradeNext(ctx)
+	}
+}
+
+// upgradeFailedOn: a slot's new process failed to start or warm up.
+func (p *pool) upgradeFailedOn(ctx actor.Context, msg *upgradeFailed) {
+	if u := p.upgrade; u != nil {
+		if s := u.current(); s != nil && s.id == msg.slot {
+			p.rollback(ctx, fmt.Errorf("worker %s: %w", msg.slot, msg.err))
+		}
+	}
+}
+
+// upgradeCrashed: a worker failed while the upgrade ran: the new code may be what failed.
+func (p *pool) upgradeCrashed(ctx actor.Context, id string, err error) {
+	u := p.upgrade
+	if u == nil {
+		return
+	}
+	for _, s := range append(u.done, u.current()) {
+		if s != nil && s.id == id {
+			p.rollback(ctx, fmt.Errorf("worker %s failed during the upgrade (it restarts on the code on disk): %w", id, err))
+			return
+		}
+	}
+}
+
+// rollback ends the upgrade: every upgraded slot serves from its old process again, and
+// the Reload returns cause.
+func (p *pool) rollback(ctx actor.Context, cause error) {
+	u := p.upgrade
+	p.upgrade = nil
+	for _, s := range append(u.done, u.current()) {
+		if s != nil && !s.removed && s.pid != nil {
+			ctx.Send(s.pid, &rollbackUpgrade{})
+		}
+	}
+	p.log.Error().Err(cause).Str("version", orHash(u.label)).Msg("upgrade rolled back: the old code serves on")
+	ctx.Send(u.sender, &messages.Ack{Err: fmt.Errorf("reload pool %s: %w: %w", p.spec.Name, ErrRolledBack, cause)})
+}
+
+// abandonUpgrade answers a Reload the pool will not finish (it stops).
+func (p *pool) abandonUpgrade(ctx actor.Context) {
+	if u := p.upgrade; u != nil {
+		p.upgrade = nil
+		ctx.Send(u.sender, &messages.Ack{Err: fmt.Errorf("reload pool %s: %w", p.spec.Name, ErrStopped)})
+	}
+}

@@ -1,0 +1,194 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pyvisor/pyvisor/bridge"
+)
+
+// Messages of an upgrade between a pool and one of its workers.
+type (
+	// upgradeWorker asks a worker to start a process of the code on disk beside the one
+	// serving, warm it up, and serve from it (workerUpgraded), keeping the old one parked
+	// for a rollback until finishUpgrade or rollbackUpgrade.
+	upgradeWorker struct{ label string }
+	// warmedUp: the warm-up call on the upgrade's new process is over.
+	warmedUp struct {
+		proc *bridge.Process
+		err  error
+	}
+	// workerUpgraded tells the pool a slot serves from its new process.
+	workerUpgraded struct{ ready workerReady }
+	// upgradeFailed tells the pool a slot's new process did not start or warm up; the
+	// old one serves on.
+	upgradeFailed struct {
+		slot string
+		err  error
+	}
+	// finishUpgrade: the whole pool runs the new code; the parked process drains and stops.
+	finishUpgrade struct{}
+	// rollbackUpgrade: another slot failed; serve from the parked process again.
+	rollbackUpgrade struct{}
+)
+
+// upgrade starts the new process; the current one serves on meanwhile. A worker with no
+// process serving starts the new code the ordinary way.
+func (w *worker) upgrade(ctx actor.Context, msg *upgradeWorker) {
+	if w.proc == nil || w.next != nil {
+		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: fmt.Errorf("worker %s is not serving", w.slot)})
+		return
+	}
+	w.nextLabel, w.nextInc = msg.label, incarnations.Add(1)
+	w.log.Info().Str("version", orHash(msg.label)).Msg("starting a python worker of the new code")
+	w.next = w.spawn(ctx, msg.label, w.nextInc)
+}
+
+func orHash(label string) string {
+	if label == "" {
+		return "(hash of the code)"
+	}
+	return label
+}
+
+// nextStarted: the upgrade's process started, or did not.
+func (w *worker) nextStarted(ctx actor.Context, msg *processStarted) {
+	w.next = nil
+	if msg.err != nil {
+		w.log.Error().Err(msg.err).Msg("the new code's python worker did not start; the old one serves on")
+		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
+		return
+	}
+	w.warming = msg.proc
+	up := w.spec.Upgrade
+	if up.WarmUpTool == "" {
+		w.warmedUp(ctx, &warmedUp{proc: msg.proc})
+		return
+	}
+	system, self, p := ctx.ActorSystem(), ctx.Self(), msg.proc
+	go func() {
+		wctx, cancel := context.WithTimeout(context.Background(), up.WarmUpTimeout)
+		defer cancel()
+		var args any
+		if len(up.WarmUpArgs) > 0 {
+			args = json.RawMessage(up.WarmUpArgs)
+		}
+		res, err := p.Client().Execute(wctx, bridge.Request{Tool: up.WarmUpTool, Args: args})
+		res.Release()
+		if err != nil {
+			err = fmt.Errorf("warm-up call %s: %w", up.WarmUpTool, err)
+		}
+		system.Root.Send(self, &warmedUp{proc: p, err: err})
+	}()
+}
+
+// warmedUp swaps the new process in, or lets it go.
+func (w *worker) warmedUp(ctx actor.Context, msg *warmedUp) {
+	if msg.proc != w.warming {
+		return // let go of already (the worker restarted or stopped)
+	}
+	w.warming = nil
+	if msg.err != nil {
+		w.log.Error().Err(msg.err).Msg("the new code's python worker failed its warm-up; the old one serves on")
+		w.retire(ctx, msg.proc, 0)
+		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
+		return
+	}
+	old, oldLabel := w.proc, w.counters.label()
+	w.counters.setLabel(w.nextLabel)
+	w.stopHeartbeat(ctx)
+	w.inc = w.nextInc // the old process's calls end as they are; its stuck bodies are its own
+	w.serve(ctx, msg.proc, func(r workerReady) any { return &workerUpgraded{ready: r} })
+	w.parked, w.parkedLabel = old, oldLabel
+}
+
+// finishUpgrade lets the parked process finish its calls, then stops it.
+func (w *worker) finishUpgrade(ctx actor.Context) {
+	if w.parked == nil {
+		return
+	}
+	old := w.parked
+	w.parked = nil
+	w.retire(ctx, old.Process, w.spec.Upgrade.DrainTimeout, old.idle)
+}
+
+// rollback serves from the parked process again and lets the new one go.
+func (w *worker) rollback(ctx actor.Context) {
+	if w.warming != nil { // its warm-up will find it gone
+		w.retire(ctx, w.warming, 0)
+		w.warming = nil
+	}
+	if st := w.next; st != nil {
+		if p := st.abandon(); p != nil {
+			_ = p.Kill(context.Background())
+		}
+		w.next = nil
+	}
+	if w.parked == nil || w.parked.gone() {
+		return
+	}
+	current := w.proc
+	w.counters.setLabel(w.parkedLabel)
+	w.stopHeartbeat(ctx)
+	w.inc = incarnations.Add(1)
+	w.serveLive(ctx, w.parked, func(r workerReady) any { return &r })
+	w.parked = nil
+	if current != nil {
+		w.retire(ctx, current.Process, w.spec.Upgrade.DrainTimeout, current.idle)
+	}
+}
+
+// retire stops a process this worker no longer serves from, outside supervision: once
+// idle (when given) or after drain, gracefully within the stop timeout.
+func (w *worker) retire(ctx actor.Context, p *bridge.Process, drain time.Duration, idle ...func() <-chan struct{}) {
+	if w.retiring == nil {
+		w.retiring = map[*bridge.Process]bool{}
+	}
+	w.retiring[p] = true
+	system, self := ctx.ActorSystem(), ctx.Self()
+	sctx, cancel := w.stopContext()
+	go func() {
+		defer cancel()
+		if len(idle) > 0 && drain > 0 {
+			select {
+			case <-idle[0]():
+			case <-time.After(drain):
+			}
+		}
+		_ = p.Stop(sctx)
+		system.Root.Send(self, &retired{proc: p})
+	}()
+}
+
+// dropUpgrade lets go of an upgrade's processes when the worker restarts or stops: the
+// one starting and the one warming up at once; the parked one at once when the worker
+// failed (brutal), else once its calls are over (within the stop timeout), gracefully.
+func (w *worker) dropUpgrade(brutal bool) {
+	if st := w.next; st != nil {
+		if p := st.abandon(); p != nil {
+			_ = p.Kill(context.Background())
+		}
+		<-st.over
+		w.next = nil
+	}
+	if w.warming != nil {
+		_ = w.warming.Kill(context.Background())
+		w.warming = nil
+	}
+	if old := w.parked; old != nil {
+		w.parked = nil
+		if brutal {
+			_ = old.Kill(context.Background())
+			return
+		}
+		select {
+		case <-old.idle():
+		case <-time.After(w.spec.StopTimeout):
+		}
+		w.stopNow(old.Process)
+	}
+}

@@ -1,0 +1,317 @@
+package runtime_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/pyvisor/pyvisor"
+	"github.com/pyvisor/pyvisor/specs/internal/harness"
+)
+
+// upgradeTools is a tools module whose every tool answers with its code's version; import
+// runs at its import (a model's load, or a syntax error), warm is the warm-up tool.
+func upgradeTools(version, atImport, warm string) string {
+	return `import time
+from pyvisor_worker import tool
+
+VERSION = "` + version + `"
+` + atImport + `
+
+@tool
+def version() -> str:
+    return VERSION
+
+
+@tool
+def pause(ms: int) -> str:
+    time.sleep(ms / 1000)
+    return VERSION
+
+
+@tool
+def stubborn(seconds: float) -> str:
+    """Ignores cancellation: a body the drain must stop."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+    return VERSION
+
+
+@tool
+def warm() -> str:
+    ` + warm + `
+    return VERSION
+`
+}
+
+// toolsDir is a fresh folder with the upgrade tools of version v1.
+func toolsDir() string {
+	GinkgoHelper()
+	dir := GinkgoT().TempDir()
+	rewrite(dir, upgradeTools("v1", "", "pass"))
+	return dir
+}
+
+// rewrite puts new code on disk, as a deploy does. Its mtime moves on by seconds: Python's
+// cached bytecode is keyed by the source's mtime (in seconds) and size.
+func rewrite(dir, code string) {
+	GinkgoHelper()
+	path := filepath.Join(dir, "upgrade_tools.py")
+	Expect(os.WriteFile(path, []byte(code), 0o644)).To(Succeed())
+	later := time.Now().Add(time.Duration(len(code)%7+2) * time.Second)
+	Expect(os.Chtimes(path, later, later)).To(Succeed())
+}
+
+func upgradePool(dir string, workers int, tweak ...func(*pyvisor.PoolConfig)) pyvisor.Config {
+	return pool(workers, append([]func(*pyvisor.PoolConfig){func(p *pyvisor.PoolConfig) {
+		p.Tools = []string{"upgrade_tools"}
+		p.Dir = dir
+	}}, tweak...)...)
+}
+
+// load runs callers making back-to-back calls of tool until stop is closed, and returns
+// how many calls failed (each error kept), the versions answered in order of completion,
+// and their latencies.
+type load struct {
+	mu        sync.Mutex
+	errs      []error
+	versions  []string
+	latencies []time.Duration
+	calls     atomic.Int64
+	stop      chan struct{}
+	done      sync.WaitGroup
+}
+
+func startLoad(rt *pyvisor.Runtime, callers int, tool string, args any) *load {
+	l := &load{stop: make(chan struct{})}
+	for range callers {
+		l.done.Add(1)
+		go func() {
+			defer GinkgoRecover()
+			defer l.done.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				began := time.Now()
+				v, err := pyvisor.Call[string](ctx, rt, "default", tool, args)
+				took := time.Since(began)
+				cancel()
+				l.calls.Add(1)
+				l.mu.Lock()
+				if err != nil {
+					l.errs = append(l.errs, err)
+				} else {
+					l.versions = append(l.versions, v)
+					l.latencies = append(l.latencies, took)
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) end() {
+	close(l.stop)
+	l.done.Wait()
+}
+
+// p99 of the latencies from index from on.
+func (l *load) p99(from int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lat := slices.Clone(l.latencies[from:])
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[len(lat)*99/100]
+}
+
+func (l *load) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.latencies)
+}
+
+func versions(rt *pyvisor.Runtime) []string {
+	GinkgoHelper()
+	var out []string
+	for _, w := range stats(rt).Workers {
+		out = append(out, w.Version)
+	}
+	return out
+}
+
+func callVersion(rt *pyvisor.Runtime) string {
+	GinkgoHelper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	v, err := pyvisor.Call[string](ctx, rt, "default", "version", nil)
+	Expect(err).NotTo(HaveOccurred())
+	return v
+}
+
+func reload(rt *pyvisor.Runtime) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return rt.Reload(ctx, "default")
+}
+
+var _ = Describe("Reload: new tool code rolled through a running pool", Label("python"), func() {
+	It("moves a pool under load to the new code with no failed call", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 4))
+		before := versions(rt)
+		Expect(slices.Compact(slices.Clone(before))).To(HaveLen(1), "one version before")
+		Expect(before[0]).To(HaveLen(12), "the hash of the tools' code")
+
+		l := startLoad(rt, 8, "pause", map[string]int{"ms": 5})
+		time.Sleep(time.Second)
+		steady := l.count()
+		rewrite(dir, upgradeTools("v2", "", "pass"))
+		began := time.Now()
+		Expect(reload(rt)).To(Succeed())
+		upgradeTook := time.Since(began)
+		time.Sleep(500 * time.Millisecond)
+		l.end()
+
+		Expect(l.errs).To(BeEmpty(), "no call fails during the upgrade")
+		for range 20 {
+			Expect(callVersion(rt)).To(Equal("v2"), "every call after Reload runs the new code")
+		}
+		after := versions(rt)
+		Expect(slices.Compact(slices.Clone(after))).To(HaveLen(1))
+		Expect(after[0]).NotTo(Equal(before[0]))
+		Expect(stats(rt).Upgrading).To(BeFalse())
+		l.mu.Lock()
+		steadyLat := slices.Clone(l.latencies[:steady])
+		l.mu.Unlock()
+		slices.Sort(steadyLat)
+		ratio := float64(l.p99(steady)) / float64(steadyLat[len(steadyLat)*99/100])
+		AddReportEntry("upgrade under load", map[string]any{
+			"calls": l.calls.Load(), "failed": len(l.errs), "upgrade took": upgradeTook.String(),
+			"p99 during+after / steady p99": ratio,
+		})
+	})
+
+	It("labels the new code with the version ReloadAs gives, in Stats and on the call's span", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 2))
+		rewrite(dir, upgradeTools("v2", "", "pass"))
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		Expect(rt.ReloadAs(ctx, "default", "release-2")).To(Succeed())
+		Expect(versions(rt)).To(Equal([]string{"release-2", "release-2"}))
+		Expect(callVersion(rt)).To(Equal("v2"))
+	})
+
+	DescribeTable("rolls a broken version back: the cause is Reload's error, no call fails, the old code serves on",
+		func(code string, want ...string) {
+			dir := toolsDir()
+			rt, _ := start(upgradePool(dir, 3, func(p *pyvisor.PoolConfig) { p.Upgrade.WarmUpTool = "warm" }))
+			before := versions(rt)
+			l := startLoad(rt, 6, "pause", map[string]int{"ms": 5})
+			time.Sleep(300 * time.Millisecond)
+			rewrite(dir, code)
+			err := reload(rt)
+			time.Sleep(300 * time.Millisecond)
+			l.end()
+
+			Expect(err).To(MatchError(pyvisor.ErrRolledBack))
+			for _, w := range want {
+				Expect(err.Error()).To(ContainSubstring(w))
+			}
+			Expect(l.errs).To(BeEmpty(), "no call fails because of a rejected version")
+			Expect(slices.Compact(slices.Clone(l.versions))).To(Equal([]string{"v1"}), "only the old code answered")
+			Expect(versions(rt)).To(Equal(before))
+			Expect(callVersion(rt)).To(Equal("v1"))
+		},
+		Entry("a syntax error", upgradeTools("v2", "def broken(:", "pass"), "SyntaxError", "upgrade_tools.py"),
+		Entry("an import error", upgradeTools("v2", "import no_such_package_xyz", "pass"), `package "no_such_package_xyz"`),
+		Entry("a warm-up that raises", upgradeTools("v2", "", `raise RuntimeError("the model did not load")`), "warm-up call warm", "the model did not load"),
+	)
+
+	It("keeps serving on the old code throughout while the new code's import takes long", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 2))
+		l := startLoad(rt, 4, "pause", map[string]int{"ms": 5})
+		rewrite(dir, upgradeTools("v2", "time.sleep(3)  # a model's load", "pass"))
+		began := time.Now()
+		Expect(reload(rt)).To(Succeed())
+		took := time.Since(began)
+		l.end()
+		Expect(l.errs).To(BeEmpty())
+		Expect(took).To(BeNumerically(">", 6*time.Second), "two workers, one at a time, 3 s each")
+		Expect(l.count()).To(BeNumerically(">", 100), "calls were served while the new code loaded")
+		Expect(callVersion(rt)).To(Equal("v2"))
+	})
+
+	It("refuses a second Reload and a Resize while one runs, with ErrUpgrading", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 2))
+		rewrite(dir, upgradeTools("v2", "time.sleep(2)", "pass"))
+		first := make(chan error, 1)
+		go func() { first <- reload(rt) }()
+		Eventually(func() bool { return stats(rt).Upgrading }).Should(BeTrue())
+		Expect(reload(rt)).To(MatchError(pyvisor.ErrUpgrading))
+		Expect(rt.Resize(context.Background(), "default", 3)).To(MatchError(pyvisor.ErrUpgrading))
+		Eventually(first).WithTimeout(30 * time.Second).Should(Receive(Succeed()))
+		Expect(rt.Resize(context.Background(), "default", 3)).To(Succeed(), "once Reload returned")
+	})
+
+	It("ends with ErrStopped when the runtime stops during it, and leaves nothing behind", func() {
+		dir := toolsDir()
+		cfg := upgradePool(dir, 2)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rt, err := pyvisor.Start(ctx, cfg)
+		Expect(err).NotTo(HaveOccurred())
+		rewrite(dir, upgradeTools("v2", "time.sleep(2)", "pass"))
+		done := make(chan error, 1)
+		go func() { done <- rt.Reload(ctx, "default") }()
+		Eventually(func() bool { return stats(rt).Upgrading }).Should(BeTrue())
+		Expect(rt.Stop(ctx)).To(Succeed())
+		Eventually(done).WithTimeout(10 * time.Second).Should(Receive(MatchError(pyvisor.ErrStopped)))
+	})
+
+	It("stops an old worker whose call outlives the drain timeout, cancellation ignored", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 1, func(p *pyvisor.PoolConfig) {
+			p.Upgrade.DrainTimeout = 500 * time.Millisecond
+			p.StopTimeout = 500 * time.Millisecond
+			p.MaxConcurrent = 2
+		}))
+		oldPID := stats(rt).Workers[0].PID
+		stubborn := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_, err := pyvisor.Call[string](ctx, rt, "default", "stubborn", map[string]float64{"seconds": 30})
+			stubborn <- err
+		}()
+		Eventually(func() int { return stats(rt).Workers[0].InFlight }).Should(Equal(1))
+		rewrite(dir, upgradeTools("v2", "", "pass"))
+		Expect(reload(rt)).To(Succeed(), "the upgrade does not wait for the old worker's calls")
+		Expect(callVersion(rt)).To(Equal("v2"))
+		var err error
+		Eventually(stubborn).WithTimeout(15 * time.Second).Should(Receive(&err))
+		Expect(err).To(MatchError(pyvisor.ErrStopped), "the call past the drain timeout ends with its worker, stopped under it")
+		Eventually(func() bool { return harness.Alive(oldPID) }).WithTimeout(10 * time.Second).Should(BeFalse())
+	})
+})
