@@ -108,10 +108,10 @@ type worker struct {
 	startSem chan struct{}
 	counters *slotCounters
 
-	inc       uint64
-	starting  *start
-	proc      *live
-	retiring  map[*bridge.Process]bool // recycled, upgraded or rolled-back processes still stopping
+	inc      uint64
+	starting *start
+	proc     *live
+	retiring map[*bridge.Process]bool // recycled, upgraded or rolled-back processes still stopping
 	// An upgrade under way (workerupgrade.go): the new code's process starting, then
 	// warming up; once it serves, the old one parked for a rollback.
 	next                   *start
@@ -119,8 +119,8 @@ type worker struct {
 	nextLabel, parkedLabel string
 	warming                *bridge.Process
 	parked                 *live
-	heartbeat *actor.PID
-	log       zerolog.Logger
+	heartbeat              *actor.PID
+	log                    zerolog.Logger
 }
 
 func newWorkerProducer(spec *PoolSpec, slot workerSlot, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
