@@ -21,6 +21,8 @@ func (p *pool) ready(ctx actor.Context, msg *workerReady) {
 	}
 	s.inc, s.proc, s.started, s.calls, s.inFlight, s.loading = msg.inc, msg.proc, msg.started, 0, 0, 0
 	s.counters.pid.Store(int64(msg.proc.PID()))
+	code := msg.proc.CodeVersion()
+	s.counters.code.Store(&code)
 	p.recordWorkers()
 	if s.restart != nil {
 		s.restart.SetAttributes(attribute.Int("process.pid", msg.proc.PID()))
@@ -56,6 +58,7 @@ func (p *pool) readyCount() int {
 func (p *pool) down(s *slot) {
 	s.inc, s.proc, s.inFlight, s.loading = 0, nil, 0, 0
 	s.counters.pid.Store(0)
+	s.counters.code.Store(nil)
 	defer p.recordWorkers()
 	for id, owner := range p.sessions {
 		if owner == s {

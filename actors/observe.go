@@ -117,6 +117,18 @@ func (p *pool) observeMemory(record func(int64, ...attribute.KeyValue)) {
 	}
 }
 
+// observeVersions reports the code version of each serving worker.
+func (p *pool) observeVersions(record func(...attribute.KeyValue)) {
+	p.countersMu.Lock()
+	defer p.countersMu.Unlock()
+	for id, c := range p.counters {
+		if v := c.code.Load(); v != nil && *v != "" {
+			record(attribute.String(telemetry.LabelPool, p.spec.Name), attribute.String(telemetry.LabelWorker, id),
+				attribute.String(telemetry.LabelVersion, *v))
+		}
+	}
+}
+
 func (p *pool) stats() *messages.PoolStats {
 	st := &messages.PoolStats{
 		Pool:      p.spec.Name,

@@ -145,6 +145,7 @@ type pool struct {
 	countersMu    sync.Mutex               // guards counters: read at metric collection
 	counters      map[string]*slotCounters
 	stopObserving func() error
+	stopVersions  func() error
 }
 
 // workersStrategy is the pool's protoactor strategy for its one child, the workers'
@@ -225,6 +226,10 @@ func (p *pool) Receive(ctx actor.Context) {
 			_ = p.stopObserving()
 			p.stopObserving = nil
 		}
+		if p.stopVersions != nil {
+			_ = p.stopVersions()
+			p.stopVersions = nil
+		}
 		if p.stopRecycle != nil {
 			p.stopRecycle()
 			p.stopRecycle = nil
@@ -245,6 +250,11 @@ func (p *pool) start(ctx actor.Context) {
 		p.stopObserving = stop
 	} else {
 		p.log.Warn().Err(err).Msg("worker memory will not be reported")
+	}
+	if stop, err := p.spec.Metrics.ObserveVersions(p.observeVersions); err == nil {
+		p.stopVersions = stop
+	} else {
+		p.log.Warn().Err(err).Msg("worker code versions will not be reported")
 	}
 	p.startSem = make(chan struct{}, max(p.spec.StartupBatch, 1))
 	p.byID = map[string]*slot{}

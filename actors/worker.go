@@ -81,6 +81,8 @@ type slotCounters struct {
 	pid                  atomic.Int64 // of the serving Python process, 0 while down
 	// version is the label of the code the slot runs ("": its hash), kept across restarts.
 	version atomic.Pointer[string]
+	// code is the version of the code the serving process loaded, "" while down.
+	code atomic.Pointer[string]
 }
 
 // label is the slot's code label ("": the code's hash).

@@ -19,6 +19,7 @@ const (
 	LabelOutcome = "outcome"
 	LabelReason  = "reason"
 	LabelState   = "state"
+	LabelVersion = "version"
 	// LabelCallback names a Go callback, as registered (pyvisor.WithCallback).
 	LabelCallback = "callback"
 	// LabelNode names a cluster node (Config.Cluster.Node): on every metric a node
@@ -144,6 +145,26 @@ func (m *Metrics) ObserveSharedMemory(observe func(record func(bytes int64, regi
 	}, b, n)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: shared memory gauge callback: %w", err)
+	}
+	return reg.Unregister, nil
+}
+
+// ObserveVersions registers observe as the source of pyvisor_worker_code_info: 1 for
+// each serving worker, labelled with the version of the tool code it runs (Reload changes
+// it); the returned func unregisters it. observe runs at collection time and must be safe
+// for concurrent use.
+func (m *Metrics) ObserveVersions(observe func(record func(attrs ...attribute.KeyValue))) (func() error, error) {
+	g, err := m.meter.Int64ObservableGauge("pyvisor.worker.code.info",
+		metric.WithDescription("1 for each serving worker, labelled with the version of the tool code it runs."))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: code version gauge: %w", err)
+	}
+	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		observe(func(attrs ...attribute.KeyValue) { o.ObserveInt64(g, 1, metric.WithAttributes(attrs...)) })
+		return nil
+	}, g)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: code version gauge callback: %w", err)
 	}
 	return reg.Unregister, nil
 }

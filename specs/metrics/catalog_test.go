@@ -126,6 +126,10 @@ var _ = Describe("The dashboard, the alert rules and docs/metrics.md", Label("py
 		Expect(syscall.Kill(workerPID(rt), syscall.SIGKILL)).To(Succeed())
 		Eventually(value(rt, "pyvisor_worker_restarts_total", L{"pool": poolName, "reason": "crash"})).Should(Equal(1.0))
 		Eventually(value(rt, "pyvisor_worker_memory_resident_bytes", worker)).Should(BeNumerically(">", 0))
+		st, err := rt.Stats(context.Background())
+		Expect(err).NotTo(HaveOccurred())
+		version := L{"pool": poolName, "worker": st[0].Workers[0].ID, "version": st[0].Workers[0].Version}
+		Eventually(value(rt, "pyvisor_worker_code_info", version)).Should(Equal(1.0))
 
 		fams := mustScrape(rt)
 		var scraped []string
@@ -136,7 +140,7 @@ var _ = Describe("The dashboard, the alert rules and docs/metrics.md", Label("py
 		}
 		sort.Strings(scraped)
 		GinkgoWriter.Printf("scraped families: %v\n", scraped)
-		Expect(scraped).To(HaveLen(23), "the catalog of docs/metrics.md")
+		Expect(scraped).To(HaveLen(24), "the catalog of docs/metrics.md")
 
 		alerts, err := os.ReadFile(filepath.Join(monitoring, "alerts.yml"))
 		Expect(err).NotTo(HaveOccurred())
