@@ -286,6 +286,13 @@ type UpgradeConfig struct {
 	// the new code; then it is stopped (its calls cancelled, their grace, then kill).
 	// Default 30s.
 	DrainTimeout time.Duration `json:"drain_timeout" yaml:"drain_timeout"`
+	// Canary, when positive, is how long the first upgraded worker serves alone on the new
+	// code before the others follow: more than MaxFailureRatio of its calls failing in it
+	// rolls the upgrade back. Default 0: no canary.
+	Canary time.Duration `json:"canary" yaml:"canary"`
+	// MaxFailureRatio is the share of the canary's calls that may fail (a tool's exception,
+	// a crash; not a caller's cancellation) without a rollback, 0 to 1. Default 0: any.
+	MaxFailureRatio float64 `json:"max_failure_ratio" yaml:"max_failure_ratio"`
 }
 
 // RecycleConfig says when a healthy worker is replaced by a fresh one. A

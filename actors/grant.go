@@ -47,8 +47,14 @@ func (g *grant) finish(err error) {
 		if g.proc != nil {
 			g.proc.end()
 		}
-		g.system.Root.Send(g.pool, &callFinished{slot: g.slot, inc: g.inc})
+		g.system.Root.Send(g.pool, &callFinished{slot: g.slot, inc: g.inc, failed: failed(err)})
 	})
+}
+
+// failed says whether a call's outcome counts against the code that ran it (a canary's
+// share): an error of the worker's, not the caller's giving up.
+func failed(err error) bool {
+	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // Caller sends calls to pools and runs what they grant. Stopped, when not nil, is

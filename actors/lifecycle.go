@@ -69,6 +69,7 @@ func (p *pool) down(s *slot) {
 
 func (p *pool) finished(ctx actor.Context, msg *callFinished) {
 	p.completed++
+	p.canaryCall(msg)
 	if s := p.byID[msg.slot]; s != nil && s.inc == msg.inc {
 		s.inFlight--
 		s.calls++

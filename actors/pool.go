@@ -200,6 +200,8 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.upgraded(ctx, msg)
 	case *upgradeFailed:
 		p.upgradeFailedOn(ctx, msg)
+	case *canaryOver:
+		p.canaryDone(ctx, msg)
 	case *resized:
 		p.resizing = false
 		p.cancelResize = nil

@@ -71,6 +71,11 @@ type UpgradeSpec struct {
 	// DrainTimeout bounds how long an old process may finish its calls once the upgrade is
 	// done; then it is stopped (cancel, grace, kill).
 	DrainTimeout time.Duration
+	// Canary, when positive, is how long the first upgraded worker serves alone on the new
+	// code before the others follow; more than MaxFailureRatio of its calls failing then
+	// rolls the upgrade back.
+	Canary          time.Duration
+	MaxFailureRatio float64
 }
 
 // RecycleSpec says when a healthy worker's process is replaced; zero means never.

@@ -21,6 +21,22 @@ type upgrade struct {
 	next   int     // the slot upgrading now: order[next]
 	done   []*slot // upgraded, their old processes parked
 	began  time.Time
+	// The canary: the first upgraded slot's incarnation, and its calls while it serves
+	// alone on the new code.
+	canary          *slot
+	canaryInc       uint64
+	calls, failures int
+	canaryTimer     *time.Timer
+}
+
+// canaryOver: the canary window ended.
+type canaryOver struct{ u *upgrade }
+
+func (u *upgrade) stopCanary() {
+	if u.canaryTimer != nil {
+		u.canaryTimer.Stop()
+		u.canaryTimer = nil
+	}
 }
 
 func (u *upgrade) current() *slot {
@@ -91,8 +107,47 @@ func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
 	if s := u.current(); s != nil && s.id == msg.ready.slot {
 		u.done = append(u.done, s)
 		u.next++
+		if w := p.spec.Upgrade.Canary; w > 0 && u.canary == nil {
+			u.canary, u.canaryInc = s, msg.ready.inc
+			system, self := ctx.ActorSystem(), ctx.Self()
+			u.canaryTimer = time.AfterFunc(w, func() { system.Root.Send(self, &canaryOver{u: u}) })
+			p.log.Info().Str("worker", s.id).Dur("canary", w).Msg("the new code serves on one worker: its calls decide")
+			return
+		}
 		p.upgradeNext(ctx)
 	}
+}
+
+// canaryCall counts a call the canary ran.
+func (p *pool) canaryCall(msg *callFinished) {
+	u := p.upgrade
+	if u == nil || u.canary == nil || u.canaryTimer == nil || msg.slot != u.canary.id || msg.inc != u.canaryInc {
+		return
+	}
+	u.calls++
+	if msg.failed {
+		u.failures++
+	}
+}
+
+// canaryDone judges the canary: its share of failed calls against the pool's bound.
+func (p *pool) canaryDone(ctx actor.Context, msg *canaryOver) {
+	u := p.upgrade
+	if u != msg.u {
+		return // that upgrade ended already
+	}
+	u.canaryTimer = nil
+	ratio := 0.0
+	if u.calls > 0 {
+		ratio = float64(u.failures) / float64(u.calls)
+	}
+	if ratio > p.spec.Upgrade.MaxFailureRatio {
+		p.rollback(ctx, fmt.Errorf("the canary %s failed %d of %d calls on the new code in %v, over upgrade.max_failure_ratio %v",
+			u.canary.id, u.failures, u.calls, p.spec.Upgrade.Canary, p.spec.Upgrade.MaxFailureRatio))
+		return
+	}
+	p.log.Info().Str("worker", u.canary.id).Int("calls", u.calls).Int("failed", u.failures).Msg("the canary passed: the other workers follow")
+	p.upgradeNext(ctx)
 }
 
 // upgradeFailedOn: a slot's new process failed to start or warm up.
@@ -123,6 +178,7 @@ func (p *pool) upgradeCrashed(ctx actor.Context, id string, err error) {
 func (p *pool) rollback(ctx actor.Context, cause error) {
 	u := p.upgrade
 	p.upgrade = nil
+	u.stopCanary()
 	for _, s := range append(u.done, u.current()) {
 		if s != nil && !s.removed && s.pid != nil {
 			ctx.Send(s.pid, &rollbackUpgrade{})
@@ -136,6 +192,7 @@ func (p *pool) rollback(ctx actor.Context, cause error) {
 func (p *pool) abandonUpgrade(ctx actor.Context) {
 	if u := p.upgrade; u != nil {
 		p.upgrade = nil
+		u.stopCanary()
 		ctx.Send(u.sender, &messages.Ack{Err: fmt.Errorf("reload pool %s: %w", p.spec.Name, ErrStopped)})
 	}
 }

@@ -45,10 +45,11 @@ type (
 		slot string
 		inc  uint64
 	}
-	// callFinished tells the pool a call on a slot ended.
+	// callFinished tells the pool a call on a slot ended, and whether it failed.
 	callFinished struct {
-		slot string
-		inc  uint64
+		slot   string
+		inc    uint64
+		failed bool
 	}
 	// redispatch hands a call (*messages.Execute or *messages.ExecuteStream) back to
 	// the pool, first in line: an idempotent call to retry after its worker died under

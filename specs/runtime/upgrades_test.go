@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,6 +247,45 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 		Entry("an import error", upgradeTools("v2", "import no_such_package_xyz", "pass"), `package "no_such_package_xyz"`),
 		Entry("a warm-up that raises", upgradeTools("v2", "", `raise RuntimeError("the model did not load")`), "warm-up call warm", "the model did not load"),
 	)
+
+	It("rolls back a version whose canary fails too many calls, and the other workers never run it", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 3, func(p *pyvisor.PoolConfig) {
+			p.Upgrade.Canary = time.Second
+			p.Upgrade.MaxFailureRatio = 0.1
+		}))
+		before := versions(rt)
+		// v2 loads, warms up (no warm-up set) and answers version, but its pause raises.
+		broken := strings.Replace(upgradeTools("v2", "", "pass"), "    time.sleep(ms / 1000)\n", "    raise RuntimeError('v2 is broken')\n", 1)
+		Expect(broken).To(ContainSubstring("v2 is broken"))
+		l := startLoad(rt, 6, "pause", map[string]int{"ms": 5})
+		time.Sleep(300 * time.Millisecond)
+		rewrite(dir, broken)
+		err := reload(rt)
+		time.Sleep(300 * time.Millisecond)
+		l.end()
+
+		Expect(err).To(MatchError(pyvisor.ErrRolledBack))
+		Expect(err.Error()).To(MatchRegexp(`the canary default-0 failed \d+ of \d+ calls on the new code`))
+		Expect(l.errs).NotTo(BeEmpty(), "the canary's calls failed")
+		for _, e := range l.errs {
+			Expect(e.Error()).To(ContainSubstring("v2 is broken"), "only the new code's calls failed")
+		}
+		Expect(versions(rt)).To(Equal(before))
+		Expect(callVersion(rt)).To(Equal("v1"))
+	})
+
+	It("moves on after a canary whose calls succeed", func() {
+		dir := toolsDir()
+		rt, logs := start(upgradePool(dir, 2, func(p *pyvisor.PoolConfig) { p.Upgrade.Canary = 500 * time.Millisecond }))
+		l := startLoad(rt, 4, "pause", map[string]int{"ms": 5})
+		rewrite(dir, upgradeTools("v2", "", "pass"))
+		Expect(reload(rt)).To(Succeed())
+		l.end()
+		Expect(l.errs).To(BeEmpty())
+		Expect(logs.Matching("the canary passed: the other workers follow")).To(HaveLen(1))
+		Expect(callVersion(rt)).To(Equal("v2"))
+	})
 
 	It("keeps serving on the old code throughout while the new code's import takes long", func() {
 		dir := toolsDir()
