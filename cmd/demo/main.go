@@ -1,7 +1,9 @@
 // Command demo runs a supervised pool of Python workers with heartbeats on and puts it
-// through its paces: calls, a stream, typed errors, a session, then a worker that
-// crashes and one whose event loop hangs, both detected and replaced on screen, and a
-// summary at the end (calls, errors by kind, restarts by reason, latency percentiles).
+// through its paces: calls, a stream, typed errors, a session, an upgrade under load
+// (ReloadAs rolls version "demo-v2" through the pool while callers keep calling; see
+// upgrade.go), then a worker that crashes and one whose event loop hangs, both detected
+// and replaced on screen, and a summary at the end (calls, errors by kind, restarts by
+// reason, latency percentiles, the upgrade's calls, failures and versions).
 //
 // With no flags it runs an embedded default configuration (default.yaml: a pool of 2
 // workers of pyvisor_worker.examples, heartbeats every 500ms). Run it with

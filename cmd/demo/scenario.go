@@ -18,8 +18,9 @@ import (
 const callTimeout = 5 * time.Second
 
 // scenario is what the demo does with a running pool: ordinary calls, a stream, a tool
-// calling back into Go, typed errors, a session, then a crash and a hang that the runtime must detect and recover
-// from, then calls served by the replacement workers.
+// calling back into Go, typed errors, a session, an upgrade of the pool's code under load,
+// then a crash and a hang that the runtime must detect and recover from, then calls
+// served by the replacement workers.
 type scenario struct {
 	rt        *pyvisor.Runtime
 	pool      string
@@ -33,6 +34,7 @@ type scenario struct {
 	chunks   int            // stream chunks received
 	pids     map[int]bool   // every Python process seen, checked gone after Stop
 	replaced map[string]int // slot -> the pid it had before the faults
+	upgraded upgradeReport
 	final    pyvisor.PoolStats
 }
 
@@ -57,6 +59,7 @@ func (s *scenario) run(ctx context.Context) error {
 		{"callback into go", s.callback},
 		{"typed errors", s.typedErrors},
 		{"session", s.session},
+		{"upgrade under load", s.upgrade},
 		{"crash and hang", s.faults},
 		{"serving again", s.servingAgain},
 	}

@@ -53,6 +53,7 @@ func (sum summary) print(w io.Writer, s *scenario, log zerolog.Logger, jsonLog b
 	}
 	fmt.Fprintf(&b, "latency       p50 %v  p90 %v  p99 %v  (successful calls, stream excluded)\n", round(p50), round(p90), round(p99))
 	fmt.Fprintf(&b, "stream        %d chunks\n", s.chunks)
+	s.upgraded.write(&b)
 	for _, id := range slices.Sorted(maps.Keys(s.replaced)) {
 		pid := 0
 		for _, wk := range s.final.Workers {
@@ -78,12 +79,38 @@ func (sum summary) print(w io.Writer, s *scenario, log zerolog.Logger, jsonLog b
 	_, _ = io.WriteString(w, b.String())
 
 	if jsonLog {
-		log.Info().Str("pool", sum.pool).Int("workers", sum.workers).Int("calls", calls).Int("failed", failed).
+		ev := log.Info()
+		if s.upgraded.ran {
+			ev = ev.Dict("upgrade", s.upgraded.dict())
+		}
+		ev.Str("pool", sum.pool).Int("workers", sum.workers).Int("calls", calls).Int("failed", failed).
 			Any("errors", errs).Any("restarts", s.final.Restarts).
 			Dur("p50", p50).Dur("p90", p90).Dur("p99", p99).Int("chunks", s.chunks).
 			Ints("leftover_pids", sum.leftover).Strs("problems", fails).Bool("interrupted", sum.interrupted).
 			Dur("wall", sum.wall).Msg("demo summary")
 	}
+}
+
+// write writes the upgrade's lines of the summary, if the step ran.
+func (u upgradeReport) write(b *strings.Builder) {
+	if !u.ran {
+		return
+	}
+	fmt.Fprintf(b, "upgrade       %s -> %s in %v, under load\n", u.before, u.after, u.took.Round(time.Millisecond))
+	fmt.Fprintf(b, "  its calls   %d during the upgrade, %d failed\n", u.calls, u.failed)
+	if u.err != nil {
+		fmt.Fprintf(b, "  error       %v\n", u.err)
+	}
+}
+
+// dict is the upgrade in the JSON summary.
+func (u upgradeReport) dict() *zerolog.Event {
+	d := zerolog.Dict().Int("calls", u.calls).Int("failed", u.failed).Dur("took", u.took).
+		Str("version_before", u.before).Str("version_after", u.after)
+	if u.err != nil {
+		d = d.Str("error", u.err.Error())
+	}
+	return d
 }
 
 // counts formats counts by name, sorted: "crash=1 heartbeat=1", or "none".
