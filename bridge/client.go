@@ -426,6 +426,42 @@ func (c *Client) CloseSession(ctx context.Context, id string) (bool, error) {
 	return resp.GetExisted(), nil
 }
 
+// SessionState is a session's state as a worker exported it for an upgrade.
+type SessionState struct {
+	State   []byte // the state dict, pickled
+	Version string // the code that made it
+	Existed bool   // false: no such session was open
+}
+
+// ExportSession copies a session's state out of the worker, for a worker of new code to
+// import (the session stays here until this worker stops).
+func (c *Client) ExportSession(ctx context.Context, id string) (SessionState, error) {
+	if err := c.usable("export session", ""); err != nil {
+		return SessionState{}, err
+	}
+	var trailer metadata.MD
+	resp, err := c.raw.ExportSession(ctx, &workerv1.ExportSessionRequest{SessionId: id}, grpc.Trailer(&trailer))
+	if err != nil {
+		return SessionState{}, c.callError(ctx, "export session", "", err, trailer)
+	}
+	return SessionState{State: resp.GetState(), Version: resp.GetCodeVersion(), Existed: resp.GetExisted()}, nil
+}
+
+// ImportSession opens session id with state another worker exported, through the tools'
+// @on_upgrade hook when they have one; it reports whether the hook ran.
+func (c *Client) ImportSession(ctx context.Context, id string, s SessionState) (bool, error) {
+	if err := c.usable("import session", ""); err != nil {
+		return false, err
+	}
+	var trailer metadata.MD
+	resp, err := c.raw.ImportSession(ctx, &workerv1.ImportSessionRequest{SessionId: id, State: s.State, FromVersion: s.Version},
+		grpc.Trailer(&trailer))
+	if err != nil {
+		return false, c.callError(ctx, "import session", "", err, trailer)
+	}
+	return resp.GetMigrated(), nil
+}
+
 // request is the call's message without its payload (see payload).
 func (c *Client) request(op string, req Request) (*workerv1.ExecuteRequest, error) {
 	if err := c.usable(op, req.Tool); err != nil {

@@ -1557,6 +1557,219 @@ func (x *CloseSessionResponse) GetExisted() bool {
 	return false
 }
 
+type ExportSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSessionRequest) Reset() {
+	*x = ExportSessionRequest{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSessionRequest) ProtoMessage() {}
+
+func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSessionRequest.ProtoReflect.Descriptor instead.
+func (*ExportSessionRequest) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ExportSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type ExportSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state is the session's state dict, pickled (protocol 5); empty when there was none.
+	State []byte `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// existed is false when no such session was open.
+	Existed bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
+	// code_version names the code the state was made with.
+	CodeVersion   string `protobuf:"bytes,3,opt,name=code_version,json=codeVersion,proto3" json:"code_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSessionResponse) Reset() {
+	*x = ExportSessionResponse{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSessionResponse) ProtoMessage() {}
+
+func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSessionResponse.ProtoReflect.Descriptor instead.
+func (*ExportSessionResponse) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ExportSessionResponse) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ExportSessionResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
+}
+
+func (x *ExportSessionResponse) GetCodeVersion() string {
+	if x != nil {
+		return x.CodeVersion
+	}
+	return ""
+}
+
+type ImportSessionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	State     []byte                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// from_version names the code the state was made with (ExportSessionResponse.code_version).
+	FromVersion   string `protobuf:"bytes,3,opt,name=from_version,json=fromVersion,proto3" json:"from_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportSessionRequest) Reset() {
+	*x = ImportSessionRequest{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportSessionRequest) ProtoMessage() {}
+
+func (x *ImportSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportSessionRequest.ProtoReflect.Descriptor instead.
+func (*ImportSessionRequest) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ImportSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *ImportSessionRequest) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ImportSessionRequest) GetFromVersion() string {
+	if x != nil {
+		return x.FromVersion
+	}
+	return ""
+}
+
+type ImportSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// migrated is true when an @on_upgrade hook transformed the state.
+	Migrated      bool `protobuf:"varint,1,opt,name=migrated,proto3" json:"migrated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportSessionResponse) Reset() {
+	*x = ImportSessionResponse{}
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportSessionResponse) ProtoMessage() {}
+
+func (x *ImportSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportSessionResponse.ProtoReflect.Descriptor instead.
+func (*ImportSessionResponse) Descriptor() ([]byte, []int) {
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ImportSessionResponse) GetMigrated() bool {
+	if x != nil {
+		return x.Migrated
+	}
+	return false
+}
+
 type ShutdownRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// grace_millis bounds how long in-flight calls may run before they are cancelled;
@@ -1568,7 +1781,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1793,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[18]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1806,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ShutdownRequest) GetGraceMillis() uint32 {
@@ -1612,7 +1825,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1837,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[19]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1850,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ShutdownResponse) GetInFlight() uint32 {
@@ -1668,7 +1881,7 @@ type HostFrame struct {
 
 func (x *HostFrame) Reset() {
 	*x = HostFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1893,7 @@ func (x *HostFrame) String() string {
 func (*HostFrame) ProtoMessage() {}
 
 func (x *HostFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[20]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1906,7 @@ func (x *HostFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostFrame.ProtoReflect.Descriptor instead.
 func (*HostFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{20}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HostFrame) GetCallId() uint64 {
@@ -1833,7 +2046,7 @@ type Call struct {
 
 func (x *Call) Reset() {
 	*x = Call{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +2058,7 @@ func (x *Call) String() string {
 func (*Call) ProtoMessage() {}
 
 func (x *Call) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[21]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +2071,7 @@ func (x *Call) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Call.ProtoReflect.Descriptor instead.
 func (*Call) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{21}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Call) GetRequest() *ExecuteRequest {
@@ -1909,7 +2122,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2134,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[22]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2147,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{22}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Cancel) GetReason() string {
@@ -1954,7 +2167,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2179,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[23]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2192,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{23}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Release) GetOffsets() []uint64 {
@@ -1999,7 +2212,7 @@ type Credit struct {
 
 func (x *Credit) Reset() {
 	*x = Credit{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2224,7 @@ func (x *Credit) String() string {
 func (*Credit) ProtoMessage() {}
 
 func (x *Credit) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[24]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2237,7 @@ func (x *Credit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credit.ProtoReflect.Descriptor instead.
 func (*Credit) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{24}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Credit) GetChunks() uint32 {
@@ -2060,7 +2273,7 @@ type WorkerFrame struct {
 
 func (x *WorkerFrame) Reset() {
 	*x = WorkerFrame{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2285,7 @@ func (x *WorkerFrame) String() string {
 func (*WorkerFrame) ProtoMessage() {}
 
 func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[25]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2298,7 @@ func (x *WorkerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFrame.ProtoReflect.Descriptor instead.
 func (*WorkerFrame) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{25}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WorkerFrame) GetCallId() uint64 {
@@ -2268,7 +2481,7 @@ type CallFailed struct {
 
 func (x *CallFailed) Reset() {
 	*x = CallFailed{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2493,7 @@ func (x *CallFailed) String() string {
 func (*CallFailed) ProtoMessage() {}
 
 func (x *CallFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[26]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2506,7 @@ func (x *CallFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallFailed.ProtoReflect.Descriptor instead.
 func (*CallFailed) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{26}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CallFailed) GetCode() int32 {
@@ -2328,7 +2541,7 @@ type BodyEnded struct {
 
 func (x *BodyEnded) Reset() {
 	*x = BodyEnded{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2553,7 @@ func (x *BodyEnded) String() string {
 func (*BodyEnded) ProtoMessage() {}
 
 func (x *BodyEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[27]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2566,7 @@ func (x *BodyEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyEnded.ProtoReflect.Descriptor instead.
 func (*BodyEnded) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{27}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BodyEnded) GetCancelled() bool {
@@ -2388,7 +2601,7 @@ type Callback struct {
 
 func (x *Callback) Reset() {
 	*x = Callback{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2613,7 @@ func (x *Callback) String() string {
 func (*Callback) ProtoMessage() {}
 
 func (x *Callback) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[28]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2626,7 @@ func (x *Callback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Callback.ProtoReflect.Descriptor instead.
 func (*Callback) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{28}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Callback) GetCallbackId() uint64 {
@@ -2468,7 +2681,7 @@ type CallbackCancel struct {
 
 func (x *CallbackCancel) Reset() {
 	*x = CallbackCancel{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2693,7 @@ func (x *CallbackCancel) String() string {
 func (*CallbackCancel) ProtoMessage() {}
 
 func (x *CallbackCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[29]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2706,7 @@ func (x *CallbackCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallbackCancel.ProtoReflect.Descriptor instead.
 func (*CallbackCancel) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{29}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CallbackCancel) GetCallbackId() uint64 {
@@ -2522,7 +2735,7 @@ type CallbackReply struct {
 
 func (x *CallbackReply) Reset() {
 	*x = CallbackReply{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2747,7 @@ func (x *CallbackReply) String() string {
 func (*CallbackReply) ProtoMessage() {}
 
 func (x *CallbackReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[30]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2760,7 @@ func (x *CallbackReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallbackReply.ProtoReflect.Descriptor instead.
 func (*CallbackReply) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{30}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CallbackReply) GetCallbackId() uint64 {
@@ -2620,7 +2833,7 @@ type GoError struct {
 
 func (x *GoError) Reset() {
 	*x = GoError{}
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[31]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2845,7 @@ func (x *GoError) String() string {
 func (*GoError) ProtoMessage() {}
 
 func (x *GoError) ProtoReflect() protoreflect.Message {
-	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[31]
+	mi := &file_pyvisor_worker_v1_worker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2858,7 @@ func (x *GoError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoError.ProtoReflect.Descriptor instead.
 func (*GoError) Descriptor() ([]byte, []int) {
-	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{31}
+	return file_pyvisor_worker_v1_worker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GoError) GetKind() string {
@@ -2784,7 +2997,21 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"0\n" +
 	"\x14CloseSessionResponse\x12\x18\n" +
-	"\aexisted\x18\x01 \x01(\bR\aexisted\"4\n" +
+	"\aexisted\x18\x01 \x01(\bR\aexisted\"5\n" +
+	"\x14ExportSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"j\n" +
+	"\x15ExportSessionResponse\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\x12!\n" +
+	"\fcode_version\x18\x03 \x01(\tR\vcodeVersion\"n\n" +
+	"\x14ImportSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\x12!\n" +
+	"\ffrom_version\x18\x03 \x01(\tR\vfromVersion\"3\n" +
+	"\x15ImportSessionResponse\x12\x1a\n" +
+	"\bmigrated\x18\x01 \x01(\bR\bmigrated\"4\n" +
 	"\x0fShutdownRequest\x12!\n" +
 	"\fgrace_millis\x18\x01 \x01(\rR\vgraceMillis\"/\n" +
 	"\x10ShutdownResponse\x12\x1b\n" +
@@ -2892,14 +3119,16 @@ const file_pyvisor_worker_v1_worker_proto_rawDesc = "" +
 	"\x18ARRAY_FORMAT_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x13ARRAY_FORMAT_TENSOR\x10\x01\x1a\n" +
 	"\xca\xda\x18\x06tensor\x12!\n" +
-	"\x12ARRAY_FORMAT_ARROW\x10\x02\x1a\t\xca\xda\x18\x05arrow2\xcf\x05\n" +
+	"\x12ARRAY_FORMAT_ARROW\x10\x02\x1a\t\xca\xda\x18\x05arrow2\x97\a\n" +
 	"\rWorkerService\x12S\n" +
 	"\bDescribe\x12\".pyvisor.worker.v1.DescribeRequest\x1a#.pyvisor.worker.v1.DescribeResponse\x12P\n" +
 	"\aExecute\x12!.pyvisor.worker.v1.ExecuteRequest\x1a\".pyvisor.worker.v1.ExecuteResponse\x12^\n" +
 	"\rExecuteStream\x12!.pyvisor.worker.v1.ExecuteRequest\x1a(.pyvisor.worker.v1.ExecuteStreamResponse0\x01\x12V\n" +
 	"\tHeartbeat\x12#.pyvisor.worker.v1.HeartbeatRequest\x1a$.pyvisor.worker.v1.HeartbeatResponse\x12\\\n" +
 	"\vOpenSession\x12%.pyvisor.worker.v1.OpenSessionRequest\x1a&.pyvisor.worker.v1.OpenSessionResponse\x12_\n" +
-	"\fCloseSession\x12&.pyvisor.worker.v1.CloseSessionRequest\x1a'.pyvisor.worker.v1.CloseSessionResponse\x12S\n" +
+	"\fCloseSession\x12&.pyvisor.worker.v1.CloseSessionRequest\x1a'.pyvisor.worker.v1.CloseSessionResponse\x12b\n" +
+	"\rExportSession\x12'.pyvisor.worker.v1.ExportSessionRequest\x1a(.pyvisor.worker.v1.ExportSessionResponse\x12b\n" +
+	"\rImportSession\x12'.pyvisor.worker.v1.ImportSessionRequest\x1a(.pyvisor.worker.v1.ImportSessionResponse\x12S\n" +
 	"\bShutdown\x12\".pyvisor.worker.v1.ShutdownRequest\x1a#.pyvisor.worker.v1.ShutdownResponse\x12K\n" +
 	"\aChannel\x12\x1c.pyvisor.worker.v1.HostFrame\x1a\x1e.pyvisor.worker.v1.WorkerFrame(\x010\x01:7\n" +
 	"\x04wire\x12!.google.protobuf.EnumValueOptions\x18\xa9\x8b\x03 \x01(\tR\x04wireB7Z5github.com/pyvisor/pyvisor/messages/workerv1;workerv1b\x06proto3"
@@ -2917,7 +3146,7 @@ func file_pyvisor_worker_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_pyvisor_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_pyvisor_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(Reason)(0),                           // 0: pyvisor.worker.v1.Reason
 	(GoErrorKind)(0),                      // 1: pyvisor.worker.v1.GoErrorKind
@@ -2942,31 +3171,35 @@ var file_pyvisor_worker_v1_worker_proto_goTypes = []any{
 	(*OpenSessionResponse)(nil),           // 20: pyvisor.worker.v1.OpenSessionResponse
 	(*CloseSessionRequest)(nil),           // 21: pyvisor.worker.v1.CloseSessionRequest
 	(*CloseSessionResponse)(nil),          // 22: pyvisor.worker.v1.CloseSessionResponse
-	(*ShutdownRequest)(nil),               // 23: pyvisor.worker.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),              // 24: pyvisor.worker.v1.ShutdownResponse
-	(*HostFrame)(nil),                     // 25: pyvisor.worker.v1.HostFrame
-	(*Call)(nil),                          // 26: pyvisor.worker.v1.Call
-	(*Cancel)(nil),                        // 27: pyvisor.worker.v1.Cancel
-	(*Release)(nil),                       // 28: pyvisor.worker.v1.Release
-	(*Credit)(nil),                        // 29: pyvisor.worker.v1.Credit
-	(*WorkerFrame)(nil),                   // 30: pyvisor.worker.v1.WorkerFrame
-	(*CallFailed)(nil),                    // 31: pyvisor.worker.v1.CallFailed
-	(*BodyEnded)(nil),                     // 32: pyvisor.worker.v1.BodyEnded
-	(*Callback)(nil),                      // 33: pyvisor.worker.v1.Callback
-	(*CallbackCancel)(nil),                // 34: pyvisor.worker.v1.CallbackCancel
-	(*CallbackReply)(nil),                 // 35: pyvisor.worker.v1.CallbackReply
-	(*GoError)(nil),                       // 36: pyvisor.worker.v1.GoError
-	nil,                                   // 37: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
-	nil,                                   // 38: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	nil,                                   // 39: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	nil,                                   // 40: pyvisor.worker.v1.Call.TraceContextEntry
-	nil,                                   // 41: pyvisor.worker.v1.Callback.TraceContextEntry
-	(*descriptorpb.EnumValueOptions)(nil), // 42: google.protobuf.EnumValueOptions
+	(*ExportSessionRequest)(nil),          // 23: pyvisor.worker.v1.ExportSessionRequest
+	(*ExportSessionResponse)(nil),         // 24: pyvisor.worker.v1.ExportSessionResponse
+	(*ImportSessionRequest)(nil),          // 25: pyvisor.worker.v1.ImportSessionRequest
+	(*ImportSessionResponse)(nil),         // 26: pyvisor.worker.v1.ImportSessionResponse
+	(*ShutdownRequest)(nil),               // 27: pyvisor.worker.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),              // 28: pyvisor.worker.v1.ShutdownResponse
+	(*HostFrame)(nil),                     // 29: pyvisor.worker.v1.HostFrame
+	(*Call)(nil),                          // 30: pyvisor.worker.v1.Call
+	(*Cancel)(nil),                        // 31: pyvisor.worker.v1.Cancel
+	(*Release)(nil),                       // 32: pyvisor.worker.v1.Release
+	(*Credit)(nil),                        // 33: pyvisor.worker.v1.Credit
+	(*WorkerFrame)(nil),                   // 34: pyvisor.worker.v1.WorkerFrame
+	(*CallFailed)(nil),                    // 35: pyvisor.worker.v1.CallFailed
+	(*BodyEnded)(nil),                     // 36: pyvisor.worker.v1.BodyEnded
+	(*Callback)(nil),                      // 37: pyvisor.worker.v1.Callback
+	(*CallbackCancel)(nil),                // 38: pyvisor.worker.v1.CallbackCancel
+	(*CallbackReply)(nil),                 // 39: pyvisor.worker.v1.CallbackReply
+	(*GoError)(nil),                       // 40: pyvisor.worker.v1.GoError
+	nil,                                   // 41: pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	nil,                                   // 42: pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	nil,                                   // 43: pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	nil,                                   // 44: pyvisor.worker.v1.Call.TraceContextEntry
+	nil,                                   // 45: pyvisor.worker.v1.Callback.TraceContextEntry
+	(*descriptorpb.EnumValueOptions)(nil), // 46: google.protobuf.EnumValueOptions
 }
 var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
 	8,  // 0: pyvisor.worker.v1.DescribeResponse.tools:type_name -> pyvisor.worker.v1.ToolSpec
 	7,  // 1: pyvisor.worker.v1.DescribeResponse.callbacks:type_name -> pyvisor.worker.v1.CallbackSpec
-	37, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
+	41, // 2: pyvisor.worker.v1.ExecuteRequest.metadata:type_name -> pyvisor.worker.v1.ExecuteRequest.MetadataEntry
 	11, // 3: pyvisor.worker.v1.ExecuteRequest.payload_ref:type_name -> pyvisor.worker.v1.SharedRef
 	10, // 4: pyvisor.worker.v1.ExecuteRequest.arrays:type_name -> pyvisor.worker.v1.Array
 	4,  // 5: pyvisor.worker.v1.Array.format:type_name -> pyvisor.worker.v1.ArrayFormat
@@ -2978,48 +3211,52 @@ var file_pyvisor_worker_v1_worker_proto_depIdxs = []int32{
 	13, // 11: pyvisor.worker.v1.ExecuteStreamResponse.chunk:type_name -> pyvisor.worker.v1.Result
 	16, // 12: pyvisor.worker.v1.ExecuteStreamResponse.done:type_name -> pyvisor.worker.v1.StreamDone
 	14, // 13: pyvisor.worker.v1.ExecuteStreamResponse.error:type_name -> pyvisor.worker.v1.ToolError
-	38, // 14: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
-	39, // 15: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
-	26, // 16: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
-	27, // 17: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
+	42, // 14: pyvisor.worker.v1.HeartbeatRequest.trace_context:type_name -> pyvisor.worker.v1.HeartbeatRequest.TraceContextEntry
+	43, // 15: pyvisor.worker.v1.OpenSessionRequest.metadata:type_name -> pyvisor.worker.v1.OpenSessionRequest.MetadataEntry
+	30, // 16: pyvisor.worker.v1.HostFrame.call:type_name -> pyvisor.worker.v1.Call
+	31, // 17: pyvisor.worker.v1.HostFrame.cancel:type_name -> pyvisor.worker.v1.Cancel
 	17, // 18: pyvisor.worker.v1.HostFrame.ping:type_name -> pyvisor.worker.v1.HeartbeatRequest
-	29, // 19: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
-	28, // 20: pyvisor.worker.v1.HostFrame.release:type_name -> pyvisor.worker.v1.Release
-	35, // 21: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
+	33, // 19: pyvisor.worker.v1.HostFrame.credit:type_name -> pyvisor.worker.v1.Credit
+	32, // 20: pyvisor.worker.v1.HostFrame.release:type_name -> pyvisor.worker.v1.Release
+	39, // 21: pyvisor.worker.v1.HostFrame.callback_reply:type_name -> pyvisor.worker.v1.CallbackReply
 	9,  // 22: pyvisor.worker.v1.Call.request:type_name -> pyvisor.worker.v1.ExecuteRequest
-	40, // 23: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
+	44, // 23: pyvisor.worker.v1.Call.trace_context:type_name -> pyvisor.worker.v1.Call.TraceContextEntry
 	13, // 24: pyvisor.worker.v1.WorkerFrame.result:type_name -> pyvisor.worker.v1.Result
 	13, // 25: pyvisor.worker.v1.WorkerFrame.chunk:type_name -> pyvisor.worker.v1.Result
 	16, // 26: pyvisor.worker.v1.WorkerFrame.end:type_name -> pyvisor.worker.v1.StreamDone
 	14, // 27: pyvisor.worker.v1.WorkerFrame.tool_error:type_name -> pyvisor.worker.v1.ToolError
-	31, // 28: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
-	32, // 29: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
+	35, // 28: pyvisor.worker.v1.WorkerFrame.failed:type_name -> pyvisor.worker.v1.CallFailed
+	36, // 29: pyvisor.worker.v1.WorkerFrame.body_ended:type_name -> pyvisor.worker.v1.BodyEnded
 	18, // 30: pyvisor.worker.v1.WorkerFrame.pong:type_name -> pyvisor.worker.v1.HeartbeatResponse
-	33, // 31: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
-	34, // 32: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
-	41, // 33: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
+	37, // 31: pyvisor.worker.v1.WorkerFrame.callback:type_name -> pyvisor.worker.v1.Callback
+	38, // 32: pyvisor.worker.v1.WorkerFrame.callback_cancel:type_name -> pyvisor.worker.v1.CallbackCancel
+	45, // 33: pyvisor.worker.v1.Callback.trace_context:type_name -> pyvisor.worker.v1.Callback.TraceContextEntry
 	10, // 34: pyvisor.worker.v1.Callback.arrays:type_name -> pyvisor.worker.v1.Array
-	36, // 35: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
+	40, // 35: pyvisor.worker.v1.CallbackReply.error:type_name -> pyvisor.worker.v1.GoError
 	10, // 36: pyvisor.worker.v1.CallbackReply.arrays:type_name -> pyvisor.worker.v1.Array
-	42, // 37: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
+	46, // 37: pyvisor.worker.v1.wire:extendee -> google.protobuf.EnumValueOptions
 	5,  // 38: pyvisor.worker.v1.WorkerService.Describe:input_type -> pyvisor.worker.v1.DescribeRequest
 	9,  // 39: pyvisor.worker.v1.WorkerService.Execute:input_type -> pyvisor.worker.v1.ExecuteRequest
 	9,  // 40: pyvisor.worker.v1.WorkerService.ExecuteStream:input_type -> pyvisor.worker.v1.ExecuteRequest
 	17, // 41: pyvisor.worker.v1.WorkerService.Heartbeat:input_type -> pyvisor.worker.v1.HeartbeatRequest
 	19, // 42: pyvisor.worker.v1.WorkerService.OpenSession:input_type -> pyvisor.worker.v1.OpenSessionRequest
 	21, // 43: pyvisor.worker.v1.WorkerService.CloseSession:input_type -> pyvisor.worker.v1.CloseSessionRequest
-	23, // 44: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
-	25, // 45: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
-	6,  // 46: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
-	12, // 47: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
-	15, // 48: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
-	18, // 49: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
-	20, // 50: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
-	22, // 51: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
-	24, // 52: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
-	30, // 53: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
-	46, // [46:54] is the sub-list for method output_type
-	38, // [38:46] is the sub-list for method input_type
+	23, // 44: pyvisor.worker.v1.WorkerService.ExportSession:input_type -> pyvisor.worker.v1.ExportSessionRequest
+	25, // 45: pyvisor.worker.v1.WorkerService.ImportSession:input_type -> pyvisor.worker.v1.ImportSessionRequest
+	27, // 46: pyvisor.worker.v1.WorkerService.Shutdown:input_type -> pyvisor.worker.v1.ShutdownRequest
+	29, // 47: pyvisor.worker.v1.WorkerService.Channel:input_type -> pyvisor.worker.v1.HostFrame
+	6,  // 48: pyvisor.worker.v1.WorkerService.Describe:output_type -> pyvisor.worker.v1.DescribeResponse
+	12, // 49: pyvisor.worker.v1.WorkerService.Execute:output_type -> pyvisor.worker.v1.ExecuteResponse
+	15, // 50: pyvisor.worker.v1.WorkerService.ExecuteStream:output_type -> pyvisor.worker.v1.ExecuteStreamResponse
+	18, // 51: pyvisor.worker.v1.WorkerService.Heartbeat:output_type -> pyvisor.worker.v1.HeartbeatResponse
+	20, // 52: pyvisor.worker.v1.WorkerService.OpenSession:output_type -> pyvisor.worker.v1.OpenSessionResponse
+	22, // 53: pyvisor.worker.v1.WorkerService.CloseSession:output_type -> pyvisor.worker.v1.CloseSessionResponse
+	24, // 54: pyvisor.worker.v1.WorkerService.ExportSession:output_type -> pyvisor.worker.v1.ExportSessionResponse
+	26, // 55: pyvisor.worker.v1.WorkerService.ImportSession:output_type -> pyvisor.worker.v1.ImportSessionResponse
+	28, // 56: pyvisor.worker.v1.WorkerService.Shutdown:output_type -> pyvisor.worker.v1.ShutdownResponse
+	34, // 57: pyvisor.worker.v1.WorkerService.Channel:output_type -> pyvisor.worker.v1.WorkerFrame
+	48, // [48:58] is the sub-list for method output_type
+	38, // [38:48] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	37, // [37:38] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -3039,7 +3276,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*ExecuteStreamResponse_Done)(nil),
 		(*ExecuteStreamResponse_Error)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[20].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[24].OneofWrappers = []any{
 		(*HostFrame_Call)(nil),
 		(*HostFrame_Cancel)(nil),
 		(*HostFrame_Ping)(nil),
@@ -3047,7 +3284,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*HostFrame_Release)(nil),
 		(*HostFrame_CallbackReply)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[25].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[29].OneofWrappers = []any{
 		(*WorkerFrame_Result)(nil),
 		(*WorkerFrame_Chunk)(nil),
 		(*WorkerFrame_End)(nil),
@@ -3058,7 +3295,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 		(*WorkerFrame_Callback)(nil),
 		(*WorkerFrame_CallbackCancel)(nil),
 	}
-	file_pyvisor_worker_v1_worker_proto_msgTypes[30].OneofWrappers = []any{
+	file_pyvisor_worker_v1_worker_proto_msgTypes[34].OneofWrappers = []any{
 		(*CallbackReply_Json)(nil),
 		(*CallbackReply_Error)(nil),
 	}
@@ -3068,7 +3305,7 @@ func file_pyvisor_worker_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pyvisor_worker_v1_worker_proto_rawDesc), len(file_pyvisor_worker_v1_worker_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 1,
 			NumServices:   1,
 		},

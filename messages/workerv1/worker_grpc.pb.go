@@ -34,6 +34,8 @@ const (
 	WorkerService_Heartbeat_FullMethodName     = "/pyvisor.worker.v1.WorkerService/Heartbeat"
 	WorkerService_OpenSession_FullMethodName   = "/pyvisor.worker.v1.WorkerService/OpenSession"
 	WorkerService_CloseSession_FullMethodName  = "/pyvisor.worker.v1.WorkerService/CloseSession"
+	WorkerService_ExportSession_FullMethodName = "/pyvisor.worker.v1.WorkerService/ExportSession"
+	WorkerService_ImportSession_FullMethodName = "/pyvisor.worker.v1.WorkerService/ImportSession"
 	WorkerService_Shutdown_FullMethodName      = "/pyvisor.worker.v1.WorkerService/Shutdown"
 	WorkerService_Channel_FullMethodName       = "/pyvisor.worker.v1.WorkerService/Channel"
 )
@@ -57,6 +59,12 @@ type WorkerServiceClient interface {
 	OpenSession(ctx context.Context, in *OpenSessionRequest, opts ...grpc.CallOption) (*OpenSessionResponse, error)
 	// CloseSession drops a session's state.
 	CloseSession(ctx context.Context, in *CloseSessionRequest, opts ...grpc.CallOption) (*CloseSessionResponse, error)
+	// ExportSession copies a session's state out for an upgrade (docs/upgrades.md): a pickle
+	// of its state dict; the session stays here until this worker stops.
+	ExportSession(ctx context.Context, in *ExportSessionRequest, opts ...grpc.CallOption) (*ExportSessionResponse, error)
+	// ImportSession opens a session with the state another worker exported, passed through
+	// the tools' @on_upgrade hook first when they have one.
+	ImportSession(ctx context.Context, in *ImportSessionRequest, opts ...grpc.CallOption) (*ImportSessionResponse, error)
 	// Shutdown stops taking calls, lets in-flight calls finish within the grace period,
 	// then exits the process.
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
@@ -145,6 +153,26 @@ func (c *workerServiceClient) CloseSession(ctx context.Context, in *CloseSession
 	return out, nil
 }
 
+func (c *workerServiceClient) ExportSession(ctx context.Context, in *ExportSessionRequest, opts ...grpc.CallOption) (*ExportSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportSessionResponse)
+	err := c.cc.Invoke(ctx, WorkerService_ExportSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerServiceClient) ImportSession(ctx context.Context, in *ImportSessionRequest, opts ...grpc.CallOption) (*ImportSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportSessionResponse)
+	err := c.cc.Invoke(ctx, WorkerService_ImportSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *workerServiceClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ShutdownResponse)
@@ -187,6 +215,12 @@ type WorkerServiceServer interface {
 	OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error)
 	// CloseSession drops a session's state.
 	CloseSession(context.Context, *CloseSessionRequest) (*CloseSessionResponse, error)
+	// ExportSession copies a session's state out for an upgrade (docs/upgrades.md): a pickle
+	// of its state dict; the session stays here until this worker stops.
+	ExportSession(context.Context, *ExportSessionRequest) (*ExportSessionResponse, error)
+	// ImportSession opens a session with the state another worker exported, passed through
+	// the tools' @on_upgrade hook first when they have one.
+	ImportSession(context.Context, *ImportSessionRequest) (*ImportSessionResponse, error)
 	// Shutdown stops taking calls, lets in-flight calls finish within the grace period,
 	// then exits the process.
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
@@ -223,6 +257,12 @@ func (UnimplementedWorkerServiceServer) OpenSession(context.Context, *OpenSessio
 }
 func (UnimplementedWorkerServiceServer) CloseSession(context.Context, *CloseSessionRequest) (*CloseSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseSession not implemented")
+}
+func (UnimplementedWorkerServiceServer) ExportSession(context.Context, *ExportSessionRequest) (*ExportSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportSession not implemented")
+}
+func (UnimplementedWorkerServiceServer) ImportSession(context.Context, *ImportSessionRequest) (*ImportSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportSession not implemented")
 }
 func (UnimplementedWorkerServiceServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
@@ -352,6 +392,42 @@ func _WorkerService_CloseSession_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkerService_ExportSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).ExportSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_ExportSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).ExportSession(ctx, req.(*ExportSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkerService_ImportSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).ImportSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_ImportSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).ImportSession(ctx, req.(*ImportSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _WorkerService_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ShutdownRequest)
 	if err := dec(in); err != nil {
@@ -403,6 +479,14 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseSession",
 			Handler:    _WorkerService_CloseSession_Handler,
+		},
+		{
+			MethodName: "ExportSession",
+			Handler:    _WorkerService_ExportSession_Handler,
+		},
+		{
+			MethodName: "ImportSession",
+			Handler:    _WorkerService_ImportSession_Handler,
 		},
 		{
 			MethodName: "Shutdown",

@@ -32,6 +32,7 @@ from pyvisor_worker.dispatch import Dispatcher
 from pyvisor_worker.errors import CallRejected, abort
 from pyvisor_worker.shm import Shared
 from pyvisor_worker.tools import Tool
+from pyvisor_worker.upgrade import export_state, find_hook, import_state
 from pyvisor_worker.wire import CORRELATION_ID_KEY
 
 PROTOCOL_VERSION = 1
@@ -232,6 +233,34 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def CloseSession(self, request: Any, context: Any) -> Any:
         existed = self.dispatcher.sessions.pop(request.session_id, None) is not None
         return pb.CloseSessionResponse(existed=existed)
+
+    async def ExportSession(self, request: Any, context: Any) -> Any:
+        version = self.dispatcher.code_version
+        state = self.dispatcher.sessions.get(request.session_id)
+        if state is None:
+            return pb.ExportSessionResponse(existed=False, code_version=version)
+        try:
+            data = export_state(state)
+        except Exception as exc:  # noqa: BLE001 - any object may refuse pickling
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"session {request.session_id}: its state cannot be pickled for the new code "
+                                f"({type(exc).__name__}: {exc}): keep picklable values in ctx.session")
+        log.info("session exported for an upgrade", extra={"session_id": request.session_id, "bytes": len(data)})
+        return pb.ExportSessionResponse(state=data, existed=True, code_version=version)
+
+    async def ImportSession(self, request: Any, context: Any) -> Any:
+        hook = find_hook(self.dispatcher.tools.values())
+        try:
+            state, migrated = import_state(request.state, request.from_version, hook)
+        except Exception as exc:
+            log.error("session %s: the upgrade hook failed: %s: %s", request.session_id, type(exc).__name__, exc,
+                      exc_info=exc, extra={"session_id": request.session_id})
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"session {request.session_id}: @on_upgrade raised {type(exc).__name__}: {exc}")
+        self.dispatcher.sessions[request.session_id] = state
+        log.info("session imported for an upgrade", extra={"session_id": request.session_id,
+                                                            "from_version": request.from_version, "migrated": migrated})
+        return pb.ImportSessionResponse(migrated=migrated)
 
     async def Shutdown(self, request: Any, context: Any) -> Any:
         grace = request.grace_millis / 1000.0 if request.grace_millis else self._default_grace

@@ -290,6 +290,38 @@ class CloseSessionResponse(_message.Message):
     existed: bool
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
+class ExportSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ExportSessionResponse(_message.Message):
+    __slots__ = ("state", "existed", "code_version")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    state: bytes
+    existed: bool
+    code_version: str
+    def __init__(self, state: _Optional[bytes] = ..., existed: _Optional[bool] = ..., code_version: _Optional[str] = ...) -> None: ...
+
+class ImportSessionRequest(_message.Message):
+    __slots__ = ("session_id", "state", "from_version")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    state: bytes
+    from_version: str
+    def __init__(self, session_id: _Optional[str] = ..., state: _Optional[bytes] = ..., from_version: _Optional[str] = ...) -> None: ...
+
+class ImportSessionResponse(_message.Message):
+    __slots__ = ("migrated",)
+    MIGRATED_FIELD_NUMBER: _ClassVar[int]
+    migrated: bool
+    def __init__(self, migrated: _Optional[bool] = ...) -> None: ...
+
 class ShutdownRequest(_message.Message):
     __slots__ = ("grace_millis",)
     GRACE_MILLIS_FIELD_NUMBER: _ClassVar[int]

@@ -65,6 +65,16 @@ class WorkerServiceStub:
                 request_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.CloseSessionRequest.SerializeToString,
                 response_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
+        self.ExportSession = channel.unary_unary(
+                '/pyvisor.worker.v1.WorkerService/ExportSession',
+                request_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ExportSessionRequest.SerializeToString,
+                response_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ExportSessionResponse.FromString,
+                _registered_method=True)
+        self.ImportSession = channel.unary_unary(
+                '/pyvisor.worker.v1.WorkerService/ImportSession',
+                request_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ImportSessionRequest.SerializeToString,
+                response_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ImportSessionResponse.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/pyvisor.worker.v1.WorkerService/Shutdown',
                 request_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ShutdownRequest.SerializeToString,
@@ -124,6 +134,22 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportSession(self, request, context):
+        """ExportSession copies a session's state out for an upgrade (docs/upgrades.md): a pickle
+        of its state dict; the session stays here until this worker stops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportSession(self, request, context):
+        """ImportSession opens a session with the state another worker exported, passed through
+        the tools' @on_upgrade hook first when they have one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Shutdown stops taking calls, lets in-flight calls finish within the grace period,
         then exits the process.
@@ -175,6 +201,16 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CloseSession,
                     request_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.CloseSessionRequest.FromString,
                     response_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'ExportSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportSession,
+                    request_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ExportSessionRequest.FromString,
+                    response_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ExportSessionResponse.SerializeToString,
+            ),
+            'ImportSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportSession,
+                    request_deserializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ImportSessionRequest.FromString,
+                    response_serializer=pyvisor_dot_worker_dot_v1_dot_worker__pb2.ImportSessionResponse.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -350,6 +386,60 @@ class WorkerService:
             '/pyvisor.worker.v1.WorkerService/CloseSession',
             pyvisor_dot_worker_dot_v1_dot_worker__pb2.CloseSessionRequest.SerializeToString,
             pyvisor_dot_worker_dot_v1_dot_worker__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pyvisor.worker.v1.WorkerService/ExportSession',
+            pyvisor_dot_worker_dot_v1_dot_worker__pb2.ExportSessionRequest.SerializeToString,
+            pyvisor_dot_worker_dot_v1_dot_worker__pb2.ExportSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pyvisor.worker.v1.WorkerService/ImportSession',
+            pyvisor_dot_worker_dot_v1_dot_worker__pb2.ImportSessionRequest.SerializeToString,
+            pyvisor_dot_worker_dot_v1_dot_worker__pb2.ImportSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
