@@ -33,6 +33,7 @@ type grant struct {
 	cid     string          // correlation id
 	slot    string
 	inc     uint64
+	session string
 	untrack func()
 	once    sync.Once
 }
@@ -47,7 +48,7 @@ func (g *grant) finish(err error) {
 		if g.proc != nil {
 			g.proc.end()
 		}
-		g.system.Root.Send(g.pool, &callFinished{slot: g.slot, inc: g.inc, failed: failed(err)})
+		g.system.Root.Send(g.pool, &callFinished{slot: g.slot, inc: g.inc, session: g.session, failed: failed(err)})
 	})
 }
 

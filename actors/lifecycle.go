@@ -57,6 +57,7 @@ func (p *pool) readyCount() int {
 // down marks a slot as not serving; its sessions are gone with its process.
 func (p *pool) down(s *slot) {
 	s.inc, s.proc, s.inFlight, s.loading = 0, nil, 0, 0
+	s.sessionCalls = nil
 	s.counters.pid.Store(0)
 	s.counters.code.Store(nil)
 	defer p.recordWorkers()
@@ -70,6 +71,12 @@ func (p *pool) down(s *slot) {
 func (p *pool) finished(ctx actor.Context, msg *callFinished) {
 	p.completed++
 	p.canaryCall(msg)
+	if s := p.byID[msg.slot]; s != nil && msg.session != "" && s.sessionCalls[msg.session] > 0 {
+		if s.sessionCalls[msg.session]--; s.sessionCalls[msg.session] == 0 {
+			delete(s.sessionCalls, msg.session)
+		}
+		p.swapWhenQuiet(ctx)
+	}
 	if s := p.byID[msg.slot]; s != nil && s.inc == msg.inc {
 		s.inFlight--
 		s.calls++

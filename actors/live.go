@@ -64,6 +64,15 @@ type live struct {
 	idleCh   []chan struct{} // closed when running is back to 0
 }
 
+// opened records sessions whose state is already in the process.
+func (l *live) opened(ids ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		l.sessions[id] = true
+	}
+}
+
 // begin counts a call granted on the process; end, when it is over.
 func (l *live) begin() {
 	l.mu.Lock()

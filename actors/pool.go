@@ -58,12 +58,14 @@ type slot struct {
 	proc     *live  // the serving process, lent to calls; nil while down
 	started  time.Time
 	inFlight int
-	calls    uint64 // since the current process started
-	total    uint64
-	counters *slotCounters
-	loading  int // the pid of the slot's process while it loads its tools, else 0
-	removed  bool
-	restart  trace.Span // from the failure until the slot serves again
+	// sessionCalls counts the calls running per session, for an upgrade's session move.
+	sessionCalls map[string]int
+	calls        uint64 // since the current process started
+	total        uint64
+	counters     *slotCounters
+	loading      int // the pid of the slot's process while it loads its tools, else 0
+	removed      bool
+	restart      trace.Span // from the failure until the slot serves again
 }
 
 func stopTimer(t *time.Timer) {
@@ -202,6 +204,8 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.upgradeFailedOn(ctx, msg)
 	case *canaryOver:
 		p.canaryDone(ctx, msg)
+	case *swapReady:
+		p.swapReady(ctx, msg)
 	case *resized:
 		p.resizing = false
 		p.cancelResize = nil

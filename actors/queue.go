@@ -167,6 +167,9 @@ func (p *pool) sweep(ctx actor.Context, send bool) {
 
 // pick chooses a worker for a call, or nil if it must wait.
 func (p *pool) pick(session string) *slot {
+	if p.held(session) {
+		return nil // its state is moving to the new code: it waits, in the queue
+	}
 	if session != "" {
 		if owner, ok := p.sessions[session]; ok {
 			if p.available(owner) {
@@ -205,6 +208,12 @@ func (p *pool) available(s *slot) bool {
 func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	s.inFlight++
 	s.proc.begin()
+	if q.session != "" {
+		if s.sessionCalls == nil {
+			s.sessionCalls = map[string]int{}
+		}
+		s.sessionCalls[q.session]++
+	}
 	q.done(nil)
 	if !q.queued.IsZero() {
 		p.spec.Metrics.QueueWait.Record(context.Background(), time.Since(q.queued).Seconds(), p.attrs)
@@ -212,7 +221,7 @@ func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	callCtx := callContext(q.ctx, q.caller, q.cid)
 	q.reply.Reply(&grant{
 		system: ctx.ActorSystem(), pool: ctx.Self(), proc: s.proc, ctx: callCtx, cid: q.cid,
-		slot: s.id, inc: s.inc, untrack: s.proc.track(trace.SpanContextFromContext(callCtx)),
+		slot: s.id, inc: s.inc, session: q.session, untrack: s.proc.track(trace.SpanContextFromContext(callCtx)),
 	})
 }
 

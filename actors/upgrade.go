@@ -27,6 +27,9 @@ type upgrade struct {
 	canaryInc       uint64
 	calls, failures int
 	canaryTimer     *time.Timer
+	// moving are the sessions of the slot about to swap: their calls wait until their
+	// state is in the new process.
+	moving map[string]bool
 }
 
 // canaryOver: the canary window ended.
@@ -97,6 +100,40 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 	ctx.Send(u.sender, &messages.Ack{})
 }
 
+// swapReady: the slot's new process is loaded and warm. Its sessions' calls are held;
+// once none runs, the worker moves their state and swaps.
+func (p *pool) swapReady(ctx actor.Context, msg *swapReady) {
+	u := p.upgrade
+	s := p.byID[msg.slot]
+	if u == nil || s == nil || u.current() != s {
+		return
+	}
+	u.moving = map[string]bool{}
+	for id, owner := range p.sessions {
+		if owner == s {
+			u.moving[id] = true
+		}
+	}
+	p.swapWhenQuiet(ctx)
+}
+
+// swapWhenQuiet tells the upgrading slot to swap once no call of its sessions runs.
+func (p *pool) swapWhenQuiet(ctx actor.Context) {
+	u := p.upgrade
+	if u == nil || u.moving == nil {
+		return
+	}
+	s := u.current()
+	ids := make([]string, 0, len(u.moving))
+	for id := range u.moving {
+		if s.sessionCalls[id] > 0 {
+			return
+		}
+		ids = append(ids, id)
+	}
+	ctx.Send(s.pid, &swapNow{sessions: ids})
+}
+
 // upgraded: a slot serves from its new process.
 func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
 	p.ready(ctx, &msg.ready)
@@ -104,6 +141,7 @@ func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
 	if u == nil {
 		return
 	}
+	u.moving = nil
 	if s := u.current(); s != nil && s.id == msg.ready.slot {
 		u.done = append(u.done, s)
 		u.next++
@@ -179,6 +217,7 @@ func (p *pool) rollback(ctx actor.Context, cause error) {
 	u := p.upgrade
 	p.upgrade = nil
 	u.stopCanary()
+	defer p.dispatch(ctx) // the held sessions' calls go on, on the old code
 	for _, s := range append(u.done, u.current()) {
 		if s != nil && !s.removed && s.pid != nil {
 			ctx.Send(s.pid, &rollbackUpgrade{})
@@ -193,6 +232,12 @@ func (p *pool) abandonUpgrade(ctx actor.Context) {
 	if u := p.upgrade; u != nil {
 		p.upgrade = nil
 		u.stopCanary()
+		p.dispatch(ctx)
 		ctx.Send(u.sender, &messages.Ack{Err: fmt.Errorf("reload pool %s: %w", p.spec.Name, ErrStopped)})
 	}
+}
+
+// held says whether a session's calls wait for its move to the new code.
+func (p *pool) held(session string) bool {
+	return session != "" && p.upgrade != nil && p.upgrade.moving[session]
 }

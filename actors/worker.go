@@ -47,9 +47,10 @@ type (
 	}
 	// callFinished tells the pool a call on a slot ended, and whether it failed.
 	callFinished struct {
-		slot   string
-		inc    uint64
-		failed bool
+		slot    string
+		inc     uint64
+		session string
+		failed  bool
 	}
 	// redispatch hands a call (*messages.Execute or *messages.ExecuteStream) back to
 	// the pool, first in line: an idempotent call to retry after its worker died under
@@ -149,6 +150,10 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.upgrade(ctx, msg)
 	case *warmedUp:
 		w.warmedUp(ctx, msg)
+	case *swapNow:
+		w.swapNow(ctx, msg)
+	case *sessionsMoved:
+		w.swap(ctx, msg)
 	case *finishUpgrade:
 		w.finishUpgrade(ctx)
 	case *rollbackUpgrade:

@@ -30,6 +30,17 @@ type (
 		slot string
 		err  error
 	}
+	// swapReady tells the pool a slot's new process is loaded and warm: the pool holds the
+	// slot's sessions and answers swapNow once none of their calls runs.
+	swapReady struct{ slot string }
+	// swapNow: serve from the new process, moving these sessions' state into it first.
+	swapNow struct{ sessions []string }
+	// sessionsMoved: the sessions' state is in the new process (or err says why not).
+	sessionsMoved struct {
+		proc     *bridge.Process
+		sessions []string
+		err      error
+	}
 	// finishUpgrade: the whole pool runs the new code; the parked process drains and stops.
 	finishUpgrade struct{}
 	// rollbackUpgrade: another slot failed; serve from the parked process again.
@@ -86,14 +97,64 @@ func (w *worker) nextStarted(ctx actor.Context, msg *processStarted) {
 	}()
 }
 
-// warmedUp swaps the new process in, or lets it go.
+// warmedUp asks the pool for the swap, or lets the new process go.
 func (w *worker) warmedUp(ctx actor.Context, msg *warmedUp) {
 	if msg.proc != w.warming {
 		return // let go of already (the worker restarted or stopped)
 	}
+	if msg.err != nil {
+		w.warming = nil
+		w.log.Error().Err(msg.err).Msg("the new code's python worker failed its warm-up; the old one serves on")
+		w.retire(ctx, msg.proc, 0)
+		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
+		return
+	}
+	ctx.Send(w.pool, &swapReady{slot: w.slot})
+}
+
+// swapNow moves the held sessions' state into the new process, then swaps.
+func (w *worker) swapNow(ctx actor.Context, msg *swapNow) {
+	next, old := w.warming, w.proc
+	if next == nil || old == nil {
+		return // let go of already
+	}
+	if len(msg.sessions) == 0 {
+		w.swap(ctx, &sessionsMoved{proc: next})
+		return
+	}
+	system, self, ids := ctx.ActorSystem(), ctx.Self(), msg.sessions
+	go func() {
+		mctx, cancel := context.WithTimeout(context.Background(), w.spec.Upgrade.WarmUpTimeout)
+		defer cancel()
+		system.Root.Send(self, &sessionsMoved{proc: next, sessions: ids, err: moveSessions(mctx, old.Process, next, ids)})
+	}()
+}
+
+// moveSessions copies each session's state from the old process into the new one.
+func moveSessions(ctx context.Context, from, to *bridge.Process, ids []string) error {
+	for _, id := range ids {
+		st, err := from.Client().ExportSession(ctx, id)
+		if err != nil {
+			return fmt.Errorf("move session %s: %w", id, err)
+		}
+		if !st.Existed {
+			continue
+		}
+		if _, err := to.Client().ImportSession(ctx, id, st); err != nil {
+			return fmt.Errorf("move session %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// swap serves from the new process, its sessions moved, or lets it go.
+func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
+	if msg.proc != w.warming {
+		return
+	}
 	w.warming = nil
 	if msg.err != nil {
-		w.log.Error().Err(msg.err).Msg("the new code's python worker failed its warm-up; the old one serves on")
+		w.log.Error().Err(msg.err).Msg("the sessions could not move to the new code; the old one serves on")
 		w.retire(ctx, msg.proc, 0)
 		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
 		return
@@ -102,7 +163,10 @@ func (w *worker) warmedUp(ctx actor.Context, msg *warmedUp) {
 	w.counters.setLabel(w.nextLabel)
 	w.stopHeartbeat(ctx)
 	w.inc = w.nextInc // the old process's calls end as they are; its stuck bodies are its own
-	w.serve(ctx, msg.proc, func(r workerReady) any { return &workerUpgraded{ready: r} })
+	w.serve(ctx, msg.proc, func(r workerReady) any {
+		r.proc.opened(msg.sessions...) // their state is in it: no call opens them afresh
+		return &workerUpgraded{ready: r}
+	})
 	w.parked, w.parkedLabel = old, oldLabel
 }
 

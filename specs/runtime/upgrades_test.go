@@ -21,7 +21,7 @@ import (
 // runs at its import (a model's load, or a syntax error), warm is the warm-up tool.
 func upgradeTools(version, atImport, warm string) string {
 	return `import time
-from pyvisor_worker import tool
+from pyvisor_worker import ToolContext, on_upgrade, tool
 
 VERSION = "` + version + `"
 ` + atImport + `
@@ -47,6 +47,13 @@ def stubborn(seconds: float) -> str:
         except BaseException:
             pass
     return VERSION
+
+
+@tool
+def tally(ctx: ToolContext) -> dict:
+    """Counts a session's calls, and says which code answered."""
+    ctx.session["count"] = ctx.session.get("count", 0) + 1
+    return {"version": VERSION, "count": ctx.session["count"], "migrated_from": ctx.session.get("from", "")}
 
 
 @tool
@@ -285,6 +292,55 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 		Expect(l.errs).To(BeEmpty())
 		Expect(logs.Matching("the canary passed: the other workers follow")).To(HaveLen(1))
 		Expect(callVersion(rt)).To(Equal("v2"))
+	})
+
+	It("moves a strict session to the new code once, with its state through the @on_upgrade hook", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 2, func(p *pyvisor.PoolConfig) { p.Affinity = pyvisor.AffinityStrict }))
+		before := versions(rt)[0]
+		type tally struct {
+			Version      string `json:"version"`
+			Count        int    `json:"count"`
+			MigratedFrom string `json:"migrated_from"`
+		}
+		var seen []tally
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer GinkgoRecover()
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				t, err := pyvisor.Call[tally](ctx, rt, "default", "tally", nil, pyvisor.WithSession("s1"))
+				cancel()
+				Expect(err).NotTo(HaveOccurred())
+				seen = append(seen, t)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+		hook := "@on_upgrade\ndef migrate(state, old_version):\n    return {**state, \"from\": old_version}\n"
+		rewrite(dir, upgradeTools("v2", hook, "pass"))
+		Expect(reload(rt)).To(Succeed())
+		time.Sleep(300 * time.Millisecond)
+		close(stop)
+		<-done
+
+		switched := slices.IndexFunc(seen, func(t tally) bool { return t.Version == "v2" })
+		Expect(switched).To(BeNumerically(">", 0), "the session ran on both versions: %v", seen)
+		for i, t := range seen {
+			Expect(t.Count).To(Equal(i+1), "its state survived the move: call %d", i)
+			if i < switched {
+				Expect(t.Version).To(Equal("v1"), "before the move, only the old code")
+			} else {
+				Expect(t.Version).To(Equal("v2"), "after the move, only the new code")
+				Expect(t.MigratedFrom).To(Equal(before), "the hook ran, with the old version")
+			}
+		}
 	})
 
 	It("keeps serving on the old code throughout while the new code's import takes long", func() {
