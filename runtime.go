@@ -462,7 +462,7 @@ func (r *Runtime) ReloadAs(ctx context.Context, pool, version string) error {
 	if r.stopped.Load() {
 		return fmt.Errorf("pyvisor: reload %s: %w", pool, ErrStopped)
 	}
-	reply, err := r.request(ctx, pid, &messages.Reload{Version: version})
+	reply, err := r.request(ctx, pid, &actors.Upgrade{Version: version})
 	if err != nil {
 		return fmt.Errorf("pyvisor: reload %s: %w", pool, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 	"github.com/pyvisor/pyvisor/supervision"
 	"github.com/pyvisor/pyvisor/telemetry"
@@ -141,6 +142,8 @@ type pool struct {
 	workersGone               bool               // the workers' supervisor has terminated
 	resizing                  bool               // a Resize is under way (they run one at a time)
 	upgrade                   *upgrade           // a Reload under way, or nil
+	bridge                    []bridge.Option    // an Upgrade's options for new slots; nil: the spec's
+	label                     string             // the last Upgrade's version label, for new slots
 	cancelResize              context.CancelFunc // ends the Resize under way when the pool stops
 
 	attrs         metric.MeasurementOption // pool=<name>
@@ -196,7 +199,7 @@ func (p *pool) Receive(ctx actor.Context) {
 		ctx.Respond(p.stats())
 	case *messages.Resize:
 		p.resize(ctx, msg.Workers)
-	case *messages.Reload:
+	case *Upgrade:
 		p.reload(ctx, msg)
 	case *workerUpgraded:
 		p.upgraded(ctx, msg)
@@ -320,6 +323,12 @@ func (p *pool) child(ctx actor.Context, index, workers int) (supervision.Child, 
 	}
 	id := p.slotID(index)
 	s := &slot{id: id, index: index, counters: &slotCounters{}}
+	if p.bridge != nil { // an Upgrade changed what the pool's processes start with
+		s.counters.bridge.Store(&p.bridge)
+	}
+	if p.label != "" {
+		s.counters.setLabel(p.label)
+	}
 	p.slots = append(p.slots, s)
 	p.byID[id] = s
 	p.countersMu.Lock()

@@ -6,8 +6,19 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/pyvisor/pyvisor/bridge"
 	"github.com/pyvisor/pyvisor/messages"
 )
+
+// Upgrade asks a pool to roll new tool code through its workers, one slot at a time (see
+// docs/upgrades.md); the reply is a *messages.Ack once every worker runs the new code, or
+// with why the upgrade was rolled back. Version labels the new code ("": its hash).
+// Bridge, when not nil, replaces the options the pool's processes start with (a new tools
+// folder, interpreter or environment), for the new processes and every later one.
+type Upgrade struct {
+	Version string
+	Bridge  []bridge.Option
+}
 
 // upgrade is a Reload under way: the pool's serving slots, upgraded one at a time. A slot
 // serves from its new process as soon as that one is ready; its old process stays parked
@@ -17,6 +28,7 @@ import (
 type upgrade struct {
 	sender *actor.PID // the Reload's, answered with an *messages.Ack
 	label  string
+	bridge []bridge.Option // nil: as the slots start now
 	order  []*slot
 	next   int     // the slot upgrading now: order[next]
 	done   []*slot // upgraded, their old processes parked
@@ -50,7 +62,7 @@ func (u *upgrade) current() *slot {
 }
 
 // reload starts an upgrade, or refuses one the pool cannot take now.
-func (p *pool) reload(ctx actor.Context, msg *messages.Reload) {
+func (p *pool) reload(ctx actor.Context, msg *Upgrade) {
 	refuse := func(err error) {
 		ctx.Respond(&messages.Ack{Err: fmt.Errorf("reload pool %s: %w", p.spec.Name, err)})
 	}
@@ -68,7 +80,7 @@ func (p *pool) reload(ctx actor.Context, msg *messages.Reload) {
 		refuse(fmt.Errorf("%w: a resize is under way; reload when it returns", ErrUpgrading))
 		return
 	}
-	u := &upgrade{sender: ctx.Sender(), label: msg.Version, began: time.Now()}
+	u := &upgrade{sender: ctx.Sender(), label: msg.Version, bridge: msg.Bridge, began: time.Now()}
 	for _, s := range p.slots {
 		if !s.removed {
 			u.order = append(u.order, s)
@@ -85,7 +97,7 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 	u := p.upgrade
 	for s := u.current(); s != nil; s = u.current() {
 		if !s.removed && s.inc != 0 && s.pid != nil {
-			ctx.Send(s.pid, &upgradeWorker{label: u.label})
+			ctx.Send(s.pid, &upgradeWorker{label: u.label, bridge: u.bridge})
 			return
 		}
 		u.next++
@@ -96,6 +108,10 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 		}
 	}
 	p.upgrade = nil
+	if u.bridge != nil {
+		p.bridge = u.bridge // what slots a Resize adds start with
+	}
+	p.label = u.label
 	p.log.Info().Str("version", orHash(u.label)).Dur("took", time.Since(u.began)).Msg("upgrade done: every worker runs the new code")
 	ctx.Send(u.sender, &messages.Ack{})
 }

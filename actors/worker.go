@@ -85,6 +85,9 @@ type slotCounters struct {
 	version atomic.Pointer[string]
 	// code is the version of the code the serving process loaded, "" while down.
 	code atomic.Pointer[string]
+	// bridge are the options the slot's processes start with since an Upgrade changed
+	// them; nil: the pool spec's.
+	bridge atomic.Pointer[[]bridge.Option]
 }
 
 // label is the slot's code label ("": the code's hash).
@@ -118,13 +121,14 @@ type worker struct {
 	retiring map[*bridge.Process]bool // recycled, upgraded or rolled-back processes still stopping
 	// An upgrade under way (workerupgrade.go): the new code's process starting, then
 	// warming up; once it serves, the old one parked for a rollback.
-	next                   *start
-	nextInc                uint64
-	nextLabel, parkedLabel string
-	warming                *bridge.Process
-	parked                 *live
-	heartbeat              *actor.PID
-	log                    zerolog.Logger
+	next                     *start
+	nextInc                  uint64
+	nextLabel, parkedLabel   string
+	nextBridge, parkedBridge []bridge.Option
+	warming                  *bridge.Process
+	parked                   *live
+	heartbeat                *actor.PID
+	log                      zerolog.Logger
 }
 
 func newWorkerProducer(spec *PoolSpec, slot workerSlot, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
@@ -198,14 +202,23 @@ func (w *worker) Receive(ctx actor.Context) {
 // startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
-	w.starting = w.spawn(ctx, w.counters.label(), w.inc)
+	w.starting = w.spawn(ctx, w.counters.label(), w.inc, w.bridge())
 }
 
-// spawn starts a process of the code on disk, labelled label ("": its hash), whose stuck
-// bodies are reported for incarnation inc.
-func (w *worker) spawn(ctx actor.Context, label string, inc uint64) *start {
+// bridge are the options the slot's processes start with: an Upgrade's, else the spec's.
+func (w *worker) bridge() []bridge.Option {
+	if b := w.counters.bridge.Load(); b != nil {
+		return *b
+	}
+	return w.spec.Bridge
+}
+
+// spawn starts a process of the code on disk with the options base (and the slot's
+// environment), labelled label ("": its hash), whose stuck bodies are reported for
+// incarnation inc.
+func (w *worker) spawn(ctx actor.Context, label string, inc uint64, base []bridge.Option) *start {
 	system, self, sem, pool, slot := ctx.ActorSystem(), ctx.Self(), w.startSem, w.pool, w.slot
-	opts := append(append(append([]bridge.Option(nil), w.spec.Bridge...), w.env...),
+	opts := append(append(append([]bridge.Option(nil), base...), w.env...),
 		bridge.WithLoading(func(pid int) { system.Root.Send(pool, &workerLoading{slot: slot, pid: pid}) }),
 		bridge.WithStuckBody(func(tool string) { system.Root.Send(self, &bodyStuck{inc: inc, tool: tool}) }),
 		bridge.WithWorkerID(w.slot),

@@ -16,7 +16,10 @@ type (
 	// upgradeWorker asks a worker to start a process of the code on disk beside the one
 	// serving, warm it up, and serve from it (workerUpgraded), keeping the old one parked
 	// for a rollback until finishUpgrade or rollbackUpgrade.
-	upgradeWorker struct{ label string }
+	upgradeWorker struct {
+		label  string
+		bridge []bridge.Option // nil: the slot's current ones
+	}
 	// warmedUp: the warm-up call on the upgrade's new process is over.
 	warmedUp struct {
 		proc *bridge.Process
@@ -54,9 +57,12 @@ func (w *worker) upgrade(ctx actor.Context, msg *upgradeWorker) {
 		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: fmt.Errorf("worker %s is not serving", w.slot)})
 		return
 	}
-	w.nextLabel, w.nextInc = msg.label, incarnations.Add(1)
+	w.nextLabel, w.nextInc, w.nextBridge = msg.label, incarnations.Add(1), msg.bridge
+	if w.nextBridge == nil {
+		w.nextBridge = w.bridge()
+	}
 	w.log.Info().Str("version", orHash(msg.label)).Msg("starting a python worker of the new code")
-	w.next = w.spawn(ctx, msg.label, w.nextInc)
+	w.next = w.spawn(ctx, msg.label, w.nextInc, w.nextBridge)
 }
 
 func orHash(label string) string {
@@ -159,15 +165,16 @@ func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
 		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
 		return
 	}
-	old, oldLabel := w.proc, w.counters.label()
+	old, oldLabel, oldBridge := w.proc, w.counters.label(), w.bridge()
 	w.counters.setLabel(w.nextLabel)
+	w.counters.bridge.Store(&w.nextBridge)
 	w.stopHeartbeat(ctx)
 	w.inc = w.nextInc // the old process's calls end as they are; its stuck bodies are its own
 	w.serve(ctx, msg.proc, func(r workerReady) any {
 		r.proc.opened(msg.sessions...) // their state is in it: no call opens them afresh
 		return &workerUpgraded{ready: r}
 	})
-	w.parked, w.parkedLabel = old, oldLabel
+	w.parked, w.parkedLabel, w.parkedBridge = old, oldLabel, oldBridge
 }
 
 // finishUpgrade lets the parked process finish its calls, then stops it.
@@ -197,6 +204,7 @@ func (w *worker) rollback(ctx actor.Context) {
 	}
 	current := w.proc
 	w.counters.setLabel(w.parkedLabel)
+	w.counters.bridge.Store(&w.parkedBridge)
 	w.stopHeartbeat(ctx)
 	w.inc = incarnations.Add(1)
 	w.serveLive(ctx, w.parked, func(r workerReady) any { return &r })

@@ -69,13 +69,6 @@ type Resize struct {
 	Workers int
 }
 
-// Reload asks a pool to roll its tool code through its workers, one slot at a time (see
-// docs/upgrades.md); the reply is an *Ack once every worker runs the new code, or with
-// why the upgrade was rolled back. Version labels the new code ("": its hash).
-type Reload struct {
-	Version string
-}
-
 // Drain asks a pool to stop taking calls, fail its queued calls with ErrStopped and
 // wait up to Deadline for in-flight calls; the reply is an *Ack once nothing is in
 // flight or the deadline passed.
