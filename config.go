@@ -286,6 +286,10 @@ type UpgradeConfig struct {
 	// the new code; then it is stopped (its calls cancelled, their grace, then kill).
 	// Default 30s.
 	DrainTimeout time.Duration `json:"drain_timeout" yaml:"drain_timeout"`
+	// Watch is development mode: the runtime watches the pool's tool code (every .py
+	// file under Dir) and reloads the pool, debounced, when it changes, logging the
+	// result. Default false. Not for production: deploys call Runtime.Reload.
+	Watch bool `json:"watch" yaml:"watch"`
 }
 
 // RecycleConfig says when a healthy worker is replaced by a fresh one. A
