@@ -3,6 +3,7 @@ package pyvisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -25,22 +26,36 @@ func (r *Runtime) reloadLogged(ctx context.Context, pool, why string) error {
 	case ctx.Err() != nil || errors.Is(err, ErrStopped):
 	case errors.Is(err, ErrRolledBack):
 		log.Error().Err(err).Str("version", before).Msg("reload rolled back: the old code serves on")
+	case errors.Is(err, ErrUpgrading):
+		log.Warn().Err(err).Str("version", before).Msg("reload refused: another reload of the pool runs")
 	default:
 		log.Error().Err(err).Str("version", before).Msg("reload failed")
 	}
 	return err
 }
 
+// poolStats is the snapshot of one pool.
+func (r *Runtime) poolStats(ctx context.Context, pool string) (*messages.PoolStats, error) {
+	pid, ok := r.pools[pool]
+	if !ok {
+		return nil, r.unknownPool(pool)
+	}
+	reply, err := r.request(ctx, pid, &messages.GetStats{})
+	if err != nil {
+		return nil, err
+	}
+	st, ok := reply.(*messages.PoolStats)
+	if !ok {
+		return nil, fmt.Errorf("pyvisor: stats of pool %s: unexpected reply %T", pool, reply)
+	}
+	return st, nil
+}
+
 // poolVersions names the versions of the code pool's workers run, comma-separated (one,
 // but during an upgrade), or "" when that cannot be known.
 func (r *Runtime) poolVersions(ctx context.Context, pool string) string {
-	pid, ok := r.pools[pool]
-	if !ok {
-		return ""
-	}
-	reply, err := r.request(ctx, pid, &messages.GetStats{})
-	st, ok := reply.(*messages.PoolStats)
-	if err != nil || !ok {
+	st, err := r.poolStats(ctx, pool)
+	if err != nil {
 		return ""
 	}
 	var vs []string

@@ -31,6 +31,9 @@ func (r *Runtime) watchPools() error {
 		pool, dir := pc.Name, cmp.Or(pc.Dir, ".")
 		log := r.log.With().Str(telemetry.LabelPool, pool).Logger()
 		w, err := watchCode(dir, watchQuiet, func(ctx context.Context) error {
+			if err := r.awaitUpgrade(ctx, pool); err != nil {
+				return err
+			}
 			return r.reloadLogged(ctx, pool, "development mode")
 		}, log)
 		if err != nil {
@@ -40,6 +43,22 @@ func (r *Runtime) watchPools() error {
 		log.Info().Str("dir", w.root).Msg("development mode: the pool reloads when its tool code changes")
 	}
 	return nil
+}
+
+// awaitUpgrade returns once no Reload of pool runs (a deploy's, a signal's), so that
+// development mode reloads after it instead of being refused.
+func (r *Runtime) awaitUpgrade(ctx context.Context, pool string) error {
+	for {
+		st, err := r.poolStats(ctx, pool)
+		if err != nil || !st.Upgrading {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(watchQuiet):
+		}
+	}
 }
 
 // unwatchPools ends development mode: no reload starts after it returns.

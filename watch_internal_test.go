@@ -2,6 +2,7 @@ package pyvisor
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -159,4 +160,24 @@ func TestCodeWatchNeedsItsFolder(t *testing.T) {
 	if _, err := watchCode(filepath.Join(t.TempDir(), "missing"), time.Second, newReloads(false).reload, zerolog.Nop()); err == nil {
 		t.Fatal("watching a missing folder: no error")
 	}
+}
+
+func TestCodeWatchRetriesAReloadRefusedForAnotherUnderWay(t *testing.T) {
+	dir := t.TempDir()
+	r := newReloads(false)
+	refused := false
+	w, err := watchCode(dir, 50*time.Millisecond, func(ctx context.Context) error {
+		_ = r.reload(ctx)
+		if !refused {
+			refused = true // only run's goroutines call it, one at a time
+			return fmt.Errorf("reload pool default: %w", ErrUpgrading)
+		}
+		return nil
+	}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.stop)
+	write(t, filepath.Join(dir, "tools.py"), "")
+	r.expect(t, 2, 300*time.Millisecond)
 }

@@ -102,6 +102,17 @@ var _ = Describe("Development mode (upgrade.watch): a pool reloads itself when i
 		Eventually(answers(rt)).WithTimeout(30 * time.Second).Should(Equal("v2"))
 	})
 
+	It("waits for a Reload under way, then reloads the code on disk", func() {
+		dir := toolsDir()
+		rt, logs := start(upgradePool(dir, 1, watching))
+		rewrite(dir, upgradeTools("v2-slow", "time.sleep(2)  # a model's load", "pass"))
+		Expect(reload(rt)).To(Succeed(), "the deploy's Reload, which development mode does not disturb")
+		Eventually(func() []map[string]any { return logs.Matching(reloadedLine) }).WithTimeout(30 * time.Second).Should(HaveLen(1))
+		Expect(logs.Matching(upgradeDone)).To(HaveLen(2), "the deploy's, then development mode's")
+		Expect(logs.Matching("reload refused: another reload of the pool runs")).To(BeEmpty())
+		Expect(callVersion(rt)).To(Equal("v2-slow"))
+	})
+
 	It("stops watching when the runtime stops, leaving no goroutine or inotify descriptor behind", func() {
 		fds := inotifyFDs()
 		dir := toolsDir()
