@@ -293,6 +293,10 @@ type UpgradeConfig struct {
 	// MaxFailureRatio is the share of the canary's calls that may fail (a tool's exception,
 	// a crash; not a caller's cancellation) without a rollback, 0 to 1. Default 0: any.
 	MaxFailureRatio float64 `json:"max_failure_ratio" yaml:"max_failure_ratio"`
+	// Watch is development mode: the runtime watches the pool's tool code (every .py
+	// file under Dir) and reloads the pool, debounced, when it changes, logging the
+	// result. Default false. Not for production: deploys call Runtime.Reload.
+	Watch bool `json:"watch" yaml:"watch"`
 }
 
 // RecycleConfig says when a healthy worker is replaced by a fresh one. A

@@ -64,6 +64,7 @@ type Runtime struct {
 	arenas     map[string]*shm.Arena // each pool's input arena; none with shared memory off
 	thresholds map[string]int        // each pool's shared-memory threshold
 	unobserve  func() error          // stops the shared-memory gauges
+	watches    []*codeWatch          // development mode's, one per pool with Upgrade.Watch
 	// shutdownTelemetry flushes and stops what WithTelemetryFromEnv built.
 	shutdownTelemetry func(context.Context) error
 	cfg               Config
@@ -277,6 +278,9 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 	}
 	if err == nil && cfg.Cluster.Enabled() {
 		err = rt.startNode(ctx, o)
+	}
+	if err == nil {
+		err = rt.watchPools()
 	}
 	if err != nil {
 		stopCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
@@ -534,6 +538,7 @@ func (r *Runtime) stop(ctx context.Context) error {
 		budget = max(budget, pc.StopTimeout+2*time.Second)
 	}
 	drain := deadline.Add(-budget)
+	r.unwatchPools() // first: no reload starts while the pools stop
 	var leaveErr error
 	if r.node != nil { // first: the other nodes stop sending calls here, and get them elsewhere
 		leaveErr = r.node.Stop(ctx, drain)
