@@ -68,7 +68,10 @@ type Runtime struct {
 	// shutdownTelemetry flushes and stops what WithTelemetryFromEnv built.
 	shutdownTelemetry func(context.Context) error
 	cfg               Config
-	log               zerolog.Logger
+	// hosting are the options the runtime gives each pool's processes beyond its
+	// configuration (shared memory, span sink, callbacks), which Upgrade keeps.
+	hosting map[string][]bridge.Option
+	log     zerolog.Logger
 }
 
 // Option configures Start.
@@ -220,19 +223,24 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 		return nil, fmt.Errorf("pyvisor: start: %w", err)
 	}
 	ready, halt := make(chan error, len(cfg.Pools)), make(chan struct{})
+	hosting := map[string][]bridge.Option{}
 	for _, pc := range cfg.Pools {
 		ps := poolSpec(pc, pythons[pc.Name], log, func(err error) { ready <- err })
-		ps.Bridge = append(ps.Bridge, bridge.WithSharedMemory(sharedMemory(pc.SharedMemory, arenas[pc.Name])))
+		// What the runtime gives every process of the pool, beyond its configuration: an
+		// Upgrade keeps it.
+		host := []bridge.Option{bridge.WithSharedMemory(sharedMemory(pc.SharedMemory, arenas[pc.Name]))}
 		ps.TracerProvider, ps.Propagator, ps.Metrics, ps.Halt = o.tracerProvider, o.propagator, metrics, halt
 		if o.pythonSpans != nil {
-			ps.Bridge = append(ps.Bridge, bridge.WithSpanSink(o.pythonSpans))
+			host = append(host, bridge.WithSpanSink(o.pythonSpans))
 		}
 		if cbs := callbacks[pc.Name]; len(cbs) > 0 {
 			for name, fn := range cbs {
-				ps.Bridge = append(ps.Bridge, bridge.WithCallback(name, fn))
+				host = append(host, bridge.WithCallback(name, fn))
 			}
-			ps.Bridge = append(ps.Bridge, bridge.WithCallbackObserver(callbackObserver(metrics, pc.Name)))
+			host = append(host, bridge.WithCallbackObserver(callbackObserver(metrics, pc.Name)))
 		}
+		hosting[pc.Name] = host
+		ps.Bridge = append(ps.Bridge, host...)
 		spec.Children = append(spec.Children, actors.PoolChild(ps))
 	}
 	guardian, err := supervision.Start(ctx, system, spec, supervision.WithName("guardian"),
@@ -249,7 +257,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (_ *Runtime, err err
 	}
 	done := make(chan struct{})
 	rt := &Runtime{shutdownTelemetry: shutdownTelemetry, metrics: metrics, endpoint: endpoint, system: system, unwatch: unwatch, guardian: guardian,
-		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, arenas: arenas, thresholds: map[string]int{}, cfg: cfg, log: log,
+		caller: actors.Caller{System: system, Propagator: o.propagator, Stopped: done}, done: done, hosting: hosting, halt: halt, over: make(chan struct{}), pools: map[string]*actor.PID{}, arenas: arenas, thresholds: map[string]int{}, cfg: cfg, log: log,
 		tracer: o.tracerProvider.Tracer(instrumentation), prop: o.propagator}
 	for _, pc := range cfg.Pools {
 		rt.thresholds[pc.Name] = pc.SharedMemory.Threshold
@@ -469,6 +477,46 @@ func (r *Runtime) ReloadAs(ctx context.Context, pool, version string) error {
 	reply, err := r.request(ctx, pid, &actors.Upgrade{Version: version})
 	if err != nil {
 		return fmt.Errorf("pyvisor: reload %s: %w", pool, err)
+	}
+	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
+		return fmt.Errorf("pyvisor: %w", ack.Err)
+	}
+	return nil
+}
+
+// Upgrade rolls a pool to a new configuration of its Python side the way Reload rolls new
+// code: pc names the pool, and its Tools, Dir, Python, Requirements (an environment built
+// by `pyvisor setup -config`), Env, HandshakeTimeout, LoadTimeout, StopTimeout and
+// MaxMessageBytes apply to the new processes, and to every later one once Upgrade
+// returns nil. A new dependency set and new code roll together; a failure rolls back as
+// Reload's does, and the old configuration serves on. Its other fields (the number of
+// workers, the queue, heartbeats, slots) are not changed: Resize changes the size.
+// Relative paths in pc are taken from the runtime's Config.Dir; for a pool of another
+// configuration file, pass it with its paths placed (LoadConfig, then WithDefaults).
+func (r *Runtime) Upgrade(ctx context.Context, pc PoolConfig) error {
+	pid, ok := r.pools[pc.Name]
+	if !ok {
+		return r.unknownPool(pc.Name)
+	}
+	if r.stopped.Load() {
+		return fmt.Errorf("pyvisor: upgrade %s: %w", pc.Name, ErrStopped)
+	}
+	cfg := r.cfg
+	cfg.Pools = []PoolConfig{pc}
+	cfg.Cluster = ClusterConfig{}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("pyvisor: upgrade %s: %w", pc.Name, err)
+	}
+	pc = cfg.Pools[0]
+	python, err := cfg.Interpreter(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("pyvisor: upgrade %s: %w", pc.Name, err)
+	}
+	opts := append(poolSpec(pc, python, r.log, nil).Bridge, r.hosting[pc.Name]...)
+	reply, err := r.request(ctx, pid, &actors.Upgrade{Bridge: opts})
+	if err != nil {
+		return fmt.Errorf("pyvisor: upgrade %s: %w", pc.Name, err)
 	}
 	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
 		return fmt.Errorf("pyvisor: %w", ack.Err)

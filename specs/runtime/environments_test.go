@@ -106,6 +106,26 @@ var _ = Describe("Pools with environments of their own", Label("python", "enviro
 		Expect(got).To(Equal("1.16.0"))
 	})
 
+	It("roll a pool to new requirements with Upgrade: the new dependency set and the code together", func() {
+		cache := GinkgoT().TempDir()
+		cfg := project(cache, map[string]string{"a": "six==1.16.0"})
+		Expect(build(cfg)).To(Equal(map[string]bool{"a": false}))
+		next := project(cache, map[string]string{"a": "six==1.17.0"})
+		Expect(build(next)).To(Equal(map[string]bool{"a": false}))
+
+		rt, _ := start(cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		Expect(pyvisor.Call[string](ctx, rt, "a", "six_version", nil)).To(Equal("1.16.0"))
+		// The other file's pool, its paths taken from its own folder.
+		Expect(rt.Upgrade(ctx, next.WithDefaults().Pools[0])).To(Succeed())
+		Expect(pyvisor.Call[string](ctx, rt, "a", "six_version", nil)).To(Equal("1.17.0"))
+
+		unbuilt := project(cache, map[string]string{"a": "six==1.15.0"})
+		Expect(rt.Upgrade(ctx, unbuilt.WithDefaults().Pools[0])).To(MatchError(pyvisor.ErrEnvironmentNotBuilt))
+		Expect(pyvisor.Call[string](ctx, rt, "a", "six_version", nil)).To(Equal("1.17.0"), "nothing changed")
+	})
+
 	It("refuse to start a pool whose environment is not built, saying how to build it", func() {
 		cfg := project(GinkgoT().TempDir(), map[string]string{"a": "six==1.15.0"})
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

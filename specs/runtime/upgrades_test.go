@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -340,6 +341,34 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 				Expect(t.Version).To(Equal("v2"), "after the move, only the new code")
 				Expect(t.MigratedFrom).To(Equal(before), "the hook ran, with the old version")
 			}
+		}
+	})
+
+	It("moves a pool to a new tools folder with Upgrade, under load, and its workers restart there after", func() {
+		dir, next := toolsDir(), toolsDir()
+		rewrite(next, upgradeTools("v2", "", "pass"))
+		cfg := upgradePool(dir, 2)
+		rt, _ := start(cfg)
+		l := startLoad(rt, 4, "pause", map[string]int{"ms": 5})
+		pc := cfg.Pools[0]
+		pc.Dir = next
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		Expect(rt.Upgrade(ctx, pc)).To(Succeed())
+		l.end()
+		Expect(l.errs).To(BeEmpty())
+		Expect(callVersion(rt)).To(Equal("v2"))
+
+		victim := stats(rt).Workers[0].PID
+		Expect(syscall.Kill(victim, syscall.SIGKILL)).To(Succeed())
+		Eventually(func() int { return stats(rt).Workers[0].PID }).WithTimeout(20 * time.Second).
+			Should(And(Not(BeZero()), Not(Equal(victim))))
+		for range 6 {
+			Expect(callVersion(rt)).To(Equal("v2"), "a restarted worker starts in the new folder")
+		}
+		Expect(rt.Resize(ctx, "default", 3)).To(Succeed())
+		for range 6 {
+			Expect(callVersion(rt)).To(Equal("v2"), "so does one a Resize adds")
 		}
 	})
 
