@@ -227,6 +227,7 @@ func (p *pool) Receive(ctx actor.Context) {
 	case *supervision.ShutdownRequest:
 		p.shutdown(ctx)
 	case *actor.Stopping, *actor.Restarting:
+		p.abandonUpgrade(ctx)
 		if p.cancelResize != nil {
 			p.cancelResize() // its requests to the workers' supervisor would go unanswered
 			p.cancelResize = nil

@@ -182,8 +182,12 @@ func (p *pool) pick(session string) *slot {
 	}
 	var best *slot
 	n := len(p.slots)
+	_, bound := p.sessions[session]
 	for i := range n {
 		s := p.slots[(p.next+i)%n]
+		if session != "" && !bound && p.moving(s) {
+			continue // its sessions are moving: a new one would miss the move
+		}
 		if p.available(s) && (best == nil || s.inFlight < best.inFlight) {
 			best = s
 		}

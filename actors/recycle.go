@@ -50,8 +50,19 @@ func recycleInterval(maxAge time.Duration) time.Duration {
 	return time.Second
 }
 
+// recycleDue: the slot has served its calls. Not during an upgrade, which replaces the
+// process itself (recycleDueNow catches up after it).
 func (p *pool) recycleDue(s *slot) bool {
-	return p.spec.Recycle.MaxCalls > 0 && s.calls >= p.spec.Recycle.MaxCalls
+	return p.upgrade == nil && p.spec.Recycle.MaxCalls > 0 && s.calls >= p.spec.Recycle.MaxCalls
+}
+
+// recycleDueNow recycles the idle slots whose calls came due while an upgrade ran.
+func (p *pool) recycleDueNow(ctx actor.Context) {
+	for _, s := range p.slots {
+		if s.inc != 0 && !s.removed && s.inFlight == 0 && p.recycleDue(s) {
+			p.recycle(ctx, s, "max_calls")
+		}
+	}
 }
 
 func (p *pool) recycle(ctx actor.Context, s *slot, reason string) {
@@ -65,6 +76,9 @@ func (p *pool) recycle(ctx actor.Context, s *slot, reason string) {
 // recycleIdle recycles each serving worker with nothing in flight that is past its age,
 // its memory or its GPU memory.
 func (p *pool) recycleIdle(ctx actor.Context, check *recycleCheck) {
+	if p.upgrade != nil {
+		return // the upgrade replaces the processes itself; the next check catches up
+	}
 	r := p.spec.Recycle
 	for _, s := range p.slots {
 		if s.inc == 0 || s.removed || s.inFlight > 0 {

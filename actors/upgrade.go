@@ -40,8 +40,18 @@ type upgrade struct {
 	calls, failures int
 	canaryTimer     *time.Timer
 	// moving are the sessions of the slot about to swap: their calls wait until their
-	// state is in the new process.
-	moving map[string]bool
+	// state is in the new process; swapping once the slot was told to swap.
+	moving   map[string]bool
+	swapping bool
+	// saved is what each slot reached (upgraded, upgrading or skipped) started with
+	// before, restored by a rollback.
+	saved map[*slot]slotStart
+}
+
+// slotStart is what a slot's processes start with: its code label and options.
+type slotStart struct {
+	label  string
+	bridge *[]bridge.Option
 }
 
 // canaryOver: the canary window ended.
@@ -80,7 +90,7 @@ func (p *pool) reload(ctx actor.Context, msg *Upgrade) {
 		refuse(fmt.Errorf("%w: a resize is under way; reload when it returns", ErrUpgrading))
 		return
 	}
-	u := &upgrade{sender: ctx.Sender(), label: msg.Version, bridge: msg.Bridge, began: time.Now()}
+	u := &upgrade{sender: ctx.Sender(), label: msg.Version, bridge: msg.Bridge, began: time.Now(), saved: map[*slot]slotStart{}}
 	for _, s := range p.slots {
 		if !s.removed {
 			u.order = append(u.order, s)
@@ -96,9 +106,18 @@ func (p *pool) reload(ctx actor.Context, msg *Upgrade) {
 func (p *pool) upgradeNext(ctx actor.Context) {
 	u := p.upgrade
 	for s := u.current(); s != nil; s = u.current() {
+		u.saved[s] = slotStart{label: s.counters.label(), bridge: s.counters.bridge.Load()}
 		if !s.removed && s.inc != 0 && s.pid != nil {
 			ctx.Send(s.pid, &upgradeWorker{label: u.label, bridge: u.bridge})
 			return
+		}
+		// Down: it restarts with the new code on disk; and, for an Upgrade, with its
+		// options and label.
+		if !s.removed {
+			s.counters.setLabel(u.label)
+			if u.bridge != nil {
+				s.counters.bridge.Store(&u.bridge)
+			}
 		}
 		u.next++
 	}
@@ -112,6 +131,7 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 		p.bridge = u.bridge // what slots a Resize adds start with
 	}
 	p.label = u.label
+	p.recycleDueNow(ctx)
 	p.log.Info().Str("version", orHash(u.label)).Dur("took", time.Since(u.began)).Msg("upgrade done: every worker runs the new code")
 	ctx.Send(u.sender, &messages.Ack{})
 }
@@ -136,7 +156,7 @@ func (p *pool) swapReady(ctx actor.Context, msg *swapReady) {
 // swapWhenQuiet tells the upgrading slot to swap once no call of its sessions runs.
 func (p *pool) swapWhenQuiet(ctx actor.Context) {
 	u := p.upgrade
-	if u == nil || u.moving == nil {
+	if u == nil || u.moving == nil || u.swapping {
 		return
 	}
 	s := u.current()
@@ -147,17 +167,20 @@ func (p *pool) swapWhenQuiet(ctx actor.Context) {
 		}
 		ids = append(ids, id)
 	}
+	u.swapping = true
 	ctx.Send(s.pid, &swapNow{sessions: ids})
 }
 
 // upgraded: a slot serves from its new process.
 func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
+	if u := p.upgrade; u != nil {
+		u.moving, u.swapping = nil, false // the held calls go on, to the new process
+	}
 	p.ready(ctx, &msg.ready)
 	u := p.upgrade
 	if u == nil {
 		return
 	}
-	u.moving = nil
 	if s := u.current(); s != nil && s.id == msg.ready.slot {
 		u.done = append(u.done, s)
 		u.next++
@@ -234,6 +257,11 @@ func (p *pool) rollback(ctx actor.Context, cause error) {
 	p.upgrade = nil
 	u.stopCanary()
 	defer p.dispatch(ctx) // the held sessions' calls go on, on the old code
+	defer p.recycleDueNow(ctx)
+	for s, was := range u.saved {
+		s.counters.setLabel(was.label)
+		s.counters.bridge.Store(was.bridge)
+	}
 	for _, s := range append(u.done, u.current()) {
 		if s != nil && !s.removed && s.pid != nil {
 			ctx.Send(s.pid, &rollbackUpgrade{})
@@ -248,7 +276,6 @@ func (p *pool) abandonUpgrade(ctx actor.Context) {
 	if u := p.upgrade; u != nil {
 		p.upgrade = nil
 		u.stopCanary()
-		p.dispatch(ctx)
 		ctx.Send(u.sender, &messages.Ack{Err: fmt.Errorf("reload pool %s: %w", p.spec.Name, ErrStopped)})
 	}
 }
@@ -256,4 +283,11 @@ func (p *pool) abandonUpgrade(ctx actor.Context) {
 // held says whether a session's calls wait for its move to the new code.
 func (p *pool) held(session string) bool {
 	return session != "" && p.upgrade != nil && p.upgrade.moving[session]
+}
+
+// moving says whether s is the slot whose sessions are moving: no new session binds to it
+// until it has swapped.
+func (p *pool) moving(s *slot) bool {
+	u := p.upgrade
+	return u != nil && u.moving != nil && u.current() == s
 }

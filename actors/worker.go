@@ -125,10 +125,12 @@ type worker struct {
 	nextInc                  uint64
 	nextLabel, parkedLabel   string
 	nextBridge, parkedBridge []bridge.Option
-	warming                  *bridge.Process
-	parked                   *live
-	heartbeat                *actor.PID
-	log                      zerolog.Logger
+	// procStart is what the serving process started with (parkedStart, the parked one's).
+	procStart, parkedStart slotStart
+	warming                *bridge.Process
+	parked                 *live
+	heartbeat              *actor.PID
+	log                    zerolog.Logger
 }
 
 func newWorkerProducer(spec *PoolSpec, slot workerSlot, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
@@ -202,6 +204,7 @@ func (w *worker) Receive(ctx actor.Context) {
 // startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
+	w.procStart = slotStart{label: w.counters.label(), bridge: w.counters.bridge.Load()}
 	w.starting = w.spawn(ctx, w.counters.label(), w.inc, w.bridge())
 }
 

@@ -121,8 +121,15 @@ func (w *worker) warmedUp(ctx actor.Context, msg *warmedUp) {
 // swapNow moves the held sessions' state into the new process, then swaps.
 func (w *worker) swapNow(ctx actor.Context, msg *swapNow) {
 	next, old := w.warming, w.proc
-	if next == nil || old == nil {
-		return // let go of already
+	switch {
+	case next == nil || old == nil:
+		// Let go of (a restart, a recycle): the pool must hear, or it waits for ever.
+		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: fmt.Errorf("worker %s lost its process during the upgrade", w.slot)})
+		return
+	case exited(next):
+		w.warming = nil
+		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: fmt.Errorf("the new code's process exited before it took a call: %w", next.Err())})
+		return
 	}
 	if len(msg.sessions) == 0 {
 		w.swap(ctx, &sessionsMoved{proc: next})
@@ -132,25 +139,29 @@ func (w *worker) swapNow(ctx actor.Context, msg *swapNow) {
 	go func() {
 		mctx, cancel := context.WithTimeout(context.Background(), w.spec.Upgrade.WarmUpTimeout)
 		defer cancel()
-		system.Root.Send(self, &sessionsMoved{proc: next, sessions: ids, err: moveSessions(mctx, old.Process, next, ids)})
+		moved, err := moveSessions(mctx, old.Process, next, ids)
+		system.Root.Send(self, &sessionsMoved{proc: next, sessions: moved, err: err})
 	}()
 }
 
-// moveSessions copies each session's state from the old process into the new one.
-func moveSessions(ctx context.Context, from, to *bridge.Process, ids []string) error {
+// moveSessions copies each session's state from the old process into the new one, and
+// returns the sessions it moved (one the old process never opened is not).
+func moveSessions(ctx context.Context, from, to *bridge.Process, ids []string) ([]string, error) {
+	moved := make([]string, 0, len(ids))
 	for _, id := range ids {
 		st, err := from.Client().ExportSession(ctx, id)
 		if err != nil {
-			return fmt.Errorf("move session %s: %w", id, err)
+			return nil, fmt.Errorf("move session %s: %w", id, err)
 		}
 		if !st.Existed {
 			continue
 		}
 		if _, err := to.Client().ImportSession(ctx, id, st); err != nil {
-			return fmt.Errorf("move session %s: %w", id, err)
+			return nil, fmt.Errorf("move session %s: %w", id, err)
 		}
+		moved = append(moved, id)
 	}
-	return nil
+	return moved, nil
 }
 
 // swap serves from the new process, its sessions moved, or lets it go.
@@ -165,16 +176,17 @@ func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
 		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
 		return
 	}
-	old, oldLabel, oldBridge := w.proc, w.counters.label(), w.bridge()
+	old, oldLabel, oldBridge, oldStart := w.proc, w.counters.label(), w.bridge(), w.procStart
 	w.counters.setLabel(w.nextLabel)
 	w.counters.bridge.Store(&w.nextBridge)
+	w.procStart = slotStart{label: w.nextLabel, bridge: w.counters.bridge.Load()}
 	w.stopHeartbeat(ctx)
 	w.inc = w.nextInc // the old process's calls end as they are; its stuck bodies are its own
 	w.serve(ctx, msg.proc, func(r workerReady) any {
 		r.proc.opened(msg.sessions...) // their state is in it: no call opens them afresh
 		return &workerUpgraded{ready: r}
 	})
-	w.parked, w.parkedLabel, w.parkedBridge = old, oldLabel, oldBridge
+	w.parked, w.parkedLabel, w.parkedBridge, w.parkedStart = old, oldLabel, oldBridge, oldStart
 }
 
 // finishUpgrade lets the parked process finish its calls, then stops it.
@@ -200,11 +212,18 @@ func (w *worker) rollback(ctx actor.Context) {
 		w.next = nil
 	}
 	if w.parked == nil || w.parked.gone() {
+		// Nothing to go back to (the worker restarted, or the old process died): a
+		// process started with what the pool restored replaces one that was not.
+		w.parked = nil
+		if w.proc != nil && w.procStart != (slotStart{label: w.counters.label(), bridge: w.counters.bridge.Load()}) {
+			w.recycle(ctx, "rollback")
+		}
 		return
 	}
 	current := w.proc
 	w.counters.setLabel(w.parkedLabel)
 	w.counters.bridge.Store(&w.parkedBridge)
+	w.procStart = w.parkedStart
 	w.stopHeartbeat(ctx)
 	w.inc = incarnations.Add(1)
 	w.serveLive(ctx, w.parked, func(r workerReady) any { return &r })
@@ -221,16 +240,21 @@ func (w *worker) retire(ctx actor.Context, p *bridge.Process, drain time.Duratio
 		w.retiring = map[*bridge.Process]bool{}
 	}
 	w.retiring[p] = true
-	system, self := ctx.ActorSystem(), ctx.Self()
-	sctx, cancel := w.stopContext()
+	system, self, halt := ctx.ActorSystem(), ctx.Self(), w.spec.Halt
+	var calls <-chan struct{}
+	if len(idle) > 0 && drain > 0 {
+		calls = idle[0]()
+	}
 	go func() {
-		defer cancel()
-		if len(idle) > 0 && drain > 0 {
+		if calls != nil {
 			select {
-			case <-idle[0]():
+			case <-calls:
 			case <-time.After(drain):
+			case <-halt:
 			}
 		}
+		sctx, cancel := w.stopContext() // after the drain: the calls still running get their grace
+		defer cancel()
 		_ = p.Stop(sctx)
 		system.Root.Send(self, &retired{proc: p})
 	}()
@@ -254,13 +278,33 @@ func (w *worker) dropUpgrade(brutal bool) {
 	if old := w.parked; old != nil {
 		w.parked = nil
 		if brutal {
-			_ = old.Kill(context.Background())
+			// The new code's process failed: the old one's calls are not its fault. They
+			// finish (within the stop timeout) while the worker restarts.
+			go func() {
+				select {
+				case <-old.idle():
+				case <-time.After(w.spec.StopTimeout):
+				case <-w.spec.Halt:
+				}
+				w.stopNow(old.Process)
+			}()
 			return
 		}
 		select {
 		case <-old.idle():
 		case <-time.After(w.spec.StopTimeout):
+		case <-w.spec.Halt:
 		}
 		w.stopNow(old.Process)
+	}
+}
+
+// exited says whether p has exited.
+func exited(p *bridge.Process) bool {
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
 	}
 }

@@ -33,6 +33,18 @@ var _ = Describe("A pool whose tools take long to import, as a model's load does
 		Expect(got).To(Equal(42.0))
 	})
 
+	It("starts one whose import outlasts gRPC's 30 s wait for a call the server has not taken up", Label("slow"), func() {
+		began := time.Now()
+		rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) {
+			p.Tools = []string{"long_import"}
+			p.Env = map[string]string{"PYTHONPATH": modelTools}
+		}))
+		Expect(time.Since(began)).To(BeNumerically(">", 32*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		Expect(pyvisor.Call[bool](ctx, rt, "default", "ready", nil)).To(BeTrue(), "its channel survived the load")
+	})
+
 	It("fails Start past its load timeout, saying which setting to raise", func() {
 		cfg := pool(1, func(p *pyvisor.PoolConfig) {
 			p.Tools = []string{"model_import"}

@@ -99,6 +99,11 @@ class Worker:
             ("grpc.max_receive_message_length", wire_limit),
             ("grpc.max_send_message_length", wire_limit),
             ("grpc.so_reuseport", 0),
+            # The host's Channel and Describe reach the server while the load phase holds
+            # the event loop (a model's import): gRPC would cancel an RPC the server has not
+            # taken up within 30 s by default, breaking the channel of a worker whose tools
+            # take longer to load. The load timeout bounds the wait instead.
+            ("grpc.server_max_unrequested_time_in_server", 7 * 24 * 3600),
         ]
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if self.socket_path is None:
