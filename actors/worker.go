@@ -90,6 +90,13 @@ type slotCounters struct {
 	bridge atomic.Pointer[[]bridge.Option]
 }
 
+// setBridge makes opts the options the slot's processes start with. It stores its own
+// copy of the slice header: a pointer to a field the caller reuses (the next upgrade's
+// options) would change them behind the slot's back.
+func (c *slotCounters) setBridge(opts []bridge.Option) {
+	c.bridge.Store(&opts)
+}
+
 // label is the slot's code label ("": the code's hash).
 func (c *slotCounters) label() string {
 	if v := c.version.Load(); v != nil {

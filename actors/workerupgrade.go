@@ -167,7 +167,7 @@ func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
 	}
 	old, oldLabel, oldBridge := w.proc, w.counters.label(), w.bridge()
 	w.counters.setLabel(w.nextLabel)
-	w.counters.bridge.Store(&w.nextBridge)
+	w.counters.setBridge(w.nextBridge)
 	w.stopHeartbeat(ctx)
 	w.inc = w.nextInc // the old process's calls end as they are; its stuck bodies are its own
 	w.serve(ctx, msg.proc, func(r workerReady) any {
@@ -204,7 +204,7 @@ func (w *worker) rollback(ctx actor.Context) {
 	}
 	current := w.proc
 	w.counters.setLabel(w.parkedLabel)
-	w.counters.bridge.Store(&w.parkedBridge)
+	w.counters.setBridge(w.parkedBridge)
 	w.stopHeartbeat(ctx)
 	w.inc = incarnations.Add(1)
 	w.serveLive(ctx, w.parked, func(r workerReady) any { return &r })
