@@ -325,7 +325,7 @@ func (p *pool) child(ctx actor.Context, index, workers int) (supervision.Child, 
 	id := p.slotID(index)
 	s := &slot{id: id, index: index, counters: &slotCounters{}}
 	if p.bridge != nil { // an Upgrade changed what the pool's processes start with
-		s.counters.bridge.Store(&p.bridge)
+		s.counters.setBridge(p.bridge)
 	}
 	if p.label != "" {
 		s.counters.setLabel(p.label)

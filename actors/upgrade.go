@@ -116,7 +116,7 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 		if !s.removed {
 			s.counters.setLabel(u.label)
 			if u.bridge != nil {
-				s.counters.bridge.Store(&u.bridge)
+				s.counters.setBridge(u.bridge)
 			}
 		}
 		u.next++

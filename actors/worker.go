@@ -90,6 +90,18 @@ type slotCounters struct {
 	bridge atomic.Pointer[[]bridge.Option]
 }
 
+// setBridge makes opts the options the slot's processes start with. It stores its own
+// copy of the slice header: a pointer to a field the caller reuses (the next upgrade's
+// options) would change them behind the slot's back.
+// start is what the slot's processes start with now.
+func (c *slotCounters) start() slotStart {
+	return slotStart{label: c.label(), bridge: c.bridge.Load()}
+}
+
+func (c *slotCounters) setBridge(opts []bridge.Option) {
+	c.bridge.Store(&opts)
+}
+
 // label is the slot's code label ("": the code's hash).
 func (c *slotCounters) label() string {
 	if v := c.version.Load(); v != nil {
@@ -121,16 +133,17 @@ type worker struct {
 	retiring map[*bridge.Process]bool // recycled, upgraded or rolled-back processes still stopping
 	// An upgrade under way (workerupgrade.go): the new code's process starting, then
 	// warming up; once it serves, the old one parked for a rollback.
-	next                     *start
-	nextInc                  uint64
-	nextLabel, parkedLabel   string
-	nextBridge, parkedBridge []bridge.Option
-	// procStart is what the serving process started with (parkedStart, the parked one's).
-	procStart, parkedStart slotStart
-	warming                *bridge.Process
-	parked                 *live
-	heartbeat              *actor.PID
-	log                    zerolog.Logger
+	next       *start
+	nextInc    uint64
+	nextLabel  string
+	nextBridge []bridge.Option
+	// procStart is what the serving process started with: a rollback compares it with
+	// what the pool restored.
+	procStart slotStart
+	warming   *bridge.Process
+	parked    *live
+	heartbeat *actor.PID
+	log       zerolog.Logger
 }
 
 func newWorkerProducer(spec *PoolSpec, slot workerSlot, pool *actor.PID, startSem chan struct{}, counters *slotCounters) actor.Producer {
@@ -204,7 +217,7 @@ func (w *worker) Receive(ctx actor.Context) {
 // startProcess starts a process on a goroutine (at most StartupBatch at once per pool)
 // and reports back with processStarted.
 func (w *worker) startProcess(ctx actor.Context) {
-	w.procStart = slotStart{label: w.counters.label(), bridge: w.counters.bridge.Load()}
+	w.procStart = w.counters.start()
 	w.starting = w.spawn(ctx, w.counters.label(), w.inc, w.bridge())
 }
 

@@ -176,17 +176,17 @@ func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
 		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
 		return
 	}
-	old, oldLabel, oldBridge, oldStart := w.proc, w.counters.label(), w.bridge(), w.procStart
+	old := w.proc
 	w.counters.setLabel(w.nextLabel)
-	w.counters.bridge.Store(&w.nextBridge)
-	w.procStart = slotStart{label: w.nextLabel, bridge: w.counters.bridge.Load()}
+	w.counters.setBridge(w.nextBridge)
+	w.procStart = w.counters.start()
 	w.stopHeartbeat(ctx)
 	w.inc = w.nextInc // the old process's calls end as they are; its stuck bodies are its own
 	w.serve(ctx, msg.proc, func(r workerReady) any {
 		r.proc.opened(msg.sessions...) // their state is in it: no call opens them afresh
 		return &workerUpgraded{ready: r}
 	})
-	w.parked, w.parkedLabel, w.parkedBridge, w.parkedStart = old, oldLabel, oldBridge, oldStart
+	w.parked = old
 }
 
 // finishUpgrade lets the parked process finish its calls, then stops it.
@@ -215,15 +215,13 @@ func (w *worker) rollback(ctx actor.Context) {
 		// Nothing to go back to (the worker restarted, or the old process died): a
 		// process started with what the pool restored replaces one that was not.
 		w.parked = nil
-		if w.proc != nil && w.procStart != (slotStart{label: w.counters.label(), bridge: w.counters.bridge.Load()}) {
+		if w.proc != nil && w.procStart != w.counters.start() {
 			w.recycle(ctx, "rollback")
 		}
 		return
 	}
 	current := w.proc
-	w.counters.setLabel(w.parkedLabel)
-	w.counters.bridge.Store(&w.parkedBridge)
-	w.procStart = w.parkedStart
+	w.procStart = w.counters.start() // the pool restored what the slot started with
 	w.stopHeartbeat(ctx)
 	w.inc = incarnations.Add(1)
 	w.serveLive(ctx, w.parked, func(r workerReady) any { return &r })

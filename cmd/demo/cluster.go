@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,23 +32,44 @@ import (
 // The cluster demo (-cluster): this process is node "client", running no pool; it starts
 // two more node processes, gpu-1 and gpu-2, each hosting pool "shared" (2 workers), on
 // loopback with the automanaged provider, and calls the pool from here: calls spread
-// over both, a stream, a session, then gpu-1 is SIGKILLed under load and restarted, and
-// one call's trace is printed across the three processes.
+// over both, a stream, a session, then gpu-1 is SIGKILLed under load and restarted, then
+// a rolling upgrade of the pool, node by node, while callers here keep calling it (see
+// rollingUpgrade), and one call's trace is printed across the three processes.
 
 // sharedPool is the pool the two hosting nodes run.
 const sharedPool = "shared"
 
-// nodeReady is the line a node process writes on stdout once it serves.
-type nodeReady struct {
-	Node string `json:"node"`
-	PIDs []int  `json:"pids"` // its Python workers
+// hostingNodes are the nodes that run pool shared, in the order the rolling upgrade takes.
+var hostingNodes = []string{"gpu-1", "gpu-2"}
+
+const (
+	// rollingCallers make back-to-back calls of pool shared from node client throughout
+	// the rolling upgrade: two per worker of the cluster's pool.
+	rollingCallers = 8
+	// nodeUpgradeTimeout bounds the wait for one node's reload.
+	nodeUpgradeTimeout = 30 * time.Second
+)
+
+// nodeReport is a line a node process writes on stdout, for the demo: one when it serves
+// (event "serving"), then one after each reload SIGHUP asked for (event "reloaded").
+type nodeReport struct {
+	Node    string `json:"node"`
+	Event   string `json:"event"`
+	PIDs    []int  `json:"pids"`    // its Python workers, now
+	Version string `json:"version"` // the code version they run, now
+	// Of a reload:
+	Before string        `json:"version_before,omitempty"`
+	Took   time.Duration `json:"took,omitempty"`
+	Err    string        `json:"error,omitempty"` // ReloadAs's error: the old code serves on
 }
 
 // nodeProc is a node process the demo started.
 type nodeProc struct {
 	name, spans string
 	cmd         *exec.Cmd
-	pids        []int
+	pids        []int      // every Python worker it reported: they must all be gone at the end
+	last        nodeReport // its latest report
+	reports     chan nodeReport
 	done        chan struct{}
 }
 
@@ -71,6 +94,7 @@ func clusterDemo(ctx context.Context, log zerolog.Logger) int {
 		return nodeFlags{
 			bind: fmt.Sprintf("127.0.0.1:%d", must(freeport.Take(1))[0]), // fixed: a restart comes back at the same address
 			port: port, peers: strings.Join(peers, ","), spans: filepath.Join(dir, name+".spans"),
+			reloadAs: upgradeVersion,
 		}
 	}
 
@@ -122,7 +146,8 @@ func clusterDemo(ctx context.Context, log zerolog.Logger) int {
 		c.stream(ctx) &&
 		c.session(ctx) &&
 		c.killUnderLoad(ctx, nodes) &&
-		c.restart(ctx, dir, nodes, hosting("gpu-1", ports[1]))
+		c.restart(ctx, dir, nodes, hosting("gpu-1", ports[1])) &&
+		c.rollingUpgrade(ctx, nodes)
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -145,6 +170,7 @@ func clusterDemo(ctx context.Context, log zerolog.Logger) int {
 	fmt.Printf("  calls by node: %s\n", counts(c.byNode))
 	fmt.Printf("  gpu-1 killed under load: %s; its Python workers gone %s after the kill; back after a restart in %s\n",
 		counts(c.killOutcomes), round(c.workersGone), round(c.rejoin))
+	c.rolled.write(os.Stdout)
 	fmt.Printf("  Python processes left: %d\n", len(leftover))
 	switch {
 	case ctx.Err() != nil:
@@ -168,6 +194,7 @@ type clusterScenario struct {
 	killedPIDs   []int
 	workersGone  time.Duration
 	rejoin       time.Duration
+	rolled       rollingReport
 	mu           sync.Mutex
 }
 
@@ -342,10 +369,11 @@ func (c *clusterScenario) printTrace(w io.Writer, dir, cid string, nodes map[str
 	}
 }
 
-// nodeFlags are what a node process is told: where it listens and who its peers are.
+// nodeFlags are what a node process is told: where it listens, who its peers are, and the
+// version label of the reloads SIGHUP asks for ("": the hash of the code on disk).
 type nodeFlags struct {
-	bind, peers, spans string
-	port               int
+	bind, peers, spans, reloadAs string
+	port                         int
 }
 
 // section is the cluster section of node name.
@@ -360,12 +388,12 @@ func startNodeProc(ctx context.Context, dir, name string, f nodeFlags, log zerol
 	if err != nil {
 		return nil, err
 	}
-	n := &nodeProc{name: name, spans: f.spans, done: make(chan struct{})}
+	n := &nodeProc{name: name, spans: f.spans, reports: make(chan nodeReport, 4), done: make(chan struct{})}
 	if _, err := os.Stat(n.spans); err == nil { // a restart: keep the first run's spans
 		_ = os.Rename(n.spans, n.spans+".0")
 	}
 	n.cmd = exec.CommandContext(ctx, self, "-node", name, "-node-bind", f.bind, "-node-port", fmt.Sprint(f.port),
-		"-node-peers", f.peers, "-node-spans", f.spans)
+		"-node-peers", f.peers, "-node-spans", f.spans, "-node-reload-as", f.reloadAs)
 	n.cmd.Stderr = os.Stderr // its log lines, with node=name
 	out, err := n.cmd.StdoutPipe()
 	if err != nil {
@@ -379,12 +407,21 @@ func startNodeProc(ctx context.Context, dir, name string, f nodeFlags, log zerol
 		defer close(n.done)
 		sc := bufio.NewScanner(out)
 		if sc.Scan() {
-			var r nodeReady
+			var r nodeReport
 			err := json.Unmarshal(sc.Bytes(), &r)
-			n.pids = r.PIDs
+			n.pids, n.last = r.PIDs, r
 			ready <- err
 		} else {
 			ready <- fmt.Errorf("node %s exited before it served", name)
+		}
+		for sc.Scan() { // its reload reports
+			var r nodeReport
+			if json.Unmarshal(sc.Bytes(), &r) == nil {
+				select {
+				case n.reports <- r:
+				default: // nobody waits for it
+				}
+			}
 		}
 		_, _ = io.Copy(io.Discard, out)
 		_ = n.cmd.Wait()
@@ -431,7 +468,7 @@ func killAll(nodes map[string]*nodeProc) {
 }
 
 // runNode is this program as a node process (-node): it hosts pool shared (2 workers)
-// until SIGTERM.
+// until SIGTERM, and reloads it on SIGHUP (see reloadNode).
 func runNode(ctx context.Context, name string, f nodeFlags, log zerolog.Logger) int {
 	cfg := pyvisor.Config{Pools: []pyvisor.PoolConfig{{Name: sharedPool, Tools: []string{"pyvisor_worker.examples"}, Workers: 2}},
 		Cluster: section(name, f)}
@@ -452,17 +489,19 @@ func runNode(ctx context.Context, name string, f nodeFlags, log zerolog.Logger) 
 		log.Error().Err(err).Msg("node: start")
 		return 1
 	}
-	ready := nodeReady{Node: name}
-	if stats, err := rt.Stats(ctx); err == nil {
-		for _, st := range stats {
-			for _, w := range st.Workers {
-				ready.PIDs = append(ready.PIDs, w.PID)
-			}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before it says it serves: from then on SIGHUP reloads
+	defer signal.Stop(hup)
+	ready := nodeReport{Node: name, Event: "serving"}
+	ready.Version, ready.PIDs = poolNow(ctx, rt)
+	report(ready)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			reloadNode(ctx, rt, name, f.reloadAs, log)
 		}
 	}
-	b, _ := json.Marshal(ready)
-	fmt.Println(string(b))
-	<-ctx.Done()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := rt.Stop(stopCtx); err != nil {
@@ -470,6 +509,58 @@ func runNode(ctx context.Context, name string, f nodeFlags, log zerolog.Logger) 
 		return 1
 	}
 	return 0
+}
+
+// reloadNode rolls pool shared's code through its workers, one at a time (ReloadAs with
+// version label as the workers' version, or Reload's hash of the code on disk with none),
+// then logs the result and reports it on stdout for the demo, which waits for it before it
+// upgrades the next node.
+//
+// The demo's tools are the installed package pyvisor_worker.examples, so the code on disk
+// does not change between the versions: what rolls through the pool is new Python
+// processes loading it again, and the label (demo-v2) names that rollout, as a deploy
+// names its release. A node of a real deployment, whose files the deploy has just
+// changed, would wire rt.ReloadOnSignal(ctx) instead: the same Reload on SIGHUP, with its
+// result in the node's log (docs/upgrades.md, "Across nodes").
+func reloadNode(ctx context.Context, rt *pyvisor.Runtime, name, label string, log zerolog.Logger) {
+	log = log.With().Str("node", name).Str("pool", sharedPool).Logger()
+	before, _ := poolNow(ctx, rt)
+	msg := "SIGHUP: reloading pool shared from the tool code on disk, one worker at a time"
+	if label != "" {
+		msg = "SIGHUP: reloading pool shared as " + label + ", one worker at a time (the example tools' code on disk " +
+			"is unchanged: the label names this rollout of fresh Python processes, as a deploy names its release)"
+	}
+	log.Info().Str("version", before).Str("to", cmp.Or(label, "the hash of the code on disk")).Msg(msg)
+	began := time.Now()
+	err := rt.ReloadAs(ctx, sharedPool, label)
+	r := nodeReport{Node: name, Event: "reloaded", Before: before, Took: time.Since(began)}
+	r.Version, r.PIDs = poolNow(ctx, rt)
+	if err != nil {
+		r.Err = err.Error()
+		log.Error().Err(err).Str("version", r.Version).Msg("reload failed (ErrRolledBack: the old code serves on)")
+	} else {
+		log.Info().Str("version_before", before).Str("version_after", r.Version).
+			Ints("python_pids", r.PIDs).Stringer("took", round(r.Took)).Msg("reloaded: every worker of pool shared runs the new version")
+	}
+	report(r)
+}
+
+// poolNow is the code version the workers of pool shared run and their processes.
+func poolNow(ctx context.Context, rt *pyvisor.Runtime) (version string, pids []int) {
+	stats, err := rt.Stats(ctx)
+	if err != nil || len(stats) == 0 {
+		return "none", nil
+	}
+	for _, w := range stats[0].Workers {
+		pids = append(pids, w.PID)
+	}
+	return versions(stats[0]), pids
+}
+
+// report writes r on stdout, one line of JSON, for the demo that started this node.
+func report(r nodeReport) {
+	b, _ := json.Marshal(r)
+	fmt.Println(string(b))
 }
 
 func waitMembers(ctx context.Context, rt *pyvisor.Runtime, names ...string) error {

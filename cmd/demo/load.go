@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/pyvisor/pyvisor"
 )
 
 // load is callers making back-to-back add calls until end: each call is checked, counted
-// in the scenario's tally, and its start and end kept, so that the calls overlapping a
-// window (an upgrade) can be counted.
+// in the demo's tally (by add), and its start, end and node kept, so that the calls
+// overlapping a window (an upgrade) can be counted.
 type load struct {
-	s    *scenario
+	add  addFunc
 	stop chan struct{}
 	wg   sync.WaitGroup
 
@@ -20,15 +22,28 @@ type load struct {
 	first error // the first call that went wrong
 }
 
-// loadCall is one call of the load: when it ran and whether it went wrong.
+// addFunc makes one add call of the load, counted in the demo's tally, and says on which
+// cluster node it ran ("" without a cluster).
+type addFunc func(ctx context.Context, args map[string]int) (res pyvisor.Result, node string, err error)
+
+// loadCall is one call of the load: when and where it ran and whether it went wrong.
 type loadCall struct {
 	began, ended time.Time
+	node         string
 	failed       bool
 }
 
-// startLoad starts n callers; end stops them.
+// startLoad starts n callers of the scenario's pool; end stops them.
 func (s *scenario) startLoad(ctx context.Context, n int) *load {
-	l := &load{s: s, stop: make(chan struct{})}
+	return startLoad(ctx, n, func(ctx context.Context, args map[string]int) (pyvisor.Result, string, error) {
+		res, err := s.execute(ctx, "add", args)
+		return res, "", err
+	})
+}
+
+// startLoad starts n callers making their calls with add; end stops them.
+func startLoad(ctx context.Context, n int, add addFunc) *load {
+	l := &load{add: add, stop: make(chan struct{})}
 	for c := range n {
 		l.wg.Add(1)
 		go l.caller(ctx, c)
@@ -57,7 +72,7 @@ func (l *load) call(ctx context.Context, a, b int) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	began := time.Now()
-	res, err := l.s.execute(cctx, "add", map[string]int{"a": a, "b": b})
+	res, node, err := l.add(cctx, map[string]int{"a": a, "b": b})
 	var sum int
 	if err == nil {
 		err = res.Decode(&sum)
@@ -67,7 +82,7 @@ func (l *load) call(ctx context.Context, a, b int) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.calls = append(l.calls, loadCall{began: began, ended: time.Now(), failed: err != nil})
+	l.calls = append(l.calls, loadCall{began: began, ended: time.Now(), node: node, failed: err != nil})
 	if err != nil && l.first == nil {
 		l.first = err
 	}
@@ -82,8 +97,15 @@ func (l *load) end() {
 // during counts the calls that ran, at least in part, between from and to, and how many
 // of them failed.
 func (l *load) during(from, to time.Time) (calls, failed int) {
+	calls, failed, _ = l.duringByNode(from, to)
+	return calls, failed
+}
+
+// duringByNode is during with the successful calls counted by the node they ran on.
+func (l *load) duringByNode(from, to time.Time) (calls, failed int, byNode map[string]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	byNode = map[string]int{}
 	for _, c := range l.calls {
 		if c.began.After(to) || c.ended.Before(from) {
 			continue
@@ -91,9 +113,11 @@ func (l *load) during(from, to time.Time) (calls, failed int) {
 		calls++
 		if c.failed {
 			failed++
+		} else {
+			byNode[c.node]++
 		}
 	}
-	return calls, failed
+	return calls, failed, byNode
 }
 
 // failures counts the load's calls and the failed ones, with the first error.

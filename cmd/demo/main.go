@@ -53,13 +53,14 @@ func run() int {
 	traces := flag.Bool("traces", true, "print the trace trees of some calls after the scenario")
 	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics on this host:port at /metrics (e.g. 127.0.0.1:9568; port 0 picks one)")
 	linger := flag.Duration("linger", 0, "after the scenario, keep running this long (heartbeats going, metrics served) so a scraper can watch")
-	clustered := flag.Bool("cluster", false, "run the cluster demo instead: three node processes on loopback, one killed and restarted")
+	clustered := flag.Bool("cluster", false, "run the cluster demo instead: three node processes on loopback, one killed and restarted, then a rolling upgrade node by node")
 	node := flag.String("node", "", "(used by -cluster) run as this node until SIGTERM, hosting pool shared")
 	nodeFlags := nodeFlags{}
 	flag.StringVar(&nodeFlags.bind, "node-bind", "", "(used by -cluster) the node's remote endpoint")
 	flag.IntVar(&nodeFlags.port, "node-port", 0, "(used by -cluster) the node's automanaged port")
 	flag.StringVar(&nodeFlags.peers, "node-peers", "", "(used by -cluster) every node's automanaged host:port, comma-separated")
 	flag.StringVar(&nodeFlags.spans, "node-spans", "", "(used by -cluster) where the node writes its spans")
+	flag.StringVar(&nodeFlags.reloadAs, "node-reload-as", "", "(used by -cluster) the version label of the node's reloads on SIGHUP (default: the hash of the code on disk)")
 	flag.Parse()
 
 	log, err := newLogger(*logFormat)

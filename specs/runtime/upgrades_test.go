@@ -230,6 +230,29 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 		Expect(callVersion(rt)).To(Equal("v2"))
 	})
 
+	It("reloads a pool again and again, a rollback between, and its restarted workers start the latest code", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 2))
+		for _, v := range []string{"v2", "v3"} {
+			rewrite(dir, upgradeTools(v, "", "pass"))
+			Expect(reload(rt)).To(Succeed(), "the reload to %s", v)
+			Expect(callVersion(rt)).To(Equal(v))
+		}
+		rewrite(dir, upgradeTools("v4", "def broken(:", "pass"))
+		Expect(reload(rt)).To(MatchError(pyvisor.ErrRolledBack))
+		Expect(callVersion(rt)).To(Equal("v3"))
+		rewrite(dir, upgradeTools("v5", "", "pass"))
+		Expect(reload(rt)).To(Succeed(), "a reload after a rollback")
+
+		victim := stats(rt).Workers[0].PID
+		Expect(syscall.Kill(victim, syscall.SIGKILL)).To(Succeed())
+		Eventually(func() int { return stats(rt).Workers[0].PID }).WithTimeout(20 * time.Second).
+			Should(And(Not(BeZero()), Not(Equal(victim))))
+		for range 6 {
+			Expect(callVersion(rt)).To(Equal("v5"), "a restarted worker starts the latest code")
+		}
+	})
+
 	DescribeTable("rolls a broken version back: the cause is Reload's error, no call fails, the old code serves on",
 		func(code string, want ...string) {
 			dir := toolsDir()
