@@ -193,6 +193,11 @@ async def test_tool_log_line_carries_tool_span_and_correlation_id(
     assert rec["trace_id"] == TRACE_ID
     assert rec["span_id"] == hexid(tool.context.span_id, 16)
     assert rec["correlation_id"] == "c-log"
+    # The code that ran the call, on its span and its log lines (docs/upgrades.md).
+    version = w.worker.servicer.dispatcher.code_version
+    assert len(version) == 12
+    assert tool.attributes["pyvisor.pool.version"] == version
+    assert rec["code_version"] == version
 
 
 async def test_correlation_id_from_baggage(
@@ -319,6 +324,8 @@ async def test_stderr_span_lines_from_a_real_worker(
     assert server["attributes"]["pyvisor.correlation_id"] == "c-9"
     assert tool["kind"] == "INTERNAL" and tool["parent_span_id"] == server["span_id"]
     assert tool["status"] == "UNSET" and tool["status_message"] == ""
+    version = tool["attributes"].pop("pyvisor.pool.version")
+    assert len(version) == 12, "the code that ran the call"
     assert tool["attributes"] == {"pyvisor.tool": "log", "pyvisor.correlation_id": "c-9"}
     (log_line,) = [x for x in lines if x.get("message") == "inside"]
     assert log_line["trace_id"] == TRACE_ID and log_line["span_id"] == tool["span_id"]

@@ -19,6 +19,8 @@ correlation_id_var: ContextVar[str] = ContextVar("pyvisor_correlation_id", defau
 
 trace_id_var: ContextVar[str] = ContextVar("pyvisor_trace_id", default="")
 span_id_var: ContextVar[str] = ContextVar("pyvisor_span_id", default="")
+#: The version of the tool code running the call (docs/upgrades.md), on its log lines.
+code_version_var: ContextVar[str] = ContextVar("pyvisor_code_version", default="")
 """Fallback trace fields for log lines written outside any valid OpenTelemetry span."""
 
 

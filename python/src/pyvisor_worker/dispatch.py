@@ -28,7 +28,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from pyvisor_worker import arrays as arraysmod
 from pyvisor_worker._proto import worker_pb2 as pb
-from pyvisor_worker.context import ToolContext
+from pyvisor_worker.context import ToolContext, code_version_var
 from pyvisor_worker.errors import CallRejected
 from pyvisor_worker.shm import PayloadTooLarge, Shared, as_bytes
 from pyvisor_worker.tools import Kind, Tool
@@ -314,16 +314,19 @@ class Dispatcher:
     def running_body(self, tool: Tool, cid: str, session_id: str) -> Iterator[None]:
         """A body running (heartbeats report how many), inside its ``tool <name>`` span."""
         self.running += 1
+        version = code_version_var.set(self.code_version)
         try:
             with self._tool_span(tool.name, cid, session_id):
                 yield
         finally:
+            code_version_var.reset(version)
             self.running -= 1
 
     def _tool_span(self, tool: str, correlation_id: str, session_id: str) -> Any:
         if self.tracer is None:
             return _NO_SPAN
-        attributes = {"pyvisor.tool": tool, "pyvisor.correlation_id": correlation_id}
+        attributes = {"pyvisor.tool": tool, "pyvisor.correlation_id": correlation_id,
+                      "pyvisor.pool.version": self.code_version}
         if session_id:
             attributes["pyvisor.session_id"] = session_id
         return self.tracer.start_as_current_span(

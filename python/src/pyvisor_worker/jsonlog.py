@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from opentelemetry import trace
 
-from pyvisor_worker.context import correlation_id_var, span_id_var, trace_id_var
+from pyvisor_worker.context import code_version_var, correlation_id_var, span_id_var, trace_id_var
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
@@ -36,7 +36,8 @@ def _level_name(levelno: int) -> str:
 
 class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object: time, level, logger, message, worker_id,
-    correlation_id, trace_id, span_id, exception (when present) and the record's extras."""
+    correlation_id, trace_id, span_id, code_version (on a call's lines), exception (when
+    present) and the record's extras."""
 
     def __init__(self, worker_id: str = "") -> None:
         super().__init__()
@@ -52,6 +53,9 @@ class JsonFormatter(logging.Formatter):
             "worker_id": self.worker_id,
             "correlation_id": correlation_id_var.get(),
         }
+        version = code_version_var.get()
+        if version:  # a call's lines: the code that ran it
+            out["code_version"] = version
         span_context = trace.get_current_span().get_span_context()
         if span_context.is_valid:
             out["trace_id"] = format(span_context.trace_id, "032x")
