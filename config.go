@@ -293,6 +293,11 @@ type UpgradeConfig struct {
 	// MaxFailureRatio is the share of the canary's calls that may fail (a tool's exception,
 	// a crash; not a caller's cancellation) without a rollback, 0 to 1. Default 0: any.
 	MaxFailureRatio float64 `json:"max_failure_ratio" yaml:"max_failure_ratio"`
+	// SessionDeadline, when positive, keeps a worker's sessions on its old code after the
+	// worker swaps to the new one, until they end (Runtime.EndSession) or this long has
+	// passed; then they move, their state through the tools' @on_upgrade hook. Default 0:
+	// they move at the swap.
+	SessionDeadline time.Duration `json:"session_deadline" yaml:"session_deadline"`
 	// Watch is development mode: the runtime watches the pool's tool code (every .py
 	// file under Dir) and reloads the pool, debounced, when it changes, logging the
 	// result. Default false. Not for production: deploys call Runtime.Reload.

@@ -85,7 +85,7 @@ func fullConfig() pyvisor.Config {
 			},
 			Recycle: pyvisor.RecycleConfig{MaxCalls: 10000, MaxAge: time.Hour, MaxRSSBytes: 512 << 20, MaxGPUBytes: 8 << 30},
 			Upgrade: pyvisor.UpgradeConfig{WarmUpTool: "echo", WarmUpArgs: `{"text": "warm"}`, WarmUpTimeout: 2 * time.Minute, DrainTimeout: 45 * time.Second,
-				Canary: 20 * time.Second, MaxFailureRatio: 0.05, Watch: true},
+				Canary: 20 * time.Second, MaxFailureRatio: 0.05, SessionDeadline: 10 * time.Minute, Watch: true},
 			SharedMemory: pyvisor.SharedMemoryConfig{
 				Threshold: 1 << 20, MaxPayloadBytes: 1 << 30, PoolBytes: 8 << 30, WorkerBytes: 2 << 30,
 				RetainBytes: 64 << 20, TrimAfter: 30 * time.Second,

@@ -390,6 +390,7 @@ func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(err
 			DrainTimeout:    pc.Upgrade.DrainTimeout,
 			Canary:          pc.Upgrade.Canary,
 			MaxFailureRatio: pc.Upgrade.MaxFailureRatio,
+			SessionDeadline: pc.Upgrade.SessionDeadline,
 		},
 		Logger:  log,
 		OnReady: onReady,
@@ -480,6 +481,28 @@ func (r *Runtime) ReloadAs(ctx context.Context, pool, version string) error {
 	}
 	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
 		return fmt.Errorf("pyvisor: %w", ack.Err)
+	}
+	return nil
+}
+
+// EndSession ends session id in pool: its state is dropped from the worker that holds it,
+// and a later call with the id starts a new session. It is ErrUnknownSession when the pool
+// holds no such session. A session pinned to its old code during an upgrade
+// (upgrade.session_deadline) ends there, and the old process goes once none is left.
+func (r *Runtime) EndSession(ctx context.Context, pool, id string) error {
+	pid, ok := r.pools[pool]
+	if !ok {
+		return r.unknownPool(pool)
+	}
+	if r.stopped.Load() {
+		return fmt.Errorf("pyvisor: end session %s: %w", id, ErrStopped)
+	}
+	reply, err := r.request(ctx, pid, &actors.EndSession{ID: id})
+	if err != nil {
+		return fmt.Errorf("pyvisor: end session %s: %w", id, err)
+	}
+	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
+		return fmt.Errorf("pyvisor: pool %s: %w", pool, ack.Err)
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ func (p *pool) readyCount() int {
 func (p *pool) down(s *slot) {
 	s.inc, s.proc, s.inFlight, s.loading = 0, nil, 0, 0
 	s.sessionCalls = nil
+	p.unpin(s)
 	s.counters.pid.Store(0)
 	s.counters.code.Store(nil)
 	defer p.recordWorkers()
@@ -71,11 +72,15 @@ func (p *pool) down(s *slot) {
 func (p *pool) finished(ctx actor.Context, msg *callFinished) {
 	p.completed++
 	p.canaryCall(msg)
+	if s := p.byID[msg.slot]; s != nil && s.old != nil && msg.inc == s.oldInc && s.oldInFlight > 0 {
+		s.oldInFlight--
+	}
 	if s := p.byID[msg.slot]; s != nil && msg.session != "" && s.sessionCalls[msg.session] > 0 {
 		if s.sessionCalls[msg.session]--; s.sessionCalls[msg.session] == 0 {
 			delete(s.sessionCalls, msg.session)
 		}
 		p.swapWhenQuiet(ctx)
+		p.movePinnedWhenQuiet(ctx, s)
 	}
 	if s := p.byID[msg.slot]; s != nil && s.inc == msg.inc {
 		s.inFlight--

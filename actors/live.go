@@ -64,6 +64,13 @@ type live struct {
 	idleCh   []chan struct{} // closed when running is back to 0
 }
 
+// closed forgets a session ended in the process.
+func (l *live) closed(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.sessions, id)
+}
+
 // opened records sessions whose state is already in the process.
 func (l *live) opened(ids ...string) {
 	l.mu.Lock()

@@ -61,12 +61,20 @@ type slot struct {
 	inFlight int
 	// sessionCalls counts the calls running per session, for an upgrade's session move.
 	sessionCalls map[string]int
-	calls        uint64 // since the current process started
-	total        uint64
-	counters     *slotCounters
-	loading      int // the pid of the slot's process while it loads its tools, else 0
-	removed      bool
-	restart      trace.Span // from the failure until the slot serves again
+	// After an upgrade's swap with a session deadline (pinned.go): the old process, still
+	// serving the sessions pinned to it until they end or move.
+	old                     *live
+	oldInc                  uint64
+	oldInFlight             int
+	pinned                  map[string]bool
+	deadline                *time.Timer
+	movingPinned, moveAsked bool
+	calls                   uint64 // since the current process started
+	total                   uint64
+	counters                *slotCounters
+	loading                 int // the pid of the slot's process while it loads its tools, else 0
+	removed                 bool
+	restart                 trace.Span // from the failure until the slot serves again
 }
 
 func stopTimer(t *time.Timer) {
@@ -209,6 +217,14 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.canaryDone(ctx, msg)
 	case *swapReady:
 		p.swapReady(ctx, msg)
+	case *sessionDeadline:
+		p.deadlinePassed(ctx, msg)
+	case *parkedMoved:
+		p.pinnedMoved(ctx, msg)
+	case *EndSession:
+		p.endSession(ctx, msg)
+	case *sessionEnded:
+		p.sessionEnd(ctx, msg)
 	case *resized:
 		p.resizing = false
 		p.cancelResize = nil

@@ -172,6 +172,15 @@ func (p *pool) pick(session string) *slot {
 	}
 	if session != "" {
 		if owner, ok := p.sessions[session]; ok {
+			if owner.onOld(session) && owner.old.gone() {
+				delete(owner.pinned, session) // its old process died, and its state with it
+			}
+			if owner.onOld(session) { // pinned to its old code until it ends or moves
+				if p.oldAvailable(owner) {
+					return owner
+				}
+				return nil
+			}
 			if p.available(owner) {
 				return owner
 			}
@@ -210,8 +219,14 @@ func (p *pool) available(s *slot) bool {
 }
 
 func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
-	s.inFlight++
-	s.proc.begin()
+	proc, inc := s.proc, s.inc
+	if s.onOld(q.session) {
+		proc, inc = s.old, s.oldInc
+		s.oldInFlight++
+	} else {
+		s.inFlight++
+	}
+	proc.begin()
 	if q.session != "" {
 		if s.sessionCalls == nil {
 			s.sessionCalls = map[string]int{}
@@ -224,8 +239,8 @@ func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 	}
 	callCtx := callContext(q.ctx, q.caller, q.cid)
 	q.reply.Reply(&grant{
-		system: ctx.ActorSystem(), pool: ctx.Self(), proc: s.proc, ctx: callCtx, cid: q.cid,
-		slot: s.id, inc: s.inc, session: q.session, untrack: s.proc.track(trace.SpanContextFromContext(callCtx)),
+		system: ctx.ActorSystem(), pool: ctx.Self(), proc: proc, ctx: callCtx, cid: q.cid,
+		slot: s.id, inc: inc, session: q.session, untrack: proc.track(trace.SpanContextFromContext(callCtx)),
 	})
 }
 

@@ -76,6 +76,9 @@ type UpgradeSpec struct {
 	// rolls the upgrade back.
 	Canary          time.Duration
 	MaxFailureRatio float64
+	// SessionDeadline, when positive, keeps a slot's sessions on its old process after its
+	// swap until they end or this long has passed; then they move. 0: they move at the swap.
+	SessionDeadline time.Duration
 }
 
 // RecycleSpec says when a healthy worker's process is replaced; zero means never.

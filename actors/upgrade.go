@@ -43,6 +43,9 @@ type upgrade struct {
 	// state is in the new process; swapping once the slot was told to swap.
 	moving   map[string]bool
 	swapping bool
+	// pin are the sessions of the slot about to swap that stay on its old process
+	// (UpgradeSpec.SessionDeadline).
+	pin []string
 	// saved is what each slot reached (upgraded, upgrading or skipped) started with
 	// before, restored by a rollback.
 	saved map[*slot]slotStart
@@ -121,12 +124,13 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 		}
 		u.next++
 	}
-	for _, s := range u.done {
-		if !s.removed {
-			ctx.Send(s.pid, &finishUpgrade{})
-		}
-	}
 	p.upgrade = nil
+	for _, s := range u.done {
+		if !s.removed && (s.old == nil || len(s.pinned) == 0) {
+			p.unpin(s)
+			ctx.Send(s.pid, &finishUpgrade{})
+		} // else its old process serves its pinned sessions until they move (pinned.go)
+	}
 	if u.bridge != nil {
 		p.bridge = u.bridge // what slots a Resize adds start with
 	}
@@ -144,11 +148,20 @@ func (p *pool) swapReady(ctx actor.Context, msg *swapReady) {
 	if u == nil || s == nil || u.current() != s {
 		return
 	}
-	u.moving = map[string]bool{}
+	var ids []string
 	for id, owner := range p.sessions {
 		if owner == s {
-			u.moving[id] = true
+			ids = append(ids, id)
 		}
+	}
+	if p.spec.Upgrade.SessionDeadline > 0 { // they stay on the old process after the swap
+		u.pin = ids
+		ctx.Send(s.pid, &swapNow{})
+		return
+	}
+	u.moving = map[string]bool{}
+	for _, id := range ids {
+		u.moving[id] = true
 	}
 	p.swapWhenQuiet(ctx)
 }
@@ -175,6 +188,10 @@ func (p *pool) swapWhenQuiet(ctx actor.Context) {
 func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
 	if u := p.upgrade; u != nil {
 		u.moving, u.swapping = nil, false // the held calls go on, to the new process
+		if s := p.byID[msg.ready.slot]; s != nil && s == u.current() && s.proc != nil {
+			p.pin(ctx, s, s.proc, s.inc, u.pin)
+			u.pin = nil
+		}
 	}
 	p.ready(ctx, &msg.ready)
 	u := p.upgrade
@@ -261,6 +278,7 @@ func (p *pool) rollback(ctx actor.Context, cause error) {
 	for s, was := range u.saved {
 		s.counters.setLabel(was.label)
 		s.counters.bridge.Store(was.bridge)
+		p.unpin(s) // its old process serves again, its sessions with it
 	}
 	for _, s := range append(u.done, u.current()) {
 		if s != nil && !s.removed && s.pid != nil {
@@ -282,7 +300,14 @@ func (p *pool) abandonUpgrade(ctx actor.Context) {
 
 // held says whether a session's calls wait for its move to the new code.
 func (p *pool) held(session string) bool {
-	return session != "" && p.upgrade != nil && p.upgrade.moving[session]
+	if session == "" {
+		return false
+	}
+	if p.upgrade != nil && p.upgrade.moving[session] {
+		return true
+	}
+	s := p.sessions[session]
+	return s != nil && s.movingPinned && s.pinned[session]
 }
 
 // moving says whether s is the slot whose sessions are moving: no new session binds to it

@@ -175,6 +175,8 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.swap(ctx, msg)
 	case *finishUpgrade:
 		w.finishUpgrade(ctx)
+	case *moveParked:
+		w.moveParked(ctx, msg)
 	case *rollbackUpgrade:
 		w.rollback(ctx)
 	case *processExited:

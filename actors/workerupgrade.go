@@ -189,6 +189,23 @@ func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
 	w.parked = old
 }
 
+// moveParked moves sessions pinned to the parked process into the serving one.
+func (w *worker) moveParked(ctx actor.Context, msg *moveParked) {
+	old, current, pool, slot := w.parked, w.proc, w.pool, w.slot
+	if old == nil || current == nil {
+		ctx.Send(pool, &parkedMoved{slot: slot, err: fmt.Errorf("worker %s has no old process to move sessions from", slot)})
+		return
+	}
+	system, timeout := ctx.ActorSystem(), w.spec.Upgrade.WarmUpTimeout
+	go func() {
+		mctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		moved, err := moveSessions(mctx, old.Process, current.Process, msg.sessions)
+		current.opened(moved...)
+		system.Root.Send(pool, &parkedMoved{slot: slot, sessions: msg.sessions, err: err})
+	}()
+}
+
 // finishUpgrade lets the parked process finish its calls, then stops it.
 func (w *worker) finishUpgrade(ctx actor.Context) {
 	if w.parked == nil {

@@ -395,6 +395,69 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 		}
 	})
 
+	Describe("with a session deadline", func() {
+		type tally struct {
+			Version      string `json:"version"`
+			Count        int    `json:"count"`
+			MigratedFrom string `json:"migrated_from"`
+		}
+		call := func(rt *pyvisor.Runtime, session string) tally {
+			GinkgoHelper()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			t, err := pyvisor.Call[tally](ctx, rt, "default", "tally", nil, pyvisor.WithSession(session))
+			Expect(err).NotTo(HaveOccurred())
+			return t
+		}
+		hook := "@on_upgrade\ndef migrate(state, old_version):\n    return {**state, \"from\": old_version}\n"
+		oldPID := func(rt *pyvisor.Runtime, current int) func() bool {
+			return func() bool { return harness.Alive(current) }
+		}
+
+		It("keeps a session on its old code until the deadline, then moves it with its state", func() {
+			dir := toolsDir()
+			rt, _ := start(upgradePool(dir, 1, func(p *pyvisor.PoolConfig) {
+				p.Affinity = pyvisor.AffinityStrict
+				p.MaxConcurrent = 2
+				p.Upgrade.SessionDeadline = 2 * time.Second
+			}))
+			before, old := versions(rt)[0], stats(rt).Workers[0].PID
+			for i := 1; i <= 3; i++ {
+				Expect(call(rt, "s1")).To(Equal(tally{Version: "v1", Count: i}))
+			}
+			rewrite(dir, upgradeTools("v2", hook, "pass"))
+			Expect(reload(rt)).To(Succeed())
+			Expect(call(rt, "s1")).To(Equal(tally{Version: "v1", Count: 4}), "the session stays on the code it started on")
+			Expect(call(rt, "s2")).To(Equal(tally{Version: "v2", Count: 1}), "a new session starts on the new code")
+			Expect(harness.Alive(old)).To(BeTrue(), "the old process serves the pinned session")
+
+			Eventually(func() string { return call(rt, "s1").Version }).WithTimeout(10 * time.Second).Should(Equal("v2"))
+			moved := call(rt, "s1")
+			Expect(moved.Count).To(BeNumerically(">", 5), "its state moved with it")
+			Expect(moved.MigratedFrom).To(Equal(before), "through the hook")
+			Eventually(oldPID(rt, old)).WithTimeout(15*time.Second).Should(BeFalse(), "the old process goes once its sessions moved")
+		})
+
+		It("lets the old process go when its last pinned session ends, before the deadline", func() {
+			dir := toolsDir()
+			rt, _ := start(upgradePool(dir, 1, func(p *pyvisor.PoolConfig) {
+				p.Affinity = pyvisor.AffinityStrict
+				p.Upgrade.SessionDeadline = time.Minute
+			}))
+			old := stats(rt).Workers[0].PID
+			Expect(call(rt, "s1").Count).To(Equal(1))
+			rewrite(dir, upgradeTools("v2", "", "pass"))
+			Expect(reload(rt)).To(Succeed())
+			Expect(call(rt, "s1")).To(Equal(tally{Version: "v1", Count: 2}))
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			Expect(rt.EndSession(ctx, "default", "s1")).To(Succeed())
+			Eventually(oldPID(rt, old)).WithTimeout(15 * time.Second).Should(BeFalse())
+			Expect(call(rt, "s1")).To(Equal(tally{Version: "v2", Count: 1}), "the id starts a new session, on the new code")
+			Expect(rt.EndSession(ctx, "default", "nope")).To(MatchError(pyvisor.ErrUnknownSession))
+		})
+	})
+
 	It("keeps serving on the old code throughout while the new code's import takes long", func() {
 		dir := toolsDir()
 		rt, _ := start(upgradePool(dir, 2))
