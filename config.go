@@ -293,6 +293,9 @@ type UpgradeConfig struct {
 	// MaxFailureRatio is the share of the canary's calls that may fail (a tool's exception,
 	// a crash; not a caller's cancellation) without a rollback, 0 to 1. Default 0: any.
 	MaxFailureRatio float64 `json:"max_failure_ratio" yaml:"max_failure_ratio"`
+	// MaxSurge is how many workers upgrade at once: each has its old and its new process
+	// meanwhile (the memory an upgrade costs), and none has fewer ready workers. Default 1.
+	MaxSurge int `json:"max_surge" yaml:"max_surge"`
 	// SessionDeadline, when positive, keeps a worker's sessions on its old code after the
 	// worker swaps to the new one, until they end (Runtime.EndSession) or this long has
 	// passed; then they move, their state through the tools' @on_upgrade hook. Default 0:
@@ -439,6 +442,7 @@ func (p PoolConfig) withDefaults() PoolConfig {
 
 	setDefault(&p.Upgrade.WarmUpTimeout, DefaultWarmUpTimeout)
 	setDefault(&p.Upgrade.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&p.Upgrade.MaxSurge, 1)
 
 	r := &p.Restart
 	if r.Within == 0 {

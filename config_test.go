@@ -41,7 +41,7 @@ func defaultPool() pyvisor.PoolConfig {
 			Interval: 2 * time.Second, Timeout: 10 * time.Second, MaxMissed: 3, InitialDelay: 2 * time.Second,
 		},
 		Restart: pyvisor.RestartConfig{MaxRestarts: 3, Within: 5 * time.Second},
-		Upgrade: pyvisor.UpgradeConfig{WarmUpTimeout: time.Minute, DrainTimeout: 30 * time.Second},
+		Upgrade: pyvisor.UpgradeConfig{WarmUpTimeout: time.Minute, DrainTimeout: 30 * time.Second, MaxSurge: 1},
 		SharedMemory: pyvisor.SharedMemoryConfig{
 			Threshold: 64 << 10, MaxPayloadBytes: 2 << 30, PoolBytes: 4 << 30, WorkerBytes: 4 << 30,
 			RetainBytes: 256 << 20, TrimAfter: 10 * time.Second,
@@ -85,7 +85,7 @@ func fullConfig() pyvisor.Config {
 			},
 			Recycle: pyvisor.RecycleConfig{MaxCalls: 10000, MaxAge: time.Hour, MaxRSSBytes: 512 << 20, MaxGPUBytes: 8 << 30},
 			Upgrade: pyvisor.UpgradeConfig{WarmUpTool: "echo", WarmUpArgs: `{"text": "warm"}`, WarmUpTimeout: 2 * time.Minute, DrainTimeout: 45 * time.Second,
-				Canary: 20 * time.Second, MaxFailureRatio: 0.05, SessionDeadline: 10 * time.Minute, Watch: true},
+				Canary: 20 * time.Second, MaxFailureRatio: 0.05, SessionDeadline: 10 * time.Minute, MaxSurge: 2, Watch: true},
 			SharedMemory: pyvisor.SharedMemoryConfig{
 				Threshold: 1 << 20, MaxPayloadBytes: 1 << 30, PoolBytes: 8 << 30, WorkerBytes: 2 << 30,
 				RetainBytes: 64 << 20, TrimAfter: 30 * time.Second,

@@ -223,6 +223,7 @@ func (p PoolConfig) validate(v *validator, path string) {
 	v.positive(path+".upgrade.drain_timeout", up.DrainTimeout)
 	v.notNegative(path+".upgrade.canary", up.Canary)
 	v.notNegative(path+".upgrade.session_deadline", up.SessionDeadline)
+	v.atLeast(path+".upgrade.max_surge", up.MaxSurge, 1)
 	if r := up.MaxFailureRatio; !(r >= 0 && r < 1) {
 		v.fail(path+".upgrade.max_failure_ratio", fmt.Sprintf("must be at least 0 and less than 1, got %v", r))
 	}

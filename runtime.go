@@ -391,6 +391,7 @@ func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(err
 			Canary:          pc.Upgrade.Canary,
 			MaxFailureRatio: pc.Upgrade.MaxFailureRatio,
 			SessionDeadline: pc.Upgrade.SessionDeadline,
+			MaxSurge:        pc.Upgrade.MaxSurge,
 		},
 		Logger:  log,
 		OnReady: onReady,

@@ -79,7 +79,7 @@ func (p *pool) finished(ctx actor.Context, msg *callFinished) {
 		if s.sessionCalls[msg.session]--; s.sessionCalls[msg.session] == 0 {
 			delete(s.sessionCalls, msg.session)
 		}
-		p.swapWhenQuiet(ctx)
+		p.swapWhenQuiet(ctx, s)
 		p.movePinnedWhenQuiet(ctx, s)
 	}
 	if s := p.byID[msg.slot]; s != nil && s.inc == msg.inc {

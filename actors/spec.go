@@ -76,6 +76,9 @@ type UpgradeSpec struct {
 	// rolls the upgrade back.
 	Canary          time.Duration
 	MaxFailureRatio float64
+	// MaxSurge is how many slots upgrade at once (each has two processes meanwhile);
+	// at least 1.
+	MaxSurge int
 	// SessionDeadline, when positive, keeps a slot's sessions on its old process after its
 	// swap until they end or this long has passed; then they move. 0: they move at the swap.
 	SessionDeadline time.Duration

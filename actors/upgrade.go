@@ -20,18 +20,19 @@ type Upgrade struct {
 	Bridge  []bridge.Option
 }
 
-// upgrade is a Reload under way: the pool's serving slots, upgraded one at a time. A slot
-// serves from its new process as soon as that one is ready; its old process stays parked
-// until every slot is upgraded (finishUpgrade: it drains and stops) or one fails
-// (rollbackUpgrade: the upgraded slots serve from their old processes again). So the pool
-// never has fewer ready workers than it had, and a rejected version takes no call.
+// upgrade is a Reload under way: the pool's serving slots, upgraded UpgradeSpec.MaxSurge at
+// a time. A slot serves from its new process as soon as that one is ready; its old process
+// stays parked until every slot is upgraded (finishUpgrade: it drains and stops) or one
+// fails (rollbackUpgrade: the upgraded slots serve from their old processes again). So the
+// pool never has fewer ready workers than it had, and a rejected version takes no call.
 type upgrade struct {
 	sender *actor.PID // the Reload's, answered with an *messages.Ack
 	label  string
 	bridge []bridge.Option // nil: as the slots start now
 	order  []*slot
-	next   int     // the slot upgrading now: order[next]
-	done   []*slot // upgraded, their old processes parked
+	next   int                    // order[next:] have not started
+	active map[*slot]*slotUpgrade // started, not swapped yet
+	done   []*slot                // upgraded, their old processes parked
 	began  time.Time
 	// The canary: the first upgraded slot's incarnation, and its calls while it serves
 	// alone on the new code.
@@ -39,16 +40,19 @@ type upgrade struct {
 	canaryInc       uint64
 	calls, failures int
 	canaryTimer     *time.Timer
-	// moving are the sessions of the slot about to swap: their calls wait until their
-	// state is in the new process; swapping once the slot was told to swap.
-	moving   map[string]bool
-	swapping bool
-	// pin are the sessions of the slot about to swap that stay on its old process
-	// (UpgradeSpec.SessionDeadline).
-	pin []string
 	// saved is what each slot reached (upgraded, upgrading or skipped) started with
 	// before, restored by a rollback.
 	saved map[*slot]slotStart
+}
+
+// slotUpgrade is one slot's upgrade under way.
+type slotUpgrade struct {
+	// moving are the slot's sessions about to move: their calls wait until their state is
+	// in the new process; swapping once the slot was told to swap.
+	moving   map[string]bool
+	swapping bool
+	// pin are the slot's sessions that stay on its old process (UpgradeSpec.SessionDeadline).
+	pin []string
 }
 
 // slotStart is what a slot's processes start with: its code label and options.
@@ -67,11 +71,13 @@ func (u *upgrade) stopCanary() {
 	}
 }
 
-func (u *upgrade) current() *slot {
-	if u.next < len(u.order) {
-		return u.order[u.next]
+// reached are the slots the upgrade has changed or is changing.
+func (u *upgrade) reached() []*slot {
+	out := append([]*slot(nil), u.done...)
+	for s := range u.active {
+		out = append(out, s)
 	}
-	return nil
+	return out
 }
 
 // reload starts an upgrade, or refuses one the pool cannot take now.
@@ -93,7 +99,8 @@ func (p *pool) reload(ctx actor.Context, msg *Upgrade) {
 		refuse(fmt.Errorf("%w: a resize is under way; reload when it returns", ErrUpgrading))
 		return
 	}
-	u := &upgrade{sender: ctx.Sender(), label: msg.Version, bridge: msg.Bridge, began: time.Now(), saved: map[*slot]slotStart{}}
+	u := &upgrade{sender: ctx.Sender(), label: msg.Version, bridge: msg.Bridge, began: time.Now(),
+		active: map[*slot]*slotUpgrade{}, saved: map[*slot]slotStart{}}
 	for _, s := range p.slots {
 		if !s.removed {
 			u.order = append(u.order, s)
@@ -104,15 +111,23 @@ func (p *pool) reload(ctx actor.Context, msg *Upgrade) {
 	p.upgradeNext(ctx)
 }
 
-// upgradeNext asks the next serving slot to upgrade, or finishes the upgrade. A slot that
-// is down (restarting) is skipped: it comes back on the code on disk, the new one.
+// upgradeNext starts the next serving slots' upgrades, up to the surge (one alone while a
+// canary is due or judged), or finishes the upgrade. A slot that is down (restarting) is
+// skipped: it comes back on the code on disk, the new one.
 func (p *pool) upgradeNext(ctx actor.Context) {
 	u := p.upgrade
-	for s := u.current(); s != nil; s = u.current() {
+	surge := max(p.spec.Upgrade.MaxSurge, 1)
+	if p.spec.Upgrade.Canary > 0 && (u.canary == nil || u.canaryTimer != nil) {
+		surge = 1
+	}
+	for len(u.active) < surge && u.next < len(u.order) {
+		s := u.order[u.next]
+		u.next++
 		u.saved[s] = slotStart{label: s.counters.label(), bridge: s.counters.bridge.Load()}
 		if !s.removed && s.inc != 0 && s.pid != nil {
+			u.active[s] = &slotUpgrade{}
 			ctx.Send(s.pid, &upgradeWorker{label: u.label, bridge: u.bridge})
-			return
+			continue
 		}
 		// Down: it restarts with the new code on disk; and, for an Upgrade, with its
 		// options and label.
@@ -122,7 +137,9 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 				s.counters.setBridge(u.bridge)
 			}
 		}
-		u.next++
+	}
+	if len(u.active) > 0 || u.canaryTimer != nil {
+		return
 	}
 	p.upgrade = nil
 	for _, s := range u.done {
@@ -145,9 +162,10 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 func (p *pool) swapReady(ctx actor.Context, msg *swapReady) {
 	u := p.upgrade
 	s := p.byID[msg.slot]
-	if u == nil || s == nil || u.current() != s {
+	if u == nil || s == nil || u.active[s] == nil {
 		return
 	}
+	su := u.active[s]
 	var ids []string
 	for id, owner := range p.sessions {
 		if owner == s {
@@ -155,52 +173,54 @@ func (p *pool) swapReady(ctx actor.Context, msg *swapReady) {
 		}
 	}
 	if p.spec.Upgrade.SessionDeadline > 0 { // they stay on the old process after the swap
-		u.pin = ids
+		su.pin = ids
 		ctx.Send(s.pid, &swapNow{})
 		return
 	}
-	u.moving = map[string]bool{}
+	su.moving = map[string]bool{}
 	for _, id := range ids {
-		u.moving[id] = true
+		su.moving[id] = true
 	}
-	p.swapWhenQuiet(ctx)
+	p.swapWhenQuiet(ctx, s)
 }
 
-// swapWhenQuiet tells the upgrading slot to swap once no call of its sessions runs.
-func (p *pool) swapWhenQuiet(ctx actor.Context) {
+// swapWhenQuiet tells an upgrading slot to swap once no call of its sessions runs.
+func (p *pool) swapWhenQuiet(ctx actor.Context, s *slot) {
 	u := p.upgrade
-	if u == nil || u.moving == nil || u.swapping {
+	if u == nil || u.active[s] == nil {
 		return
 	}
-	s := u.current()
-	ids := make([]string, 0, len(u.moving))
-	for id := range u.moving {
+	su := u.active[s]
+	if su.moving == nil || su.swapping {
+		return
+	}
+	ids := make([]string, 0, len(su.moving))
+	for id := range su.moving {
 		if s.sessionCalls[id] > 0 {
 			return
 		}
 		ids = append(ids, id)
 	}
-	u.swapping = true
+	su.swapping = true
 	ctx.Send(s.pid, &swapNow{sessions: ids})
 }
 
 // upgraded: a slot serves from its new process.
 func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
-	if u := p.upgrade; u != nil {
-		u.moving, u.swapping = nil, false // the held calls go on, to the new process
-		if s := p.byID[msg.ready.slot]; s != nil && s == u.current() && s.proc != nil {
-			p.pin(ctx, s, s.proc, s.inc, u.pin)
-			u.pin = nil
+	u, s := p.upgrade, p.byID[msg.ready.slot]
+	var su *slotUpgrade
+	if u != nil && s != nil {
+		su = u.active[s]
+	}
+	if su != nil {
+		delete(u.active, s) // the held calls go on, to the new process
+		if s.proc != nil {
+			p.pin(ctx, s, s.proc, s.inc, su.pin)
 		}
 	}
 	p.ready(ctx, &msg.ready)
-	u := p.upgrade
-	if u == nil {
-		return
-	}
-	if s := u.current(); s != nil && s.id == msg.ready.slot {
+	if su != nil {
 		u.done = append(u.done, s)
-		u.next++
 		if w := p.spec.Upgrade.Canary; w > 0 && u.canary == nil {
 			u.canary, u.canaryInc = s, msg.ready.inc
 			system, self := ctx.ActorSystem(), ctx.Self()
@@ -247,7 +267,7 @@ func (p *pool) canaryDone(ctx actor.Context, msg *canaryOver) {
 // upgradeFailedOn: a slot's new process failed to start or warm up.
 func (p *pool) upgradeFailedOn(ctx actor.Context, msg *upgradeFailed) {
 	if u := p.upgrade; u != nil {
-		if s := u.current(); s != nil && s.id == msg.slot {
+		if s := p.byID[msg.slot]; s != nil && u.active[s] != nil {
 			p.rollback(ctx, fmt.Errorf("worker %s: %w", msg.slot, msg.err))
 		}
 	}
@@ -259,8 +279,8 @@ func (p *pool) upgradeCrashed(ctx actor.Context, id string, err error) {
 	if u == nil {
 		return
 	}
-	for _, s := range append(u.done, u.current()) {
-		if s != nil && s.id == id {
+	for _, s := range u.reached() {
+		if s.id == id {
 			p.rollback(ctx, fmt.Errorf("worker %s failed during the upgrade (it restarts on the code on disk): %w", id, err))
 			return
 		}
@@ -280,8 +300,8 @@ func (p *pool) rollback(ctx actor.Context, cause error) {
 		s.counters.bridge.Store(was.bridge)
 		p.unpin(s) // its old process serves again, its sessions with it
 	}
-	for _, s := range append(u.done, u.current()) {
-		if s != nil && !s.removed && s.pid != nil {
+	for _, s := range u.reached() {
+		if !s.removed && s.pid != nil {
 			ctx.Send(s.pid, &rollbackUpgrade{})
 		}
 	}
@@ -303,8 +323,12 @@ func (p *pool) held(session string) bool {
 	if session == "" {
 		return false
 	}
-	if p.upgrade != nil && p.upgrade.moving[session] {
-		return true
+	if u := p.upgrade; u != nil {
+		for _, su := range u.active {
+			if su.moving[session] {
+				return true
+			}
+		}
 	}
 	s := p.sessions[session]
 	return s != nil && s.movingPinned && s.pinned[session]
@@ -314,5 +338,5 @@ func (p *pool) held(session string) bool {
 // until it has swapped.
 func (p *pool) moving(s *slot) bool {
 	u := p.upgrade
-	return u != nil && u.moving != nil && u.current() == s
+	return u != nil && u.active[s] != nil && u.active[s].moving != nil
 }

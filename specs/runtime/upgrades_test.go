@@ -458,6 +458,21 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 		})
 	})
 
+	It("upgrades max_surge workers at once, still with no failed call", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 4, func(p *pyvisor.PoolConfig) { p.Upgrade.MaxSurge = 4 }))
+		l := startLoad(rt, 4, "pause", map[string]int{"ms": 5})
+		rewrite(dir, upgradeTools("v2", "time.sleep(2)  # a model's load", "pass"))
+		began := time.Now()
+		Expect(reload(rt)).To(Succeed())
+		took := time.Since(began)
+		l.end()
+		Expect(l.errs).To(BeEmpty())
+		Expect(took).To(BeNumerically("<", 6*time.Second), "four 2 s loads side by side, not one after another (8 s)")
+		Expect(slices.Compact(versions(rt))).To(HaveLen(1))
+		Expect(callVersion(rt)).To(Equal("v2"))
+	})
+
 	It("keeps serving on the old code throughout while the new code's import takes long", func() {
 		dir := toolsDir()
 		rt, _ := start(upgradePool(dir, 2))
