@@ -53,6 +53,10 @@ func (p *pool) supervisionEvent(ctx actor.Context, e supervision.Event) {
 		if p.state == StateFailed {
 			return // the pool has given up and said why, once
 		}
+		if p.state == StateDraining { // a late failure of a pool that stops (or failed): not restarted for long
+			p.log.Warn().Str("worker", ev.ID).Int("slot", p.slotIndex(ev.ID)).Str("reason", reason).Err(err).Msg("worker failed while the pool stops")
+			return
+		}
 		var startErr *bridge.StartError
 		if p.state == StateStarting && errors.As(err, &startErr) && startErr.Deterministic() {
 			// Trying again would fail the same way: the pool fails now, with the cause,
