@@ -436,21 +436,7 @@ func (r *Runtime) Stats(ctx context.Context) ([]PoolStats, error) {
 // ones stop first (gracefully). In a cluster, it resizes this node's pool of the name
 // only (ErrUnknownPool if this node runs none).
 func (r *Runtime) Resize(ctx context.Context, pool string, n int) error {
-	pid, ok := r.pools[pool]
-	if !ok {
-		return r.unknownPool(pool)
-	}
-	if r.stopped.Load() {
-		return fmt.Errorf("pyvisor: resize %s: %w", pool, ErrStopped)
-	}
-	reply, err := r.request(ctx, pid, &messages.Resize{Workers: n})
-	if err != nil {
-		return fmt.Errorf("pyvisor: resize %s: %w", pool, err)
-	}
-	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
-		return ack.Err
-	}
-	return nil
+	return r.command(ctx, pool, "resize "+pool, &messages.Resize{Workers: n})
 }
 
 // Reload rolls the pool's tool code, as it is on disk now, through its workers, one at
@@ -469,21 +455,7 @@ func (r *Runtime) Reload(ctx context.Context, pool string) error {
 // ReloadAs is Reload with version, a label of the new code (a release, a commit), as the
 // workers' Version instead of the hash of their tools modules' files.
 func (r *Runtime) ReloadAs(ctx context.Context, pool, version string) error {
-	pid, ok := r.pools[pool]
-	if !ok {
-		return r.unknownPool(pool)
-	}
-	if r.stopped.Load() {
-		return fmt.Errorf("pyvisor: reload %s: %w", pool, ErrStopped)
-	}
-	reply, err := r.request(ctx, pid, &actors.Upgrade{Version: version})
-	if err != nil {
-		return fmt.Errorf("pyvisor: reload %s: %w", pool, err)
-	}
-	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
-		return fmt.Errorf("pyvisor: %w", ack.Err)
-	}
-	return nil
+	return r.command(ctx, pool, "reload "+pool, &actors.Upgrade{Version: version})
 }
 
 // EndSession ends session id in pool: its state is dropped from the worker that holds it,
@@ -491,21 +463,7 @@ func (r *Runtime) ReloadAs(ctx context.Context, pool, version string) error {
 // holds no such session. A session pinned to its old code during an upgrade
 // (upgrade.session_deadline) ends there, and the old process goes once none is left.
 func (r *Runtime) EndSession(ctx context.Context, pool, id string) error {
-	pid, ok := r.pools[pool]
-	if !ok {
-		return r.unknownPool(pool)
-	}
-	if r.stopped.Load() {
-		return fmt.Errorf("pyvisor: end session %s: %w", id, ErrStopped)
-	}
-	reply, err := r.request(ctx, pid, &actors.EndSession{ID: id})
-	if err != nil {
-		return fmt.Errorf("pyvisor: end session %s: %w", id, err)
-	}
-	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
-		return fmt.Errorf("pyvisor: pool %s: %w", pool, ack.Err)
-	}
-	return nil
+	return r.command(ctx, pool, "end session "+id, &actors.EndSession{ID: id})
 }
 
 // Upgrade rolls a pool to a new configuration of its Python side the way Reload rolls new
@@ -518,12 +476,8 @@ func (r *Runtime) EndSession(ctx context.Context, pool, id string) error {
 // Relative paths in pc are taken from the runtime's Config.Dir; for a pool of another
 // configuration file, pass it with its paths placed (LoadConfig, then WithDefaults).
 func (r *Runtime) Upgrade(ctx context.Context, pc PoolConfig) error {
-	pid, ok := r.pools[pc.Name]
-	if !ok {
+	if _, ok := r.pools[pc.Name]; !ok {
 		return r.unknownPool(pc.Name)
-	}
-	if r.stopped.Load() {
-		return fmt.Errorf("pyvisor: upgrade %s: %w", pc.Name, ErrStopped)
 	}
 	cfg := r.cfg
 	cfg.Pools = []PoolConfig{pc}
@@ -538,9 +492,22 @@ func (r *Runtime) Upgrade(ctx context.Context, pc PoolConfig) error {
 		return fmt.Errorf("pyvisor: upgrade %s: %w", pc.Name, err)
 	}
 	opts := append(poolSpec(pc, python, r.log, nil).Bridge, r.hosting[pc.Name]...)
-	reply, err := r.request(ctx, pid, &actors.Upgrade{Bridge: opts})
+	return r.command(ctx, pc.Name, "upgrade "+pc.Name, &actors.Upgrade{Bridge: opts})
+}
+
+// command asks pool to do msg (what names it in errors) and returns the error of the pool's
+// *messages.Ack: an unknown pool and a stopped runtime are said at once.
+func (r *Runtime) command(ctx context.Context, pool, what string, msg any) error {
+	pid, ok := r.pools[pool]
+	if !ok {
+		return r.unknownPool(pool)
+	}
+	if r.stopped.Load() {
+		return fmt.Errorf("pyvisor: %s: %w", what, ErrStopped)
+	}
+	reply, err := r.request(ctx, pid, msg)
 	if err != nil {
-		return fmt.Errorf("pyvisor: upgrade %s: %w", pc.Name, err)
+		return fmt.Errorf("pyvisor: %s: %w", what, err)
 	}
 	if ack, ok := reply.(*messages.Ack); ok && ack.Err != nil {
 		return fmt.Errorf("pyvisor: %w", ack.Err)

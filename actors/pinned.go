@@ -57,6 +57,18 @@ func (p *pool) pin(ctx actor.Context, s *slot, old *live, oldInc uint64, ids []s
 		Msg("the slot's sessions stay on the old code until they end or the deadline")
 }
 
+// quiet returns the sessions, and whether none of their calls runs on the slot.
+func (s *slot) quiet(sessions map[string]bool) ([]string, bool) {
+	ids := make([]string, 0, len(sessions))
+	for id := range sessions {
+		if s.sessionCalls[id] > 0 {
+			return nil, false
+		}
+		ids = append(ids, id)
+	}
+	return ids, true
+}
+
 // onOld says whether a call of session goes to its slot's old process.
 func (s *slot) onOld(session string) bool {
 	return session != "" && s.old != nil && s.pinned[session]
@@ -81,12 +93,9 @@ func (p *pool) movePinnedWhenQuiet(ctx actor.Context, s *slot) {
 	if !s.movingPinned || s.moveAsked {
 		return
 	}
-	ids := make([]string, 0, len(s.pinned))
-	for id := range s.pinned {
-		if s.sessionCalls[id] > 0 {
-			return
-		}
-		ids = append(ids, id)
+	ids, quiet := s.quiet(s.pinned)
+	if !quiet {
+		return
 	}
 	s.moveAsked = true
 	ctx.Send(s.pid, &moveParked{sessions: ids})

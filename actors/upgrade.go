@@ -194,12 +194,9 @@ func (p *pool) swapWhenQuiet(ctx actor.Context, s *slot) {
 	if su.moving == nil || su.swapping {
 		return
 	}
-	ids := make([]string, 0, len(su.moving))
-	for id := range su.moving {
-		if s.sessionCalls[id] > 0 {
-			return
-		}
-		ids = append(ids, id)
+	ids, quiet := s.quiet(su.moving)
+	if !quiet {
+		return
 	}
 	su.swapping = true
 	ctx.Send(s.pid, &swapNow{sessions: ids})
