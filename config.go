@@ -297,7 +297,7 @@ type UpgradeConfig struct {
 	// meanwhile (the memory an upgrade costs), and none has fewer ready workers. Default 1.
 	MaxSurge int `json:"max_surge" yaml:"max_surge"`
 	// SessionDeadline, when positive, keeps a worker's sessions on its old code after the
-	// worker swaps to the new one, until they end (Runtime.EndSession) or this long has
+	// worker swaps to the new one, until they end (Runtime.CloseSession) or this long has
 	// passed; then they move, their state through the tools' @on_upgrade hook. Default 0:
 	// they move at the swap.
 	SessionDeadline time.Duration `json:"session_deadline" yaml:"session_deadline"`

@@ -41,7 +41,7 @@ var (
 	ErrRolledBack        = actors.ErrRolledBack // Reload's new code failed (to load, to warm up, or it crashed): the old code serves on
 	ErrUnknownTool       = bridge.ErrUnknownTool
 	ErrInvalidArgument   = bridge.ErrInvalidArgument
-	ErrUnknownSession    = bridge.ErrUnknownSession    // a session the worker does not hold (bridge.Client), or EndSession of one the pool does not hold
+	ErrUnknownSession    = bridge.ErrUnknownSession    // a session the worker does not hold (bridge.Client), or CloseSession of one the pool does not hold
 	ErrWrongCallKind     = bridge.ErrWrongCallKind     // Execute of a streaming tool, or Stream of a plain one
 	ErrWorkerCrashed     = bridge.ErrWorkerCrashed     // the worker's process died during the call (*ExitError)
 	ErrMessageTooLarge   = bridge.ErrMessageTooLarge   // over PoolConfig.MaxMessageBytes in a frame, or SharedMemory.MaxPayloadBytes

@@ -458,12 +458,12 @@ func (r *Runtime) ReloadAs(ctx context.Context, pool, version string) error {
 	return r.command(ctx, pool, "reload "+pool, &actors.Upgrade{Version: version})
 }
 
-// EndSession ends session id in pool: its state is dropped from the worker that holds it,
+// CloseSession ends session id in pool: its state is dropped from the worker that holds it,
 // and a later call with the id starts a new session. It is ErrUnknownSession when the pool
 // holds no such session. A session pinned to its old code during an upgrade
 // (upgrade.session_deadline) ends there, and the old process goes once none is left.
-func (r *Runtime) EndSession(ctx context.Context, pool, id string) error {
-	return r.command(ctx, pool, "end session "+id, &actors.EndSession{ID: id})
+func (r *Runtime) CloseSession(ctx context.Context, pool, id string) error {
+	return r.command(ctx, pool, "close session "+id, &actors.CloseSession{ID: id})
 }
 
 // Upgrade rolls a pool to a new configuration of its Python side the way Reload rolls new

@@ -13,7 +13,7 @@ import (
 
 // Sessions pinned to their old code (UpgradeSpec.SessionDeadline): when a slot swaps to new
 // code, its sessions stay on its old process, which keeps serving just them, until they end
-// (EndSession) or the deadline passes; then they move, their state through @on_upgrade,
+// (CloseSession) or the deadline passes; then they move, their state through @on_upgrade,
 // and the old process goes once none is left.
 
 type (
@@ -30,11 +30,11 @@ type (
 		sessions []string
 		err      error
 	}
-	// EndSession asks a pool to end a session: its state is dropped from the worker
+	// CloseSession asks a pool to end a session: its state is dropped from the worker
 	// holding it, and its id is free again; the reply is a *messages.Ack.
-	EndSession struct{ ID string }
-	// sessionEnded: the worker dropped an ended session's state.
-	sessionEnded struct {
+	CloseSession struct{ ID string }
+	// sessionClosed: the worker dropped an ended session's state.
+	sessionClosed struct {
 		slot, id string
 		sender   *actor.PID
 		err      error
@@ -110,7 +110,7 @@ func (p *pool) pinnedMoved(ctx actor.Context, msg *parkedMoved) {
 	}
 	s.movingPinned, s.moveAsked = false, false
 	if msg.err != nil {
-		// They stay on the old code: nothing is lost; EndSession or Stop ends them.
+		// They stay on the old code: nothing is lost; CloseSession or Stop ends them.
 		p.log.Error().Err(msg.err).Str("worker", s.id).Msg("the sessions could not move to the new code; they stay on the old one")
 		p.dispatch(ctx)
 		return
@@ -141,11 +141,11 @@ func (p *pool) unpin(s *slot) {
 	s.old, s.oldInc, s.oldInFlight, s.pinned, s.deadline, s.movingPinned, s.moveAsked = nil, 0, 0, nil, nil, false, false
 }
 
-// endSession drops a session from the worker that holds its state.
-func (p *pool) endSession(ctx actor.Context, msg *EndSession) {
+// closeSession drops a session from the worker that holds its state.
+func (p *pool) closeSession(ctx actor.Context, msg *CloseSession) {
 	s, ok := p.sessions[msg.ID]
 	if !ok {
-		ctx.Respond(&messages.Ack{Err: fmt.Errorf("end session %s: %w", msg.ID, bridge.ErrUnknownSession)})
+		ctx.Respond(&messages.Ack{Err: fmt.Errorf("close session %s: %w", msg.ID, bridge.ErrUnknownSession)})
 		return
 	}
 	proc := s.proc
@@ -163,18 +163,18 @@ func (p *pool) endSession(ctx actor.Context, msg *EndSession) {
 		defer cancel()
 		_, err := proc.Client().CloseSession(cctx, id)
 		proc.closed(id)
-		system.Root.Send(self, &sessionEnded{slot: s.id, id: id, sender: sender, err: err})
+		system.Root.Send(self, &sessionClosed{slot: s.id, id: id, sender: sender, err: err})
 	}()
 }
 
-func (p *pool) sessionEnd(ctx actor.Context, msg *sessionEnded) {
+func (p *pool) sessionClose(ctx actor.Context, msg *sessionClosed) {
 	if s := p.byID[msg.slot]; s != nil && s.pinned[msg.id] {
 		delete(s.pinned, msg.id)
 		p.releaseOld(ctx, s)
 	}
 	var err error
 	if msg.err != nil {
-		err = fmt.Errorf("end session %s: %w", msg.id, msg.err)
+		err = fmt.Errorf("close session %s: %w", msg.id, msg.err)
 	}
 	ctx.Send(msg.sender, &messages.Ack{Err: err})
 }

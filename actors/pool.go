@@ -221,10 +221,10 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.deadlinePassed(ctx, msg)
 	case *parkedMoved:
 		p.pinnedMoved(ctx, msg)
-	case *EndSession:
-		p.endSession(ctx, msg)
-	case *sessionEnded:
-		p.sessionEnd(ctx, msg)
+	case *CloseSession:
+		p.closeSession(ctx, msg)
+	case *sessionClosed:
+		p.sessionClose(ctx, msg)
 	case *resized:
 		p.resizing = false
 		p.cancelResize = nil

@@ -451,10 +451,10 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 			Expect(call(rt, "s1")).To(Equal(tally{Version: "v1", Count: 2}))
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			Expect(rt.EndSession(ctx, "default", "s1")).To(Succeed())
+			Expect(rt.CloseSession(ctx, "default", "s1")).To(Succeed())
 			Eventually(oldPID(rt, old)).WithTimeout(15 * time.Second).Should(BeFalse())
 			Expect(call(rt, "s1")).To(Equal(tally{Version: "v2", Count: 1}), "the id starts a new session, on the new code")
-			Expect(rt.EndSession(ctx, "default", "nope")).To(MatchError(pyvisor.ErrUnknownSession))
+			Expect(rt.CloseSession(ctx, "default", "nope")).To(MatchError(pyvisor.ErrUnknownSession))
 		})
 	})
 
