@@ -247,3 +247,42 @@ async def test_a_call_the_worker_cancels_at_shutdown_is_refused_not_timed_out(
     failed = (await f.ended(1)).failed
     assert (failed.code, failed.reason) == (14, "unavailable")  # UNAVAILABLE
     assert "shutdown" in failed.message
+
+
+async def test_an_exception_whose_str_raises_is_still_a_tool_error(start_worker: Any) -> None:
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str for you")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr either")
+
+    def raises_hostile() -> None:
+        raise Hostile
+
+    w = await start_worker(tools=tools_with(raises_hostile))
+    f = Frames(w.stub)
+    await f.send(1, "raises_hostile")
+    frame = await f.ended(1)
+    assert frame.WhichOneof("body") == "tool_error"
+    assert frame.tool_error.type.endswith("Hostile")
+    assert "__str__ raised RuntimeError" in frame.tool_error.message
+    await f.send(2, "add", a=1, b=2)
+    assert (await f.ended(2)).result.json == b"3"
+    await f.close()
+
+
+async def test_a_huge_exception_message_is_cut_not_the_channel(start_worker: Any) -> None:
+    def raises_huge() -> None:
+        raise ValueError("x" * (8 << 20))
+
+    w = await start_worker(tools=tools_with(raises_huge), max_message_bytes=1 << 20)
+    f = Frames(w.stub)
+    await f.send(1, "raises_huge")
+    error = (await f.ended(1)).tool_error
+    assert error.type == "ValueError"
+    assert len(error.message) < 70_000 and "[cut:" in error.message
+    assert len(error.traceback) < 300_000 and "[cut:" in error.traceback
+    await f.send(2, "add", a=1, b=2)
+    assert (await f.ended(2)).result.json == b"3", "the channel serves on"
+    await f.close()

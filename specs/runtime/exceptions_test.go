@@ -56,3 +56,26 @@ var _ = Describe("A tool that raises", Label("python"), func() {
 		})
 	}
 })
+
+var _ = Describe("A tool whose exception is hostile", Label("python"), func() {
+	DescribeTable("still ends its call with a *ToolError, and its worker serves on",
+		func(tool, wantMessage string) {
+			rt, _ := start(pool(1, func(p *pyvisor.PoolConfig) {
+				p.Tools = []string{"hostile_errors"}
+				p.Dir = modelTools
+			}))
+			pid := stats(rt).Workers[0].PID
+			_, err := execute(rt, tool, nil)
+			var toolErr *pyvisor.ToolError
+			Expect(errors.As(err, &toolErr)).To(BeTrue(), "a *ToolError, got %v", err)
+			Expect(toolErr.Message).To(ContainSubstring(wantMessage))
+			Expect(len(toolErr.Message)).To(BeNumerically("<", 70_000))
+			got, err := execute(rt, "fine", nil)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(got.JSON)).To(Equal(`"ok"`))
+			Expect(stats(rt).Workers[0].PID).To(Equal(pid), "the same worker")
+		},
+		Entry("an exception whose __str__ raises", "hostile_str", "whose __str__ raised RuntimeError"),
+		Entry("an exception message of 32 MiB, cut to fit", "huge_message", "[cut: "),
+	)
+})

@@ -62,6 +62,26 @@ def exception_type_name(exc: BaseException) -> str:
 _MACHINERY_FILES = frozenset({__file__, concurrent.futures.thread.__file__})
 
 
+#: The longest exception message a ToolError carries (its traceback, four times that):
+#: a tool's error must not break its worker's channel.
+MAX_ERROR_TEXT = 64 * 1024
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or what stands for it when its ``__str__`` raises."""
+    try:
+        return str(exc)
+    except BaseException as inner:  # noqa: BLE001 - hostile code's __str__
+        return f"<{exception_type_name(exc)} whose __str__ raised {type(inner).__name__}>"
+
+
+def cut(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with a marker saying how much went."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [cut: {len(text) - limit} more characters]"
+
+
 def user_traceback(exc: BaseException) -> str:
     """The formatted traceback of ``exc`` without the worker's own leading frames."""
     tb = exc.__traceback__
@@ -338,20 +358,20 @@ class Dispatcher:
         )
 
     def tool_error(self, tool: str, exc: BaseException, correlation_id: str) -> Any:
-        """The ToolError of ``exc`` (recorded on the current span and logged)."""
-        formatted = user_traceback(exc)
+        """The ToolError of ``exc`` (recorded on the current span and logged), whatever its
+        ``__str__`` does, its message and traceback cut to fit a frame."""
+        limit = min(MAX_ERROR_TEXT, self.max_message_bytes // 8)
+        formatted = cut(user_traceback(exc), 4 * limit)
+        message = cut(safe_str(exc), limit)
         span = trace.get_current_span()
         if span.is_recording():
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{exception_type_name(exc)}: {exc}"))
+            span.record_exception(exc, attributes={"exception.message": message, "exception.stacktrace": formatted})
+            span.set_status(Status(StatusCode.ERROR, f"{exception_type_name(exc)}: {message}"))
         log.error(
-            "tool '%s' raised %s: %s", tool, exception_type_name(exc), exc,
+            "tool '%s' raised %s: %s", tool, exception_type_name(exc), message,
             extra={"tool": tool, "exception": formatted},
         )
-        if isinstance(exc, _NotSerializable):
-            type_name, message = "TypeError", str(exc)
-        else:
-            type_name, message = exception_type_name(exc), str(exc)
+        type_name = "TypeError" if isinstance(exc, _NotSerializable) else exception_type_name(exc)
         return pb.ToolError(
             tool=tool, type=type_name, message=message, traceback=formatted,
             correlation_id=correlation_id,
