@@ -149,7 +149,7 @@ func (l *live) gone() bool {
 	case <-l.Done():
 		return true
 	default:
-		return false
+		return l.Client().Broken() // it cannot take a call any more: it is as good as gone
 	}
 }
 

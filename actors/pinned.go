@@ -46,7 +46,12 @@ func (p *pool) pin(ctx actor.Context, s *slot, old *live, oldInc uint64, ids []s
 	if len(ids) == 0 {
 		return
 	}
-	s.old, s.oldInc, s.oldInFlight = old, oldInc, 0
+	// The calls running on the old process count against it from now (pin runs before the
+	// swap's ready resets the slot's count).
+	s.old, s.oldInc, s.oldInFlight = old, oldInc, s.inFlight
+	if s.deadline != nil {
+		s.deadline.Stop()
+	}
 	s.pinned = map[string]bool{}
 	for _, id := range ids {
 		s.pinned[id] = true
@@ -153,6 +158,12 @@ func (p *pool) closeSession(ctx actor.Context, msg *CloseSession) {
 		proc = s.old
 	}
 	delete(p.sessions, msg.ID)
+	delete(s.pinned, msg.ID) // not moved any more, nor routed to the old code
+	if u := p.upgrade; u != nil {
+		for _, su := range u.active {
+			delete(su.moving, msg.ID)
+		}
+	}
 	if proc == nil {
 		ctx.Respond(&messages.Ack{}) // its worker is gone, and its state with it
 		return
@@ -168,8 +179,7 @@ func (p *pool) closeSession(ctx actor.Context, msg *CloseSession) {
 }
 
 func (p *pool) sessionClose(ctx actor.Context, msg *sessionClosed) {
-	if s := p.byID[msg.slot]; s != nil && s.pinned[msg.id] {
-		delete(s.pinned, msg.id)
+	if s := p.byID[msg.slot]; s != nil {
 		p.releaseOld(ctx, s)
 	}
 	var err error

@@ -150,6 +150,7 @@ type pool struct {
 	workersGone               bool               // the workers' supervisor has terminated
 	resizing                  bool               // a Resize is under way (they run one at a time)
 	upgrade                   *upgrade           // a Reload under way, or nil
+	upgrades                  uint64             // upgrades started, numbering them
 	bridge                    []bridge.Option    // an Upgrade's options for new slots; nil: the spec's
 	label                     string             // the last Upgrade's version label, for new slots
 	cancelResize              context.CancelFunc // ends the Resize under way when the pool stops
@@ -244,6 +245,9 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.shutdown(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		p.abandonUpgrade(ctx)
+		for _, s := range p.slots {
+			p.unpin(s) // no session deadline fires into a pool gone
+		}
 		if p.cancelResize != nil {
 			p.cancelResize() // its requests to the workers' supervisor would go unanswered
 			p.cancelResize = nil

@@ -53,7 +53,7 @@ func recycleInterval(maxAge time.Duration) time.Duration {
 // recycleDue: the slot has served its calls. Not during an upgrade, which replaces the
 // process itself (recycleDueNow catches up after it).
 func (p *pool) recycleDue(s *slot) bool {
-	return p.upgrade == nil && p.spec.Recycle.MaxCalls > 0 && s.calls >= p.spec.Recycle.MaxCalls
+	return p.upgrade == nil && s.old == nil && p.spec.Recycle.MaxCalls > 0 && s.calls >= p.spec.Recycle.MaxCalls
 }
 
 // recycleDueNow recycles the idle slots whose calls came due while an upgrade ran.
@@ -81,7 +81,7 @@ func (p *pool) recycleIdle(ctx actor.Context, check *recycleCheck) {
 	}
 	r := p.spec.Recycle
 	for _, s := range p.slots {
-		if s.inc == 0 || s.removed || s.inFlight > 0 {
+		if s.inc == 0 || s.removed || s.inFlight > 0 || s.old != nil { // an old process serves its pinned sessions
 			continue
 		}
 		switch {

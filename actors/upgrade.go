@@ -27,6 +27,7 @@ type Upgrade struct {
 // pool never has fewer ready workers than it had, and a rejected version takes no call.
 type upgrade struct {
 	sender *actor.PID // the Reload's, answered with an *messages.Ack
+	seq    uint64     // numbers the pool's upgrades: a late answer to an earlier one is ignored
 	label  string
 	bridge []bridge.Option // nil: as the slots start now
 	order  []*slot
@@ -51,8 +52,6 @@ type slotUpgrade struct {
 	// in the new process; swapping once the slot was told to swap.
 	moving   map[string]bool
 	swapping bool
-	// pin are the slot's sessions that stay on its old process (UpgradeSpec.SessionDeadline).
-	pin []string
 }
 
 // slotStart is what a slot's processes start with: its code label and options.
@@ -99,7 +98,19 @@ func (p *pool) reload(ctx actor.Context, msg *Upgrade) {
 		refuse(fmt.Errorf("%w: a resize is under way; reload when it returns", ErrUpgrading))
 		return
 	}
-	u := &upgrade{sender: ctx.Sender(), label: msg.Version, bridge: msg.Bridge, began: time.Now(),
+	for _, s := range p.slots {
+		if s.old == nil {
+			continue
+		}
+		if !s.old.gone() {
+			refuse(fmt.Errorf("%w: sessions of the last upgrade still run on its old code on %s (upgrade.session_deadline): reload once they moved or closed", ErrUpgrading, s.id))
+			return
+		}
+		p.unpin(s) // its old process died, its pinned sessions with it
+		ctx.Send(s.pid, &finishUpgrade{})
+	}
+	p.upgrades++
+	u := &upgrade{sender: ctx.Sender(), seq: p.upgrades, label: msg.Version, bridge: msg.Bridge, began: time.Now(),
 		active: map[*slot]*slotUpgrade{}, saved: map[*slot]slotStart{}}
 	for _, s := range p.slots {
 		if !s.removed {
@@ -126,7 +137,7 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 		u.saved[s] = slotStart{label: s.counters.label(), bridge: s.counters.bridge.Load()}
 		if !s.removed && s.inc != 0 && s.pid != nil {
 			u.active[s] = &slotUpgrade{}
-			ctx.Send(s.pid, &upgradeWorker{label: u.label, bridge: u.bridge})
+			ctx.Send(s.pid, &upgradeWorker{seq: u.seq, label: u.label, bridge: u.bridge})
 			continue
 		}
 		// Down: it restarts with the new code on disk; and, for an Upgrade, with its
@@ -162,21 +173,15 @@ func (p *pool) upgradeNext(ctx actor.Context) {
 func (p *pool) swapReady(ctx actor.Context, msg *swapReady) {
 	u := p.upgrade
 	s := p.byID[msg.slot]
-	if u == nil || s == nil || u.active[s] == nil {
+	if u == nil || s == nil || u.active[s] == nil || msg.seq != u.seq {
 		return
 	}
 	su := u.active[s]
-	var ids []string
-	for id, owner := range p.sessions {
-		if owner == s {
-			ids = append(ids, id)
-		}
-	}
 	if p.spec.Upgrade.SessionDeadline > 0 { // they stay on the old process after the swap
-		su.pin = ids
 		ctx.Send(s.pid, &swapNow{})
 		return
 	}
+	ids := p.sessionsOf(s)
 	su.moving = map[string]bool{}
 	for _, id := range ids {
 		su.moving[id] = true
@@ -205,28 +210,25 @@ func (p *pool) swapWhenQuiet(ctx actor.Context, s *slot) {
 // upgraded: a slot serves from its new process.
 func (p *pool) upgraded(ctx actor.Context, msg *workerUpgraded) {
 	u, s := p.upgrade, p.byID[msg.ready.slot]
-	var su *slotUpgrade
-	if u != nil && s != nil {
-		su = u.active[s]
+	if u == nil || s == nil || u.active[s] == nil || msg.seq != u.seq {
+		// A swap that raced a rollback (or an earlier upgrade's): the worker serves its
+		// old process again and says so in a workerReady of its own.
+		return
 	}
-	if su != nil {
-		delete(u.active, s) // the held calls go on, to the new process
-		if s.proc != nil {
-			p.pin(ctx, s, s.proc, s.inc, su.pin)
-		}
+	delete(u.active, s) // the held calls go on, to the new process
+	if s.proc != nil && p.spec.Upgrade.SessionDeadline > 0 {
+		p.pin(ctx, s, s.proc, s.inc, p.sessionsOf(s)) // every session bound to it up to now
 	}
 	p.ready(ctx, &msg.ready)
-	if su != nil {
-		u.done = append(u.done, s)
-		if w := p.spec.Upgrade.Canary; w > 0 && u.canary == nil {
-			u.canary, u.canaryInc = s, msg.ready.inc
-			system, self := ctx.ActorSystem(), ctx.Self()
-			u.canaryTimer = time.AfterFunc(w, func() { system.Root.Send(self, &canaryOver{u: u}) })
-			p.log.Info().Str("worker", s.id).Dur("canary", w).Msg("the new code serves on one worker: its calls decide")
-			return
-		}
-		p.upgradeNext(ctx)
+	u.done = append(u.done, s)
+	if w := p.spec.Upgrade.Canary; w > 0 && u.canary == nil {
+		u.canary, u.canaryInc = s, msg.ready.inc
+		system, self := ctx.ActorSystem(), ctx.Self()
+		u.canaryTimer = time.AfterFunc(w, func() { system.Root.Send(self, &canaryOver{u: u}) })
+		p.log.Info().Str("worker", s.id).Dur("canary", w).Msg("the new code serves on one worker: its calls decide")
+		return
 	}
+	p.upgradeNext(ctx)
 }
 
 // canaryCall counts a call the canary ran.
@@ -263,7 +265,7 @@ func (p *pool) canaryDone(ctx actor.Context, msg *canaryOver) {
 
 // upgradeFailedOn: a slot's new process failed to start or warm up.
 func (p *pool) upgradeFailedOn(ctx actor.Context, msg *upgradeFailed) {
-	if u := p.upgrade; u != nil {
+	if u := p.upgrade; u != nil && msg.seq == u.seq {
 		if s := p.byID[msg.slot]; s != nil && u.active[s] != nil {
 			p.rollback(ctx, fmt.Errorf("worker %s: %w", msg.slot, msg.err))
 		}
@@ -297,7 +299,7 @@ func (p *pool) rollback(ctx actor.Context, cause error) {
 		s.counters.bridge.Store(was.bridge)
 		p.unpin(s) // its old process serves again, its sessions with it
 	}
-	for _, s := range u.reached() {
+	for s := range u.saved { // reached, and skipped ones that may have restarted on the new
 		if !s.removed && s.pid != nil {
 			ctx.Send(s.pid, &rollbackUpgrade{})
 		}
@@ -336,4 +338,15 @@ func (p *pool) held(session string) bool {
 func (p *pool) moving(s *slot) bool {
 	u := p.upgrade
 	return u != nil && u.active[s] != nil && u.active[s].moving != nil
+}
+
+// sessionsOf are the sessions bound to s.
+func (p *pool) sessionsOf(s *slot) []string {
+	var ids []string
+	for id, owner := range p.sessions {
+		if owner == s {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }

@@ -138,8 +138,10 @@ type worker struct {
 	nextLabel  string
 	nextBridge []bridge.Option
 	// procStart is what the serving process started with: a rollback compares it with
-	// what the pool restored.
-	procStart slotStart
+	// what the pool restored; parkedStart, what the parked one did.
+	procStart, parkedStart slotStart
+	seq                    uint64 // the upgrade this worker answers
+
 	warming   *bridge.Process
 	parked    *live
 	heartbeat *actor.PID
@@ -290,6 +292,7 @@ func (w *worker) started(ctx actor.Context, msg *processStarted) {
 		panic(&startFailure{err: msg.err})
 	}
 	w.serve(ctx, msg.proc, func(r workerReady) any { return &r })
+	w.restartIfStale(ctx) // started before an upgrade changed what the slot starts with
 }
 
 // serve makes p the process the worker serves from, and tells the pool in the message
@@ -326,6 +329,10 @@ func (w *worker) recycle(ctx actor.Context, reason string) {
 	}
 	w.log.Info().Str("reason", reason).Int("pid", w.proc.PID()).Msg("recycling python worker")
 	w.stopHeartbeat(ctx)
+	if old := w.parked; old != nil { // an upgrade's old process goes with the one it replaced
+		w.parked = nil
+		w.retire(ctx, old.Process, w.spec.Upgrade.DrainTimeout, old.idle)
+	}
 	old := w.proc.Process
 	w.proc = nil
 	ctx.Send(w.pool, &workerDown{slot: w.slot, inc: w.inc})

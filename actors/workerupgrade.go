@@ -17,6 +17,7 @@ type (
 	// serving, warm it up, and serve from it (workerUpgraded), keeping the old one parked
 	// for a rollback until finishUpgrade or rollbackUpgrade.
 	upgradeWorker struct {
+		seq    uint64 // the upgrade's: the worker's answers carry it
 		label  string
 		bridge []bridge.Option // nil: the slot's current ones
 	}
@@ -26,16 +27,23 @@ type (
 		err  error
 	}
 	// workerUpgraded tells the pool a slot serves from its new process.
-	workerUpgraded struct{ ready workerReady }
+	workerUpgraded struct {
+		seq   uint64
+		ready workerReady
+	}
 	// upgradeFailed tells the pool a slot's new process did not start or warm up; the
 	// old one serves on.
 	upgradeFailed struct {
+		seq  uint64
 		slot string
 		err  error
 	}
 	// swapReady tells the pool a slot's new process is loaded and warm: the pool holds the
 	// slot's sessions and answers swapNow once none of their calls runs.
-	swapReady struct{ slot string }
+	swapReady struct {
+		seq  uint64
+		slot string
+	}
 	// swapNow: serve from the new process, moving these sessions' state into it first.
 	swapNow struct{ sessions []string }
 	// sessionsMoved: the sessions' state is in the new process (or err says why not).
@@ -53,8 +61,13 @@ type (
 // upgrade starts the new process; the current one serves on meanwhile. A worker with no
 // process serving starts the new code the ordinary way.
 func (w *worker) upgrade(ctx actor.Context, msg *upgradeWorker) {
-	if w.proc == nil || w.next != nil {
-		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: fmt.Errorf("worker %s is not serving", w.slot)})
+	w.seq = msg.seq
+	switch {
+	case w.proc == nil || w.next != nil || w.warming != nil:
+		ctx.Send(w.pool, &upgradeFailed{seq: w.seq, slot: w.slot, err: fmt.Errorf("worker %s is not serving", w.slot)})
+		return
+	case w.parked != nil:
+		ctx.Send(w.pool, &upgradeFailed{seq: w.seq, slot: w.slot, err: fmt.Errorf("worker %s still keeps its old process for the last upgrade's sessions", w.slot)})
 		return
 	}
 	w.nextLabel, w.nextInc, w.nextBridge = msg.label, incarnations.Add(1), msg.bridge
@@ -77,7 +90,7 @@ func (w *worker) nextStarted(ctx actor.Context, msg *processStarted) {
 	w.next = nil
 	if msg.err != nil {
 		w.log.Error().Err(msg.err).Msg("the new code's python worker did not start; the old one serves on")
-		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
+		ctx.Send(w.pool, &upgradeFailed{seq: w.seq, slot: w.slot, err: msg.err})
 		return
 	}
 	w.warming = msg.proc
@@ -112,10 +125,10 @@ func (w *worker) warmedUp(ctx actor.Context, msg *warmedUp) {
 		w.warming = nil
 		w.log.Error().Err(msg.err).Msg("the new code's python worker failed its warm-up; the old one serves on")
 		w.retire(ctx, msg.proc, 0)
-		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
+		ctx.Send(w.pool, &upgradeFailed{seq: w.seq, slot: w.slot, err: msg.err})
 		return
 	}
-	ctx.Send(w.pool, &swapReady{slot: w.slot})
+	ctx.Send(w.pool, &swapReady{seq: w.seq, slot: w.slot})
 }
 
 // swapNow moves the held sessions' state into the new process, then swaps.
@@ -124,11 +137,11 @@ func (w *worker) swapNow(ctx actor.Context, msg *swapNow) {
 	switch {
 	case next == nil || old == nil:
 		// Let go of (a restart, a recycle): the pool must hear, or it waits for ever.
-		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: fmt.Errorf("worker %s lost its process during the upgrade", w.slot)})
+		ctx.Send(w.pool, &upgradeFailed{seq: w.seq, slot: w.slot, err: fmt.Errorf("worker %s lost its process during the upgrade", w.slot)})
 		return
 	case exited(next):
 		w.warming = nil
-		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: fmt.Errorf("the new code's process exited before it took a call: %w", next.Err())})
+		ctx.Send(w.pool, &upgradeFailed{seq: w.seq, slot: w.slot, err: fmt.Errorf("the new code's process exited before it took a call: %w", next.Err())})
 		return
 	}
 	if len(msg.sessions) == 0 {
@@ -173,10 +186,10 @@ func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
 	if msg.err != nil {
 		w.log.Error().Err(msg.err).Msg("the sessions could not move to the new code; the old one serves on")
 		w.retire(ctx, msg.proc, 0)
-		ctx.Send(w.pool, &upgradeFailed{slot: w.slot, err: msg.err})
+		ctx.Send(w.pool, &upgradeFailed{seq: w.seq, slot: w.slot, err: msg.err})
 		return
 	}
-	old := w.proc
+	old, oldStart := w.proc, w.procStart
 	w.counters.setLabel(w.nextLabel)
 	w.counters.setBridge(w.nextBridge)
 	w.procStart = w.counters.start()
@@ -184,9 +197,9 @@ func (w *worker) swap(ctx actor.Context, msg *sessionsMoved) {
 	w.inc = w.nextInc // the old process's calls end as they are; its stuck bodies are its own
 	w.serve(ctx, msg.proc, func(r workerReady) any {
 		r.proc.opened(msg.sessions...) // their state is in it: no call opens them afresh
-		return &workerUpgraded{ready: r}
+		return &workerUpgraded{seq: w.seq, ready: r}
 	})
-	w.parked = old
+	w.parked, w.parkedStart = old, oldStart
 }
 
 // moveParked moves sessions pinned to the parked process into the serving one.
@@ -230,21 +243,41 @@ func (w *worker) rollback(ctx actor.Context) {
 	}
 	if w.parked == nil || w.parked.gone() {
 		// Nothing to go back to (the worker restarted, or the old process died): a
-		// process started with what the pool restored replaces one that was not.
+		// process started with other than what the pool restored is replaced.
 		w.parked = nil
-		if w.proc != nil && w.procStart != w.counters.start() {
-			w.recycle(ctx, "rollback")
-		}
+		w.restartIfStale(ctx)
 		return
 	}
 	current := w.proc
-	w.procStart = w.counters.start() // the pool restored what the slot started with
+	// What the parked process started with is what its slot starts with again, whatever
+	// a swap racing the rollback wrote.
+	w.counters.setLabel(w.parkedStart.label)
+	w.counters.bridge.Store(w.parkedStart.bridge)
+	w.procStart = w.parkedStart
 	w.stopHeartbeat(ctx)
 	w.inc = incarnations.Add(1)
 	w.serveLive(ctx, w.parked, func(r workerReady) any { return &r })
 	w.parked = nil
 	if current != nil {
 		w.retire(ctx, current.Process, w.spec.Upgrade.DrainTimeout, current.idle)
+	}
+}
+
+// restartIfStale replaces the worker's process, serving or starting, when it was started
+// with other than what the slot starts with now (an upgrade rolled back, or a slot skipped
+// while it restarted).
+func (w *worker) restartIfStale(ctx actor.Context) {
+	if w.procStart == w.counters.start() {
+		return
+	}
+	switch {
+	case w.proc != nil:
+		w.recycle(ctx, "reconfigured")
+	case w.starting != nil:
+		if p := w.starting.abandon(); p != nil {
+			_ = p.Kill(context.Background())
+		}
+		w.startProcess(ctx)
 	}
 }
 

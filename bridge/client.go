@@ -116,6 +116,12 @@ type Pong struct {
 	RTT        time.Duration
 }
 
+// Broken says whether the client's channel to the worker broke: its calls fail from now
+// on, though the process may not have exited yet (the bridge kills it a moment later).
+func (c *Client) Broken() bool {
+	return c.ch != nil && c.ch.Err() != nil
+}
+
 // Describe returns the worker's identity and tools.
 func (c *Client) Describe(ctx context.Context) (Info, error) {
 	if err := c.usable("describe", ""); err != nil {
