@@ -64,6 +64,9 @@ func (r *Runtime) call(ctx context.Context, pool, tool string, args any, opts []
 
 // prepare checks and builds a call, and says where to report where it ran.
 func (r *Runtime) prepare(ctx context.Context, pool, tool string, args any, opts []CallOption) (context.Context, *actor.PID, messages.Call, *Ran, error) {
+	if err := toolName(tool); err != nil {
+		return ctx, nil, messages.Call{}, nil, fmt.Errorf("pyvisor: execute: %w", err) // not echoed: it may be anything
+	}
 	if r.stopped.Load() {
 		return ctx, nil, messages.Call{}, nil, fmt.Errorf("pyvisor: %s: %w", tool, ErrStopped)
 	}

@@ -27,7 +27,16 @@ var _ = Describe("A caller's bad input", Label("python"), func() {
 		Entry("a correlation id too long", telemetry.WithCorrelationID(context.Background(), strings.Repeat("x", 129)), nil, "at most 128"),
 		Entry("metadata with a carriage return", context.Background(), []pyvisor.CallOption{pyvisor.WithMetadata(map[string]string{"k": "a\rb"})}, `metadata "k" has byte 0x0d`),
 		Entry("an empty metadata key", context.Background(), []pyvisor.CallOption{pyvisor.WithMetadata(map[string]string{"": "v"})}, "empty metadata key"),
+		Entry("a session id with a NUL", context.Background(), []pyvisor.CallOption{pyvisor.WithSession("s\x00forged")}, "session id has byte 0x00"),
+		Entry("a session id too long", context.Background(), []pyvisor.CallOption{pyvisor.WithSession(strings.Repeat("s", 129))}, "session id is 129 bytes, at most 128"),
 	)
+
+	It("refuses a tool name of a megabyte without echoing it", func() {
+		_, err := runtime().Execute(context.Background(), "default", strings.Repeat("t", 1<<20), nil)
+		Expect(err).To(MatchError(pyvisor.ErrInvalidArgument))
+		Expect(err.Error()).To(ContainSubstring("tool name is 1048576 bytes, at most 256"))
+		Expect(len(err.Error())).To(BeNumerically("<", 512), "the error bounds what it echoes")
+	})
 
 	DescribeTable("is refused by the worker before the tool runs, as invalid, and the worker serves on",
 		func(args string, problem string) {
