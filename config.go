@@ -188,6 +188,8 @@ type PoolConfig struct {
 	// Upgrade says how Runtime.Reload rolls new tool code through the pool
 	// (docs/upgrades.md).
 	Upgrade UpgradeConfig `json:"upgrade" yaml:"upgrade"`
+	// Sessions bounds the pool's sessions (none by default).
+	Sessions SessionsConfig `json:"sessions" yaml:"sessions"`
 	// SharedMemory says how large payloads travel between Go and the workers
 	// (docs/data.md): through shared memory by default, where the system has it.
 	SharedMemory SharedMemoryConfig `json:"shared_memory" yaml:"shared_memory"`
@@ -269,6 +271,17 @@ type SharedMemoryConfig struct {
 	RetainBytes int64 `json:"retain_bytes" yaml:"retain_bytes"`
 	// TrimAfter: see RetainBytes. Default 10s.
 	TrimAfter time.Duration `json:"trim_after" yaml:"trim_after"`
+}
+
+// SessionsConfig bounds a pool's sessions (pyvisor.WithSession): a session the pool
+// closes has its state dropped in the worker, and a later call with its id starts afresh.
+// Sessions with a call running, or pinned to an upgrade's old code, are not closed.
+type SessionsConfig struct {
+	// IdleTimeout closes a session this long after its last call ended. Default 0: never.
+	IdleTimeout time.Duration `json:"idle_timeout" yaml:"idle_timeout"`
+	// Max is the most sessions the pool holds: a new one past it closes the least recently
+	// used. Default 0: no bound.
+	Max int `json:"max" yaml:"max"`
 }
 
 // UpgradeConfig says how Runtime.Reload rolls new tool code through a pool: one worker

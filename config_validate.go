@@ -218,6 +218,8 @@ func (p PoolConfig) validate(v *validator, path string) {
 		v.fail(path+".restart.backoff.multiplier", fmt.Sprintf("must be a finite number at least 1, got %v", m))
 	}
 
+	v.notNegative(path+".sessions.idle_timeout", p.Sessions.IdleTimeout)
+	v.atLeast(path+".sessions.max", p.Sessions.Max, 0)
 	up := p.Upgrade
 	v.positive(path+".upgrade.warm_up_timeout", up.WarmUpTimeout)
 	v.positive(path+".upgrade.drain_timeout", up.DrainTimeout)

@@ -383,6 +383,7 @@ func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(err
 			MaxRSSBytes: pc.Recycle.MaxRSSBytes,
 			MaxGPUBytes: pc.Recycle.MaxGPUBytes,
 		},
+		Sessions: actors.SessionSpec{IdleTimeout: pc.Sessions.IdleTimeout, Max: pc.Sessions.Max},
 		Upgrade: actors.UpgradeSpec{
 			WarmUpTool:      pc.Upgrade.WarmUpTool,
 			WarmUpArgs:      []byte(pc.Upgrade.WarmUpArgs),

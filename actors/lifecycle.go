@@ -64,9 +64,10 @@ func (p *pool) down(s *slot) {
 	defer p.recordWorkers()
 	for id, owner := range p.sessions {
 		if owner == s {
-			delete(p.sessions, id)
+			p.forgetSession(id)
 		}
 	}
+	p.recordSessions()
 }
 
 func (p *pool) finished(ctx actor.Context, msg *callFinished) {
@@ -74,6 +75,9 @@ func (p *pool) finished(ctx actor.Context, msg *callFinished) {
 	p.canaryCall(msg)
 	if s := p.byID[msg.slot]; s != nil && s.old != nil && msg.inc == s.oldInc && s.oldInFlight > 0 {
 		s.oldInFlight--
+	}
+	if msg.session != "" && p.sessions[msg.session] != nil {
+		p.recent.touch(msg.session, time.Now()) // idle from the end of its last call
 	}
 	if s := p.byID[msg.slot]; s != nil && msg.session != "" && s.sessionCalls[msg.session] > 0 {
 		if s.sessionCalls[msg.session]--; s.sessionCalls[msg.session] == 0 {

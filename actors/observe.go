@@ -84,6 +84,7 @@ func (p *pool) zeroMetrics() {
 	}
 	m.SupervisorRestarts.Add(bg, 0, p.attrs)
 	m.SupervisorEscalated.Add(bg, 0, p.attrs)
+	m.Sessions.Record(bg, 0, p.attrs)
 	m.QueueDepth.Record(bg, 0, p.attrs)
 }
 
@@ -144,6 +145,7 @@ func (p *pool) stats() *messages.PoolStats {
 		Rejected:  copyCounts(p.rejected),
 		Completed: p.completed,
 		Upgrading: p.upgrade != nil,
+		Sessions:  len(p.sessions),
 	}
 	for _, s := range p.slots {
 		if s.removed {

@@ -157,7 +157,8 @@ func (p *pool) closeSession(ctx actor.Context, msg *CloseSession) {
 	if s.onOld(msg.ID) {
 		proc = s.old
 	}
-	delete(p.sessions, msg.ID)
+	p.forgetSession(msg.ID)
+	p.recordSessions()
 	delete(s.pinned, msg.ID) // not moved any more, nor routed to the old code
 	if u := p.upgrade; u != nil {
 		for _, su := range u.active {

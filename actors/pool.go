@@ -135,16 +135,18 @@ type pool struct {
 	queueSeq uint64
 	sessions map[string]*slot
 
-	state       string
-	err         error
-	readyOnce   *sync.Once
-	lastFailure error
-	restarts    map[string]int
-	recycled    map[string]int
-	rejected    map[string]int
-	completed   uint64
-	drainers    []*actor.PID
-	stopRecycle context.CancelFunc // ends the recycle ticker when the pool stops
+	state        string
+	err          error
+	readyOnce    *sync.Once
+	lastFailure  error
+	restarts     map[string]int
+	recycled     map[string]int
+	rejected     map[string]int
+	completed    uint64
+	drainers     []*actor.PID
+	stopRecycle  context.CancelFunc // ends the recycle ticker when the pool stops
+	stopSessions context.CancelFunc // ends the sessions' idle ticker when the pool stops
+	recent       *recency           // the sessions by last use
 	// The drain and shutdown deadlines, stopped with the pool: no timer outlives it.
 	drainTimer, shutdownTimer *time.Timer
 	workersGone               bool               // the workers' supervisor has terminated
@@ -218,6 +220,8 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.canaryDone(ctx, msg)
 	case *swapReady:
 		p.swapReady(ctx, msg)
+	case *sessionsExpire:
+		p.expireSessions(ctx)
 	case *sessionDeadline:
 		p.deadlinePassed(ctx, msg)
 	case *parkedMoved:
@@ -263,6 +267,10 @@ func (p *pool) Receive(ctx actor.Context) {
 		if p.stopRecycle != nil {
 			p.stopRecycle()
 			p.stopRecycle = nil
+		}
+		if p.stopSessions != nil {
+			p.stopSessions()
+			p.stopSessions = nil
 		}
 		stopTimer(p.drainTimer)
 		stopTimer(p.shutdownTimer)
@@ -320,6 +328,7 @@ func (p *pool) start(ctx actor.Context) {
 	}
 	p.workers = supervision.Attach(system, pid)
 	p.startRecycling(ctx)
+	p.startExpiring(ctx)
 }
 
 func (p *pool) slotID(i int) string { return p.spec.Name + "-" + strconv.Itoa(i) }

@@ -205,7 +205,7 @@ func (p *pool) pick(session string) *slot {
 		p.next = (p.next + 1) % max(n, 1)
 		if session != "" {
 			if _, bound := p.sessions[session]; !bound {
-				p.sessions[session] = best
+				p.bound(session, best)
 			}
 		}
 	}
@@ -232,6 +232,7 @@ func (p *pool) send(ctx actor.Context, s *slot, q *pending) {
 			s.sessionCalls = map[string]int{}
 		}
 		s.sessionCalls[q.session]++
+		p.recent.touch(q.session, time.Now())
 	}
 	q.done(nil)
 	if !q.queued.IsZero() {

@@ -26,6 +26,7 @@ type PoolSpec struct {
 	CancelGrace    time.Duration // how long a cancelled body may run on before its worker is replaced
 	Bridge         []bridge.Option
 	Upgrade        UpgradeSpec
+	Sessions       SessionSpec
 	// SlotEnv makes the environment of a slot's processes, on top of Bridge's, from the
 	// slot's index and the pool's size (the facade's names the slot and the pool in
 	// PYVISOR_SLOT and PYVISOR_POOL); nil adds none. It is called once per slot, when

@@ -31,6 +31,8 @@ type PoolStats struct {
 	State string // "starting", "running", "draining", "failed"
 	// Upgrading: a Reload is rolling new code through the pool.
 	Upgrading bool
+	// Sessions is how many sessions the pool holds open in its workers.
+	Sessions  int
 	Err       error // why the pool failed, when it did
 	Workers   []WorkerStats
 	Queued    int

@@ -45,6 +45,7 @@ type Metrics struct {
 	WorkerExits         metric.Int64Counter     // pool, worker, reason
 	WorkerRestarts      metric.Int64Counter     // pool, worker, reason
 	Workers             metric.Int64Gauge       // pool, state
+	Sessions            metric.Int64Gauge       // pool
 	Calls               metric.Int64Counter     // pool, tool, outcome
 	CallDuration        metric.Float64Histogram // pool, tool, outcome (exemplars: trace ids)
 	QueueDepth          metric.Int64Gauge       // pool
@@ -101,6 +102,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.WorkerExits = counter("pyvisor.worker.exits", "{exit}", "Python worker processes that ended, by reason.")
 	m.WorkerRestarts = counter("pyvisor.worker.restarts", "{restart}", "Worker restarts by their supervisor, by reason.")
 	m.Workers = gauge("pyvisor.workers", "{worker}", "Worker slots by state.")
+	m.Sessions = gauge("pyvisor.sessions", "{session}", "Sessions a pool holds open in its workers.")
 	m.Calls = counter("pyvisor.calls", "{call}", "Tool calls, by tool and outcome.")
 	m.CallDuration = histogram("pyvisor.call.duration", "Tool call duration as the caller sees it, queue included.", callBuckets)
 	m.QueueDepth = gauge("pyvisor.queue.depth", "{call}", "Calls waiting for a worker.")

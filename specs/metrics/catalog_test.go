@@ -140,7 +140,7 @@ var _ = Describe("The dashboard, the alert rules and docs/metrics.md", Label("py
 		}
 		sort.Strings(scraped)
 		GinkgoWriter.Printf("scraped families: %v\n", scraped)
-		Expect(scraped).To(HaveLen(24), "the catalog of docs/metrics.md")
+		Expect(scraped).To(HaveLen(25), "the catalog of docs/metrics.md")
 
 		alerts, err := os.ReadFile(filepath.Join(monitoring, "alerts.yml"))
 		Expect(err).NotTo(HaveOccurred())
