@@ -188,6 +188,12 @@ type PoolConfig struct {
 	// Upgrade says how Runtime.Reload rolls new tool code through the pool
 	// (docs/upgrades.md).
 	Upgrade UpgradeConfig `json:"upgrade" yaml:"upgrade"`
+	// MemoryLimit, when positive, is the most resident memory a worker's Python process may
+	// hold, in bytes, enforced while it runs calls: sampled every 50 ms, a worker past it
+	// is killed at once (its call fails with ErrMemoryLimit) and replaced, restart reason
+	// memory_limit. Default 0: no limit. Recycle.MaxRSSBytes is the soft threshold between
+	// calls. See docs/limits.md.
+	MemoryLimit int64 `json:"memory_limit" yaml:"memory_limit"`
 	// Sessions bounds the pool's sessions (none by default).
 	Sessions SessionsConfig `json:"sessions" yaml:"sessions"`
 	// SharedMemory says how large payloads travel between Go and the workers

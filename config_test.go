@@ -83,8 +83,9 @@ func fullConfig() pyvisor.Config {
 				MaxRestarts: 10, Within: time.Minute,
 				Backoff: pyvisor.BackoffConfig{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 1.5},
 			},
-			Recycle:  pyvisor.RecycleConfig{MaxCalls: 10000, MaxAge: time.Hour, MaxRSSBytes: 512 << 20, MaxGPUBytes: 8 << 30},
-			Sessions: pyvisor.SessionsConfig{IdleTimeout: 15 * time.Minute, Max: 50000},
+			Recycle:     pyvisor.RecycleConfig{MaxCalls: 10000, MaxAge: time.Hour, MaxRSSBytes: 512 << 20, MaxGPUBytes: 8 << 30},
+			MemoryLimit: 4 << 30,
+			Sessions:    pyvisor.SessionsConfig{IdleTimeout: 15 * time.Minute, Max: 50000},
 			Upgrade: pyvisor.UpgradeConfig{WarmUpTool: "echo", WarmUpArgs: `{"text": "warm"}`, WarmUpTimeout: 2 * time.Minute, DrainTimeout: 45 * time.Second,
 				Canary: 20 * time.Second, MaxFailureRatio: 0.05, SessionDeadline: 10 * time.Minute, MaxSurge: 2, Watch: true},
 			SharedMemory: pyvisor.SharedMemoryConfig{

@@ -218,6 +218,9 @@ func (p PoolConfig) validate(v *validator, path string) {
 		v.fail(path+".restart.backoff.multiplier", fmt.Sprintf("must be a finite number at least 1, got %v", m))
 	}
 
+	if p.MemoryLimit < 0 {
+		v.fail(path+".memory_limit", fmt.Sprintf("must be at least 0, got %d", p.MemoryLimit))
+	}
 	v.notNegative(path+".sessions.idle_timeout", p.Sessions.IdleTimeout)
 	v.atLeast(path+".sessions.max", p.Sessions.Max, 0)
 	up := p.Upgrade

@@ -37,8 +37,9 @@ var (
 	ErrQueueTimeout      = actors.ErrQueueTimeout
 	ErrStopped           = lifecycle.ErrStopped // the runtime stopped, or the call's worker was stopped under it (see docs/embedding.md); the one ErrStopped of the module
 	ErrPoolFailed        = actors.ErrPoolFailed
-	ErrUpgrading         = actors.ErrUpgrading  // a Reload of the pool is under way: a second Reload, or a Resize, waits for it to return
-	ErrRolledBack        = actors.ErrRolledBack // Reload's new code failed (to load, to warm up, or it crashed): the old code serves on
+	ErrUpgrading         = actors.ErrUpgrading   // a Reload of the pool is under way: a second Reload, or a Resize, waits for it to return
+	ErrMemoryLimit       = actors.ErrMemoryLimit // the worker passed PoolConfig.MemoryLimit during the call: killed, replaced (it also matches ErrWorkerCrashed)
+	ErrRolledBack        = actors.ErrRolledBack  // Reload's new code failed (to load, to warm up, or it crashed): the old code serves on
 	ErrUnknownTool       = bridge.ErrUnknownTool
 	ErrInvalidArgument   = bridge.ErrInvalidArgument
 	ErrUnknownSession    = bridge.ErrUnknownSession    // a session the worker does not hold (bridge.Client), or CloseSession of one the pool does not hold

@@ -383,7 +383,8 @@ func poolSpec(pc PoolConfig, python string, log zerolog.Logger, onReady func(err
 			MaxRSSBytes: pc.Recycle.MaxRSSBytes,
 			MaxGPUBytes: pc.Recycle.MaxGPUBytes,
 		},
-		Sessions: actors.SessionSpec{IdleTimeout: pc.Sessions.IdleTimeout, Max: pc.Sessions.Max},
+		Sessions:    actors.SessionSpec{IdleTimeout: pc.Sessions.IdleTimeout, Max: pc.Sessions.Max},
+		MemoryLimit: pc.MemoryLimit,
 		Upgrade: actors.UpgradeSpec{
 			WarmUpTool:      pc.Upgrade.WarmUpTool,
 			WarmUpArgs:      []byte(pc.Upgrade.WarmUpArgs),

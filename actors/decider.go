@@ -53,6 +53,7 @@ const (
 	ReasonCrash     = "crash"
 	ReasonHeartbeat = "heartbeat"
 	ReasonStuckBody = "stuck_body"
+	ReasonMemory    = "memory_limit"
 	ReasonStart     = "start_failed"
 	ReasonOther     = "other"
 )
@@ -84,6 +85,9 @@ func failureReason(v any) (string, error) {
 	case *startFailure:
 		return ReasonStart, f.err
 	case *crash:
+		if errors.Is(f.err, ErrMemoryLimit) {
+			return ReasonMemory, f.err
+		}
 		return ReasonCrash, f.err
 	case *heartbeatFailure:
 		return ReasonHeartbeat, f

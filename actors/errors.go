@@ -22,6 +22,9 @@ var (
 	// ErrUpgrading: a Reload of the pool is under way (a second Reload, or a Resize, is
 	// refused until it returns).
 	ErrUpgrading = errors.New("an upgrade of the pool is under way")
+	// ErrMemoryLimit: the worker's resident memory passed its pool's memory limit while it
+	// ran the call; the worker was killed and is replaced.
+	ErrMemoryLimit = errors.New("memory limit exceeded")
 	// ErrRolledBack: a Reload's new code did not start, failed its warm-up, or crashed;
 	// the old code serves on, and the error carries the cause.
 	ErrRolledBack = errors.New("upgrade rolled back")

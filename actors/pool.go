@@ -146,6 +146,7 @@ type pool struct {
 	drainers     []*actor.PID
 	stopRecycle  context.CancelFunc // ends the recycle ticker when the pool stops
 	stopSessions context.CancelFunc // ends the sessions' idle ticker when the pool stops
+	stopSampling context.CancelFunc // ends the memory sampler when the pool stops
 	recent       *recency           // the sessions by last use
 	// The drain and shutdown deadlines, stopped with the pool: no timer outlives it.
 	drainTimer, shutdownTimer *time.Timer
@@ -222,6 +223,8 @@ func (p *pool) Receive(ctx actor.Context) {
 		p.swapReady(ctx, msg)
 	case *sessionsExpire:
 		p.expireSessions(ctx)
+	case *overLimit:
+		p.overMemory(ctx, msg)
 	case *sessionDeadline:
 		p.deadlinePassed(ctx, msg)
 	case *parkedMoved:
@@ -271,6 +274,10 @@ func (p *pool) Receive(ctx actor.Context) {
 		if p.stopSessions != nil {
 			p.stopSessions()
 			p.stopSessions = nil
+		}
+		if p.stopSampling != nil {
+			p.stopSampling()
+			p.stopSampling = nil
 		}
 		stopTimer(p.drainTimer)
 		stopTimer(p.shutdownTimer)
@@ -329,6 +336,7 @@ func (p *pool) start(ctx actor.Context) {
 	p.workers = supervision.Attach(system, pid)
 	p.startRecycling(ctx)
 	p.startExpiring(ctx)
+	p.startSampling(ctx)
 }
 
 func (p *pool) slotID(i int) string { return p.spec.Name + "-" + strconv.Itoa(i) }

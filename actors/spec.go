@@ -27,6 +27,9 @@ type PoolSpec struct {
 	Bridge         []bridge.Option
 	Upgrade        UpgradeSpec
 	Sessions       SessionSpec
+	// MemoryLimit, when positive, kills a worker whose resident memory passes it, sampled
+	// every MemorySample while it serves (memory.go).
+	MemoryLimit int64
 	// SlotEnv makes the environment of a slot's processes, on top of Bridge's, from the
 	// slot's index and the pool's size (the facade's names the slot and the pool in
 	// PYVISOR_SLOT and PYVISOR_POOL); nil adds none. It is called once per slot, when

@@ -179,6 +179,8 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.finishUpgrade(ctx)
 	case *moveParked:
 		w.moveParked(ctx, msg)
+	case *killForMemory:
+		w.killForMemory(msg)
 	case *rollbackUpgrade:
 		w.rollback(ctx)
 	case *processExited:

@@ -67,11 +67,20 @@ type ExitError struct {
 	ExitCode int            // -1 when killed by a signal
 	Signal   syscall.Signal // 0 unless killed by a signal
 	Stderr   string         // the last lines the process wrote on stderr
+	// Cause is why the host killed it (Process.KillFor), nil when it died on its own.
+	Cause error
 }
 
 func (e *ExitError) Error() string {
-	return fmt.Sprintf("worker crashed: python process %d %s", e.PID, describeExit(e.ExitCode, e.Signal))
+	msg := fmt.Sprintf("worker crashed: python process %d %s", e.PID, describeExit(e.ExitCode, e.Signal))
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
 }
+
+// Unwrap returns the Cause the host killed the process for, if any.
+func (e *ExitError) Unwrap() error { return e.Cause }
 
 // Is makes errors.Is(err, ErrWorkerCrashed) true.
 func (e *ExitError) Is(target error) bool { return target == ErrWorkerCrashed }

@@ -62,10 +62,11 @@ type Process struct {
 	killing  atomic.Bool   // a Kill is under way
 	gone     atomic.Bool   // reaped: its pid may belong to another process from now on
 
-	arenas       *arenas            // shared memory; nil when off
-	closeChannel context.CancelFunc // ends the channel's stream; nil before it opens
-	tag          string             // processTagEnv's value for this worker and what it starts
-	info         Info               // its Describe at the end of the load phase
+	arenas       *arenas               // shared memory; nil when off
+	closeChannel context.CancelFunc    // ends the channel's stream; nil before it opens
+	tag          string                // processTagEnv's value for this worker and what it starts
+	info         Info                  // its Describe at the end of the load phase
+	cause        atomic.Pointer[error] // why KillFor killed it
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -316,6 +317,9 @@ func (p *Process) reaped(cmd *exec.Cmd, outputDone <-chan struct{}) {
 	if p.stderr != nil {
 		exit.Stderr = p.stderr.Tail()
 	}
+	if cause := p.cause.Load(); cause != nil {
+		exit.Cause = *cause
+	}
 	p.exit = exit
 	p.crashed = !p.stopping.Load()
 	// The arenas go with the process, but for the views of results callers still hold.
@@ -405,6 +409,14 @@ func (p *Process) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stop worker %s: %w", p.cfg.workerID, ctx.Err())
 	}
+}
+
+// KillFor kills the worker's process group at once for cause, as a failure, not a stop:
+// calls in flight fail with its *ExitError, which matches ErrWorkerCrashed and cause, and
+// the process's exit says why (a memory limit, for one).
+func (p *Process) KillFor(cause error) {
+	p.cause.CompareAndSwap(nil, &cause)
+	p.signalGroup(syscall.SIGKILL)
 }
 
 // Kill ends the worker at once with SIGKILL to its process group (OTP's brutal kill),
