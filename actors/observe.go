@@ -147,6 +147,9 @@ func (p *pool) stats() *messages.PoolStats {
 		Upgrading: p.upgrade != nil,
 		Sessions:  len(p.sessions),
 	}
+	if p.spec.MemoryLimit > 0 {
+		st.MemoryEnforcement = "sampler"
+	}
 	for _, s := range p.slots {
 		if s.removed {
 			continue

@@ -32,14 +32,17 @@ type PoolStats struct {
 	// Upgrading: a Reload is rolling new code through the pool.
 	Upgrading bool
 	// Sessions is how many sessions the pool holds open in its workers.
-	Sessions  int
-	Err       error // why the pool failed, when it did
-	Workers   []WorkerStats
-	Queued    int
-	Restarts  map[string]int // by reason
-	Recycled  map[string]int // by reason
-	Rejected  map[string]int // by reason
-	Completed uint64
+	Sessions int
+	// MemoryEnforcement says how the pool's memory limit is enforced: "sampler" (every
+	// 50 ms, while calls run), or "" without a limit.
+	MemoryEnforcement string
+	Err               error // why the pool failed, when it did
+	Workers           []WorkerStats
+	Queued            int
+	Restarts          map[string]int // by reason
+	Recycled          map[string]int // by reason
+	Rejected          map[string]int // by reason
+	Completed         uint64
 }
 
 // WorkerStats is a snapshot of one worker slot.

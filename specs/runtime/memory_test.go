@@ -21,6 +21,7 @@ var _ = Describe("A pool with a memory limit", Label("python"), func() {
 				p.MemoryLimit = 500 << 20
 			}))
 			pid := stats(rt).Workers[0].PID
+			Expect(stats(rt).MemoryEnforcement).To(Equal("sampler"))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			began := time.Now()
