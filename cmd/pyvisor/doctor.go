@@ -227,6 +227,9 @@ func workerCheck(ctx context.Context, py string, p pyvisor.PoolConfig, runtimeDi
 	}
 	c.ok = true
 	c.detail = fmt.Sprintf("started and loaded %d tools in %.1f s (load_timeout %s), Python %s", len(info.Tools), took.Seconds(), p.LoadTimeout, info.PythonVersion)
+	if p.MemoryLimit > 0 {
+		c.detail += fmt.Sprintf("; memory_limit %d MiB enforced by a sampler every 50 ms (docs/limits.md)", p.MemoryLimit>>20)
+	}
 	if took > p.LoadTimeout/2 {
 		c.warn = true
 		c.fix = "the load takes over half the pool's load_timeout: raise it, or a slower machine will fail to start"

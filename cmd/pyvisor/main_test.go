@@ -236,6 +236,7 @@ func TestDoctorStartsAWorkerOfEachPoolAndWeighsItsLoadAgainstTheBound(t *testing
 pools:
   - name: quick
     tools: [pyvisor_worker.examples]
+    memory_limit: 1073741824
   - name: model
     tools: [model_import]
     env: {PYTHONPATH: %s}
@@ -247,6 +248,7 @@ pools:
 	code, out, _ := runCmd(t, "doctor", "-config", config)
 	for _, want := range []string{
 		"ok   pool quick: a worker of pyvisor_worker.examples: started and loaded ",
+		"memory_limit 1024 MiB enforced by a sampler every 50 ms",
 		"FAIL pool model: a worker of model_import: did not start",
 		"fix: raise the pool's load_timeout (now 1s) above the import's time",
 	} {
