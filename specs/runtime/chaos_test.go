@@ -38,6 +38,9 @@ var _ = Describe("Under chaos", Label("python", "slow"), func() {
 		)
 		fds := openFDs()
 		rt, _ := start(pool(workers, func(p *pyvisor.PoolConfig) {
+			p.Tools = append(p.Tools, "memory_tools") // a tool whose memory runs away, for the memory faults
+			p.Dir = modelTools
+			p.MemoryLimit = 300 << 20
 			p.Heartbeat = pyvisor.HeartbeatConfig{Enabled: true, Interval: 100 * time.Millisecond, Timeout: 150 * time.Millisecond, MaxMissed: 2, InitialDelay: 100 * time.Millisecond}
 			p.Restart = pyvisor.RestartConfig{MaxRestarts: 10_000, Within: time.Second}
 			p.CancelGrace = 300 * time.Millisecond
@@ -45,7 +48,8 @@ var _ = Describe("Under chaos", Label("python", "slow"), func() {
 		duration := chaosSeconds()
 		end := time.Now().Add(duration)
 
-		var faults, kills, stops atomic.Int64
+		var faults, kills, stops, runaways, memoryKills atomic.Int64
+		var runawayCalls sync.WaitGroup
 		var lastFault atomic.Int64
 		faulter := make(chan struct{})
 		go func() {
@@ -64,6 +68,22 @@ var _ = Describe("Under chaos", Label("python", "slow"), func() {
 					}
 				}
 				if len(pids) == 0 {
+					continue
+				}
+				if rand.IntN(3) == 0 { // a memory runaway: a call whose memory passes the limit
+					runaways.Add(1)
+					faults.Add(1)
+					runawayCalls.Go(func() {
+						defer GinkgoRecover()
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						_, err := rt.Execute(ctx, "default", "grow", map[string]int{"mb_per_step": 100, "step_ms": 50, "steps": 40})
+						lastFault.Store(time.Now().UnixNano()) // the fault is the kill, when the call ends
+						Expect(err).To(MatchError(pyvisor.ErrWorkerCrashed), "a runaway ends with its worker, killed by the limit or by another fault")
+						if errors.Is(err, pyvisor.ErrMemoryLimit) {
+							memoryKills.Add(1)
+						}
+					})
 					continue
 				}
 				sig, n := syscall.SIGKILL, &kills
@@ -118,6 +138,7 @@ var _ = Describe("Under chaos", Label("python", "slow"), func() {
 		}
 		wg.Wait()
 		<-faulter
+		runawayCalls.Wait()
 
 		began := time.Now()
 		Eventually(func() int {
@@ -137,8 +158,8 @@ var _ = Describe("Under chaos", Label("python", "slow"), func() {
 		for _, n := range outcomes {
 			calls += n
 		}
-		report := fmt.Sprintf("chaos: %v, %d faults (%d SIGKILL, %d SIGSTOP), %d calls %v, worst lateness past a deadline %v, full size %v after the callers stopped (%v after the last fault), restarts %v",
-			duration, faults.Load(), kills.Load(), stops.Load(), calls, outcomes, worstLate.Round(time.Millisecond),
+		report := fmt.Sprintf("chaos: %v, %d faults (%d SIGKILL, %d SIGSTOP, %d memory runaways, %d of them stopped by the limit), %d calls %v, worst lateness past a deadline %v, full size %v after the callers stopped (%v after the last fault), restarts %v",
+			duration, faults.Load(), kills.Load(), stops.Load(), runaways.Load(), memoryKills.Load(), calls, outcomes, worstLate.Round(time.Millisecond),
 			backIn.Round(time.Millisecond), sinceLastFault.Round(time.Millisecond), stats(rt).Restarts)
 		AddReportEntry("chaos", report)
 		GinkgoWriter.Println(report)
