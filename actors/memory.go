@@ -31,38 +31,25 @@ type (
 	}
 )
 
-// startSampling starts the memory sampler when the pool has a limit, until stopSampling.
+// startSampling starts the memory sampler when the pool has a limit, until the pool stops.
 func (p *pool) startSampling(ctx actor.Context) {
 	limit := p.spec.MemoryLimit
 	if limit <= 0 {
 		return
 	}
-	system, self := ctx.ActorSystem(), ctx.Self()
-	sctx, stop := context.WithCancel(context.Background())
-	p.stopSampling = stop
-	counters := p.countersSnapshot
-	go func() {
-		tick := time.NewTicker(memorySample)
-		defer tick.Stop()
-		reported := map[int]bool{} // a process is reported once
-		for {
-			select {
-			case <-tick.C:
-				for id, c := range counters() {
-					pid := int(c.pid.Load())
-					if pid <= 0 || reported[pid] {
-						continue
-					}
-					if rss := rss(pid); rss > limit {
-						reported[pid] = true
-						system.Root.Send(self, &overLimit{slot: id, pid: pid, rss: rss})
-					}
-				}
-			case <-sctx.Done():
-				return
+	reported := map[int]bool{} // a process is reported once; only the sampler's goroutine uses it
+	p.every(ctx, memorySample, func(_ context.Context, send func(any)) {
+		for id, c := range p.countersSnapshot() {
+			pid := int(c.pid.Load())
+			if pid <= 0 || reported[pid] {
+				continue
+			}
+			if rss := rss(pid); rss > limit {
+				reported[pid] = true
+				send(&overLimit{slot: id, pid: pid, rss: rss})
 			}
 		}
-	}()
+	})
 	p.log.Info().Int64("memory_limit", limit).Str("enforcement", "sampler").Dur("every", memorySample).
 		Msg("worker memory limit enforced")
 }

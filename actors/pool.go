@@ -135,19 +135,17 @@ type pool struct {
 	queueSeq uint64
 	sessions map[string]*slot
 
-	state        string
-	err          error
-	readyOnce    *sync.Once
-	lastFailure  error
-	restarts     map[string]int
-	recycled     map[string]int
-	rejected     map[string]int
-	completed    uint64
-	drainers     []*actor.PID
-	stopRecycle  context.CancelFunc // ends the recycle ticker when the pool stops
-	stopSessions context.CancelFunc // ends the sessions' idle ticker when the pool stops
-	stopSampling context.CancelFunc // ends the memory sampler when the pool stops
-	recent       *recency           // the sessions by last use
+	state       string
+	err         error
+	readyOnce   *sync.Once
+	lastFailure error
+	restarts    map[string]int
+	recycled    map[string]int
+	rejected    map[string]int
+	completed   uint64
+	drainers    []*actor.PID
+	stops       []func() // what ends with the pool: tickers, metric callbacks (ticker.go)
+	recent      *recency // the sessions by last use
 	// The drain and shutdown deadlines, stopped with the pool: no timer outlives it.
 	drainTimer, shutdownTimer *time.Timer
 	workersGone               bool               // the workers' supervisor has terminated
@@ -158,11 +156,9 @@ type pool struct {
 	label                     string             // the last Upgrade's version label, for new slots
 	cancelResize              context.CancelFunc // ends the Resize under way when the pool stops
 
-	attrs         metric.MeasurementOption // pool=<name>
-	countersMu    sync.Mutex               // guards counters: read at metric collection
-	counters      map[string]*slotCounters
-	stopObserving func() error
-	stopVersions  func() error
+	attrs      metric.MeasurementOption // pool=<name>
+	countersMu sync.Mutex               // guards counters: read at metric collection
+	counters   map[string]*slotCounters
 }
 
 // workersStrategy is the pool's protoactor strategy for its one child, the workers'
@@ -259,26 +255,7 @@ func (p *pool) Receive(ctx actor.Context) {
 			p.cancelResize() // its requests to the workers' supervisor would go unanswered
 			p.cancelResize = nil
 		}
-		if p.stopObserving != nil {
-			_ = p.stopObserving()
-			p.stopObserving = nil
-		}
-		if p.stopVersions != nil {
-			_ = p.stopVersions()
-			p.stopVersions = nil
-		}
-		if p.stopRecycle != nil {
-			p.stopRecycle()
-			p.stopRecycle = nil
-		}
-		if p.stopSessions != nil {
-			p.stopSessions()
-			p.stopSessions = nil
-		}
-		if p.stopSampling != nil {
-			p.stopSampling()
-			p.stopSampling = nil
-		}
+		p.stopAll()
 		stopTimer(p.drainTimer)
 		stopTimer(p.shutdownTimer)
 		p.failQueue(ctx, ErrStopped)
@@ -292,12 +269,12 @@ func (p *pool) start(ctx actor.Context) {
 	p.counters = map[string]*slotCounters{}
 	p.zeroMetrics()
 	if stop, err := p.spec.Metrics.ObserveMemory(p.observeMemory); err == nil {
-		p.stopObserving = stop
+		p.onStop(func() { _ = stop() })
 	} else {
 		p.log.Warn().Err(err).Msg("worker memory will not be reported")
 	}
 	if stop, err := p.spec.Metrics.ObserveVersions(p.observeVersions); err == nil {
-		p.stopVersions = stop
+		p.onStop(func() { _ = stop() })
 	} else {
 		p.log.Warn().Err(err).Msg("worker code versions will not be reported")
 	}

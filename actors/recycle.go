@@ -15,8 +15,8 @@ import (
 )
 
 // startRecycling starts the pool's recycle ticker when a recycle rule needs one (age,
-// memory, GPU memory): it sends the pool a recycleCheck on each tick until stopRecycle
-// is called. GPU memory is read on the ticker's goroutine, not the pool's.
+// memory, GPU memory): it sends the pool a recycleCheck on each tick until the pool
+// stops. GPU memory is read on the ticker's goroutine, not the pool's.
 func (p *pool) startRecycling(ctx actor.Context) {
 	r := p.spec.Recycle
 	var gpu *gpuWatch
@@ -26,21 +26,9 @@ func (p *pool) startRecycling(ctx actor.Context) {
 	if r.MaxAge <= 0 && r.MaxRSSBytes <= 0 && gpu == nil {
 		return
 	}
-	system, self := ctx.ActorSystem(), ctx.Self()
-	tick := time.NewTicker(recycleInterval(r.MaxAge))
-	rctx, stop := context.WithCancel(context.Background())
-	p.stopRecycle = stop
-	go func() {
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				system.Root.Send(self, &recycleCheck{gpu: gpu.poll(rctx)})
-			case <-rctx.Done():
-				return
-			}
-		}
-	}()
+	p.every(ctx, recycleInterval(r.MaxAge), func(tctx context.Context, send func(any)) {
+		send(&recycleCheck{gpu: gpu.poll(tctx)})
+	})
 }
 
 func recycleInterval(maxAge time.Duration) time.Duration {

@@ -115,28 +115,16 @@ func (p *pool) expireSessions(_ actor.Context) {
 }
 
 // startExpiring starts the ticker of the sessions' idle timeout (a tenth of it, between
-// 50 ms and 1 s), until stopSessions is called.
+// 50 ms and 1 s), until the pool stops.
 func (p *pool) startExpiring(ctx actor.Context) {
 	p.recent = newRecency()
 	ttl := p.spec.Sessions.IdleTimeout
 	if ttl <= 0 {
 		return
 	}
-	system, self := ctx.ActorSystem(), ctx.Self()
-	tick := time.NewTicker(min(max(ttl/10, 50*time.Millisecond), time.Second))
-	sctx, stop := context.WithCancel(context.Background())
-	p.stopSessions = stop
-	go func() {
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				system.Root.Send(self, &sessionsExpire{})
-			case <-sctx.Done():
-				return
-			}
-		}
-	}()
+	p.every(ctx, min(max(ttl/10, 50*time.Millisecond), time.Second), func(_ context.Context, send func(any)) {
+		send(&sessionsExpire{})
+	})
 }
 
 // bound binds a new session to s, making room first.

@@ -463,6 +463,18 @@ var _ = Describe("Reload: new tool code rolled through a running pool", Label("p
 		})
 	})
 
+	It("holds recycling while it runs, and catches up after, with no failed call", func() {
+		dir := toolsDir()
+		rt, _ := start(upgradePool(dir, 2, func(p *pyvisor.PoolConfig) { p.Recycle.MaxCalls = 20 }))
+		l := startLoad(rt, 4, "pause", map[string]int{"ms": 5})
+		rewrite(dir, upgradeTools("v2", "time.sleep(1)", "pass"))
+		Expect(reload(rt)).To(Succeed(), "no recycle takes an upgrading slot's process from under it")
+		Eventually(func() int { return stats(rt).Recycled["max_calls"] }).Should(BeNumerically(">", 0), "recycling goes on after it")
+		l.end()
+		Expect(l.errs).To(BeEmpty())
+		Expect(callVersion(rt)).To(Equal("v2"), "a recycled worker starts on the new code")
+	})
+
 	It("upgrades max_surge workers at once, still with no failed call", func() {
 		dir := toolsDir()
 		rt, _ := start(upgradePool(dir, 4, func(p *pyvisor.PoolConfig) { p.Upgrade.MaxSurge = 4 }))
